@@ -1,0 +1,269 @@
+"""Every zope.interface contract of imapwebpush, in one file: the doors between rooms.
+
+A room (store/, imap/, smtp/, webpush/) imports the interfaces of another room
+and its public constructors, never its private helpers. Implementations
+declare what they provide with ``@implementer``.
+
+Two kinds of API live here:
+
+* the store and the subscription store are synchronous: they write a few KB
+  to local disk or SQLite, which is fine on the reactor thread (DESIGN.md);
+* anything that talks to the network returns a Deferred.
+"""
+
+from zope.interface import Attribute, Interface
+
+# ---------------------------------------------------------------------------
+# store/: mailboxes, accounts, users, the change bus
+# ---------------------------------------------------------------------------
+
+
+class IChangeListener(Interface):
+    """Receives the typed change events of ``imapwebpush.store.events``."""
+
+    def changed(event):
+        """Called once per event, after the change is durable. Must not raise."""
+
+
+class IChangeBus(Interface):
+    """Fans the events of one account (or of the whole store) out to listeners."""
+
+    def subscribe(listener):
+        """Add an L{IChangeListener}."""
+
+    def unsubscribe(listener):
+        """Remove it; unknown listeners are ignored."""
+
+    def publish(event):
+        """Deliver ``event`` to every listener, in subscription order.
+
+        A listener that raises is logged and does not stop the others.
+        """
+
+
+class IStoredMessage(Interface):
+    """One message of a mailbox, named by its UID."""
+
+    uid = Attribute("int")
+    flags = Attribute("frozenset of str: system flags (\\Seen...) and keywords; never \\Recent")
+    modseq = Attribute("int: CONDSTORE mod-sequence of the last change")
+    size = Attribute("int: octets of the message as stored (CRLF line ends)")
+    internaldate = Attribute("float: seconds since the epoch")
+
+    def read():
+        """The whole message, bytes with CRLF line ends."""
+
+    def headers():
+        """The raw header block, bytes, up to and including the blank line."""
+
+
+class IStoredMailbox(Interface):
+    """A mailbox addressed by UIDs; knows nothing of sessions or sequence numbers.
+
+    Every mutating method takes ``origin`` (an opaque token, typically the IMAP
+    session) that is copied into the change events it announces.
+    """
+
+    name = Attribute("str: full name with '/' as separator ('INBOX' for the inbox)")
+    uidvalidity = Attribute("int")
+    uidnext = Attribute("int")
+    highestmodseq = Attribute("int")
+
+    def uids():
+        """Sorted list of the UIDs of the messages now in the mailbox.
+
+        Files dropped into the Maildir by other tools get UIDs here.
+        """
+
+    def message(uid):
+        """The L{IStoredMessage} with that UID; KeyError when there is none."""
+
+    def add(data, flags=(), internaldate=None, origin=None):
+        """Store a message durably (tmp, fsync, rename), announce MessageAdded; return its UID."""
+
+    def set_flags(uids, flags, mode, unchangedsince=None, origin=None):
+        """Change flags; ``mode`` is 'replace', 'add' or 'remove'.
+
+        Returns ``(changed, failed)``: ``changed`` maps uid -> (new flags, modseq) for
+        messages whose flags actually changed, ``failed`` lists the UIDs refused by
+        ``unchangedsince`` (CONDSTORE). Announces one FlagsChanged for all of them.
+        """
+
+    def expunge(uids=None, origin=None):
+        """Remove messages flagged \\Deleted (only among ``uids`` when given).
+
+        Returns the sorted list of removed UIDs; announces one MessagesExpunged.
+        """
+
+    def copy(uids, destination, origin=None):
+        """Copy to another L{IStoredMailbox}; returns [(source uid, new uid), ...]."""
+
+    def move(uids, destination, origin=None):
+        """Copy then expunge from here (whatever their flags); returns the pairs."""
+
+    def claim_recent():
+        """Move messages from new/ to cur/ and return the set of their UIDs.
+
+        The one session that claims them sees them as \\Recent (RFC 3501).
+        """
+
+
+class IAccount(Interface):
+    """One user's mailboxes and change bus."""
+
+    address = Attribute("str: the account's address, lower-cased")
+    bus = Attribute("IChangeBus of this account")
+
+    def mailbox(name):
+        """The L{IStoredMailbox} ``name`` ('inbox' in any case is INBOX).
+
+        Raises L{imapwebpush.store.errors.MailboxNotFound}.
+        """
+
+    def list_mailboxes():
+        """Sorted names of every mailbox, INBOX first."""
+
+    def create_mailbox(name, origin=None):
+        """Create it (and missing parents); MailboxExists if it exists."""
+
+    def delete_mailbox(name, origin=None):
+        """Delete it; a mailbox with children becomes \\Noselect (RFC 3501 6.3.4)."""
+
+    def rename_mailbox(old, new, origin=None):
+        """Rename with its children; renaming INBOX moves its messages (RFC 3501 6.3.5)."""
+
+    def special_use(name):
+        """'\\Sent', '\\Drafts', '\\Trash', '\\Junk' or None."""
+
+    def subscribe(name):
+        """Persist a LSUB subscription."""
+
+    def unsubscribe(name):
+        """Drop a LSUB subscription."""
+
+    def subscriptions():
+        """Sorted list of subscribed names."""
+
+
+class IMailStore(Interface):
+    """All accounts under one data folder."""
+
+    bus = Attribute("IChangeBus that receives the events of every account")
+
+    def account(address):
+        """The L{IAccount} for ``address`` (one object per address, created on demand)."""
+
+    def delete_account(address):
+        """Remove every mailbox of the account from disk."""
+
+
+class IUserDatabase(Interface):
+    """Users and their hashed passwords."""
+
+    def add(address, password):
+        """Create a user; ValueError if it exists or the address is not valid."""
+
+    def delete(address):
+        """Remove a user; KeyError if unknown."""
+
+    def set_password(address, password):
+        """Change a password; KeyError if unknown."""
+
+    def check(address, password):
+        """True when the password is right (constant-time compare)."""
+
+    def exists(address):
+        """True for a known user."""
+
+    def users():
+        """Sorted list of addresses."""
+
+
+# ---------------------------------------------------------------------------
+# webpush/: crypto, VAPID keys, delivery, subscriptions, dispatch
+# ---------------------------------------------------------------------------
+
+
+class IVapidKeyring(Interface):
+    """The server's VAPID keys. A key is named by its public key text (87 chars)."""
+
+    def current():
+        """The name (public key text) of the current key."""
+
+    def keys():
+        """Names of every key kept, current included."""
+
+    def rotate():
+        """Make a new current key, keep the old ones; return the new name."""
+
+    def retire(name):
+        """Forget a key that is not current; ValueError for the current key."""
+
+    def authorization(name, endpoint):
+        """The ``Authorization: vapid t=..., k=...`` value for ``endpoint``'s origin.
+
+        Cached per (key, origin) and renewed shortly before it expires.
+        """
+
+
+class IEndpointPolicy(Interface):
+    """Which push endpoints the server will talk to (SPEC 7)."""
+
+    def check_url(url):
+        """Raise L{imapwebpush.webpush.policy.EndpointRefused} with a reason, or return None."""
+
+
+class IPushSender(Interface):
+    """Gets one encrypted, signed push to a push service, with the retries of SPEC 6.1."""
+
+    def send(target, payload, urgency, ttl, topic=None, context=None):
+        """Send ``payload`` (bytes, at most MAX_PLAINTEXT) to the L{PushTarget}.
+
+        ``context`` is a JSON-serialisable dict kept with the delivery (on disk
+        while it waits) and returned in the outcome. Returns a Deferred that
+        fires with the final L{PushOutcome} (after retries); it never errbacks.
+        Outcomes are also reported to the sender's L{IPushOutcomeObserver},
+        which sees the outcome of deliveries resumed after a restart too.
+        """
+
+
+class IPushOutcomeObserver(Interface):
+    """Applies what push services answered (delete on 404/410, pending after 3 rejections)."""
+
+    def pushOutcome(outcome):
+        """Called once per final L{PushOutcome}. Must not raise."""
+
+
+class ISubscriptionStore(Interface):
+    """Persistent WEBPUSH subscriptions (SPEC 3 and 4). Synchronous, one transaction per change.
+
+    Owned by the WEBPUSH command room; the dispatcher only reads through
+    ``active`` and ``get``.
+    """
+
+    def get(account, subscription_id):
+        """The L{Subscription} or None."""
+
+    def list(account):
+        """Every subscription of the account, pending ones included, sorted by id."""
+
+    def active(account):
+        """The active subscriptions of the account (silenced ones included)."""
+
+
+class IPushDispatcher(Interface):
+    """Turns change events into pushes; told by the WEBPUSH commands when silences end."""
+
+    def silenceEnded(account, subscription_id):
+        """A silence was lifted early (SILWEBPUSH 0, LOGOUT, disconnect): flush dropped events."""
+
+
+class IWebPushAccount(Interface):
+    """What the WEBPUSH command handlers need from a logged-in avatar.
+
+    An existing Twisted IMAP stack gains WEBPUSH by making its avatar adaptable
+    to this interface and using our server subclass or its mixin.
+    """
+
+    account = Attribute("str: the account id the subscriptions belong to")
+    webpush = Attribute("the server-wide WebPush service (store, keyring, verifier, dispatcher)")
