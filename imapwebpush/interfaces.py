@@ -250,6 +250,46 @@ class ISubscriptionStore(Interface):
     def active(account):
         """The active subscriptions of the account (silenced ones included)."""
 
+    # The methods below are used by the WEBPUSH command room only (webpush/service.py).
+
+    def accounts():
+        """Sorted accounts that have at least one subscription."""
+
+    def count(account):
+        """How many subscriptions (pending included) the account has."""
+
+    def set_pending(account, subscription_id, endpoint, p256dh, auth, vapid_key, now, limit,
+                    token_digest):
+        """Create/update as pending under ``vapid_key`` and store the token hash, in one
+        transaction. Raises SubscriptionLimitReached for a new id past ``limit``."""
+
+    def acknowledge(account, token_digest, now, lifetime):
+        """Spend a token (constant-time compare, single use): the now active Subscription or None."""
+
+    def delete(account, subscription_id):
+        """Erase it and its tokens; True when it existed."""
+
+    def delete_account(account):
+        """Erase every subscription and token of the account."""
+
+    def silence(account, subscription_id, until=None, connection=None):
+        """Set or clear the silence: (before, after) Subscriptions, or None when unknown."""
+
+    def end_connection(connection):
+        """End the silences tied to a connection id; the (account, id) pairs ended."""
+
+    def record_success(account, subscription_id, now):
+        """Reset the failure counters."""
+
+    def record_failure(account, subscription_id, now, rejected):
+        """Count a failure: (consecutive rejections, first failure time) or None."""
+
+    def make_pending(account, subscription_id, now):
+        """Active -> pending (repeated rejections); True when it changed."""
+
+    def prune(now, pending_lifetime, failing_lifetime, token_lifetime):
+        """Delete stale pending and long-failing subscriptions: [(account, id, reason)]."""
+
 
 class IPushDispatcher(Interface):
     """Turns change events into pushes; told by the WEBPUSH commands when silences end."""

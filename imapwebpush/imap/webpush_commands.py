@@ -1,0 +1,278 @@
+"""The WEBPUSH commands (SPEC 3) as a mixin for any twisted IMAP4Server subclass.
+
+    class MyServer(WebPushCommandsMixin, imap4.IMAP4Server): ...
+
+The handlers only parse, call the server-wide L{WebPushService} found through
+``IWebPushAccount(self.account)``, and format its answers; they never touch
+storage. An avatar that is not ours gains WEBPUSH by being adaptable to
+L{IWebPushAccount} (``registerAdapter``, or ``@implementer`` on a wrapper).
+
+Argument parsing follows IMAP's astring (atom, quoted string, literal); ``NIL``
+is recognised only as an atom, so ``"NIL"`` stays a string.
+"""
+
+import re
+import secrets
+
+from twisted.logger import Logger
+from twisted.mail.imap4 import IllegalClientResponse
+
+from imapwebpush import decisions
+from imapwebpush.interfaces import IWebPushAccount
+from imapwebpush.webpush.service import BadArguments, CommandError
+
+log = Logger()
+
+_ABSENT = object()  # an optional argument that was not given
+
+# Characters we refuse in an atom: SP, CTL, 8-bit, and ( ) { " \ (RFC 3501 atom-specials
+# minus the list wildcards % * and resp-special ], which endpoints and patterns use).
+_BAD_ATOM_RE = re.compile(rb'[\x00-\x20\x7f-\xff(){"\\]')
+_LITERAL_RE = re.compile(rb"\{([0-9]{1,9})\}\Z")
+_STRICT_ATOM_RE = re.compile(r'\A[^\x00-\x20\x7f-\uffff(){%*"\\\]]+\Z')
+_NUMBER_RE = re.compile(r"\A[0-9]{1,20}\Z")
+_TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,256}={0,2}\Z")
+
+
+class _Str(bytes):
+    """An astring value (never NIL)."""
+
+
+def _astring(self, line, nil_ok=False):
+    """Parse one astring (or NIL atom when ``nil_ok``): (value, rest) or a Deferred of it.
+
+    The rest after a literal starts with its separating space; the rest after
+    an atom or quoted string does not.
+    """
+    if line is None:
+        raise IllegalClientResponse("Missing argument")
+    if line[:1] == b" ":
+        line = line[1:]
+    if not line:
+        raise IllegalClientResponse("Missing argument")
+    first = line[:1]
+    if first == b'"':
+        out = bytearray()
+        i = 1
+        while i < len(line):
+            ch = line[i:i + 1]
+            if ch == b"\\":
+                nxt = line[i + 1:i + 2]
+                if nxt not in (b'"', b"\\"):
+                    raise IllegalClientResponse("Bad escape in quoted string")
+                out += nxt
+                i += 2
+                continue
+            if ch == b'"':
+                rest = line[i + 1:]
+                if rest and rest[:1] != b" ":
+                    raise IllegalClientResponse("Missing space after quoted string")
+                return _Str(bytes(out)), rest[1:]
+            if ch in (b"\r", b"\n", b"\x00"):
+                raise IllegalClientResponse("CR, LF or NUL in quoted string")
+            out += ch
+            i += 1
+        raise IllegalClientResponse("Unmatched quotes")
+    if first == b"{":
+        m = _LITERAL_RE.match(line)
+        if not m:
+            raise IllegalClientResponse("Malformed literal")
+        d = self._stringLiteral(int(m.group(1)))
+        return d.addCallback(lambda result: (_Str(result[0]), result[1]))
+    atom, _, rest = line.partition(b" ")
+    if not atom or _BAD_ATOM_RE.search(atom):
+        raise IllegalClientResponse("Malformed atom %r" % (atom[:40],))
+    if nil_ok and atom.upper() == b"NIL":
+        return None, rest
+    return _Str(atom), rest
+
+
+def _arg_astring(self, line):
+    return _astring(self, line)
+
+
+def _arg_nstring(self, line):
+    """An astring or the atom NIL (None)."""
+    return _astring(self, line, nil_ok=True)
+
+
+def _opt_nstring(self, line):
+    """Like _arg_nstring, but absent (``_ABSENT``) when the line has ended."""
+    if not line:
+        return _ABSENT, b""
+    return _astring(self, line, nil_ok=True)
+
+
+def _arg_rest(self, line):
+    return line, b""
+
+
+def _text(value, what):
+    """Decode an argument as UTF-8, or BadArguments."""
+    if value is None or value is _ABSENT:
+        raise BadArguments("%s is required" % what)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadArguments("%s is not UTF-8" % what)
+
+
+def _quote(text):
+    """An IMAP atom when possible, else a quoted string (endpoints never hold CR/LF)."""
+    if _STRICT_ATOM_RE.match(text) and text.upper() != "NIL":
+        return text.encode("utf-8")
+    return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode("utf-8") + b'"'
+
+
+class WebPushCommandsMixin:
+    """GETVAPID, WEBPUSH, ACKWEBPUSH, LWEBPUSH, SILWEBPUSH for an IMAP4Server subclass.
+
+    Put it before IMAP4Server in the bases. It adds the WEBPUSH capability once
+    the user is authenticated and the avatar adapts to IWebPushAccount.
+    """
+
+    _webpush_connection = None
+    _webpush_silenced_with = None  # the service holding silences of this connection
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def webpush_connection_id(self):
+        """An id for this connection, for "silenced until this connection ends"."""
+        if self._webpush_connection is None:
+            self._webpush_connection = secrets.token_hex(12)
+        return self._webpush_connection
+
+    def _webpush_account(self):
+        if self.account is None:
+            return None
+        return IWebPushAccount(self.account, None)
+
+    def capabilities(self):
+        caps = super().capabilities()
+        if self.state in ("auth", "select") and self._webpush_account() is not None:
+            caps[b"WEBPUSH"] = None
+        return caps
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        svc, self._webpush_silenced_with = self._webpush_silenced_with, None
+        if svc is not None:
+            try:
+                svc.connection_ended(self.webpush_connection_id())
+            except Exception:
+                log.failure("ending the silences of an IMAP connection failed")
+
+    def _webpush_run(self, tag, name, work):
+        """Run ``work(account_id, service)``; turn its errors into tagged BAD/NO."""
+        wp = self._webpush_account()
+        if wp is None:
+            self.sendNegativeResponse(tag, b"WEBPUSH is not available for this account")
+            return
+        try:
+            work(wp.account, wp.webpush)
+        except CommandError as e:
+            message = e.message.encode("utf-8", "replace")
+            if e.code:
+                message = b"[" + e.code + b"] " + message
+            self._respond(e.answer, tag, message)
+            return
+        except Exception:
+            log.failure("{command} failed", command=name)
+            self.sendNegativeResponse(tag, b"[SERVERBUG] " + name + b" failed; see the server log")
+            return
+        self.sendPositiveResponse(tag, name + b" completed")
+
+    def _webpush_line(self, sub, now):
+        self.sendUntaggedResponse(
+            b"WEBPUSH " + sub.id.encode("ascii") + b" " + _quote(sub.endpoint) + b" "
+            + sub.silence_field(now).encode("ascii"))
+
+    def _webpush_needs_auth(self, tag, rest):
+        self.sendBadResponse(tag, b"WEBPUSH commands are valid only after authentication")
+
+    # -- GETVAPID ------------------------------------------------------------------------
+
+    def do_GETVAPID(self, tag):
+        def work(account, svc):
+            self.sendUntaggedResponse(b"VAPID " + svc.vapid_key().encode("ascii"))
+        self._webpush_run(tag, b"GETVAPID", work)
+
+    # -- WEBPUSH ---------------------------------------------------------------------------
+
+    def do_WEBPUSH(self, tag, sid, endpoint, p256dh, auth):
+        def work(account, svc):
+            subscription_id = _text(sid, "subscription id")
+            if endpoint is None:
+                if p256dh is not _ABSENT or auth is not _ABSENT:
+                    raise BadArguments("WEBPUSH <id> NIL takes no further arguments")
+                svc.unsubscribe(account, subscription_id)
+                return
+            if p256dh is _ABSENT or auth is _ABSENT:
+                raise BadArguments("WEBPUSH needs an id, an endpoint, p256dh and auth")
+            if p256dh is None or auth is None:
+                raise BadArguments("p256dh and auth are required (NIL is not allowed)")
+            sub, key = svc.subscribe(account, subscription_id, _text(endpoint, "endpoint"),
+                                     _text(p256dh, "p256dh"), _text(auth, "auth"))
+            self.sendUntaggedResponse(b"VAPID " + key.encode("ascii"))
+            self._webpush_line(sub, svc.now())
+        self._webpush_run(tag, b"WEBPUSH", work)
+
+    # -- ACKWEBPUSH ----------------------------------------------------------------------
+
+    def do_ACKWEBPUSH(self, tag, token):
+        def work(account, svc):
+            text = _text(token, "token")
+            if not _TOKEN_RE.match(text):
+                raise BadArguments("a token is base64url text")
+            sub = svc.acknowledge(account, text)
+            self._webpush_line(sub, svc.now())
+        self._webpush_run(tag, b"ACKWEBPUSH", work)
+
+    # -- LWEBPUSH --------------------------------------------------------------------------
+
+    def do_LWEBPUSH(self, tag, pattern):
+        def work(account, svc):
+            now = svc.now()
+            for sub in svc.list(account, _text(pattern, "pattern")):
+                self._webpush_line(sub, now)
+        self._webpush_run(tag, b"LWEBPUSH", work)
+
+    # -- SILWEBPUSH --------------------------------------------------------------------------
+
+    def do_SILWEBPUSH(self, tag, sid, duration):
+        def work(account, svc):
+            subscription_id = _text(sid, "subscription id")
+            if duration is None:
+                seconds = None
+            else:
+                text = _text(duration, "duration")
+                if not _NUMBER_RE.match(text):
+                    raise BadArguments("duration must be a number of seconds (at most %d),"
+                                       " 0 or NIL" % decisions.MAX_SILENCE)
+                seconds = int(text)
+            connection = self.webpush_connection_id()
+            sub = svc.silence(account, subscription_id, seconds, connection)
+            if seconds is None:
+                self._webpush_silenced_with = svc
+            self._webpush_line(sub, svc.now())
+        self._webpush_run(tag, b"SILWEBPUSH", work)
+
+    # -- dispatch tables (twisted looks up "<state>_<COMMAND>") -----------------------------
+
+    auth_GETVAPID = (do_GETVAPID,)
+    auth_WEBPUSH = (do_WEBPUSH, _arg_astring, _arg_nstring, _opt_nstring, _opt_nstring)
+    auth_ACKWEBPUSH = (do_ACKWEBPUSH, _arg_astring)
+    auth_LWEBPUSH = (do_LWEBPUSH, _arg_astring)
+    auth_SILWEBPUSH = (do_SILWEBPUSH, _arg_astring, _arg_nstring)
+
+    select_GETVAPID = auth_GETVAPID
+    select_WEBPUSH = auth_WEBPUSH
+    select_ACKWEBPUSH = auth_ACKWEBPUSH
+    select_LWEBPUSH = auth_LWEBPUSH
+    select_SILWEBPUSH = auth_SILWEBPUSH
+
+    unauth_GETVAPID = (_webpush_needs_auth, _arg_rest)
+    unauth_WEBPUSH = unauth_GETVAPID
+    unauth_ACKWEBPUSH = unauth_GETVAPID
+    unauth_LWEBPUSH = unauth_GETVAPID
+    unauth_SILWEBPUSH = unauth_GETVAPID

@@ -1,0 +1,419 @@
+"""The server-wide WEBPUSH service: what every IMAP session's WEBPUSH commands talk to.
+
+It holds the subscription store, the VAPID keyring, the push sender, the
+endpoint policy, the clock and the limits; issues ACK tokens and sends the
+verification push (SPEC 3.3, 4); applies what push services answer
+(L{IPushOutcomeObserver}, SPEC 6.1); and prunes stale subscriptions on a
+L{LoopingCall} driven by the injected clock.
+
+Errors meant for the client are L{CommandError}s carrying the IMAP answer
+(BAD or NO) and a sentence; the command handlers only format them.
+"""
+
+import base64
+import binascii
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from twisted.application import service
+from twisted.internet import task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from imapwebpush import decisions
+from imapwebpush.interfaces import IPushOutcomeObserver
+from imapwebpush.webpush import model
+from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_hash
+
+# How often the store is swept for stale subscriptions and tokens (not a SPEC number:
+# it only bounds how late a 24 h / 7 day deadline is applied).
+PRUNE_INTERVAL = 300
+
+# Length of a rate-limit window (SPEC 3.3 and 4 speak of "per hour").
+HOUR = 3600
+
+# The payload of a push sent by the admin `subscriptions test` command: a generic
+# sync of INBOX (SPEC 5.4), harmless for any client.
+TEST_PUSH_PAYLOAD = b'* SELECT "INBOX"\r\n'
+
+_B64URL_RE = re.compile(r"\A[A-Za-z0-9_-]*={0,2}\Z")
+
+
+class CommandError(Exception):
+    """A client error: ``answer`` is b"BAD" or b"NO", ``code`` an optional response code."""
+
+    answer = b"NO"
+
+    def __init__(self, message, code=None):
+        Exception.__init__(self, message)
+        self.message = message
+        self.code = code
+
+
+class BadArguments(CommandError):
+    """Missing, extra or ill-formed arguments: tagged BAD, nothing changed."""
+
+    answer = b"BAD"
+
+
+class Refused(CommandError):
+    """The server will not do it (limit, policy, rate limit, wrong token): tagged NO."""
+
+    answer = b"NO"
+
+
+# ---------------------------------------------------------------------------
+# argument checks (SPEC 3.2)
+# ---------------------------------------------------------------------------
+
+
+def check_id(subscription_id):
+    """The subscription id as str, or BadArguments."""
+    if not decisions.SUBSCRIPTION_ID_RE.match(subscription_id):
+        raise BadArguments(
+            "subscription id must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
+    return subscription_id
+
+
+def check_endpoint(endpoint):
+    """Syntax of an endpoint: absolute http(s) URL, no userinfo/fragment, at most 1024 octets.
+
+    Whether ``http`` or a private host is acceptable is the endpoint policy's
+    call (a NO), not a syntax question (a BAD).
+    """
+    raw = endpoint.encode("utf-8", "surrogateescape")
+    if len(raw) > decisions.MAX_ENDPOINT_OCTETS:
+        raise BadArguments("endpoint is longer than %d octets" % decisions.MAX_ENDPOINT_OCTETS)
+    if not endpoint.isascii() or any(c <= " " or c == "\x7f" for c in endpoint):
+        raise BadArguments("endpoint must be a URL of printable ASCII without spaces")
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        raise BadArguments("endpoint is not a valid URL: %s" % (e,))
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise BadArguments("endpoint must be an absolute https URL")
+    if "@" in parts.netloc:
+        raise BadArguments("endpoint must not contain userinfo")
+    if "#" in endpoint:
+        raise BadArguments("endpoint must not contain a fragment")
+    return endpoint
+
+
+def _b64url(text, what):
+    if not _B64URL_RE.match(text):
+        raise BadArguments("%s is not base64url" % what)
+    stripped = text.rstrip("=")
+    try:
+        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    except (binascii.Error, ValueError):
+        raise BadArguments("%s is not base64url" % what)
+
+
+def parse_p256dh(text):
+    """The 65-byte uncompressed P-256 point, checked to lie on the curve."""
+    raw = _b64url(text, "p256dh")
+    if len(raw) != 65 or raw[0:1] != b"\x04":
+        raise BadArguments("p256dh must be a 65-byte uncompressed P-256 point")
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    except ValueError:
+        raise BadArguments("p256dh is not a point on the P-256 curve")
+    return raw
+
+
+def parse_auth(text):
+    """The 16-byte auth secret."""
+    raw = _b64url(text, "auth")
+    if len(raw) != 16:
+        raise BadArguments("auth must be exactly 16 octets")
+    return raw
+
+
+def pattern_matcher(pattern):
+    """LWEBPUSH: ``*`` and ``%`` both match any run of characters; the rest literally."""
+    rx = "".join(".*" if c in "*%" else re.escape(c) for c in pattern)
+    return re.compile(r"\A" + rx + r"\Z", re.DOTALL).match
+
+
+def new_token():
+    """An ACK token: TOKEN_BYTES from the OS CSPRNG, base64url without padding."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(decisions.TOKEN_BYTES)).rstrip(
+        b"=").decode("ascii")
+
+
+class _HourlyCounter:
+    """Counts events per account in fixed one-hour windows opened by the first event."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._windows = {}  # account -> (window start, count)
+
+    def _window(self, account, now):
+        start, n = self._windows.get(account, (None, 0))
+        if start is None or now >= start + HOUR:
+            return None, 0
+        return start, n
+
+    def exhausted(self, account, now):
+        """True while the account has used up this window."""
+        return self._window(account, now)[1] >= self.limit
+
+    def until(self, account, now):
+        start, _ = self._window(account, now)
+        return None if start is None else start + HOUR
+
+    def add(self, account, now):
+        start, n = self._window(account, now)
+        self._windows[account] = (now if start is None else start, n + 1)
+
+
+@implementer(IPushOutcomeObserver)
+class WebPushService(service.Service):
+    """The object behind L{IWebPushAccount.webpush}: one per server.
+
+    @param store: an L{ISubscriptionStore} (the SQLite one).
+    @param keyring: an L{IVapidKeyring}.
+    @param policy: an L{IEndpointPolicy}.
+    @param clock: an L{IReactorTime}.
+    @param sender: an L{IPushSender}; may be set later (``service.sender = ...``)
+        because the sender is usually built with this service as its observer.
+    @param dispatcher: an optional L{IPushDispatcher}, told when silences end early.
+    @param max_subscriptions: per-account limit (SPEC 4).
+    """
+
+    name = "webpush"
+    log = Logger()
+
+    def __init__(self, store, keyring, policy, clock, sender=None, dispatcher=None,
+                 max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS):
+        self.store = store
+        self.keyring = keyring
+        self.policy = policy
+        self.clock = clock
+        self.sender = sender
+        self.dispatcher = dispatcher
+        self.max_subscriptions = max_subscriptions
+        self._verifications = _HourlyCounter(decisions.VERIFICATIONS_PER_HOUR)
+        self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR)
+        self._pruner = None
+
+    def now(self):
+        return self.clock.seconds()
+
+    # -- service --------------------------------------------------------------
+
+    def startService(self):
+        service.Service.startService(self)
+        self._pruner = task.LoopingCall(self.prune)
+        self._pruner.clock = self.clock
+        self._pruner.start(PRUNE_INTERVAL, now=True).addErrback(
+            lambda f: self.log.failure("pruning subscriptions stopped", f))
+
+    def stopService(self):
+        if self._pruner is not None and self._pruner.running:
+            self._pruner.stop()
+        self._pruner = None
+        return service.Service.stopService(self)
+
+    # -- GETVAPID ---------------------------------------------------------------
+
+    def vapid_key(self):
+        """The current VAPID public key text (SPEC 3.1)."""
+        return self.keyring.current()
+
+    # -- WEBPUSH ----------------------------------------------------------------
+
+    def subscribe(self, account, subscription_id, endpoint, p256dh_text, auth_text):
+        """Create or update a subscription; returns (Subscription, vapid key to announce).
+
+        A subscription that ends up pending has its token stored, then its
+        verification push sent (signed with the current key). Raises
+        L{BadArguments} or L{Refused}; in that case nothing changed.
+        """
+        check_id(subscription_id)
+        check_endpoint(endpoint)
+        p256dh = parse_p256dh(p256dh_text)
+        auth = parse_auth(auth_text)
+        self._check_policy(endpoint)
+        now = self.now()
+        current = self.keyring.current()
+        existing = self.store.get(account, subscription_id)
+        if (existing is not None and existing.state == model.ACTIVE
+                and existing.endpoint == endpoint and existing.p256dh == p256dh
+                and existing.auth == auth and existing.vapid_key == current):
+            return existing, current
+        if existing is None and self.store.count(account) >= self.max_subscriptions:
+            raise Refused("at most %d subscriptions per account" % self.max_subscriptions,
+                          code=b"LIMIT")
+        if self._verifications.exhausted(account, now):
+            raise Refused("too many verification pushes for this account; try again in %d s"
+                          % max(1, self._verifications.until(account, now) - now))
+        token = new_token()
+        try:
+            sub = self.store.set_pending(account, subscription_id, endpoint, p256dh, auth,
+                                         current, now, self.max_subscriptions,
+                                         token_hash(token))
+        except SubscriptionLimitReached:
+            raise Refused("at most %d subscriptions per account" % self.max_subscriptions,
+                          code=b"LIMIT")
+        self._verifications.add(account, now)
+        self.log.info("webpush subscription {subscription} of {account} is pending"
+                      " verification", account=account, subscription=subscription_id)
+        self._send_verification(sub, current, token)
+        return sub, current
+
+    def _check_policy(self, endpoint):
+        try:
+            self.policy.check_url(endpoint)
+        except Exception as e:  # EndpointRefused, or any refusal the policy raises
+            raise Refused("endpoint refused: %s" % (e,))
+
+    def _send_verification(self, sub, key, token):
+        if self.sender is None:
+            self.log.error("no push sender: verification push for {subscription} of"
+                           " {account} not sent", account=sub.account, subscription=sub.id)
+            return
+        payload = ("* ACKWEBPUSH %s\r\n" % token).encode("ascii")
+        d = self.sender.send(sub.target(key), payload, decisions.URGENCY_VERIFICATION,
+                             decisions.TTL_VERIFICATION, None,
+                             {"kind": "verification", "endpoint": sub.endpoint})
+        d.addErrback(lambda f: self.log.failure("verification push failed", f))
+
+    def unsubscribe(self, account, subscription_id):
+        """Delete (idempotent); True when it existed."""
+        check_id(subscription_id)
+        deleted = self.store.delete(account, subscription_id)
+        if deleted:
+            self.log.info("webpush subscription {subscription} of {account} deleted by"
+                          " the client", account=account, subscription=subscription_id)
+        return deleted
+
+    # -- ACKWEBPUSH ---------------------------------------------------------------
+
+    def acknowledge(self, account, token):
+        """Spend a token; the now active Subscription, or Refused."""
+        now = self.now()
+        if self._ack_failures.exhausted(account, now):
+            raise Refused("too many wrong tokens: ACKWEBPUSH is locked for this account"
+                          " for %d s" % max(1, self._ack_failures.until(account, now) - now),
+                          code=b"LIMIT")
+        sub = self.store.acknowledge(account, token_hash(token), now,
+                                     decisions.TOKEN_LIFETIME)
+        if sub is None:
+            self._ack_failures.add(account, now)
+            self.log.info("wrong ACKWEBPUSH token for {account}", account=account)
+            raise Refused("unknown, expired or already used token")
+        self.log.info("webpush subscription {subscription} of {account} is active under"
+                      " VAPID key {key}", account=account, subscription=sub.id,
+                      key=sub.vapid_key)
+        return sub
+
+    # -- LWEBPUSH -----------------------------------------------------------------
+
+    def list(self, account, pattern):
+        """Subscriptions whose id matches the pattern, sorted by id."""
+        match = pattern_matcher(pattern)
+        return [s for s in self.store.list(account) if match(s.id)]
+
+    # -- SILWEBPUSH -----------------------------------------------------------------
+
+    def silence(self, account, subscription_id, seconds, connection):
+        """Silence for ``seconds`` (capped), until ``connection`` ends (seconds None), or end it (0).
+
+        Returns the Subscription; Refused for an unknown id.
+        """
+        check_id(subscription_id)
+        now = self.now()
+        if seconds is None:
+            result = self.store.silence(account, subscription_id, connection=connection)
+        elif seconds == 0:
+            result = self.store.silence(account, subscription_id)
+        else:
+            seconds = min(seconds, decisions.MAX_SILENCE)
+            result = self.store.silence(account, subscription_id, until=now + seconds)
+        if result is None:
+            raise Refused("no subscription %s" % subscription_id)
+        before, after = result
+        if before.is_silenced(now) and not after.is_silenced(now):
+            self._silence_ended(account, subscription_id)
+        return after
+
+    def connection_ended(self, connection):
+        """An IMAP connection ended (LOGOUT, disconnect): its silences end."""
+        for account, sid in self.store.end_connection(connection):
+            self._silence_ended(account, sid)
+
+    def _silence_ended(self, account, subscription_id):
+        if self.dispatcher is None:
+            return
+        try:
+            self.dispatcher.silenceEnded(account, subscription_id)
+        except Exception:
+            self.log.failure("dispatcher.silenceEnded failed for {subscription} of {account}",
+                             account=account, subscription=subscription_id)
+
+    # -- outcomes (SPEC 6.1) -----------------------------------------------------------
+
+    def pushOutcome(self, outcome):
+        try:
+            self._apply(outcome)
+        except Exception:
+            self.log.failure("could not apply push outcome {outcome!r}", outcome=outcome)
+
+    def _apply(self, outcome):
+        account, sid = outcome.account, outcome.subscription_id
+        sub = self.store.get(account, sid)
+        if sub is None:
+            return
+        endpoint = (outcome.context or {}).get("endpoint")
+        if endpoint is not None and endpoint != sub.endpoint:
+            return  # about an endpoint the client has replaced since
+        now = self.now()
+        if outcome.kind == model.DELIVERED:
+            self.store.record_success(account, sid, now)
+        elif outcome.kind == model.GONE:
+            self.store.delete(account, sid)
+            self.log.info("webpush subscription {subscription} of {account} deleted: the push"
+                          " service answered {status} ({reason})", account=account,
+                          subscription=sid, status=outcome.status, reason=outcome.reason)
+        elif outcome.kind in (model.REJECTED, model.EXPIRED, model.FAILED):
+            rejected = outcome.kind == model.REJECTED
+            rejections, first = self.store.record_failure(account, sid, now, rejected)
+            if now - first >= decisions.FAILING_SUBSCRIPTION_LIFETIME:
+                self.store.delete(account, sid)
+                self.log.info("webpush subscription {subscription} of {account} deleted:"
+                              " failing since {since} without a success (last: {status} {reason})",
+                              account=account, subscription=sid, since=first,
+                              status=outcome.status, reason=outcome.reason)
+            elif rejected and rejections >= decisions.REJECTIONS_BEFORE_PENDING:
+                if self.store.make_pending(account, sid, now):
+                    self.log.info("webpush subscription {subscription} of {account} is pending"
+                                  " again after {n} rejections (last: {status} {reason})",
+                                  account=account, subscription=sid, n=rejections,
+                                  status=outcome.status, reason=outcome.reason)
+        # TOO_LARGE is about one body, not about the subscription.
+
+    # -- pruning -------------------------------------------------------------------------
+
+    def prune(self):
+        """Delete never-acknowledged pending and long-failing subscriptions."""
+        for account, sid, reason in self.store.prune(
+                self.now(), decisions.PENDING_LIFETIME,
+                decisions.FAILING_SUBSCRIPTION_LIFETIME, decisions.TOKEN_LIFETIME):
+            self.log.info("webpush subscription {subscription} of {account} deleted: {reason}",
+                          account=account, subscription=sid, reason=reason)
+
+    # -- admin ----------------------------------------------------------------------------
+
+    def test_push(self, account, subscription_id):
+        """Send one generic-sync push now; Deferred[PushOutcome]. Refused if unknown."""
+        sub = self.store.get(account, subscription_id)
+        if sub is None:
+            raise Refused("no subscription %s for %s" % (subscription_id, account))
+        key = sub.vapid_key if sub.vapid_key is not None else self.keyring.current()
+        return self.sender.send(sub.target(key), TEST_PUSH_PAYLOAD, decisions.URGENCY_OTHER,
+                                decisions.TTL_VERIFICATION, None,
+                                {"kind": "test", "endpoint": sub.endpoint})

@@ -1,0 +1,396 @@
+"""The WEBPUSH subscriptions of every account, persisted in one SQLite file.
+
+SPEC 3 and 4: a subscription is pending until a verification token comes back
+(ACKWEBPUSH), then active and bound to the VAPID key it was acknowledged under.
+Every change is one SQLite transaction, so a crash leaves either the old or the
+new state and never half a subscription. Secrets (keys, token hashes) are
+overwritten on delete (``PRAGMA secure_delete``), not just flagged.
+
+The store decides nothing about limits or timing policy: the caller passes
+``now``, limits and lifetimes (see L{imapwebpush.webpush.service}).
+"""
+
+import hashlib
+import hmac
+import sqlite3
+import struct
+
+from zope.interface import implementer
+
+from imapwebpush.interfaces import ISubscriptionStore
+from imapwebpush.webpush.model import ACTIVE, PENDING, Subscription
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account TEXT NOT NULL,
+    id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    p256dh BLOB NOT NULL,
+    auth BLOB NOT NULL,
+    state TEXT NOT NULL,
+    vapid_key TEXT,
+    pending_key TEXT,
+    created REAL NOT NULL,
+    pending_since REAL,
+    silenced_until REAL,
+    silenced_connection TEXT,
+    rejections INTEGER NOT NULL DEFAULT 0,
+    first_failure REAL,
+    last_success REAL,
+    PRIMARY KEY (account, id)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash BLOB PRIMARY KEY,
+    account TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    version BLOB NOT NULL,
+    vapid_key TEXT NOT NULL,
+    issued REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_account ON tokens (account, subscription_id);
+"""
+
+_COLUMNS = (
+    "account, id, endpoint, p256dh, auth, state, vapid_key, created,"
+    " silenced_until, silenced_connection"
+)
+
+
+class SubscriptionLimitReached(Exception):
+    """The account already has as many subscriptions as it may have."""
+
+
+def token_hash(token):
+    """What the store keeps of an ACK token: its SHA-256 (the token itself is never stored)."""
+    if isinstance(token, str):
+        token = token.encode("utf-8")
+    return hashlib.sha256(token).digest()
+
+
+def version_hash(endpoint, p256dh, auth, vapid_key):
+    """Names one exact version of a subscription: endpoint + keys + VAPID key (SPEC 3.3)."""
+    h = hashlib.sha256()
+    for part in (endpoint.encode("utf-8"), bytes(p256dh), bytes(auth), vapid_key.encode("ascii")):
+        h.update(struct.pack(">I", len(part)))
+        h.update(part)
+    return h.digest()
+
+
+def _row_to_subscription(row):
+    (account, sid, endpoint, p256dh, auth, state, vapid_key, created,
+     silenced_until, silenced_connection) = row
+    return Subscription(
+        account=account,
+        id=sid,
+        endpoint=endpoint,
+        p256dh=bytes(p256dh),
+        auth=bytes(auth),
+        state=state,
+        vapid_key=vapid_key,
+        created=created,
+        silenced_until=silenced_until,
+        silenced_connection=silenced_connection,
+    )
+
+
+@implementer(ISubscriptionStore)
+class SQLiteSubscriptionStore:
+    """ISubscriptionStore on one SQLite file.
+
+    @param path: the database file (created when missing), or ":memory:".
+    Opening it ends every "until the connection ends" silence: a restart ends
+    every connection (SPEC 3.5).
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=2000")
+        # executescript commits on its own: it runs outside our transaction helper.
+        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+        self.clear_connection_silences()
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+    def close(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- ISubscriptionStore (reads) ----------------------------------------
+
+    def get(self, account, subscription_id):
+        row = self._db.execute(
+            "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? AND id=?",
+            (account, subscription_id),
+        ).fetchone()
+        return None if row is None else _row_to_subscription(row)
+
+    def list(self, account):
+        rows = self._db.execute(
+            "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? ORDER BY id",
+            (account,),
+        ).fetchall()
+        return [_row_to_subscription(r) for r in rows]
+
+    def active(self, account):
+        rows = self._db.execute(
+            "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? AND state=? ORDER BY id",
+            (account, ACTIVE),
+        ).fetchall()
+        return [_row_to_subscription(r) for r in rows]
+
+    def accounts(self):
+        """Sorted accounts that have at least one subscription."""
+        return [r[0] for r in self._db.execute(
+            "SELECT DISTINCT account FROM subscriptions ORDER BY account")]
+
+    def count(self, account):
+        return self._db.execute(
+            "SELECT COUNT(*) FROM subscriptions WHERE account=?", (account,)).fetchone()[0]
+
+    def health(self, account, subscription_id):
+        """Failure bookkeeping of one subscription, for operators and tests.
+
+        A dict with ``rejections``, ``first_failure``, ``last_success``,
+        ``pending_since`` and ``pending_key``; None when unknown.
+        """
+        row = self._db.execute(
+            "SELECT rejections, first_failure, last_success, pending_since, pending_key"
+            " FROM subscriptions WHERE account=? AND id=?",
+            (account, subscription_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("rejections", "first_failure", "last_success", "pending_since",
+                         "pending_key"), row))
+
+    def token_count(self, account=None):
+        """How many unexpired-or-not tokens are stored (for tests and operators)."""
+        if account is None:
+            return self._db.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]
+        return self._db.execute(
+            "SELECT COUNT(*) FROM tokens WHERE account=?", (account,)).fetchone()[0]
+
+    # -- changes ------------------------------------------------------------
+
+    def set_pending(self, account, subscription_id, endpoint, p256dh, auth, vapid_key,
+                    now, limit, token_digest):
+        """Create or update a subscription as pending under ``vapid_key`` and store its token.
+
+        One transaction: the subscription row and the token hash are written
+        together, before any push is sent. Tokens issued for another version
+        of the subscription are erased. Raises L{SubscriptionLimitReached} when
+        the id is new and the account already has ``limit`` subscriptions.
+        Returns the new L{Subscription}.
+        """
+        version = version_hash(endpoint, p256dh, auth, vapid_key)
+        with self._transaction() as db:
+            exists = db.execute(
+                "SELECT 1 FROM subscriptions WHERE account=? AND id=?",
+                (account, subscription_id)).fetchone()
+            if exists is None:
+                n = db.execute("SELECT COUNT(*) FROM subscriptions WHERE account=?",
+                               (account,)).fetchone()[0]
+                if n >= limit:
+                    raise SubscriptionLimitReached(
+                        "the account has %d subscriptions, the limit" % (n,))
+                db.execute(
+                    "INSERT INTO subscriptions (account, id, endpoint, p256dh, auth, state,"
+                    " vapid_key, pending_key, created, pending_since)"
+                    " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    (account, subscription_id, endpoint, bytes(p256dh), bytes(auth), PENDING,
+                     vapid_key, now, now))
+            else:
+                db.execute(
+                    "UPDATE subscriptions SET endpoint=?, p256dh=?, auth=?, state=?,"
+                    " pending_key=?, pending_since=?, rejections=0, first_failure=NULL"
+                    " WHERE account=? AND id=?",
+                    (endpoint, bytes(p256dh), bytes(auth), PENDING, vapid_key, now,
+                     account, subscription_id))
+                db.execute(
+                    "DELETE FROM tokens WHERE account=? AND subscription_id=? AND version<>?",
+                    (account, subscription_id, version))
+            db.execute(
+                "INSERT INTO tokens (token_hash, account, subscription_id, version, vapid_key,"
+                " issued) VALUES (?, ?, ?, ?, ?, ?)",
+                (token_digest, account, subscription_id, version, vapid_key, now))
+        return self.get(account, subscription_id)
+
+    def acknowledge(self, account, token_digest, now, lifetime):
+        """Spend an ACK token: the acknowledged L{Subscription}, or None.
+
+        The token hash is compared in constant time with every token of the
+        account. A matching token is erased whatever happens (single use); it
+        activates its subscription only when it is younger than ``lifetime``
+        and the subscription is still exactly the version it was issued for.
+        """
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT token_hash, subscription_id, version, vapid_key, issued"
+                " FROM tokens WHERE account=?", (account,)).fetchall()
+            found = None
+            for row in rows:
+                if hmac.compare_digest(bytes(row[0]), token_digest):
+                    found = row
+            if found is None:
+                return None
+            stored_hash, sid, version, vapid_key, issued = found
+            db.execute("DELETE FROM tokens WHERE token_hash=?", (stored_hash,))
+            if now - issued >= lifetime:
+                return None
+            sub = db.execute(
+                "SELECT endpoint, p256dh, auth, pending_key, state FROM subscriptions"
+                " WHERE account=? AND id=?", (account, sid)).fetchone()
+            if sub is None:
+                return None
+            endpoint, p256dh, auth, pending_key, state = sub
+            if state != PENDING or pending_key != vapid_key:
+                return None
+            if not hmac.compare_digest(version_hash(endpoint, p256dh, auth, vapid_key), version):
+                return None
+            db.execute(
+                "UPDATE subscriptions SET state=?, vapid_key=?, pending_key=NULL,"
+                " pending_since=NULL, rejections=0, first_failure=NULL"
+                " WHERE account=? AND id=?", (ACTIVE, vapid_key, account, sid))
+            db.execute("DELETE FROM tokens WHERE account=? AND subscription_id=?", (account, sid))
+        return self.get(account, sid)
+
+    def delete(self, account, subscription_id):
+        """Erase a subscription and its tokens; True when it existed."""
+        with self._transaction() as db:
+            cur = db.execute("DELETE FROM subscriptions WHERE account=? AND id=?",
+                             (account, subscription_id))
+            db.execute("DELETE FROM tokens WHERE account=? AND subscription_id=?",
+                       (account, subscription_id))
+            return cur.rowcount > 0
+
+    def delete_account(self, account):
+        """Erase every subscription and token of an account; returns how many subscriptions."""
+        with self._transaction() as db:
+            cur = db.execute("DELETE FROM subscriptions WHERE account=?", (account,))
+            db.execute("DELETE FROM tokens WHERE account=?", (account,))
+            return cur.rowcount
+
+    def silence(self, account, subscription_id, until=None, connection=None):
+        """Set (or with neither argument clear) the silence; returns (before, after) or None.
+
+        ``until`` is epoch seconds; ``connection`` an opaque connection id for
+        "until this connection ends". None when the subscription is unknown.
+        """
+        with self._transaction() as db:
+            before = db.execute(
+                "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? AND id=?",
+                (account, subscription_id)).fetchone()
+            if before is None:
+                return None
+            db.execute(
+                "UPDATE subscriptions SET silenced_until=?, silenced_connection=?"
+                " WHERE account=? AND id=?", (until, connection, account, subscription_id))
+        return _row_to_subscription(before), self.get(account, subscription_id)
+
+    def end_connection(self, connection):
+        """End every silence tied to ``connection``; the (account, id) pairs it ended."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT account, id FROM subscriptions WHERE silenced_connection=?"
+                " ORDER BY account, id", (connection,)).fetchall()
+            db.execute("UPDATE subscriptions SET silenced_connection=NULL"
+                       " WHERE silenced_connection=?", (connection,))
+        return [tuple(r) for r in rows]
+
+    def clear_connection_silences(self):
+        """End every connection silence (at startup: a restart ended every connection)."""
+        with self._transaction() as db:
+            db.execute("UPDATE subscriptions SET silenced_connection=NULL"
+                       " WHERE silenced_connection IS NOT NULL")
+
+    def record_success(self, account, subscription_id, now):
+        """A push was delivered: failure counters reset."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE subscriptions SET rejections=0, first_failure=NULL, last_success=?"
+                " WHERE account=? AND id=?", (now, account, subscription_id))
+
+    def record_failure(self, account, subscription_id, now, rejected):
+        """A push failed; returns (consecutive rejections, first failure time) or None.
+
+        ``rejected`` is True for 400/401/403 answers, which count towards
+        making the subscription pending again; any failure starts the clock
+        of the failing-subscription lifetime.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT rejections, first_failure FROM subscriptions WHERE account=? AND id=?",
+                (account, subscription_id)).fetchone()
+            if row is None:
+                return None
+            rejections, first = row
+            rejections = rejections + 1 if rejected else rejections
+            first = now if first is None else first
+            db.execute(
+                "UPDATE subscriptions SET rejections=?, first_failure=? WHERE account=? AND id=?",
+                (rejections, first, account, subscription_id))
+        return rejections, first
+
+    def make_pending(self, account, subscription_id, now):
+        """An active subscription gets no more event pushes until it is acknowledged again."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE subscriptions SET state=?, pending_key=NULL, pending_since=?, rejections=0"
+                " WHERE account=? AND id=? AND state=?",
+                (PENDING, now, account, subscription_id, ACTIVE))
+            return cur.rowcount > 0
+
+    def prune(self, now, pending_lifetime, failing_lifetime, token_lifetime):
+        """Delete what has outlived its welcome; returns [(account, id, reason), ...].
+
+        Pending subscriptions not acknowledged within ``pending_lifetime`` of
+        their last WEBPUSH, subscriptions failing for ``failing_lifetime``
+        without a success; expired tokens are erased too.
+        """
+        with self._transaction() as db:
+            gone = []
+            for account, sid in db.execute(
+                    "SELECT account, id FROM subscriptions WHERE state=? AND pending_since<=?",
+                    (PENDING, now - pending_lifetime)).fetchall():
+                gone.append((account, sid, "pending and not acknowledged in %d s"
+                             % pending_lifetime))
+            for account, sid in db.execute(
+                    "SELECT account, id FROM subscriptions WHERE first_failure<=?",
+                    (now - failing_lifetime,)).fetchall():
+                if (account, sid) not in [(a, s) for a, s, _ in gone]:
+                    gone.append((account, sid, "failing for %d s without a success"
+                                 % failing_lifetime))
+            for account, sid, _ in gone:
+                db.execute("DELETE FROM subscriptions WHERE account=? AND id=?", (account, sid))
+                db.execute("DELETE FROM tokens WHERE account=? AND subscription_id=?",
+                           (account, sid))
+            db.execute("DELETE FROM tokens WHERE issued<=?", (now - token_lifetime,))
+        return gone
+
+
+class _Transaction:
+    """``with`` block = one IMMEDIATE transaction: committed on success, rolled back on error."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def __enter__(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
+        return False
