@@ -1,0 +1,414 @@
+"""Push payloads: IMAP untagged responses that fit one Web Push body (SPEC 5.1-5.4).
+
+Pure functions, no I/O: ``render`` takes what happened, grouped by mailbox
+(``Section``s of items), and a byte budget, and returns the ``Push`` bodies.
+
+The rules it keeps:
+
+* every body is UTF-8, at most ``budget`` octets counted with every CRLF
+  (``limits.MAX_PLAINTEXT`` by default; a 413 retries with a smaller one);
+* a response is never split across bodies, and a body is self-contained: it
+  repeats ``* SELECT "mbox"`` before the responses about that mailbox;
+* a string is never cut inside a UTF-8 sequence or an escape: an ENVELOPE too
+  big for a body on its own gets its strings capped before quoting;
+* when everything does not fit, in this order (SPEC 5.4): drop the ENVELOPE
+  of the oldest new-message responses (keep UID and FLAGS), split into at most
+  ``max_pushes`` bodies (restoring envelopes of the newest messages as room
+  allows), and finally replace the biggest mailboxes by the generic sync
+  ``* SELECT "mbox"`` alone, until it fits.
+"""
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from imapwebpush.decisions import MAX_PUSHES_PER_BURST
+from imapwebpush.webpush.envelope import parse_envelope, quote, render_envelope
+from imapwebpush.webpush.limits import MAX_PLAINTEXT
+
+__all__ = [
+    "NewMessage",
+    "FlagUpdate",
+    "Vanished",
+    "ListUpdate",
+    "Section",
+    "Push",
+    "render",
+    "uid_set",
+    "select_line",
+    "sync_payload",
+    "DELIMITER",
+]
+
+CRLF = b"\r\n"
+DELIMITER = "/"  # the hierarchy delimiter of the store (IStoredMailbox.name)
+_VANISHED_RANGES_PER_RESPONSE = 100  # keeps one VANISHED response well under any budget
+
+
+# ---------------------------------------------------------------------------
+# What happened: items, grouped into sections
+# ---------------------------------------------------------------------------
+
+
+class NewMessage:
+    """A new message: ``* uid UIDFETCH (FLAGS (...) ENVELOPE (...))``.
+
+    ``order`` says how recent it is across the whole burst (higher is newer):
+    the envelopes of the oldest go first when room is short. The envelope is
+    parsed once, and only if some body has room for it.
+    """
+
+    __slots__ = ("uid", "flags", "headers", "order", "_envelope")
+
+    def __init__(self, uid, flags, headers, order=0):
+        self.uid = uid
+        self.flags = frozenset(flags)
+        self.headers = headers
+        self.order = order
+        self._envelope = None
+
+    @property
+    def envelope(self):
+        if self._envelope is None:
+            self._envelope = parse_envelope(self.headers)
+        return self._envelope
+
+    def __repr__(self):
+        return "NewMessage(uid=%r, flags=%r, order=%r)" % (self.uid, sorted(self.flags), self.order)
+
+
+@dataclass(frozen=True)
+class FlagUpdate:
+    """Flags of a message changed: ``* uid UIDFETCH (FLAGS (...))``."""
+
+    uid: int
+    flags: frozenset
+
+
+@dataclass(frozen=True)
+class Vanished:
+    """Messages were expunged: ``* VANISHED uid-set`` (``uids`` sorted)."""
+
+    uids: Tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ListUpdate:
+    """A mailbox appeared or went away: ``* LIST (...) "/" name``."""
+
+    name: str
+    nonexistent: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """Items about one mailbox (``mailbox`` None: LIST responses, no ``* SELECT``)."""
+
+    mailbox: Optional[str]
+    items: tuple = ()
+
+
+@dataclass(frozen=True)
+class Push:
+    """One body, and what it says (to re-render it smaller after a 413)."""
+
+    payload: bytes
+    sections: Tuple[Section, ...] = ()  # the items it carries, by section
+    synced: Tuple[str, ...] = ()  # mailboxes that got the generic sync
+    envelopes_dropped: int = 0  # new-message responses sent without their ENVELOPE
+
+    @property
+    def mailboxes(self):
+        """Every mailbox this body talks about."""
+        names = [s.mailbox for s in self.sections if s.mailbox is not None]
+        return tuple(names) + tuple(m for m in self.synced if m not in names)
+
+
+# ---------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------
+
+# RFC 3501 flag: "\" atom for system flags, atom for keywords (no atom-specials).
+_FLAG_RE = re.compile(r"\A\\?[^\x00-\x20\x7f(){%*\"\\\]]+\Z")
+_SYSTEM_ORDER = {"\\Answered": 0, "\\Flagged": 1, "\\Deleted": 2, "\\Seen": 3, "\\Draft": 4}
+
+
+def _flag_key(flag):
+    return (_SYSTEM_ORDER.get(flag, 5 if flag.startswith("\\") else 6), flag)
+
+
+def _flags(flags):
+    """``(\\Seen $Junk)``: valid flag atoms only, system flags first; never \\Recent."""
+    valid = [f for f in flags if f != "\\Recent" and _FLAG_RE.match(f) and f.isascii()]
+    return "(" + " ".join(sorted(valid, key=_flag_key)) + ")"
+
+
+def select_line(mailbox):
+    """``* SELECT "mbox"`` with its CRLF (the generic sync on its own)."""
+    return b"* SELECT " + quote(mailbox).encode("utf-8") + CRLF
+
+
+def sync_payload(mailboxes):
+    """One body made of generic syncs only."""
+    return b"".join(select_line(m) for m in mailboxes)
+
+
+def uid_set(uids):
+    """Compact RFC 3501 sequence-set of UIDs: ``3:7,9``."""
+    return ",".join(_ranges(sorted(set(uids))))
+
+
+def _ranges(uids):
+    out = []
+    start = prev = None
+    for uid in uids:
+        if start is None:
+            start = prev = uid
+        elif uid == prev + 1:
+            prev = uid
+        else:
+            out.append(str(start) if start == prev else "%d:%d" % (start, prev))
+            start = prev = uid
+    if start is not None:
+        out.append(str(start) if start == prev else "%d:%d" % (start, prev))
+    return out
+
+
+def _short_line(uid, flags):
+    return ("* %d UIDFETCH (FLAGS %s)" % (uid, _flags(flags))).encode("utf-8") + CRLF
+
+
+def _full_line(item, limit):
+    """The new-message response with its ENVELOPE in at most ``limit`` octets, or None."""
+    head = "* %d UIDFETCH (FLAGS %s ENVELOPE " % (item.uid, _flags(item.flags))
+    envelope = item.envelope
+
+    def build(cap):
+        return (head + render_envelope(envelope, cap) + ")").encode("utf-8") + CRLF
+
+    line = build(None)
+    if len(line) <= limit:
+        return line
+    # Too big on its own (a 10,000-character subject...): cap every string at
+    # the largest number of octets that fits, cut before quoting.
+    if len(build(0)) > limit:
+        return None
+    low, high = 0, limit  # build(low) fits, build(high + 1)... does not
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(build(mid)) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return build(low)
+
+
+def _list_line(item):
+    attrs = "(\\NonExistent)" if item.nonexistent else "()"
+    return ("* LIST %s %s " % (attrs, quote(DELIMITER))).encode("utf-8") + quote(item.name).encode("utf-8") + CRLF
+
+
+def _lines(item):
+    """Responses for an item that has no envelope variant."""
+    if isinstance(item, FlagUpdate):
+        return [_short_line(item.uid, item.flags)]
+    if isinstance(item, Vanished):
+        return [("* VANISHED %s" % uid_set(item.uids)).encode("ascii") + CRLF]
+    if isinstance(item, ListUpdate):
+        return [_list_line(item)]
+    raise TypeError("not a payload item: %r" % (item,))
+
+
+# ---------------------------------------------------------------------------
+# Fitting
+# ---------------------------------------------------------------------------
+
+
+class _Entry:
+    """One response of a section: its short form, and its full form if it has one."""
+
+    __slots__ = ("item", "short", "full", "order", "use_full")
+
+    def __init__(self, item, short, full=None, order=None):
+        self.item = item
+        self.short = short
+        self.full = full
+        self.order = order
+        self.use_full = False
+
+    def line(self):
+        return self.full if self.use_full else self.short
+
+
+class _Sec:
+    __slots__ = ("section", "select", "entries", "synced")
+
+    def __init__(self, section, select, entries):
+        self.section = section
+        self.select = select
+        self.entries = entries
+        self.synced = False
+
+    def weight(self):
+        return sum(len(e.short) for e in self.entries)
+
+
+def _prepare(section, budget):
+    select = select_line(section.mailbox) if section.mailbox is not None else b""
+    entries = []
+    for item in section.items:
+        if isinstance(item, NewMessage):
+            short = _short_line(item.uid, item.flags)
+            # the full form is only built when some body could hold it
+            entries.append(_Entry(item, short, full=_LAZY, order=item.order))
+        elif isinstance(item, Vanished):
+            for part in _split_vanished(item):
+                entries.append(_Entry(part, _lines(part)[0]))
+        else:
+            for line in _lines(item):
+                entries.append(_Entry(item, line))
+    sec = _Sec(section, select, entries)
+    if section.mailbox is not None and any(len(select) + len(e.short) > budget for e in entries):
+        sec.synced = True  # one response cannot fit even alone (thousands of flags)
+    return sec
+
+
+_LAZY = object()
+
+
+def _split_vanished(item):
+    """A long VANISHED as several responses, each whole and of bounded size."""
+    uids = sorted(set(item.uids))
+    parts = []
+    run_start = 0
+    runs = 0
+    for i in range(1, len(uids) + 1):
+        if i == len(uids) or uids[i] != uids[i - 1] + 1:
+            runs += 1
+            if runs == _VANISHED_RANGES_PER_RESPONSE or i == len(uids):
+                parts.append(Vanished(tuple(uids[run_start:i])))
+                run_start = i
+                runs = 0
+    return parts or [item]
+
+
+def _pack(secs, budget):
+    """Greedy contiguous packing: a list of bodies, each a list of (sec, [entries])."""
+    bodies = []
+    current = None
+    size = 0
+    for sec in secs:
+        if sec.synced:
+            units = [None]
+        else:
+            units = sec.entries
+        for entry in units:
+            line_len = len(sec.select) if entry is None else len(entry.line())
+            opened = current is not None and current[-1][0] is sec
+            need = line_len + (0 if opened or entry is None else len(sec.select))
+            if current is None or size + need > budget:
+                current = []
+                bodies.append(current)
+                size = 0
+                opened = False
+                need = line_len + (0 if entry is None else len(sec.select))
+            if opened:
+                current[-1][1].append(entry)
+            else:
+                current.append((sec, [] if entry is None else [entry]))
+            size += need
+    return bodies
+
+
+def _count(secs, budget):
+    return len(_pack(secs, budget))
+
+
+def _assign(new_entries, keep, budget_of):
+    """Give the ``keep`` newest new-message entries their full form (when they have one)."""
+    cut = len(new_entries) - keep
+    for i, (entry, sec) in enumerate(new_entries):
+        want = i >= cut
+        if want and entry.full is _LAZY:
+            entry.full = _full_line(entry.item, budget_of(sec))
+        entry.use_full = want and entry.full is not None
+
+
+def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
+    """The bodies for ``sections`` (list of L{Section}), each at most ``budget`` octets.
+
+    At most ``max_pushes`` bodies, unless even the generic syncs of every
+    mailbox need more. LIST items that do not fit in ``max_pushes`` bodies
+    are left out (compare the items of the result with the input).
+    """
+    secs = [_prepare(s, budget) for s in sections if s.items or s.mailbox is not None]
+    secs = [s for s in secs if s.entries or s.synced or s.section.mailbox is not None]
+    if not secs:
+        return []
+
+    def budget_of(sec):
+        return budget - len(sec.select)
+
+    while True:
+        live = [s for s in secs if not s.synced]
+        new_entries = sorted(
+            ((e, s) for s in live for e in s.entries if e.full is not None),
+            key=lambda pair: pair[0].order,
+        )
+        _assign(new_entries, 0, budget_of)
+        least = _count(secs, budget)
+        if least <= max_pushes:
+            break
+        candidates = [s for s in live if s.section.mailbox is not None]
+        if candidates:
+            max(candidates, key=_Sec.weight).synced = True
+            continue
+        if not live:
+            break  # nothing left but generic syncs: send them all
+        # Only LIST responses remain and they do not fit: keep what fits.
+        _trim_lists(live, secs, budget, max_pushes)
+        new_entries = []
+        least = _count(secs, budget)
+        break
+
+    if new_entries:
+        target = max(1, least)
+        _assign(new_entries, len(new_entries), budget_of)
+        if _count(secs, budget) > target:
+            low, high = 0, len(new_entries) - 1  # keep `low` envelopes fits
+            while low < high:
+                mid = (low + high + 1) // 2
+                _assign(new_entries, mid, budget_of)
+                if _count(secs, budget) <= target:
+                    low = mid
+                else:
+                    high = mid - 1
+            _assign(new_entries, low, budget_of)
+    return [_body(b) for b in _pack(secs, budget)]
+
+
+def _trim_lists(live, secs, budget, max_pushes):
+    for sec in reversed(live):
+        while sec.entries and _count(secs, budget) > max_pushes:
+            sec.entries.pop()
+
+
+def _body(parts):
+    chunks = []
+    sections = []
+    synced = []
+    dropped = 0
+    for sec, entries in parts:
+        chunks.append(sec.select)
+        if sec.synced:
+            synced.append(sec.section.mailbox)
+            continue
+        items = []
+        for entry in entries:
+            chunks.append(entry.line())
+            if not items or items[-1] is not entry.item:
+                items.append(entry.item)
+            if isinstance(entry.item, NewMessage) and not entry.use_full:
+                dropped += 1
+        sections.append(Section(sec.section.mailbox, tuple(items)))
+    return Push(b"".join(chunks), tuple(sections), tuple(synced), dropped)
