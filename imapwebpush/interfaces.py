@@ -107,6 +107,21 @@ class IStoredMailbox(Interface):
         The one session that claims them sees them as \\Recent (RFC 3501).
         """
 
+    def refresh():
+        """Pick up files other tools added, renamed or removed (two stat calls when none)."""
+
+    def count():
+        """Number of messages, from memory."""
+
+    def recent():
+        """Sorted UIDs of messages still in new/ (not claimed), without claiming them."""
+
+    def unseen():
+        """Sorted UIDs of messages without \\Seen."""
+
+    def changed_since(modseq):
+        """Sorted UIDs of messages whose modseq is greater than ``modseq`` (CHANGEDSINCE)."""
+
 
 class IAccount(Interface):
     """One user's mailboxes and change bus."""
@@ -121,19 +136,32 @@ class IAccount(Interface):
         """
 
     def list_mailboxes():
-        """Sorted names of every mailbox, INBOX first."""
+        """Sorted names of every mailbox, INBOX first; \\Noselect parents included."""
 
     def create_mailbox(name, origin=None):
         """Create it (and missing parents); MailboxExists if it exists."""
 
     def delete_mailbox(name, origin=None):
-        """Delete it; a mailbox with children becomes \\Noselect (RFC 3501 6.3.4)."""
+        """Delete it; a mailbox with children becomes \\Noselect (RFC 3501 6.3.4).
+
+        L{imapwebpush.store.errors.NotAllowed} for INBOX and for a \\Noselect
+        mailbox with children.
+        """
 
     def rename_mailbox(old, new, origin=None):
         """Rename with its children; renaming INBOX moves its messages (RFC 3501 6.3.5)."""
 
+    def has_children(name):
+        """True when some mailbox lies below ``name`` (for \\HasChildren/\\HasNoChildren)."""
+
+    def is_selectable(name):
+        """True when ``name`` can be selected; a listed name that is not is \\Noselect."""
+
     def special_use(name):
         """'\\Sent', '\\Drafts', '\\Trash', '\\Junk' or None."""
+
+    def set_special_use(name, use):
+        """Give an existing mailbox a RFC 6154 attribute, or clear it with None (persisted)."""
 
     def subscribe(name):
         """Persist a LSUB subscription."""
@@ -155,6 +183,9 @@ class IMailStore(Interface):
 
     def delete_account(address):
         """Remove every mailbox of the account from disk."""
+
+    def exists(address):
+        """True when the account has a folder (no folder is created)."""
 
 
 class IUserDatabase(Interface):

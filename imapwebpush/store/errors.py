@@ -19,3 +19,8 @@ class InvalidMailboxName(StoreError):
 
 class MessageTooLarge(StoreError):
     pass
+
+
+class NotAllowed(StoreError):
+    """The operation is refused for this mailbox: deleting INBOX, deleting a
+    \\Noselect mailbox that has children, renaming a mailbox inside itself."""

@@ -1,0 +1,97 @@
+"""The append-only index journal of one mailbox.
+
+One record per line: ``<crc32 of the JSON, 8 hex digits> <compact JSON>\\n``,
+appended and fsynced before the change it describes is announced. Loading
+skips any line whose checksum does not match (a line torn by a crash) and
+truncates a torn last line, so the next append starts on a fresh line.
+``rewrite`` replaces the whole journal atomically (compaction).
+"""
+
+import json
+import os
+import zlib
+
+from twisted.logger import Logger
+
+from imapwebpush.store.fsutil import atomic_write
+
+log = Logger()
+
+JOURNAL_NAME = "imapwebpush-index"
+
+
+def encode(record):
+    payload = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def _decode(line):
+    if len(line) < 10 or line[8:9] != b" ":
+        return None
+    payload = line[9:]
+    try:
+        if int(line[:8], 16) != zlib.crc32(payload):
+            return None
+        record = json.loads(payload)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+class Journal:
+    """The journal file at ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def exists(self):
+        return os.path.exists(self.path)
+
+    def load(self):
+        """(records, bad) where ``bad`` counts the lines skipped as damaged.
+
+        A torn last line (no newline) is cut off the file; it counts as bad only
+        if it was not the tail of an interrupted append.
+        """
+        with open(self.path, "rb") as f:
+            data = f.read()
+        records = []
+        bad = 0
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            log.warn(
+                "cutting a torn last line ({octets} octets) off {path}",
+                octets=len(data) - end,
+                path=self.path,
+            )
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        lines = data[:end].split(b"\n")[:-1]
+        for number, line in enumerate(lines):
+            record = _decode(line)
+            if record is None:
+                log.warn("skipping damaged line {number} of {path}", number=number + 1, path=self.path)
+                bad += 1
+            else:
+                records.append(record)
+        return records, bad
+
+    def append(self, records):
+        """Append records durably (one write, one fsync)."""
+        if not records:
+            return
+        blob = b"".join(encode(r) for r in records)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rewrite(self, records):
+        """Replace the journal with ``records`` atomically."""
+        atomic_write(self.path, b"".join(encode(r) for r in records))

@@ -1,0 +1,837 @@
+"""One mailbox: a Maildir folder plus its journal of UIDs, keywords and mod-sequences.
+
+The journal (``journal.py``) is loaded once into memory; after that ``uids``,
+``message`` and flags are answered from memory and message bytes are read from
+disk on demand. Files dropped into new/ or cur/ by other tools, renamed or
+removed by them, are noticed through the mtimes of new/ and cur/ (two stat
+calls) and reconciled by one directory scan.
+
+Every change is made durable in this order: message files (tmp/, fsync,
+rename, directory fsync), then the journal line (fsync), then the event.
+A crash between two steps is repaired by the next scan: a file without a
+journal line gets a fresh UID, a journal line whose file is gone is expunged,
+a renamed file is matched by its base name (the part before ':').
+"""
+
+import bisect
+import errno
+import os
+import shutil
+import time
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from imapwebpush.interfaces import IStoredMailbox, IStoredMessage
+from imapwebpush.store import flags as flagsmod
+from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
+from imapwebpush.store.events import FlagsChanged, MessageAdded, MessagesExpunged
+from imapwebpush.store.fsutil import fsync_dir, unique_name, write_file
+from imapwebpush.store.journal import JOURNAL_NAME, Journal
+
+log = Logger()
+
+MODES = ("replace", "add", "remove")
+
+# A directory mtime this close to the wall clock may hide a later change made
+# within the same timestamp tick; such a snapshot is checked once more by a
+# scan when it has aged (as Dovecot does).
+_MTIME_TRUST = 2.0
+
+
+def to_crlf(data):
+    """``data`` with every line ending as CRLF (bare LF becomes CRLF)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    data = bytes(data)
+    if b"\n" not in data:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def header_block(data):
+    """The raw header block of a message: up to and including the blank line."""
+    if data.startswith(b"\r\n"):
+        return b"\r\n"
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data
+    return data[: end + 4]
+
+
+def make_folder(path, uidvalidity, marker=True):
+    """Create the Maildir at ``path`` (cur, new, tmp, journal) and fsync it.
+
+    ``path`` must not exist yet; callers build under a temporary name and
+    rename, so a folder is never seen half made. ``uidvalidity`` may be a
+    callable, called once the folder exists.
+    """
+    os.mkdir(path, 0o700)
+    if callable(uidvalidity):
+        uidvalidity = uidvalidity()
+    for sub in ("cur", "new", "tmp"):
+        os.mkdir(os.path.join(path, sub), 0o700)
+    if marker:
+        write_file(os.path.join(path, "maildirfolder"), b"")  # Maildir++ marks sub-folders
+    Journal(os.path.join(path, JOURNAL_NAME)).append(
+        [{"t": "s", "v": uidvalidity, "n": 1, "m": 1}]
+    )
+    for sub in ("cur", "new", "tmp"):
+        fsync_dir(os.path.join(path, sub))
+    fsync_dir(path)
+
+
+@implementer(IStoredMessage)
+class StoredMessage:
+    """A message of a L{Mailbox}; its attributes follow the mailbox's changes."""
+
+    __slots__ = (
+        "uid",
+        "flags",
+        "modseq",
+        "size",
+        "internaldate",
+        "system",
+        "keywords",
+        "extra",
+        "filename",
+        "base",
+        "_mailbox",
+    )
+
+    def __init__(self, mailbox, uid, filename, modseq, size, internaldate, keywords):
+        self._mailbox = mailbox
+        self.uid = uid
+        self.modseq = modseq
+        self.size = size
+        self.internaldate = internaldate
+        self.keywords = frozenset(keywords)
+        self.filename = filename  # 'new/<base>' or 'cur/<base>:2,<letters>'
+        self.base, self.system, self.extra = flagsmod.parse_name(filename[4:])
+        self.flags = self.system | self.keywords
+
+    def _set(self, filename, keywords):
+        self.filename = filename
+        self.base, self.system, self.extra = flagsmod.parse_name(filename[4:])
+        self.keywords = frozenset(keywords)
+        self.flags = self.system | self.keywords
+
+    @property
+    def recent(self):
+        """True while the file is in new/ (not yet claimed by a session)."""
+        return self.filename.startswith("new/")
+
+    def path(self):
+        return os.path.join(self._mailbox.path, self.filename)
+
+    def _open(self):
+        try:
+            return open(self.path(), "rb")
+        except FileNotFoundError:
+            # Renamed by another tool since our last look? Rescan once.
+            self._mailbox.refresh()
+            if self._mailbox._by_uid.get(self.uid) is not self:
+                raise KeyError(self.uid)
+            try:
+                return open(self.path(), "rb")
+            except FileNotFoundError:
+                raise KeyError(self.uid)
+
+    def read(self):
+        with self._open() as f:
+            return f.read()
+
+    def headers(self):
+        with self._open() as f:
+            data = b""
+            while True:
+                chunk = f.read(8192)
+                data += chunk
+                if not chunk or b"\r\n\r\n" in data or data.startswith(b"\r\n"):
+                    return header_block(data)
+
+    def __repr__(self):
+        return "<StoredMessage uid=%d flags=%s modseq=%d>" % (
+            self.uid,
+            sorted(self.flags),
+            self.modseq,
+        )
+
+
+@implementer(IStoredMailbox)
+class Mailbox:
+    """An L{IStoredMailbox} over the Maildir folder ``path``.
+
+    Made by L{imapwebpush.store.account.Account}; there is one object per
+    mailbox and account, shared by every session, so all see one index.
+    """
+
+    def __init__(self, account, name, path, clock, new_uidvalidity, max_message_size=None):
+        self._account = account
+        self.name = name
+        self.path = path
+        self._clock = clock
+        self._new_uidvalidity = new_uidvalidity
+        self._max_size = max_message_size
+        self._journal = Journal(os.path.join(path, JOURNAL_NAME))
+        self._by_uid = {}
+        self._by_base = {}
+        self._uids = []
+        self._in_new = set()
+        self._records = 0
+        self._deleted = False
+        self._mtimes = None
+        self._mtimes_trusted = False
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.highestmodseq = 1
+
+    def open(self):
+        """Load the journal and reconcile it with the folder (once, by the account)."""
+        self._load()
+        return self
+
+    # -- loading --------------------------------------------------------
+
+    def _load(self):
+        if self._journal.exists():
+            records, bad = self._journal.load()
+        else:
+            records, bad = [], 0
+        max_uid = 0
+        for record in records:
+            max_uid = max(max_uid, self._apply(record))
+        self.uidnext = max(self.uidnext, max_uid + 1)
+        self._records = len(records)
+        if not self.uidvalidity or bad:
+            # New journal (foreign Maildir) or damaged lines: UIDs may not be
+            # what clients saw, so they must resynchronise.
+            old = self.uidvalidity
+            self.uidvalidity = self._new_uidvalidity()
+            if old:
+                log.warn(
+                    "{mailbox}: damaged index, new UIDVALIDITY {new} (was {old})",
+                    mailbox=self.name,
+                    new=self.uidvalidity,
+                    old=old,
+                )
+            self._compact()
+        self._scan()
+        if self._records > 2 * len(self._uids) + 256:
+            self._compact()
+
+    def _apply(self, r):
+        """Apply one journal record to memory; returns the highest UID it names."""
+        kind = r.get("t")
+        modseq = r.get("m", 0)
+        if isinstance(modseq, int) and modseq > self.highestmodseq:
+            self.highestmodseq = modseq
+        try:
+            if kind == "s":
+                self.uidvalidity = int(r["v"])
+                self.uidnext = max(self.uidnext, int(r["n"]))
+                return 0
+            if kind == "v":
+                self.uidvalidity = int(r["v"])
+                return 0
+            if kind == "a":
+                uid = int(r["u"])
+                old = self._by_uid.get(uid)
+                if old is not None:
+                    self._forget(old)
+                msg = StoredMessage(
+                    self, uid, r["f"], int(r["m"]), int(r["s"]), float(r["d"]), r.get("k", ())
+                )
+                self._remember(msg)
+                return uid
+            if kind == "f":
+                msg = self._by_uid.get(int(r["u"]))
+                if msg is not None:
+                    self._rename_in_memory(msg, r["f"], r.get("k", ()))
+                    msg.modseq = int(r["m"])
+                return 0
+            if kind == "x":
+                for uid in r["u"]:
+                    msg = self._by_uid.get(uid)
+                    if msg is not None:
+                        self._forget(msg)
+                return 0
+        except (KeyError, TypeError, ValueError):
+            log.warn("{mailbox}: ignoring malformed index record {record!r}", mailbox=self.name, record=r)
+        return 0
+
+    def _remember(self, msg):
+        self._by_uid[msg.uid] = msg
+        self._by_base[msg.base] = msg
+        if self._uids and msg.uid < self._uids[-1]:
+            self._uids.append(msg.uid)
+            self._uids.sort()
+        else:
+            self._uids.append(msg.uid)
+        if msg.recent:
+            self._in_new.add(msg.uid)
+
+    def _forget(self, msg):
+        self._by_uid.pop(msg.uid, None)
+        if self._by_base.get(msg.base) is msg:
+            del self._by_base[msg.base]
+        self._in_new.discard(msg.uid)
+        i = bisect.bisect_left(self._uids, msg.uid)
+        if i < len(self._uids) and self._uids[i] == msg.uid:
+            del self._uids[i]
+
+    def _forget_many(self, msgs):
+        for msg in msgs:
+            self._by_uid.pop(msg.uid, None)
+            if self._by_base.get(msg.base) is msg:
+                del self._by_base[msg.base]
+            self._in_new.discard(msg.uid)
+        self._uids = [u for u in self._uids if u in self._by_uid]
+
+    def _rename_in_memory(self, msg, filename, keywords):
+        if self._by_base.get(msg.base) is msg:
+            del self._by_base[msg.base]
+        msg._set(filename, keywords)
+        self._by_base[msg.base] = msg
+        if msg.recent:
+            self._in_new.add(msg.uid)
+        else:
+            self._in_new.discard(msg.uid)
+
+    def _record(self, msg, kind="a"):
+        record = {"t": kind, "u": msg.uid, "f": msg.filename, "m": msg.modseq}
+        if kind == "a":
+            record["s"] = msg.size
+            record["d"] = msg.internaldate
+        if msg.keywords:
+            record["k"] = sorted(msg.keywords)
+        return record
+
+    def _state(self):
+        return {"t": "s", "v": self.uidvalidity, "n": self.uidnext, "m": self.highestmodseq}
+
+    def _write(self, records):
+        """Append records to the journal, compacting it when it has grown."""
+        self._journal.append(records)
+        self._records += len(records)
+        if self._records > 2 * len(self._uids) + 256:
+            self._compact()
+
+    def _compact(self):
+        records = [self._state()]
+        records.extend(self._record(self._by_uid[uid]) for uid in self._uids)
+        self._journal.rewrite(records)
+        self._records = len(records)
+
+    # -- noticing other tools ---------------------------------------------
+
+    def _stat_dirs(self):
+        try:
+            return (
+                os.stat(os.path.join(self.path, "new")).st_mtime_ns,
+                os.stat(os.path.join(self.path, "cur")).st_mtime_ns,
+            )
+        except FileNotFoundError:
+            self._check_live()
+            raise
+
+    def _take_mtimes(self):
+        self._mtimes = self._stat_dirs()
+        newest = max(self._mtimes) / 1e9
+        # Wall clock on purpose: it is compared with file-system timestamps.
+        self._mtimes_trusted = time.time() - newest > _MTIME_TRUST
+
+    def _changed_on_disk(self):
+        if self._mtimes is None:
+            return True
+        now = self._stat_dirs()
+        if now != self._mtimes:
+            return True
+        if not self._mtimes_trusted and time.time() - max(now) / 1e9 > _MTIME_TRUST:
+            return True
+        return False
+
+    def refresh(self):
+        """Pick up files added, renamed or removed by other tools; cheap when none were."""
+        self._check_live()
+        if self._changed_on_disk():
+            self._scan()
+
+    def _scan(self):
+        """Reconcile memory with new/ and cur/ (one listdir each)."""
+        self._take_mtimes()
+        found = {}
+        for sub in ("new", "cur"):
+            folder = os.path.join(self.path, sub)
+            for entry in os.listdir(folder):
+                if entry.startswith("."):
+                    continue
+                rel = sub + "/" + entry
+                base = entry.partition(":")[0]
+                if base in found:
+                    rel = self._rename_duplicate(sub, entry)
+                    if rel is None:
+                        continue
+                    base = rel[4:].partition(":")[0]
+                found[base] = rel
+        gone = []
+        moved = []
+        for base, msg in list(self._by_base.items()):
+            rel = found.pop(base, None)
+            if rel is None:
+                gone.append(msg)
+            elif rel != msg.filename:
+                moved.append((msg, rel))
+        for msg in list(self._by_uid.values()):
+            if self._by_base.get(msg.base) is not msg and msg not in gone:
+                gone.append(msg)
+        if not (gone or moved or found):
+            return
+        records = []
+        flag_changes = []
+        expunged = []
+        added = []
+        if moved:
+            modseq = None
+            for msg, rel in moved:
+                _, system, _ = flagsmod.parse_name(rel[4:])
+                if system != msg.system:
+                    if modseq is None:
+                        self.highestmodseq += 1
+                        modseq = self.highestmodseq
+                    msg.modseq = modseq
+                    self._rename_in_memory(msg, rel, msg.keywords)
+                    flag_changes.append((msg.uid, msg.flags, modseq))
+                else:
+                    self._rename_in_memory(msg, rel, msg.keywords)
+                records.append(self._record(msg, "f"))
+        if gone:
+            self.highestmodseq += 1
+            expunged = sorted(m.uid for m in gone)
+            self._forget_many(gone)
+            records.append({"t": "x", "u": expunged, "m": self.highestmodseq})
+        for base, rel in sorted(found.items(), key=self._age):
+            msg = self._adopt(rel)
+            if msg is not None:
+                added.append(msg)
+                records.append(self._record(msg))
+        if added:
+            self._take_mtimes()  # _adopt may have rewritten files
+        self._write(records)
+        for msg in added:
+            log.info(
+                "{mailbox}: adopted {filename} as UID {uid}",
+                mailbox=self.name,
+                filename=msg.filename,
+                uid=msg.uid,
+            )
+        if flag_changes:
+            self._publish(FlagsChanged(self._account.address, self.name, tuple(flag_changes)))
+        if expunged:
+            self._publish(
+                MessagesExpunged(self._account.address, self.name, tuple(expunged), self.highestmodseq)
+            )
+        for msg in added:
+            self._announce(msg, None)
+
+    def _age(self, item):
+        try:
+            return (os.stat(os.path.join(self.path, item[1])).st_mtime, item[1])
+        except OSError:
+            return (0, item[1])
+
+    def _rename_duplicate(self, sub, entry):
+        """Give a second file with an already seen base name a base of its own."""
+        base, sep, info = entry.partition(":")
+        fresh = unique_name(self._clock.seconds(), 0).rsplit(",S=", 1)[0]
+        fresh += "-" + flagsmod.without_size(base)[:40].replace(":", "")
+        target = fresh + sep + info
+        try:
+            os.rename(os.path.join(self.path, sub, entry), os.path.join(self.path, sub, target))
+        except OSError:
+            return None
+        return sub + "/" + target
+
+    def _adopt(self, rel):
+        """Give a file found on disk a UID; returns its message or None if it vanished."""
+        path = os.path.join(self.path, rel)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        fixed = to_crlf(data)
+        if fixed != data:
+            # Other tools write LF; we promise CRLF. Rewrite before the UID is given.
+            sub, entry = rel.split("/", 1)
+            base, sep, info = entry.partition(":")
+            new_entry = "%s,S=%d%s%s" % (flagsmod.without_size(base), len(fixed), sep, info)
+            tmp = os.path.join(self.path, "tmp", new_entry.partition(":")[0])
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            write_file(tmp, fixed, mtime=stat.st_mtime)
+            os.rename(tmp, os.path.join(self.path, sub, new_entry))
+            if new_entry != entry:
+                os.unlink(path)
+            fsync_dir(os.path.join(self.path, sub))
+            rel = sub + "/" + new_entry
+            data = fixed
+        uid = self.uidnext
+        self.uidnext += 1
+        self.highestmodseq += 1
+        msg = StoredMessage(self, uid, rel, self.highestmodseq, len(data), stat.st_mtime, ())
+        self._remember(msg)
+        return msg
+
+    # -- helpers ------------------------------------------------------------
+
+    def _check_live(self):
+        if self._deleted:
+            raise MailboxNotFound("Mailbox %s does not exist any more" % (self.name,))
+
+    def _publish(self, event):
+        self._account._publish(event)
+
+    def _announce(self, msg, origin, headers=None):
+        if headers is None:
+            try:
+                headers = msg.headers()
+            except KeyError:
+                headers = b""
+        self._publish(
+            MessageAdded(
+                self._account.address,
+                self.name,
+                msg.uid,
+                msg.flags,
+                msg.modseq,
+                msg.size,
+                msg.internaldate,
+                headers,
+                origin=origin,
+            )
+        )
+
+    def _begin(self):
+        """Start a change: stop if deleted, pick up other tools' changes first."""
+        self._check_live()
+        if self._changed_on_disk():
+            self._scan()
+
+    # -- IStoredMailbox -------------------------------------------------------
+
+    def uids(self):
+        self._begin()
+        return list(self._uids)
+
+    def message(self, uid):
+        return self._by_uid[uid]
+
+    def count(self):
+        """Number of messages (from memory)."""
+        return len(self._uids)
+
+    def recent(self):
+        """Sorted UIDs of the messages in new/, without claiming them."""
+        return sorted(self._in_new)
+
+    def unseen(self):
+        """Sorted UIDs of the messages without \\Seen."""
+        return [u for u in self._uids if flagsmod.SEEN not in self._by_uid[u].system]
+
+    def changed_since(self, modseq):
+        """Sorted UIDs of the messages whose modseq is greater than ``modseq`` (CHANGEDSINCE)."""
+        return [u for u in self._uids if self._by_uid[u].modseq > modseq]
+
+    def add(self, data, flags=(), internaldate=None, origin=None):
+        self._begin()
+        data = to_crlf(data)
+        if self._max_size is not None and len(data) > self._max_size:
+            raise MessageTooLarge(
+                "Message of %d octets is larger than the limit of %d" % (len(data), self._max_size)
+            )
+        system, keywords = flagsmod.split(flags)
+        now = self._clock.seconds()
+        if internaldate is None:
+            internaldate = now
+        base = unique_name(now, len(data))
+        if system:
+            rel = "cur/" + base + flagsmod.info(system)
+        else:
+            rel = "new/" + base
+        tmp = os.path.join(self.path, "tmp", base)
+        try:
+            write_file(tmp, data, mtime=internaldate)
+            os.rename(tmp, os.path.join(self.path, rel))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        fsync_dir(os.path.join(self.path, rel[:3]))
+        uid = self.uidnext
+        msg = StoredMessage(self, uid, rel, self.highestmodseq + 1, len(data), float(internaldate), keywords)
+        self._write([self._record(msg)])
+        self.uidnext = uid + 1
+        self.highestmodseq += 1
+        self._remember(msg)
+        self._take_mtimes()
+        self._announce(msg, origin, header_block(data))
+        return uid
+
+    def set_flags(self, uids, flags, mode, unchangedsince=None, origin=None):
+        if mode not in MODES:
+            raise ValueError("mode must be one of %s" % (", ".join(MODES),))
+        self._begin()
+        system, keywords = flagsmod.split(flags)
+        lowered = {k.lower() for k in keywords}
+        failed = []
+        todo = []
+        for uid in sorted(set(uids)):
+            msg = self._by_uid.get(uid)
+            if msg is None:
+                continue
+            if unchangedsince is not None and msg.modseq > unchangedsince:
+                failed.append(uid)
+                continue
+            if mode == "replace":
+                new_system, new_keywords = system, keywords
+            elif mode == "add":
+                new_system = msg.system | system
+                have = {k.lower() for k in msg.keywords}
+                new_keywords = msg.keywords | {k for k in keywords if k.lower() not in have}
+            else:
+                new_system = msg.system - system
+                new_keywords = frozenset(k for k in msg.keywords if k.lower() not in lowered)
+            if new_system == msg.system and {k.lower() for k in new_keywords} == {
+                k.lower() for k in msg.keywords
+            }:
+                continue
+            todo.append((msg, new_system, new_keywords))
+        changed = {}
+        if not todo:
+            return changed, failed
+        modseq = self.highestmodseq + 1
+        renames = []
+        dirs = set()
+        for msg, new_system, new_keywords in todo:
+            if new_system != msg.system:
+                if msg.recent and not new_system:
+                    rel = msg.filename
+                else:
+                    rel = "cur/" + msg.base + flagsmod.info(new_system, msg.extra)
+                if rel != msg.filename:
+                    try:
+                        os.rename(msg.path(), os.path.join(self.path, rel))
+                    except FileNotFoundError:
+                        log.warn("{mailbox}: UID {uid} vanished during STORE", mailbox=self.name, uid=msg.uid)
+                        continue
+                    dirs.add(msg.filename[:3])
+                    dirs.add(rel[:3])
+            else:
+                rel = msg.filename
+            renames.append((msg, rel, new_keywords))
+        for sub in sorted(dirs):
+            fsync_dir(os.path.join(self.path, sub))
+        records = [
+            {"t": "f", "u": msg.uid, "f": rel, "m": modseq, "k": sorted(kw)} for msg, rel, kw in renames
+        ]
+        if not records:
+            return changed, failed
+        self._write(records)
+        self.highestmodseq = modseq
+        changes = []
+        for msg, rel, kw in renames:
+            self._rename_in_memory(msg, rel, kw)
+            msg.modseq = modseq
+            changed[msg.uid] = (msg.flags, modseq)
+            changes.append((msg.uid, msg.flags, modseq))
+        if dirs:
+            self._take_mtimes()
+        self._publish(FlagsChanged(self._account.address, self.name, tuple(changes), origin=origin))
+        return changed, failed
+
+    def expunge(self, uids=None, origin=None):
+        self._begin()
+        if uids is None:
+            candidates = self._uids
+        else:
+            candidates = sorted(set(u for u in uids if u in self._by_uid))
+        doomed = [
+            self._by_uid[u] for u in candidates if flagsmod.DELETED in self._by_uid[u].system
+        ]
+        return self._remove(doomed, origin, unlink=True)
+
+    def _remove(self, doomed, origin, unlink):
+        """Drop messages (unlinking their files when asked); one journal line, one event."""
+        if not doomed:
+            return []
+        if unlink:
+            dirs = set()
+            for msg in doomed:
+                try:
+                    os.unlink(msg.path())
+                except FileNotFoundError:
+                    pass
+                dirs.add(msg.filename[:3])
+            for sub in sorted(dirs):
+                fsync_dir(os.path.join(self.path, sub))
+        removed = sorted(m.uid for m in doomed)
+        modseq = self.highestmodseq + 1
+        self._write([{"t": "x", "u": removed, "m": modseq}])
+        self.highestmodseq = modseq
+        self._forget_many(doomed)
+        self._take_mtimes()
+        self._publish(
+            MessagesExpunged(self._account.address, self.name, tuple(removed), modseq, origin=origin)
+        )
+        return removed
+
+    def copy(self, uids, destination, origin=None):
+        return self._transfer(uids, destination, origin, move=False)
+
+    def move(self, uids, destination, origin=None):
+        return self._transfer(uids, destination, origin, move=True)
+
+    def _transfer(self, uids, destination, origin, move):
+        self._begin()
+        sources = [self._by_uid[u] for u in sorted(set(uids)) if u in self._by_uid]
+        if not isinstance(destination, Mailbox):
+            # Some other IStoredMailbox: go through its public add().
+            pairs = []
+            for msg in sources:
+                pairs.append((msg.uid, destination.add(msg.read(), msg.flags, msg.internaldate, origin)))
+            if move:
+                self._remove(sources, origin, unlink=True)
+            return pairs
+        destination._begin()
+        placed = []
+        dirs = set()
+        now = self._clock.seconds()
+        for msg in sources:
+            base = unique_name(now, msg.size)
+            if msg.system:
+                rel = "cur/" + base + flagsmod.info(msg.system, msg.extra)
+            else:
+                rel = "new/" + base
+            target = os.path.join(destination.path, rel)
+            try:
+                if move:
+                    _move_file(msg, destination, base, target)
+                else:
+                    _copy_file(msg, destination, base, target)
+            except FileNotFoundError:
+                log.warn("{mailbox}: UID {uid} vanished during COPY", mailbox=self.name, uid=msg.uid)
+                continue
+            dirs.add(rel[:3])
+            placed.append((msg, rel))
+        for sub in sorted(dirs):
+            fsync_dir(os.path.join(destination.path, sub))
+        pairs, added = destination._commit_added(placed)
+        if move and placed:
+            src_dirs = set(msg.filename[:3] for msg, _ in placed)
+            for sub in sorted(src_dirs):
+                fsync_dir(os.path.join(self.path, sub))
+        for msg, headers in added:
+            destination._announce(msg, origin, headers)
+        if move:
+            self._remove([m for m, _ in placed], origin, unlink=False)
+        return pairs
+
+    def _commit_added(self, placed):
+        """Give UIDs to files just linked into this folder; journal them (no events yet)."""
+        if not placed:
+            return [], []
+        pairs = []
+        added = []
+        records = []
+        uid = self.uidnext
+        modseq = self.highestmodseq
+        for source, rel in placed:
+            modseq += 1
+            msg = StoredMessage(self, uid, rel, modseq, source.size, source.internaldate, source.keywords)
+            records.append(self._record(msg))
+            pairs.append((source.uid, uid))
+            added.append(msg)
+            uid += 1
+        self._write(records)
+        self.uidnext = uid
+        self.highestmodseq = modseq
+        for msg in added:
+            self._remember(msg)
+        self._take_mtimes()
+        return pairs, [(m, m.headers()) for m in added]
+
+    def claim_recent(self):
+        self._begin()
+        claimed = sorted(self._in_new)
+        if not claimed:
+            return set()
+        records = []
+        done = []
+        for uid in claimed:
+            msg = self._by_uid[uid]
+            rel = "cur/" + msg.base + flagsmod.info(msg.system, msg.extra)
+            try:
+                os.rename(msg.path(), os.path.join(self.path, rel))
+            except FileNotFoundError:
+                continue
+            records.append({"t": "f", "u": uid, "f": rel, "m": msg.modseq, "k": sorted(msg.keywords)})
+            done.append((msg, rel))
+        fsync_dir(os.path.join(self.path, "new"))
+        fsync_dir(os.path.join(self.path, "cur"))
+        self._write(records)
+        for msg, rel in done:
+            self._rename_in_memory(msg, rel, msg.keywords)
+        self._take_mtimes()
+        return set(m.uid for m, _ in done)
+
+    def __repr__(self):
+        return "<Mailbox %s/%s uidvalidity=%d uidnext=%d>" % (
+            self._account.address,
+            self.name,
+            self.uidvalidity,
+            self.uidnext,
+        )
+
+
+def _copy_file(msg, destination, base, target):
+    """Hard-link the message into the destination, or copy it (tmp, fsync, rename)."""
+    source = msg.path()
+    try:
+        os.link(source, target)
+        return
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP, errno.EACCES):
+            raise
+    tmp = os.path.join(destination.path, "tmp", base)
+    with open(source, "rb") as f:
+        data = f.read()
+    write_file(tmp, data, mtime=msg.internaldate)
+    os.rename(tmp, target)
+
+
+def _move_file(msg, destination, base, target):
+    """Rename the message into the destination (same file system), or copy and unlink."""
+    source = msg.path()
+    try:
+        os.rename(source, target)
+        return
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    _copy_file(msg, destination, base, target)
+    os.unlink(source)
+
+
+def remove_folder(path, trash):
+    """Delete a Maildir folder: rename it out of sight (atomic), then remove the files."""
+    os.rename(path, trash)
+    fsync_dir(os.path.dirname(path))
+    shutil.rmtree(trash, ignore_errors=True)
