@@ -11,12 +11,10 @@ Errors meant for the client are L{CommandError}s carrying the IMAP answer
 """
 
 import base64
-import binascii
 import re
 import secrets
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
@@ -24,7 +22,7 @@ from zope.interface import implementer
 
 from imapwebpush import decisions
 from imapwebpush.interfaces import IPushOutcomeObserver
-from imapwebpush.webpush import model
+from imapwebpush.webpush import crypto, model
 from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_hash
 
 # How often the store is swept for stale subscriptions and tokens (not a SPEC number:
@@ -37,8 +35,6 @@ HOUR = 3600
 # The payload of a push sent by the admin `subscriptions test` command: a generic
 # sync of INBOX (SPEC 5.4), harmless for any client.
 TEST_PUSH_PAYLOAD = b'* SELECT "INBOX"\r\n'
-
-_B64URL_RE = re.compile(r"\A[A-Za-z0-9_-]*={0,2}\Z")
 
 
 class CommandError(Exception):
@@ -102,34 +98,20 @@ def check_endpoint(endpoint):
     return endpoint
 
 
-def _b64url(text, what):
-    if not _B64URL_RE.match(text):
-        raise BadArguments("%s is not base64url" % what)
-    stripped = text.rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
-    except (binascii.Error, ValueError):
-        raise BadArguments("%s is not base64url" % what)
-
-
 def parse_p256dh(text):
-    """The 65-byte uncompressed P-256 point, checked to lie on the curve."""
-    raw = _b64url(text, "p256dh")
-    if len(raw) != 65 or raw[0:1] != b"\x04":
-        raise BadArguments("p256dh must be a 65-byte uncompressed P-256 point")
+    """The 65-byte uncompressed P-256 point, checked to lie on the curve; BadArguments if not."""
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-    except ValueError:
-        raise BadArguments("p256dh is not a point on the P-256 curve")
-    return raw
+        return crypto.parse_p256dh(text)
+    except ValueError as e:
+        raise BadArguments(str(e))
 
 
 def parse_auth(text):
-    """The 16-byte auth secret."""
-    raw = _b64url(text, "auth")
-    if len(raw) != 16:
-        raise BadArguments("auth must be exactly 16 octets")
-    return raw
+    """The 16-byte auth secret; BadArguments if not."""
+    try:
+        return crypto.parse_auth(text)
+    except ValueError as e:
+        raise BadArguments(str(e))
 
 
 def pattern_matcher(pattern):
@@ -269,7 +251,7 @@ class WebPushService(service.Service):
         try:
             self.policy.check_url(endpoint)
         except Exception as e:  # EndpointRefused, or any refusal the policy raises
-            raise Refused("endpoint refused: %s" % (e,))
+            raise Refused("endpoint refused: %s" % (getattr(e, "reason", None) or e,))
 
     def _send_verification(self, sub, key, token):
         if self.sender is None:
