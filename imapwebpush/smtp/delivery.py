@@ -1,0 +1,207 @@
+"""Local delivery: which recipients we accept, and storing a message in their INBOX.
+
+Why a shared envelope: Twisted hands every DATA line to one message object per
+recipient. Only the first of them keeps the lines, so a message to ten local
+users is held in memory once and written once into each user's INBOX, each copy
+with its own ``Received:`` header naming that recipient.
+
+A message is durable (the store fsyncs it) before ``eomReceived`` returns, so
+the ``250`` the client reads after the final dot means the mail is on disk.
+"""
+
+import os
+import re
+from datetime import datetime, timezone
+
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
+from twisted.mail.smtp import SMTPBadRcpt, SMTPServerError
+from zope.interface import implementer
+
+from imapwebpush.store.users import InvalidAddress, normalize_address
+
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+ORIGIN = "smtp"  # the ``origin`` token of store changes made by SMTP delivery
+
+_HELO_UNSAFE = re.compile(rb"[^\x21-\x7e]")
+
+
+def _clean(text, limit=255):
+    """Client-supplied text made safe for a header: printable ASCII, no spaces."""
+    if text is None:
+        return "unknown"
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    return _HELO_UNSAFE.sub(b"?", text[:limit]).decode("ascii") or "unknown"
+
+
+class _Envelope:
+    """One SMTP transaction (MAIL FROM .. final dot): the body lines, kept once."""
+
+    def __init__(self, origin, max_size, transaction_id):
+        self.origin = origin
+        self.max_size = max_size
+        self.id = transaction_id
+        self.lines = []
+        self.size = 0
+        self.writer = None  # the one message object that keeps the lines
+        self.delivered = set()  # addresses already given a copy
+        self._body = None
+
+    def append(self, line):
+        self.size += len(line) + 2
+        if self.size > self.max_size:
+            self.lines = []
+            raise SMTPServerError(
+                552,
+                b"5.3.4 Message size exceeds fixed maximum message size (%d octets)" % self.max_size,
+            )
+        self.lines.append(line)
+
+    def body(self):
+        if self._body is None:
+            self._body = b"\r\n".join(self.lines) + b"\r\n"
+            self.lines = []
+        return self._body
+
+    def discard(self):
+        self.lines = []
+        self._body = None
+
+
+@implementer(IMessageSMTP)
+class _RecipientMessage:
+    """One recipient's copy of the message; adds it to that user's INBOX."""
+
+    log = Logger()
+
+    def __init__(self, delivery, envelope, address, trace):
+        self.delivery = delivery
+        self.envelope = envelope
+        self.address = address
+        self.trace = trace  # Return-Path and Received header lines, CRLF-terminated
+
+    def lineReceived(self, line):
+        if self.envelope.writer is None:
+            self.envelope.writer = self
+        if self.envelope.writer is self:
+            self.envelope.append(line)
+
+    def eomReceived(self):
+        envelope = self.envelope
+        if self.address in envelope.delivered:
+            return defer.succeed(None)
+        try:
+            data = self.trace + envelope.body()
+            account = self.delivery.mail_store.account(self.address)
+            uid = account.mailbox("INBOX").add(
+                data, internaldate=self.delivery.clock.seconds(), origin=ORIGIN
+            )
+        except Exception:
+            self.log.failure(
+                "delivery to {account} failed (transaction {transaction})",
+                account=self.address,
+                transaction=envelope.id,
+            )
+            return defer.fail()
+        envelope.delivered.add(self.address)
+        self.log.info(
+            "delivered {size} octets from {sender} to {account} uid {uid} (transaction {transaction})",
+            size=len(data),
+            sender=envelope.origin,
+            account=self.address,
+            uid=uid,
+            transaction=envelope.id,
+        )
+        return defer.succeed(uid)
+
+    def connectionLost(self):
+        self.envelope.discard()
+
+
+@implementer(IMessageDelivery)
+class LocalDelivery:
+    """Accepts mail for the users of the local domains and stores it in their INBOX.
+
+    One instance per SMTP connection (it keeps the current envelope).
+
+    @param mail_store: L{imapwebpush.interfaces.IMailStore}.
+    @param users: L{imapwebpush.interfaces.IUserDatabase}.
+    @param domains: the local domains (lower-cased strings).
+    @param hostname: the name of this server in ``Received:`` headers.
+    @param clock: L{twisted.internet.interfaces.IReactorTime}.
+    @param authenticated: the address of the authenticated sender on the
+        submission port, None on the receiving port. Only changes the answer for
+        recipients of other domains (relaying is never done).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        mail_store,
+        users,
+        domains,
+        hostname,
+        clock,
+        max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+        authenticated=None,
+    ):
+        self.mail_store = mail_store
+        self.users = users
+        self.domains = frozenset(d.lower() for d in domains)
+        self.hostname = hostname
+        self.clock = clock
+        self.max_message_size = max_message_size
+        self.authenticated = authenticated
+        self._envelope = None
+
+    def receivedHeader(self, helo, origin, recipients):
+        # Each recipient's message writes its own (see _trace); Twisted's one
+        # header per message object would be written before we know the user.
+        return None
+
+    def validateFrom(self, helo, origin):
+        self._envelope = _Envelope(str(origin), self.max_message_size, os.urandom(8).hex())
+        return origin
+
+    def validateTo(self, user):
+        try:
+            address = normalize_address(str(user.dest))
+        except InvalidAddress:
+            raise SMTPBadRcpt(user.dest, 550, "5.1.3 <%s>: bad recipient address syntax" % (user.dest,))
+        domain = address.split("@", 1)[1]
+        if domain not in self.domains:
+            if self.authenticated is not None:
+                raise SMTPBadRcpt(user.dest, 550, "5.7.1 <%s>: relaying not supported" % (address,))
+            raise SMTPBadRcpt(
+                user.dest, 550, "5.1.1 <%s>: not a local domain, relaying not supported" % (address,)
+            )
+        if not self.users.exists(address):
+            raise SMTPBadRcpt(user.dest, 550, "5.1.1 <%s>: no such user here" % (address,))
+        envelope = self._envelope
+        trace = self._trace(user, address, envelope)
+        return lambda: _RecipientMessage(self, envelope, address, trace)
+
+    def _trace(self, user, address, envelope):
+        """``Return-Path:`` and ``Received:`` (RFC 5321 4.4) for one recipient."""
+        helo_arg, peer = user.helo if user.helo else (None, None)
+        protocol = user.protocol
+        with_ = "ESMTP"
+        transport = getattr(protocol, "transport", None)
+        if getattr(protocol, "startedTLS", False) or ISSLTransport.providedBy(transport):
+            with_ += "S"
+        if getattr(protocol, "authenticated", False):
+            with_ += "A"
+        when = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        date = when.strftime("%a, %d %b %Y %H:%M:%S +0000")
+        origin = envelope.origin
+        lines = [
+            "Return-Path: <%s>" % (_clean(origin, 512) if origin else "",),
+            "Received: from %s (%s)" % (_clean(helo_arg), _clean(peer)),
+            "\tby %s (imapwebpush) with %s id %s" % (_clean(self.hostname), with_, envelope.id),
+            "\tfor <%s>; %s" % (address, date),
+        ]
+        return ("\r\n".join(lines) + "\r\n").encode("ascii")

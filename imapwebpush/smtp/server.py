@@ -1,0 +1,216 @@
+"""The ESMTP protocols and factories: receiving (port 25 role) and submission (587/465 role).
+
+Why subclasses of Twisted's ESMTP: it already speaks the protocol and its
+delivery/cred seams are what we need. We add what it lacks: SIZE (advertised,
+checked on ``MAIL FROM`` and on the data), enhanced status codes, a transient
+``451`` when storing fails (so no mail is lost), and on submission the rule
+that AUTH is only offered over TLS and that MAIL needs AUTH.
+"""
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from twisted.mail import smtp
+from twisted.mail.interfaces import IMessageDelivery
+from twisted.mail.smtp import ESMTP, SMTPServerError
+from twisted.mail._except import IllegalClientResponse
+from twisted.mail.imap4 import PLAINCredentials
+from zope.interface import implementer
+
+from imapwebpush.smtp.delivery import DEFAULT_MAX_MESSAGE_SIZE, LocalDelivery
+
+
+class ReceivingESMTP(ESMTP):
+    """ESMTP for mail addressed to local users: no AUTH, SIZE enforced."""
+
+    log = Logger()
+    max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+
+    def connectionMade(self):
+        ESMTP.connectionMade(self)
+        if ISSLTransport.providedBy(self.transport):
+            self.canStartTLS = False  # implicit TLS: already encrypted
+
+    def extensions(self):
+        ext = ESMTP.extensions(self)
+        ext[b"SIZE"] = [b"%d" % self.max_message_size]
+        ext[b"8BITMIME"] = None
+        ext[b"ENHANCEDSTATUSCODES"] = None
+        return ext
+
+    def do_MAIL(self, rest):
+        if not self._from:
+            m = self.mail_re.match(rest)
+            opts = (m.group("opts") or b"") if m else b""
+            for opt in opts.split():
+                key, _, value = opt.partition(b"=")
+                if key.upper() != b"SIZE":
+                    continue
+                if not value.isdigit():
+                    self.sendCode(501, b"5.5.4 Bad SIZE parameter")
+                    return
+                if int(value) > self.max_message_size:
+                    self.sendCode(
+                        552,
+                        b"5.3.4 Message size exceeds fixed maximum message size (%d octets)"
+                        % self.max_message_size,
+                    )
+                    return
+        ESMTP.do_MAIL(self, rest)
+
+    def _messageHandled(self, resultList):
+        failures = [result for ok, result in resultList if not ok]
+        if failures:
+            # Some copies may already be stored; a retry duplicates them, which
+            # is better than acknowledging mail that a recipient never gets.
+            self.sendCode(
+                451,
+                b"4.3.0 Local error: message not stored for %d of %d recipients, try again later"
+                % (len(failures), len(resultList)),
+            )
+        else:
+            self.sendCode(250, b"2.0.0 Message accepted for delivery")
+
+
+class SubmissionESMTP(ReceivingESMTP):
+    """ESMTP for the users' own mail: AUTH PLAIN/LOGIN over TLS, then local delivery only."""
+
+    allow_plaintext_auth = False
+
+    def _secure(self):
+        return bool(self.startedTLS) or ISSLTransport.providedBy(self.transport)
+
+    def _auth_allowed(self):
+        return self.allow_plaintext_auth or self._secure()
+
+    def extensions(self):
+        ext = ReceivingESMTP.extensions(self)
+        if not self._auth_allowed() or self.authenticated:
+            ext.pop(b"AUTH", None)
+        return ext
+
+    def ext_AUTH(self, rest):
+        if not self._auth_allowed():
+            self.sendCode(538, b"5.7.11 Encryption required: use STARTTLS first")
+            return
+        if not rest.strip():
+            self.sendCode(501, b"5.5.4 AUTH needs a mechanism")
+            return
+        ESMTP.ext_AUTH(self, rest)
+
+    def state_AUTH(self, response):
+        try:
+            ESMTP.state_AUTH(self, response)
+        except IllegalClientResponse:
+            self.challenger = None
+            self.mode = smtp.COMMAND
+            self.sendCode(501, b"5.5.2 Malformed authentication response")
+
+    def _ebAuthenticated(self, reason):
+        self.challenger = None
+        if reason.check(UnauthorizedLogin):
+            self.sendCode(535, b"5.7.8 Authentication credentials invalid")
+        else:
+            self.log.failure("SMTP authentication failed", reason)
+            self.sendCode(454, b"4.7.0 Temporary authentication failure")
+
+    def validateFrom(self, helo, origin):
+        if not self.authenticated:
+            if not self._auth_allowed():
+                raise SMTPServerError(530, "5.7.0 Must issue a STARTTLS command first")
+            raise SMTPServerError(530, "5.7.0 Authentication required")
+        return ReceivingESMTP.validateFrom(self, helo, origin)
+
+
+class ReceivingFactory(smtp.SMTPFactory):
+    """Builds L{ReceivingESMTP} connections, each with its own L{LocalDelivery}.
+
+    @param mail_store: L{imapwebpush.interfaces.IMailStore}.
+    @param users: L{imapwebpush.interfaces.IUserDatabase}.
+    @param domains: iterable of local domains.
+    @param clock: L{twisted.internet.interfaces.IReactorTime}.
+    @param tls: a TLS context factory offered with STARTTLS, or None.
+    @param hostname: this server's name in the greeting and ``Received:``.
+    """
+
+    protocol = ReceivingESMTP
+
+    def __init__(
+        self,
+        mail_store,
+        users,
+        domains,
+        clock,
+        tls=None,
+        hostname=None,
+        max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+    ):
+        smtp.SMTPFactory.__init__(self)
+        self.mail_store = mail_store
+        self.users = users
+        self.domains = [d.lower() for d in domains]
+        self.clock = clock
+        self.tls = tls
+        self.hostname = hostname or smtp.DNSNAME
+        if isinstance(self.hostname, bytes):
+            self.hostname = self.hostname.decode("ascii")
+        self.domain = self.hostname.encode("ascii")
+        self.max_message_size = max_message_size
+
+    def delivery(self, authenticated=None):
+        return LocalDelivery(
+            self.mail_store,
+            self.users,
+            self.domains,
+            self.hostname,
+            self.clock,
+            max_message_size=self.max_message_size,
+            authenticated=authenticated,
+        )
+
+    def buildProtocol(self, addr):
+        p = self.protocol(contextFactory=self.tls)
+        p.factory = self
+        p.portal = self.portal
+        p.host = self.domain
+        p.max_message_size = self.max_message_size
+        p.delivery = self.delivery()
+        return p
+
+
+@implementer(IRealm)
+class SubmissionRealm:
+    """Gives an authenticated user the delivery object of their connection."""
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        if IMessageDelivery in interfaces:
+            address = avatarId.decode("ascii") if isinstance(avatarId, bytes) else avatarId
+            return IMessageDelivery, self.factory.delivery(authenticated=address), lambda: None
+        raise NotImplementedError("submission only serves IMessageDelivery")
+
+
+class SubmissionFactory(ReceivingFactory):
+    """Builds L{SubmissionESMTP} connections: AUTH with ``checker``, then local delivery.
+
+    @param checker: an L{twisted.cred.checkers.ICredentialsChecker} of
+        L{twisted.cred.credentials.IUsernamePassword} (L{imapwebpush.store.users.UserChecker}).
+    @param allow_plaintext_auth: offer AUTH without TLS (tests, loopback-only setups).
+    """
+
+    protocol = SubmissionESMTP
+
+    def __init__(self, mail_store, users, domains, clock, checker, allow_plaintext_auth=False, **kw):
+        ReceivingFactory.__init__(self, mail_store, users, domains, clock, **kw)
+        self.portal = Portal(SubmissionRealm(self), [checker])
+        self.allow_plaintext_auth = allow_plaintext_auth
+
+    def buildProtocol(self, addr):
+        p = ReceivingFactory.buildProtocol(self, addr)
+        p.delivery = None  # set by AUTH
+        p.challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": smtp.LOGINCredentials}
+        p.allow_plaintext_auth = self.allow_plaintext_auth
+        return p

@@ -1,0 +1,322 @@
+"""SMTP receiving over real loopback, driven by Python's smtplib in a thread.
+
+What a sending server sees: the EHLO extensions, the exact reply codes and
+texts for unknown recipients and oversized mail, and what lands in the INBOX.
+"""
+
+import os
+import smtplib
+
+from twisted.internet import defer, reactor, threads
+from twisted.trial import unittest
+
+from imapwebpush.smtp.server import ReceivingFactory
+from imapwebpush.store.account import MailStore
+from imapwebpush.store.users import UserDatabase
+
+FAST = {"n": 16, "r": 1, "p": 1}
+DOMAINS = ["example.org", "example.net"]
+
+
+def track_connections(factory):
+    """Make ``factory.closed()`` wait until every connection it built is gone.
+
+    Tests wait on it so trial's reactor check finds no half-closed socket.
+    """
+    factory.open_connections = []
+    build = factory.buildProtocol
+
+    def buildProtocol(addr):
+        p = build(addr)
+        done = defer.Deferred()
+        lost = p.connectionLost
+
+        def connectionLost(reason):
+            try:
+                lost(reason)
+            finally:
+                done.callback(None)
+
+        p.connectionLost = connectionLost
+        factory.open_connections.append(done)
+        return p
+
+    factory.buildProtocol = buildProtocol
+    factory.closed = lambda: defer.gatherResults(factory.open_connections)
+    return factory
+
+
+class SMTPTestMixin:
+    """A data folder with two users, a mail store, and a listening factory."""
+
+    max_size = 10000
+
+    def make_world(self):
+        self.data = self.mktemp()
+        os.mkdir(self.data)
+        self.store_path = self.data
+        self.store = MailStore(self.store_path, clock=reactor)
+        self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
+        self.users.add("alice@example.org", "alice-pw")
+        self.users.add("bob@example.net", "bob-pw")
+
+    def listen(self, factory, listen=None):
+        track_connections(factory)
+        listen = listen or (lambda f: reactor.listenTCP(0, f, interface="127.0.0.1"))
+        port = listen(factory)
+        self.addCleanup(factory.closed)
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    def inbox(self, address):
+        """The INBOX as a fresh store reads it from disk: [(uid, bytes)]."""
+        box = MailStore(self.store_path, clock=reactor).account(address).mailbox("INBOX")
+        return [(uid, box.message(uid).read()) for uid in box.uids()]
+
+    def in_thread(self, f, *args):
+        return threads.deferToThread(f, *args)
+
+
+MESSAGE = (
+    b"From: Carol <carol@remote.example>\r\n"
+    b"To: alice@example.org\r\n"
+    b"Subject: hello\r\n"
+    b"\r\n"
+    b"First line.\r\n"
+    b".A line starting with a dot.\r\n"
+    b"Last line.\r\n"
+)
+
+
+class ReceivingTests(SMTPTestMixin, unittest.TestCase):
+    def setUp(self):
+        self.make_world()
+        self.factory = ReceivingFactory(
+            self.store, self.users, DOMAINS, reactor, hostname="mx.example.org",
+            max_message_size=self.max_size,
+        )
+        self.port = self.listen(self.factory)
+
+    def smtp(self):
+        s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+        return s
+
+    @defer.inlineCallbacks
+    def test_ehlo_extensions(self):
+        def talk():
+            s = self.smtp()
+            try:
+                code, banner = s.ehlo("client.example")
+                return code, s.esmtp_features, s.has_extn("auth")
+            finally:
+                s.quit()
+
+        code, features, auth = yield self.in_thread(talk)
+        self.assertEqual(code, 250)
+        self.assertEqual(features["size"], "10000")
+        self.assertIn("enhancedstatuscodes", features)
+        self.assertIn("8bitmime", features)
+        self.assertFalse(auth)
+        self.assertNotIn("starttls", features)  # no certificate given
+
+    @defer.inlineCallbacks
+    def test_delivery(self):
+        def send():
+            s = self.smtp()
+            try:
+                return s.sendmail("carol@remote.example", ["Alice@Example.org"], MESSAGE)
+            finally:
+                s.quit()
+
+        refused = yield self.in_thread(send)
+        self.assertEqual(refused, {})
+        [(uid, data)] = self.inbox("alice@example.org")
+        self.assertEqual(uid, 1)
+        self.assertTrue(data.startswith(b"Return-Path: <carol@remote.example>\r\nReceived: from "), data)
+        head, _, body = data.partition(b"\r\n\r\n")
+        received = head.split(b"\r\n")[1:4]
+        self.assertTrue(received[0].startswith(b"Received: from "), received)
+        self.assertIn(b"(127.0.0.1)", received[0])
+        self.assertRegex(received[1], rb"^\tby mx\.example\.org \(imapwebpush\) with ESMTP id [0-9a-f]{16}$")
+        self.assertRegex(received[2], rb"^\tfor <alice@example\.org>; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000$")
+        self.assertTrue(data.endswith(MESSAGE), data)
+        self.assertEqual(body, b"First line.\r\n.A line starting with a dot.\r\nLast line.\r\n")
+        self.assertEqual(self.inbox("bob@example.net"), [])
+
+    @defer.inlineCallbacks
+    def test_unknown_recipient(self):
+        def talk():
+            s = self.smtp()
+            try:
+                s.ehlo("client.example")
+                s.mail("carol@remote.example")
+                return s.rcpt("nobody@example.org"), s.rcpt("alice@example.org")
+            finally:
+                s.quit()
+
+        unknown, known = yield self.in_thread(talk)
+        self.assertEqual(unknown, (550, b"5.1.1 <nobody@example.org>: no such user here"))
+        self.assertEqual(known[0], 250)
+
+    @defer.inlineCallbacks
+    def test_not_a_local_domain(self):
+        def talk():
+            s = self.smtp()
+            try:
+                s.ehlo("client.example")
+                s.mail("carol@remote.example")
+                return s.rcpt("alice@elsewhere.example")
+            finally:
+                s.quit()
+
+        answer = yield self.in_thread(talk)
+        self.assertEqual(
+            answer, (550, b"5.1.1 <alice@elsewhere.example>: not a local domain, relaying not supported")
+        )
+
+    @defer.inlineCallbacks
+    def test_all_recipients_refused(self):
+        def send():
+            s = self.smtp()
+            try:
+                s.sendmail("carol@remote.example", ["nobody@example.org"], MESSAGE)
+            finally:
+                s.quit()
+
+        yield self.assertFailure(self.in_thread(send), smtplib.SMTPRecipientsRefused)
+
+    @defer.inlineCallbacks
+    def test_several_recipients(self):
+        """One copy per user, even when a user is named twice; each Received names its user."""
+
+        def send():
+            s = self.smtp()
+            try:
+                return s.sendmail(
+                    "carol@remote.example",
+                    ["alice@example.org", "nobody@example.org", "bob@example.net", "ALICE@example.org"],
+                    MESSAGE,
+                )
+            finally:
+                s.quit()
+
+        refused = yield self.in_thread(send)
+        self.assertEqual(list(refused), ["nobody@example.org"])
+        [(uid_a, alice)] = self.inbox("alice@example.org")
+        [(uid_b, bob)] = self.inbox("bob@example.net")
+        self.assertEqual((uid_a, uid_b), (1, 1))
+        self.assertIn(b"\tfor <alice@example.org>; ", alice)
+        self.assertIn(b"\tfor <bob@example.net>; ", bob)
+        self.assertTrue(alice.endswith(MESSAGE))
+        self.assertTrue(bob.endswith(MESSAGE))
+
+    @defer.inlineCallbacks
+    def test_two_messages_one_connection(self):
+        def send():
+            s = self.smtp()
+            try:
+                s.sendmail("carol@remote.example", ["alice@example.org"], MESSAGE)
+                s.sendmail("<>", ["alice@example.org"], MESSAGE.replace(b"hello", b"again"))
+            finally:
+                s.quit()
+
+        yield self.in_thread(send)
+        messages = self.inbox("alice@example.org")
+        self.assertEqual([uid for uid, _ in messages], [1, 2])
+        self.assertIn(b"Subject: again", messages[1][1])
+        self.assertTrue(messages[1][1].startswith(b"Return-Path: <>\r\n"))
+
+    @defer.inlineCallbacks
+    def test_size_parameter_too_large(self):
+        def talk():
+            s = self.smtp()
+            try:
+                s.ehlo("client.example")
+                too_big = s.mail("carol@remote.example", ["SIZE=10001"])
+                s.rset()
+                fits = s.mail("carol@remote.example", ["SIZE=10000"])
+                return too_big, fits
+            finally:
+                s.quit()
+
+        too_big, fits = yield self.in_thread(talk)
+        self.assertEqual(
+            too_big, (552, b"5.3.4 Message size exceeds fixed maximum message size (10000 octets)")
+        )
+        self.assertEqual(fits[0], 250)
+
+    @defer.inlineCallbacks
+    def test_data_too_large(self):
+        """A client that does not announce SIZE still gets 552, and nothing is stored."""
+        big = MESSAGE + (b"x" * 70 + b"\r\n") * 200
+
+        def talk():
+            s = self.smtp()
+            try:
+                s.ehlo("client.example")
+                s.mail("carol@remote.example")
+                s.rcpt("alice@example.org")
+                answer = s.data(big)
+                after = s.sendmail("carol@remote.example", ["alice@example.org"], MESSAGE)
+                return answer, after
+            finally:
+                s.quit()
+
+        answer, after = yield self.in_thread(talk)
+        self.assertEqual(
+            answer, (552, b"5.3.4 Message size exceeds fixed maximum message size (10000 octets)")
+        )
+        self.assertEqual(after, {})
+        self.assertEqual([uid for uid, _ in self.inbox("alice@example.org")], [1])
+
+    @defer.inlineCallbacks
+    def test_store_failure_is_transient(self):
+        """If the store fails, the client hears 451 and will try again: nothing is lost."""
+        real_account = self.store.account
+
+        class BrokenBox:
+            def add(self, *a, **kw):
+                raise OSError(28, "No space left on device")
+
+        class BrokenAccount:
+            def mailbox(self, name):
+                return BrokenBox()
+
+        def account(address):
+            if address == "bob@example.net":
+                return BrokenAccount()
+            return real_account(address)
+
+        self.patch(self.store, "account", account)
+
+        def talk():
+            s = self.smtp()
+            try:
+                s.ehlo("client.example")
+                s.mail("carol@remote.example")
+                s.rcpt("alice@example.org")
+                s.rcpt("bob@example.net")
+                return s.data(MESSAGE)
+            finally:
+                s.quit()
+
+        answer = yield self.in_thread(talk)
+        self.assertEqual(
+            answer,
+            (451, b"4.3.0 Local error: message not stored for 1 of 2 recipients, try again later"),
+        )
+        self.flushLoggedErrors(OSError)
+
+    @defer.inlineCallbacks
+    def test_user_added_while_running(self):
+        UserDatabase(self.data, scrypt_params=FAST).add("dave@example.org", "pw")
+
+        def send():
+            s = self.smtp()
+            try:
+                return s.sendmail("carol@remote.example", ["dave@example.org"], MESSAGE)
+            finally:
+                s.quit()
+
+        self.assertEqual((yield self.in_thread(send)), {})
+        self.assertEqual(len(self.inbox("dave@example.org")), 1)
