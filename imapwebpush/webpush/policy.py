@@ -44,7 +44,8 @@ def address_problem(text):
     except ValueError:
         return "%r is not an IP address" % (text,)
     if ip.version == 6:
-        embedded = None
+        # Forms that reach an IPv4 address are judged by that address.
+        embedded, routable = None, True
         if ip.ipv4_mapped is not None:
             embedded = ip.ipv4_mapped
         elif ip.sixtofour is not None:
@@ -53,18 +54,21 @@ def address_problem(text):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         elif int(ip) >> 32 == 0 and int(ip) > 1:
             embedded = ipaddress.IPv4Address(int(ip))  # deprecated IPv4-compatible ::a.b.c.d
+            routable = False
         if embedded is not None:
             inner = address_problem(str(embedded))
             if inner is not None:
                 return "%s embeds %s" % (ip, inner)
+            if routable:
+                return None
     checks = [
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
         ("carrier-grade NAT (100.64.0.0/10)", ip.version == 4 and ip in _CGNAT),
-        ("private", ip.is_private),
         ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
     ]
     for label, hit in checks:
         if hit:
@@ -240,6 +244,17 @@ class _CheckedTCPEndpoint:
         raise last
 
 
+@implementer(IStreamClientEndpoint)
+class _RefusedEndpoint:
+    """An endpoint whose every connect fails with EndpointRefused."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def connect(self, factory):
+        return defer.fail(EndpointRefused(self.reason))
+
+
 @implementer(IAgentEndpointFactory)
 class CheckingEndpointFactory:
     """Endpoints for an Agent that apply the policy at connect time (SPEC 7).
@@ -262,9 +277,13 @@ class CheckingEndpointFactory:
         host = uri.host.decode("idna").lower().rstrip(".")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
+        # Refusals surface as a failed connect, as Agent expects, not as an exception.
         if scheme not in (("https", "http") if self._policy.insecure else ("https",)):
-            raise EndpointRefused("the endpoint must be an https URL")
-        self._policy.check_host(host)
+            return _RefusedEndpoint("the endpoint must be an https URL")
+        try:
+            self._policy.check_host(host)
+        except EndpointRefused as e:
+            return _RefusedEndpoint(e.reason)
         inner = _CheckedTCPEndpoint(
             self._reactor, self._policy, self._resolver, host, uri.port, self._connect_timeout
         )
