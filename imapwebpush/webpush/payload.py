@@ -337,12 +337,26 @@ def _assign(new_entries, keep, budget_of):
 def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
     """The bodies for ``sections`` (list of L{Section}), each at most ``budget`` octets.
 
+    A L{Section} with a mailbox and no items asks for the generic sync of
+    that mailbox.
+
     At most ``max_pushes`` bodies, unless even the generic syncs of every
     mailbox need more. LIST items that do not fit in ``max_pushes`` bodies
     are left out (compare the items of the result with the input).
     """
-    secs = [_prepare(s, budget) for s in sections if s.items or s.mailbox is not None]
-    secs = [s for s in secs if s.entries or s.synced or s.section.mailbox is not None]
+    secs = []
+    for section in sections:
+        sec = _prepare(section, budget)
+        if section.mailbox is not None and not section.items:
+            sec.synced = True  # an empty section asks for the generic sync
+        if section.mailbox is None:
+            # a LIST response that cannot fit in any body is left out
+            sec.entries = [e for e in sec.entries if len(e.short) <= budget]
+            if not sec.entries:
+                continue
+        elif sec.synced and len(sec.select) > budget:
+            continue  # not even the generic sync fits this budget
+        secs.append(sec)
     if not secs:
         return []
 

@@ -1,0 +1,453 @@
+"""From change events to pushes (SPEC 5 and 6): who gets what, when, and how big.
+
+``PushDispatcher`` listens on the store-wide change bus. Per account it keeps
+two queues:
+
+* new messages are flushed on the next reactor turn (``callLater(0)``), so a
+  burst appended in one go (500 messages from one SMTP transaction or one
+  APPEND loop) shares pushes instead of making one push per message;
+* flag changes, expunges and mailbox changes wait ``coalesce_window``
+  seconds from the first of them and are merged: one push per mailbox (its
+  Topic lets the push service replace an older undelivered one), one for the
+  mailbox tree.
+
+A flush renders the payload once per account (``payload.render``) and sends
+it to every *active* subscription of the account: pending ones get nothing;
+silenced ones get nothing either, but the dispatcher remembers the mailboxes
+they missed and sends one generic sync push per mailbox when the silence ends
+(timer at ``silenced_until``, ``silenceEnded`` from the WEBPUSH commands, or
+the next flush that finds it no longer silenced).
+
+The pushes of one flush go to one subscription one after the other, so a
+404/410 (GONE) stops the rest and a 413 (TOO_LARGE) is re-rendered with half
+the size of the refused body, following SPEC 5.4, before the next one.
+Before every push but the first of a flush the subscription is read again:
+deleted, pending or silenced meanwhile means nothing more is sent.
+"""
+
+import itertools
+from collections import OrderedDict
+
+from twisted.application import service
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from imapwebpush import decisions
+from imapwebpush.interfaces import IChangeListener, IPushDispatcher
+from imapwebpush.store.events import (
+    FlagsChanged,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRenamed,
+    MessageAdded,
+    MessagesExpunged,
+)
+from imapwebpush.webpush import model
+from imapwebpush.webpush.limits import MAX_PLAINTEXT
+from imapwebpush.webpush.payload import (
+    FlagUpdate,
+    ListUpdate,
+    NewMessage,
+    Section,
+    Vanished,
+    render,
+)
+from imapwebpush.webpush.topic import topic as topic_for
+
+__all__ = ["PushDispatcher", "INBOX"]
+
+INBOX = "INBOX"
+
+# kinds of push, also put in the delivery context
+KIND_NEW = "new"
+KIND_MAILBOX = "mailbox"  # flags and expunges of one mailbox
+KIND_LIST = "list"  # mailbox tree changes
+KIND_SYNC = "sync"  # generic sync after a silence
+
+
+class _Planned:
+    """One push about to be sent, with what it takes to re-render it smaller."""
+
+    __slots__ = ("push", "kind", "urgency", "ttl", "topic", "generation")
+
+    def __init__(self, push, kind, urgency, ttl, topic, generation=0):
+        self.push = push
+        self.kind = kind
+        self.urgency = urgency
+        self.ttl = ttl
+        self.topic = topic
+        self.generation = generation
+
+
+class _Account:
+    """What waits to be pushed for one account."""
+
+    __slots__ = ("new", "new_call", "other", "other_call")
+
+    def __init__(self):
+        self.new = []
+        self.new_call = None
+        self.other = []
+        self.other_call = None
+
+
+class _Silence:
+    """Mailboxes a silenced subscription missed, and the timer for its end."""
+
+    __slots__ = ("mailboxes", "timer")
+
+    def __init__(self):
+        self.mailboxes = OrderedDict()
+        self.timer = None
+
+
+@implementer(IChangeListener, IPushDispatcher)
+class PushDispatcher(service.Service):
+    """Turns change events into Web Push messages for the account's active subscriptions.
+
+    Subscribe it to the store-wide bus (``MailStore.bus.subscribe(dispatcher)``)
+    and start it with the application (``stopService`` cancels its timers).
+    """
+
+    log = Logger()
+
+    def __init__(self, clock, subscriptions, sender, topic_key,
+                 coalesce_window=decisions.DEFAULT_COALESCE_WINDOW, budget=MAX_PLAINTEXT):
+        self._clock = clock
+        self._subscriptions = subscriptions
+        self._sender = sender
+        self._topic_key = topic_key
+        self._window = coalesce_window
+        self._budget = budget
+        self._accounts = {}
+        self._silences = {}
+        self._order = itertools.count()
+        self._stopped = False
+
+    # -- service -----------------------------------------------------------
+
+    def startService(self):
+        self._stopped = False
+        service.Service.startService(self)
+
+    def stopService(self):
+        self.stop()
+        return service.Service.stopService(self)
+
+    def stop(self):
+        """Cancel every timer; events still waiting are not pushed, later events are ignored."""
+        self._stopped = True
+        for pending in self._accounts.values():
+            for call in (pending.new_call, pending.other_call):
+                if call is not None and call.active():
+                    call.cancel()
+        self._accounts.clear()
+        for silence in self._silences.values():
+            if silence.timer is not None and silence.timer.active():
+                silence.timer.cancel()
+        self._silences.clear()
+
+    # -- IChangeListener ---------------------------------------------------
+
+    def changed(self, event):
+        if self._stopped:
+            return
+        try:
+            self._changed(event)
+        except Exception:
+            self.log.failure("push dispatcher could not take event {event!r}", event=event)
+
+    def _changed(self, event):
+        account = event.account
+        if isinstance(event, MessageAdded):
+            pending = self._pending(account)
+            pending.new.append((next(self._order), event))
+            if pending.new_call is None:
+                pending.new_call = self._clock.callLater(0, self._guarded, self._flushNew, account)
+        elif isinstance(event, (FlagsChanged, MessagesExpunged, MailboxCreated,
+                                MailboxRenamed, MailboxDeleted)):
+            pending = self._pending(account)
+            pending.other.append(event)
+            if pending.other_call is None:
+                pending.other_call = self._clock.callLater(
+                    self._window, self._guarded, self._flushOther, account)
+
+    def _pending(self, account):
+        pending = self._accounts.get(account)
+        if pending is None:
+            pending = self._accounts[account] = _Account()
+        return pending
+
+    # -- IPushDispatcher ---------------------------------------------------
+
+    def silenceEnded(self, account, subscription_id):
+        if self._stopped:
+            return
+        try:
+            self._silenceOver((account, subscription_id))
+        except Exception:
+            self.log.failure("push dispatcher: silence end of {account} {subscription} failed",
+                             account=account, subscription=subscription_id)
+
+    # -- flushing ----------------------------------------------------------
+
+    def _guarded(self, flush, account):
+        try:
+            flush(account)
+        except Exception:
+            self.log.failure("push dispatcher: flush for {account} failed", account=account)
+
+    def _flushNew(self, account):
+        pending = self._accounts.get(account)
+        if pending is None:
+            return
+        events, pending.new, pending.new_call = pending.new, [], None
+        self._forget(account, pending)
+        sections = OrderedDict()
+        for order, event in events:
+            sections.setdefault(event.mailbox, []).append(
+                NewMessage(event.uid, event.flags, event.headers, order))
+        planned = []
+        for push in render([Section(m, tuple(items)) for m, items in sections.items()],
+                           self._budget):
+            urgency = (decisions.URGENCY_NEW_MAIL_INBOX if INBOX in push.mailboxes
+                       else decisions.URGENCY_NEW_MAIL_OTHER)
+            planned.append(_Planned(push, KIND_NEW, urgency, decisions.TTL_NEW_MAIL, None))
+        self._fanOut(account, planned)
+
+    def _flushOther(self, account):
+        pending = self._accounts.get(account)
+        if pending is None:
+            return
+        events, pending.other, pending.other_call = pending.other, [], None
+        self._forget(account, pending)
+        mailboxes, tree = _merge(events)
+        planned = []
+        for mailbox, section in mailboxes.items():
+            topic = topic_for(self._topic_key, account, mailbox)
+            for push in render([section], self._budget):
+                planned.append(_Planned(push, KIND_MAILBOX, decisions.URGENCY_OTHER,
+                                        decisions.TTL_OTHER, topic))
+        if tree:
+            section = Section(None, tuple(ListUpdate(n, gone) for n, gone in tree.items()))
+            pushes = render([section], self._budget)
+            if sum(len(p.sections[0].items) for p in pushes if p.sections) < len(tree):
+                self.log.warn("push: {account}: too many mailbox changes at once, "
+                              "some LIST responses were left out", account=account)
+            for push in pushes:
+                planned.append(_Planned(push, KIND_LIST, decisions.URGENCY_OTHER,
+                                        decisions.TTL_OTHER, self._listTopic(account, push)))
+        self._fanOut(account, planned)
+
+    def _forget(self, account, pending):
+        if not pending.new and not pending.other and pending.new_call is None \
+                and pending.other_call is None:
+            del self._accounts[account]
+
+    def _listTopic(self, account, push):
+        names = {item.name for s in push.sections for item in s.items}
+        if len(names) == 1:
+            return topic_for(self._topic_key, account, names.pop())
+        return None  # about several mailboxes: must not replace another push
+
+    def _fanOut(self, account, planned):
+        if not planned:
+            return
+        now = self._clock.seconds()
+        for sub in self._subscriptions.active(account):
+            if sub.state != model.ACTIVE:
+                continue
+            key = (sub.account, sub.id)
+            if sub.is_silenced(now):
+                self._dropped(sub, planned)
+                continue
+            queue = list(planned)
+            if key in self._silences:
+                # the silence ended without a word from the commands: resync first
+                queue[:0] = self._syncPushes(account, self._popSilence(key))
+            self._run(sub, queue, fresh=True)
+
+    # -- sending -----------------------------------------------------------
+
+    def _run(self, sub, queue, fresh):
+        """Send the first push of ``queue`` to ``sub``; the rest follow its outcome."""
+        while queue:
+            if self._stopped:
+                return
+            if not fresh:
+                sub = self._subscriptions.get(sub.account, sub.id)
+                if sub is None or sub.state != model.ACTIVE:
+                    return
+                if sub.is_silenced(self._clock.seconds()):
+                    self._dropped(sub, queue)
+                    return
+            fresh = False
+            planned = queue.pop(0)
+            try:
+                target = sub.target()
+            except ValueError:
+                self.log.warn("push: {account} {subscription} is active without a VAPID key",
+                              account=sub.account, subscription=sub.id)
+                return
+            context = {"kind": planned.kind, "mailboxes": list(planned.push.mailboxes)}
+            d = self._sender.send(target, planned.push.payload, planned.urgency, planned.ttl,
+                                  planned.topic, context)
+            d.addCallback(self._outcome, sub, planned, queue)
+            d.addErrback(lambda f: self.log.failure("push dispatcher: send failed", f))
+            return
+
+    def _outcome(self, outcome, sub, planned, queue):
+        if outcome.kind == model.GONE:
+            self.log.info("push: {account} {subscription} is gone ({status}); "
+                          "{count} more pushes not sent", account=sub.account,
+                          subscription=sub.id, status=outcome.status, count=len(queue))
+            return
+        if outcome.kind == model.TOO_LARGE:
+            queue[:0] = self._smaller(sub, planned)
+        self._run(sub, queue, fresh=False)
+
+    def _smaller(self, sub, planned):
+        """The same news in bodies of at most half the refused one (SPEC 5.4 via 413)."""
+        push = planned.push
+        budget = len(push.payload) // 2
+        if planned.generation == 0:
+            sections = list(push.sections) + [Section(m) for m in push.synced]
+            max_pushes = decisions.MAX_PUSHES_PER_BURST
+        elif planned.kind == KIND_LIST:
+            sections = list(push.sections)
+            max_pushes = 1
+        else:
+            # refused twice: only the generic sync is left to say
+            sections = [Section(m) for m in push.mailboxes]
+            max_pushes = 1
+        smaller = [p for p in render(sections, budget, max_pushes) if p.payload != push.payload]
+        self.log.info("push: {account} {subscription}: 413 for {size} octets, "
+                      "resending as {count} push(es) of at most {budget}",
+                      account=sub.account, subscription=sub.id, size=len(push.payload),
+                      count=len(smaller), budget=budget)
+        topic = planned.topic
+        return [
+            _Planned(p, planned.kind, planned.urgency, planned.ttl,
+                     self._listTopic(sub.account, p) if planned.kind == KIND_LIST else topic,
+                     planned.generation + 1)
+            for p in smaller
+        ]
+
+    # -- silence -----------------------------------------------------------
+
+    def _dropped(self, sub, planned):
+        key = (sub.account, sub.id)
+        silence = self._silences.get(key)
+        if silence is None:
+            silence = self._silences[key] = _Silence()
+        for p in planned:
+            if p.kind == KIND_LIST:
+                for section in p.push.sections:
+                    for item in section.items:
+                        if item.nonexistent:
+                            silence.mailboxes.pop(item.name, None)
+                        else:
+                            silence.mailboxes[item.name] = True
+            else:
+                for mailbox in p.push.mailboxes:
+                    silence.mailboxes[mailbox] = True
+        until = sub.silenced_until
+        if sub.silenced_connection is None and until is not None:
+            if silence.timer is None or not silence.timer.active() \
+                    or silence.timer.getTime() != until:
+                if silence.timer is not None and silence.timer.active():
+                    silence.timer.cancel()
+                silence.timer = self._clock.callLater(
+                    max(0, until - self._clock.seconds()), self._silenceTimer, key)
+
+    def _silenceTimer(self, key):
+        silence = self._silences.get(key)
+        if silence is not None:
+            silence.timer = None
+        try:
+            self._silenceOver(key)
+        except Exception:
+            self.log.failure("push dispatcher: silence timer failed")
+
+    def _popSilence(self, key):
+        silence = self._silences.pop(key)
+        if silence.timer is not None and silence.timer.active():
+            silence.timer.cancel()
+        return list(silence.mailboxes)
+
+    def _silenceOver(self, key):
+        silence = self._silences.get(key)
+        if silence is None:
+            return
+        sub = self._subscriptions.get(*key)
+        if sub is None or sub.state != model.ACTIVE:
+            self._popSilence(key)
+            return
+        if sub.is_silenced(self._clock.seconds()):
+            self._dropped(sub, [])  # extended: wait for the new end
+            return
+        queue = self._syncPushes(key[0], self._popSilence(key))
+        self._run(sub, queue, fresh=True)
+
+    def _syncPushes(self, account, mailboxes):
+        """One generic sync push per mailbox, each with its Topic (SPEC 3.5)."""
+        planned = []
+        for mailbox in mailboxes:
+            for push in render([Section(mailbox)], self._budget):
+                planned.append(_Planned(push, KIND_SYNC, decisions.URGENCY_OTHER,
+                                        decisions.TTL_OTHER,
+                                        topic_for(self._topic_key, account, mailbox)))
+        return planned
+
+
+def _merge(events):
+    """Flag/expunge events per mailbox as Sections, and mailbox-tree changes.
+
+    Returns (OrderedDict mailbox -> Section, OrderedDict name -> nonexistent).
+    The last flags of a message win; an expunged message loses its flag
+    update; renames of children that follow their parent's rename are implied
+    by it (RFC 3501 6.3.5) and left out.
+    """
+    flags = OrderedDict()  # mailbox -> OrderedDict uid -> flags
+    vanished = {}  # mailbox -> set of uids
+    tree = OrderedDict()
+    renames = []
+    for event in events:
+        if isinstance(event, FlagsChanged):
+            per = flags.setdefault(event.mailbox, OrderedDict())
+            for uid, new_flags, _modseq in event.changes:
+                per.pop(uid, None)
+                per[uid] = new_flags
+        elif isinstance(event, MessagesExpunged):
+            flags.setdefault(event.mailbox, OrderedDict())
+            gone = vanished.setdefault(event.mailbox, set())
+            gone.update(event.uids)
+            per = flags[event.mailbox]
+            for uid in event.uids:
+                per.pop(uid, None)
+        elif isinstance(event, MailboxCreated):
+            tree.pop(event.mailbox, None)
+            tree[event.mailbox] = False
+        elif isinstance(event, MailboxDeleted):
+            tree.pop(event.mailbox, None)
+            tree[event.mailbox] = True
+        elif isinstance(event, MailboxRenamed):
+            implied = any(
+                event.old.startswith(old + "/") and event.new == new + event.old[len(old):]
+                for old, new in renames
+            )
+            renames.append((event.old, event.new))
+            if implied:
+                continue
+            for name, gone in ((event.new, False), (event.old, True)):
+                tree.pop(name, None)
+                tree[name] = gone
+    sections = OrderedDict()
+    for mailbox, per in flags.items():
+        items = []
+        if vanished.get(mailbox):
+            items.append(Vanished(tuple(sorted(vanished[mailbox]))))
+        items.extend(FlagUpdate(uid, frozenset(f)) for uid, f in sorted(per.items()))
+        if items:
+            sections[mailbox] = Section(mailbox, tuple(items))
+    return sections, tree
