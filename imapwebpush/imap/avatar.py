@@ -1,0 +1,90 @@
+"""The logged-in user as twisted sees it: imap4.IAccount and INamespacePresenter over our IAccount.
+
+IMAPServer talks to ``mail_account`` (our store API) directly; the twisted interfaces are
+here so code written for twisted's IMAP stack (and its adapters) can use the avatar too.
+"""
+
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from imapwebpush.store.errors import MailboxExists, MailboxNotFound, StoreError
+
+DELIMITER = "/"
+
+
+@implementer(imap4.IAccount, imap4.INamespacePresenter)
+class Avatar:
+    """One authenticated user.
+
+    ``mail_account`` is the L{imapwebpush.interfaces.IAccount}; ``address`` its address.
+    Subclass or adapt it (e.g. to IWebPushAccount) to give sessions more per-user services.
+    """
+
+    def __init__(self, mail_account):
+        self.mail_account = mail_account
+        self.address = mail_account.address
+
+    # -- INamespacePresenter ---------------------------------------------------
+
+    def getPersonalNamespaces(self):
+        return [[b"", DELIMITER.encode("ascii")]]
+
+    def getSharedNamespaces(self):
+        return None
+
+    def getOtherNamespaces(self):
+        return None
+
+    def getUserNamespaces(self):
+        return None
+
+    # -- imap4.IAccount (for twisted-style callers) ------------------------------
+
+    def addMailbox(self, name, mbox=None):
+        if mbox is not None:
+            raise imap4.MailboxException("adding foreign mailbox objects is not supported")
+        return self.create(name)
+
+    def create(self, pathspec):
+        try:
+            self.mail_account.create_mailbox(pathspec.rstrip(DELIMITER))
+        except MailboxExists:
+            return False
+        except StoreError as e:
+            raise imap4.MailboxException(str(e))
+        return True
+
+    def select(self, name, rw=True):
+        try:
+            return self.mail_account.mailbox(name)
+        except MailboxNotFound:
+            return None
+
+    def delete(self, name):
+        try:
+            self.mail_account.delete_mailbox(name)
+        except StoreError as e:
+            raise imap4.MailboxException(str(e))
+
+    def rename(self, oldname, newname):
+        try:
+            self.mail_account.rename_mailbox(oldname, newname)
+        except StoreError as e:
+            raise imap4.MailboxException(str(e))
+
+    def isSubscribed(self, name):
+        return name in self.mail_account.subscriptions()
+
+    def subscribe(self, name):
+        self.mail_account.subscribe(name)
+
+    def unsubscribe(self, name):
+        self.mail_account.unsubscribe(name)
+
+    def listMailboxes(self, ref, wildcard):
+        pattern = imap4.wildcardToRegexp(ref + wildcard, DELIMITER)
+        return [
+            (name, self.mail_account.mailbox(name))
+            for name in self.mail_account.list_mailboxes()
+            if pattern.match(name)
+        ]

@@ -1,0 +1,53 @@
+"""The IMAP service's protocol factory: one IMAPServer per connection, TLS optional."""
+
+from twisted.internet import protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from imapwebpush.imap.server import DEFAULT_MAX_MESSAGE_SIZE, IMAPServer
+
+
+class IMAPFactory(protocol.ServerFactory):
+    """Builds IMAP sessions.
+
+    ``portal``: a twisted.cred Portal whose realm gives imap4.IAccount avatars (IMAPRealm).
+    ``tls``: a TLS context factory (e.g. ``PrivateCertificate.options()``) for STARTTLS and
+    for ``implicit_tls_factory()``; None means no TLS.
+    ``allow_plaintext_auth``: allow LOGIN/AUTHENTICATE on a connection without TLS.
+    ``protocol``: the IMAPServer (sub)class, e.g. one mixing in WEBPUSH commands.
+    ``clock``: IReactorTime for the autologout timers (the reactor by default).
+    ``max_message_size``: largest literal (APPEND) accepted, in octets.
+    """
+
+    def __init__(
+        self,
+        portal,
+        tls=None,
+        allow_plaintext_auth=False,
+        protocol=IMAPServer,
+        clock=None,
+        max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+    ):
+        self.portal = portal
+        self.tls = tls
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.protocol = protocol
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.max_message_size = max_message_size
+
+    def buildProtocol(self, addr):
+        p = self.protocol(contextFactory=self.tls)
+        p.factory = self
+        p.portal = self.portal
+        p.allow_plaintext_auth = self.allow_plaintext_auth
+        p.clock = self.clock
+        p.callLater = self.clock.callLater
+        p.max_message_size = self.max_message_size
+        return p
+
+    def implicit_tls_factory(self):
+        """A factory for a port where TLS starts at once (IMAPS, port 993)."""
+        if self.tls is None:
+            raise ValueError("implicit TLS needs the factory's tls context factory")
+        return TLSMemoryBIOFactory(self.tls, False, self)

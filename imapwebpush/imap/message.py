@@ -1,0 +1,176 @@
+"""Messages of the store seen as twisted's imap4.IMessage, with exact raw MIME parts.
+
+FETCH BODY[1.2.HEADER] must return the octets as stored, so the message is split on
+its raw bytes (header/body at the first blank line, multiparts at their boundary
+lines) instead of being re-serialised by the email package.
+"""
+
+import email.parser
+import email.policy
+import io
+import re
+
+from twisted.mail import imap4
+from zope.interface import implementer
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.I)
+
+
+def split_header(raw):
+    """(header block including the blank line, body) of one raw entity."""
+    if raw.startswith(b"\r\n"):
+        return b"\r\n", raw[2:]
+    m = _HEADER_END.search(raw)
+    if m is None:
+        return raw, b""
+    return raw[: m.end()], raw[m.end() :]
+
+
+def parse_headers(header_block):
+    """Ordered list of (lower-case name, unfolded value, raw lines) of a header block."""
+    fields = []
+    for line in header_block.split(b"\r\n" if b"\r\n" in header_block else b"\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value, rawlines = fields[-1]
+            fields[-1] = (name, value + b" " + line.strip(), rawlines + [line])
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        fields.append((name.strip().lower().decode("ascii", "replace"), value.strip(), [line]))
+    return fields
+
+
+def _decode(value):
+    return value.decode("utf-8", "replace")
+
+
+@implementer(imap4.IMessagePart)
+class RawPart:
+    """One MIME entity over its exact octets."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.header, self.body = split_header(raw)
+        self._fields = parse_headers(self.header)
+        self._subparts = None
+
+    # -- raw access used by the FETCH renderer ---------------------------------
+
+    def header_fields(self, names, negate):
+        """The raw header lines whose name is (not) in ``names``, plus the blank line."""
+        wanted = {n.lower() for n in names}
+        out = []
+        for name, _value, rawlines in self._fields:
+            if (name in wanted) != negate:
+                out.extend(rawlines)
+        return b"".join(line + b"\r\n" for line in out) + b"\r\n"
+
+    def content_type(self):
+        for name, value, _ in self._fields:
+            if name == "content-type":
+                return value
+        return b""
+
+    def subparts(self):
+        """The raw child entities of a multipart (or message/rfc822), else []."""
+        if self._subparts is None:
+            self._subparts = []
+            ctype = self.content_type().lower()
+            if ctype.startswith(b"multipart/"):
+                m = _BOUNDARY.search(self.content_type())
+                if m:
+                    boundary = m.group(1) or m.group(2)
+                    self._subparts = [RawPart(p) for p in _split_multipart(self.body, boundary)]
+            elif ctype.startswith(b"message/rfc822"):
+                self._subparts = [RawPart(self.body)]
+        return self._subparts
+
+    def section(self, path):
+        """The entity named by a 0-based part path; KeyError when there is none."""
+        part = self
+        for index in path:
+            if part.content_type().lower().startswith(b"message/rfc822"):
+                part = part.subparts()[0]
+            children = part.subparts()
+            if not children:
+                if index == 0 and not part.isMultipart():
+                    continue  # a non-multipart has an implicit part 1: itself
+                raise KeyError(path)
+            if index >= len(children):
+                raise KeyError(path)
+            part = children[index]
+        return part
+
+    # -- imap4.IMessagePart ----------------------------------------------------
+
+    def getHeaders(self, negate, *names):
+        wanted = {n.lower() for n in names}
+        headers = {}
+        for name, value, _ in self._fields:
+            if not names or ((name in wanted) != negate):
+                headers.setdefault(name, _decode(value))
+        return headers
+
+    def getBodyFile(self):
+        return io.BytesIO(self.body)
+
+    def getSize(self):
+        return len(self.raw)
+
+    def isMultipart(self):
+        return self.content_type().lower().startswith(b"multipart/")
+
+    def getSubPart(self, part):
+        children = self.subparts()
+        if part >= len(children):
+            raise IndexError(part)
+        return children[part]
+
+
+def _split_multipart(body, boundary):
+    delim = b"--" + boundary
+    parts = []
+    # The body starts with a preamble; every delimiter line is CRLF "--boundary".
+    text = b"\r\n" + body
+    pieces = text.split(b"\r\n" + delim)
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):
+            break
+        # drop the rest of the delimiter line (transport padding) and its CRLF
+        nl = piece.find(b"\r\n")
+        if nl == -1:
+            continue
+        parts.append(piece[nl + 2 :])
+    return parts
+
+
+@implementer(imap4.IMessage)
+class StoredMessage(RawPart):
+    """An IStoredMessage as imap4.IMessage; ``seq`` is the session's sequence number."""
+
+    def __init__(self, stored, flags=None):
+        self.stored = stored
+        self._flags = flags
+        super().__init__(stored.read())
+
+    def getUID(self):
+        return self.stored.uid
+
+    def getFlags(self):
+        return sorted(self._flags if self._flags is not None else self.stored.flags)
+
+    def getInternalDate(self):
+        import email.utils
+
+        return email.utils.formatdate(self.stored.internaldate)
+
+
+def header_message(raw_headers):
+    """An email.message.Message of a raw header block (for SEARCH on dates, addresses)."""
+    return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+        raw_headers, headersonly=True
+    )

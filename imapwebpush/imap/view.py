@@ -1,0 +1,236 @@
+"""One IMAP session's view of its selected mailbox: its own sequence numbers over the store's UIDs.
+
+The store knows only UIDs. Each session keeps the list of UIDs its client has been told
+about (sequence number n is ``uids[n - 1]``) and collects what the change bus says other
+sessions and SMTP did. Those changes are told to the client only when the server calls
+``flush`` (at the end of a command, or at once during IDLE), so sequence numbers never move
+under the client between its commands, and EXPUNGE is held back while RFC 3501 forbids it.
+"""
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from imapwebpush.interfaces import IChangeListener
+from imapwebpush.store import events
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+RECENT = "\\Recent"
+
+
+class Ghost(Exception):
+    """The client names a message that another session expunged; not yet told."""
+
+
+@implementer(IChangeListener)
+class SessionView:
+    """The selected mailbox of one session (SELECT read-write, or EXAMINE read-only)."""
+
+    log = Logger()
+
+    def __init__(self, account, mailbox, origin, readonly, on_change=None):
+        self.account = account
+        self.mailbox = mailbox
+        self.name = mailbox.name
+        self.origin = origin
+        self.readonly = readonly
+        self.on_change = on_change
+        self.condstore = False
+        self.gone = False
+        self.uids = list(mailbox.uids())
+        self.recent = set() if readonly else set(mailbox.claim_recent())
+        self._added = []
+        self._expunged = set()
+        self._flags = {}  # uid -> (flags, modseq) changed by others
+        account.bus.subscribe(self)
+
+    def close(self):
+        self.account.bus.unsubscribe(self)
+        self.on_change = None
+
+    # -- change bus --------------------------------------------------------------
+
+    def changed(self, event):
+        try:
+            if self._apply(event):
+                callback = self.on_change
+                if callback is not None:
+                    callback()
+        except Exception:
+            self.log.failure("session view could not apply {event!r}", event=event)
+
+    def _apply(self, event):
+        if isinstance(event, events.MailboxRenamed):
+            if event.old == self.name:
+                self.name = event.new
+                self.mailbox = self.account.mailbox(event.new)
+            return False
+        if isinstance(event, events.MailboxDeleted):
+            if event.mailbox == self.name:
+                self.gone = True
+            return False
+        if getattr(event, "mailbox", None) != self.name:
+            return False
+        if isinstance(event, events.MessageAdded):
+            if event.uid not in self._added and event.uid not in self.uids:
+                self._added.append(event.uid)
+            return True
+        if isinstance(event, events.MessagesExpunged):
+            self._expunged.update(event.uids)
+            return True
+        if isinstance(event, events.FlagsChanged):
+            if event.origin is self.origin:
+                return False  # the session answers its own STORE itself
+            for uid, flags, modseq in event.changes:
+                self._flags[uid] = (frozenset(flags), modseq)
+            return True
+        return False
+
+    def pending(self):
+        """True when something waits to be told to the client."""
+        return bool(self._added or self._expunged or self._flags)
+
+    def flush(self, allow_expunge=True):
+        """The untagged responses (bytes, no CRLF) that bring the client up to date."""
+        lines = []
+        if self._expunged:
+            unseen_new = [u for u in self._added if u in self._expunged]
+            for uid in unseen_new:
+                self._added.remove(uid)
+                self._expunged.discard(uid)
+        if allow_expunge and self._expunged:
+            known = [u for u in self._expunged if u in self.uids]
+            positions = sorted((self.uids.index(u) for u in known), reverse=True)
+            for index in positions:
+                uid = self.uids.pop(index)
+                self.recent.discard(uid)
+                self._flags.pop(uid, None)
+                lines.append(b"%d EXPUNGE" % (index + 1,))
+            self._expunged.clear()
+        if self._flags:
+            for uid in sorted(self._flags, key=lambda u: u):
+                if uid in self._expunged or uid not in self.uids:
+                    continue
+                flags, modseq = self._flags[uid]
+                lines.append(self.fetch_flags_line(uid, flags, modseq))
+            self._flags.clear()
+        if self._added:
+            self.uids.extend(sorted(self._added))
+            self._added = []
+            if not self.readonly:
+                self.recent.update(self.mailbox.claim_recent())
+            lines.append(b"%d EXISTS" % (len(self.uids),))
+            lines.append(b"%d RECENT" % (len(self.recent),))
+        return lines
+
+    # -- sequence numbers --------------------------------------------------------
+
+    def seq(self, uid):
+        return self.uids.index(uid) + 1
+
+    def exists(self):
+        return len(self.uids)
+
+    def resolve(self, ranges, uid):
+        """[(seq, uid)] named by ``parse_sequence_set`` ranges, in sequence order.
+
+        Sequence numbers beyond EXISTS raise ValueError (the client's mistake); UIDs that do
+        not exist are skipped, as RFC 3501 says for UID commands.
+        """
+        if not self.uids:
+            if uid or all(lo is None and hi is None for lo, hi in ranges):
+                return []
+            raise ValueError("the mailbox is empty")
+        star = self.uids[-1] if uid else len(self.uids)
+        bounds = []
+        for lo, hi in ranges:
+            lo = star if lo is None else lo
+            hi = star if hi is None else hi
+            bounds.append((min(lo, hi), max(lo, hi)))
+        if uid:
+            return [
+                (index + 1, u)
+                for index, u in enumerate(self.uids)
+                if any(lo <= u <= hi for lo, hi in bounds)
+            ]
+        seqs = set()
+        for lo, hi in bounds:
+            if hi > len(self.uids):
+                raise ValueError("no message has sequence number %d" % (hi,))
+            seqs.update(range(lo, hi + 1))
+        return [(s, self.uids[s - 1]) for s in sorted(seqs)]
+
+    def is_ghost(self, uid):
+        return uid in self._expunged
+
+    # -- what the client sees ----------------------------------------------------
+
+    def flags_of(self, uid, stored_flags):
+        flags = set(stored_flags)
+        if uid in self.recent:
+            flags.add(RECENT)
+        return sorted(flags)
+
+    def fetch_flags_line(self, uid, flags, modseq):
+        parts = [b"FLAGS (" + " ".join(self.flags_of(uid, flags)).encode("utf-8") + b")"]
+        parts.append(b"UID %d" % (uid,))
+        if self.condstore:
+            parts.append(b"MODSEQ (%d)" % (modseq,))
+        return b"%d FETCH (%s)" % (self.seq(uid), b" ".join(parts))
+
+    def unseen_first(self):
+        """Sequence number of the first message without \\Seen, or None."""
+        for index, uid in enumerate(self.uids):
+            if uid in self._expunged:
+                continue
+            try:
+                flags = self.mailbox.message(uid).flags
+            except KeyError:
+                continue
+            if "\\Seen" not in flags:
+                return index + 1
+        return None
+
+
+def parse_sequence_set(text):
+    """[(low, high)] of an IMAP sequence-set (bytes); None stands for "*".
+
+    Raises ValueError for anything that is not one.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    ranges = []
+    for item in text.split(","):
+        ends = item.split(":")
+        if len(ends) > 2 or not item:
+            raise ValueError("bad sequence set %r" % (text,))
+        values = []
+        for end in ends:
+            if end == "*":
+                values.append(None)
+            elif end.isdigit() and int(end) > 0:
+                values.append(int(end))
+            else:
+                raise ValueError("bad sequence set %r" % (text,))
+        ranges.append((values[0], values[-1]))
+    return ranges
+
+
+def format_uid_set(uids):
+    """Compact "1:3,7" text of a list of UIDs, in the given order (for COPYUID pairs)."""
+    out = []
+    start = prev = None
+    for u in uids:
+        if start is None:
+            start = prev = u
+        elif u == prev + 1:
+            prev = u
+        else:
+            out.append(_range_text(start, prev))
+            start = prev = u
+    if start is not None:
+        out.append(_range_text(start, prev))
+    return ",".join(out)
+
+
+def _range_text(lo, hi):
+    return str(lo) if lo == hi else "%d:%d" % (lo, hi)

@@ -1,0 +1,252 @@
+"""Greeting, CAPABILITY, LOGIN, AUTHENTICATE PLAIN (with SASL-IR), STARTTLS, implicit TLS."""
+
+import base64
+import datetime
+import imaplib
+import ssl
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from twisted.internet import ssl as tssl
+
+from tests.imap_harness import PASSWORD, USER, IMAPTestCase, Wire
+
+
+def tls_options():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ) + cert.public_bytes(serialization.Encoding.PEM)
+    return tssl.PrivateCertificate.loadPEM(pem).options()
+
+
+def client_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def plain(user=USER, password=PASSWORD, authz=""):
+    return base64.b64encode(("%s\0%s\0%s" % (authz, user, password)).encode()).decode()
+
+
+class PlaintextAllowedTests(IMAPTestCase):
+    def test_greeting_has_capabilities(self):
+        def client():
+            w = Wire(self.portno)
+            w.close()
+            return w.greeting
+
+        d = self.in_thread(client)
+
+        def check(greeting):
+            self.assertTrue(greeting.startswith("* OK [CAPABILITY IMAP4rev1 "), greeting)
+            caps = greeting.split("[CAPABILITY ")[1].split("]")[0].split()
+            for cap in ("AUTH=PLAIN", "SASL-IR", "IDLE", "LITERAL+", "UIDPLUS", "MOVE", "CONDSTORE"):
+                self.assertIn(cap, caps)
+            self.assertNotIn("LOGINDISABLED", caps)
+            self.assertNotIn("STARTTLS", caps)  # no TLS context factory given
+
+        return d.addCallback(check)
+
+    def test_login_ok_has_capabilities(self):
+        def client():
+            w = Wire(self.portno)
+            lines = w.cmd("a1", 'LOGIN "%s" "%s"' % (USER, PASSWORD))
+            w.cmd("a2", "LOGOUT")
+            w.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(len(lines), 1)
+            self.assertRegex(lines[0], r"^a1 OK \[CAPABILITY IMAP4rev1 .*\] LOGIN completed$")
+            self.assertNotIn("AUTH=PLAIN", lines[0])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_login_wrong_password(self):
+        def client():
+            w = Wire(self.portno)
+            lines = w.cmd("a1", 'LOGIN "%s" "nope"' % (USER,))
+            again = w.cmd("a2", "SELECT INBOX")
+            w.close()
+            return lines, again
+
+        def check(result):
+            lines, again = result
+            self.assertEqual(lines, ["a1 NO [AUTHENTICATIONFAILED] Authentication failed"])
+            self.assertEqual(again, ["a2 BAD SELECT is not allowed in this state"])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_login_with_literals(self):
+        def client():
+            w = Wire(self.portno)
+            w.send("a1 LOGIN {%d}\r\n" % len(USER))
+            cont = w.readline()
+            w.send(USER + " {%d+}\r\n%s\r\n" % (len(PASSWORD), PASSWORD))
+            lines = w.until("a1")
+            w.close()
+            return cont, lines
+
+        def check(result):
+            cont, lines = result
+            self.assertTrue(cont.startswith("+"))
+            self.assertTrue(lines[-1].startswith("a1 OK [CAPABILITY"), lines)
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_authenticate_plain_continuation(self):
+        def client():
+            w = Wire(self.portno)
+            w.send("a1 AUTHENTICATE PLAIN\r\n")
+            cont = w.readline()
+            w.send(plain() + "\r\n")
+            lines = w.until("a1")
+            w.close()
+            return cont, lines
+
+        def check(result):
+            cont, lines = result
+            self.assertEqual(cont, "+ ")
+            self.assertRegex(lines[-1], r"^a1 OK \[CAPABILITY IMAP4rev1 .*\] AUTHENTICATE completed$")
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_authenticate_sasl_ir_and_failures(self):
+        def client():
+            w = Wire(self.portno)
+            bad = w.cmd("a0", "AUTHENTICATE PLAIN " + plain(password="wrong"))
+            garbage = w.cmd("a1", "AUTHENTICATE PLAIN !!!notbase64")
+            w.send("a2 AUTHENTICATE PLAIN\r\n")
+            w.readline()
+            w.send("*\r\n")
+            cancelled = w.until("a2")
+            other = w.cmd("a3", "AUTHENTICATE CRAM-MD5")
+            ok = w.cmd("a4", "AUTHENTICATE PLAIN " + plain())
+            w.close()
+            return bad, garbage, cancelled, other, ok
+
+        def check(result):
+            bad, garbage, cancelled, other, ok = result
+            self.assertEqual(bad, ["a0 NO [AUTHENTICATIONFAILED] Authentication failed"])
+            self.assertEqual(garbage, ["a1 BAD Response is not valid base64"])
+            self.assertEqual(cancelled, ["a2 BAD AUTHENTICATE cancelled"])
+            self.assertEqual(other, ["a3 NO Unsupported authentication mechanism"])
+            self.assertTrue(ok[-1].startswith("a4 OK [CAPABILITY"))
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_imaplib_login_and_capability(self):
+        def client():
+            c = self.imaplib(login=False)
+            caps = c.capabilities
+            c.login(USER, PASSWORD)
+            typ, data = c.capability()
+            c.logout()
+            return caps, typ, data
+
+        def check(result):
+            caps, typ, data = result
+            self.assertIn("AUTH=PLAIN", caps)
+            self.assertEqual(typ, "OK")
+            self.assertIn(b"IDLE", data[0].split())
+
+        return self.in_thread(client).addCallback(check)
+
+
+class PlaintextRefusedTests(IMAPTestCase):
+    allow_plaintext_auth = False
+
+    def test_logindisabled_and_refusals(self):
+        def client():
+            w = Wire(self.portno)
+            login = w.cmd("a1", 'LOGIN "%s" "%s"' % (USER, PASSWORD))
+            auth = w.cmd("a2", "AUTHENTICATE PLAIN " + plain())
+            caps = w.cmd("a3", "CAPABILITY")
+            w.close()
+            return w.greeting, login, auth, caps
+
+        def check(result):
+            greeting, login, auth, caps = result
+            self.assertIn("LOGINDISABLED", greeting)
+            self.assertNotIn("AUTH=PLAIN", greeting)
+            self.assertEqual(login, ["a1 NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS"])
+            self.assertEqual(
+                auth, ["a2 NO [PRIVACYREQUIRED] Authentication is disabled before STARTTLS"]
+            )
+            self.assertIn("LOGINDISABLED", caps[0])
+
+        return self.in_thread(client).addCallback(check)
+
+
+class STARTTLSTests(IMAPTestCase):
+    allow_plaintext_auth = False
+    tls = tls_options()
+
+    def test_starttls_then_login(self):
+        def client():
+            c = imaplib.IMAP4("127.0.0.1", self.portno, timeout=10)
+            before = c.capabilities
+            c.starttls(ssl_context=client_context())
+            typ, data = c.capability()
+            c.login(USER, PASSWORD)
+            typ2, _ = c.select("INBOX")
+            c.logout()
+            return before, data[0].split(), typ2
+
+        def check(result):
+            before, after, typ = result
+            self.assertIn("STARTTLS", before)
+            self.assertIn("LOGINDISABLED", before)
+            self.assertNotIn(b"STARTTLS", after)
+            self.assertNotIn(b"LOGINDISABLED", after)
+            self.assertIn(b"AUTH=PLAIN", after)
+            self.assertEqual(typ, "OK")
+
+        return self.in_thread(client).addCallback(check)
+
+
+class ImplicitTLSTests(IMAPTestCase):
+    allow_plaintext_auth = False
+    tls = tls_options()
+
+    def serving_factory(self):
+        return self.factory.implicit_tls_factory()
+
+    def test_imaps_login(self):
+        def client():
+            c = imaplib.IMAP4_SSL("127.0.0.1", self.portno, ssl_context=client_context(), timeout=10)
+            caps = c.capabilities
+            c.login(USER, PASSWORD)
+            typ, _ = c.select("INBOX")
+            c.logout()
+            return caps, typ
+
+        def check(result):
+            caps, typ = result
+            self.assertIn("AUTH=PLAIN", caps)
+            self.assertNotIn("STARTTLS", caps)
+            self.assertNotIn("LOGINDISABLED", caps)
+            self.assertEqual(typ, "OK")
+
+        return self.in_thread(client).addCallback(check)
+
