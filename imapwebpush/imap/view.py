@@ -37,7 +37,12 @@ class SessionView:
         self.condstore = False
         self.gone = False
         self.uids = list(mailbox.uids())
-        self.recent = set() if readonly else set(mailbox.claim_recent())
+        if readonly:
+            # EXAMINE shows what is recent without claiming it (RFC 3501 6.3.2).
+            peek = getattr(mailbox, "recent", None)
+            self.recent = set(peek()) if callable(peek) else set()
+        else:
+            self.recent = set(mailbox.claim_recent())
         self._added = []
         self._expunged = set()
         self._flags = {}  # uid -> (flags, modseq) changed by others
@@ -118,6 +123,10 @@ class SessionView:
             self._added = []
             if not self.readonly:
                 self.recent.update(self.mailbox.claim_recent())
+            else:
+                peek = getattr(self.mailbox, "recent", None)
+                if callable(peek):
+                    self.recent.update(u for u in peek() if u in self.uids)
             lines.append(b"%d EXISTS" % (len(self.uids),))
             lines.append(b"%d RECENT" % (len(self.recent),))
         return lines

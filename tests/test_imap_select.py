@@ -1,0 +1,193 @@
+"""SELECT, EXAMINE, \\Recent, CLOSE, UNSELECT, STATUS."""
+
+from tests.imap_harness import MESSAGE, IMAPTestCase, message
+
+
+class SelectTests(IMAPTestCase):
+    def test_select_responses(self):
+        inbox = self.inbox()
+        inbox.add(MESSAGE, ["\\Seen"])
+        inbox.add(message("two"))
+        validity, uidnext, highest = inbox.uidvalidity, inbox.uidnext, inbox.highestmodseq
+
+        def client():
+            w = self.wire()
+            w.login()
+            lines = w.cmd("s1", "SELECT INBOX")
+            w.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(
+                lines,
+                [
+                    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
+                    "* 2 EXISTS",
+                    "* 1 RECENT",  # the store files a message added with \\Seen as old
+                    "* OK [UNSEEN 2] First unseen",
+                    "* OK [UIDVALIDITY %d] UIDs valid" % validity,
+                    "* OK [UIDNEXT %d] Predicted next UID" % uidnext,
+                    "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % highest,
+                    "s1 OK [READ-WRITE] SELECT completed",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_recent_claimed_by_one_session_only(self):
+        self.inbox().add(MESSAGE)
+
+        def client():
+            a = self.wire()
+            a.login()
+            examine = a.cmd("e1", "EXAMINE INBOX")
+            b = self.wire()
+            b.login()
+            first = b.cmd("s1", "SELECT INBOX")
+            flags = b.cmd("f1", "FETCH 1 FLAGS")
+            second = a.cmd("s2", "SELECT INBOX")
+            a.close()
+            b.close()
+            return examine, first, flags, second
+
+        def check(result):
+            examine, first, flags, second = result
+            self.assertIn("* 1 RECENT", examine)
+            self.assertEqual(examine[-1], "e1 OK [READ-ONLY] EXAMINE completed")
+            self.assertIn("* OK [PERMANENTFLAGS ()] Flags permitted", examine)
+            self.assertIn("* 1 RECENT", first)  # EXAMINE did not claim it
+            self.assertEqual(flags[0], "* 1 FETCH (FLAGS (\\Recent))")
+            self.assertIn("* 0 RECENT", second)
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_select_missing_and_state(self):
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s0", "SELECT INBOX")
+            missing = w.cmd("s1", "SELECT Nowhere")
+            fetch = w.cmd("f1", "FETCH 1 FLAGS")
+            w.close()
+            return missing, fetch
+
+        def check(result):
+            missing, fetch = result
+            self.assertEqual(missing, ["s1 NO [NONEXISTENT] Mailbox Nowhere does not exist"])
+            # the failed SELECT left the session in the authenticated state
+            self.assertEqual(fetch, ["f1 BAD FETCH is not allowed in this state"])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_close_expunges_silently_unselect_does_not(self):
+        inbox = self.inbox()
+        inbox.add(message("a"), ["\\Deleted"])
+        inbox.add(message("b"))
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            unselect = w.cmd("u1", "UNSELECT")
+            w.cmd("s2", "SELECT INBOX")
+            close = w.cmd("c1", "CLOSE")
+            status = w.cmd("t1", "STATUS INBOX (MESSAGES)")
+            w.close()
+            return unselect, close, status
+
+        def check(result):
+            unselect, close, status = result
+            self.assertEqual(unselect, ["u1 OK UNSELECT completed"])
+            self.assertEqual(close, ["c1 OK CLOSE completed"])
+            self.assertEqual(status[0], '* STATUS "INBOX" (MESSAGES 1)')
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_examine_close_does_not_expunge(self):
+        self.inbox().add(message("a"), ["\\Deleted"])
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("e1", "EXAMINE INBOX")
+            w.cmd("c1", "CLOSE")
+            status = w.cmd("t1", "STATUS INBOX (MESSAGES)")
+            expunge = None
+            w.cmd("e2", "EXAMINE INBOX")
+            expunge = w.cmd("x1", "EXPUNGE")
+            w.close()
+            return status, expunge
+
+        def check(result):
+            status, expunge = result
+            self.assertEqual(status[0], '* STATUS "INBOX" (MESSAGES 1)')
+            self.assertEqual(expunge, ["x1 NO [READ-ONLY] The mailbox was opened with EXAMINE"])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_status_items(self):
+        inbox = self.inbox()
+        inbox.add(MESSAGE, ["\\Seen"])
+        inbox.add(message("x"))
+        expected = (
+            '* STATUS "INBOX" (MESSAGES 2 RECENT 1 UIDNEXT %d UIDVALIDITY %d UNSEEN 1 HIGHESTMODSEQ %d)'
+            % (inbox.uidnext, inbox.uidvalidity, inbox.highestmodseq)
+        )
+
+        def client():
+            w = self.wire()
+            w.login()
+            lines = w.cmd(
+                "t1", "STATUS inbox (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
+            )
+            bad = w.cmd("t2", "STATUS INBOX (FOO)")
+            missing = w.cmd("t3", "STATUS Nowhere (MESSAGES)")
+            w.close()
+            return lines, bad, missing
+
+        def check(result):
+            lines, bad, missing = result
+            self.assertEqual(lines, [expected, "t1 OK STATUS completed"])
+            self.assertEqual(bad, ["t2 BAD Unknown STATUS item FOO"])
+            self.assertTrue(missing[0].startswith("t3 NO [NONEXISTENT]"))
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_restart_keeps_uids(self):
+        inbox = self.inbox()
+        inbox.add(message("a"))
+        inbox.add(message("b"))
+
+        def first():
+            c = self.imaplib()
+            c.select("INBOX")
+            typ, data = c.uid("SEARCH", None, "ALL")
+            c.logout()
+            return data[0]
+
+        def second():
+            c = self.imaplib()
+            c.select("INBOX")
+            typ, data = c.uid("SEARCH", None, "ALL")
+            typ2, validity = c.status("INBOX", "(UIDVALIDITY)")
+            c.logout()
+            return data[0], validity[0]
+
+        d = self.in_thread(first)
+
+        def restart(uids_before):
+            from imapwebpush.store.account import MailStore
+
+            validity = self.inbox().uidvalidity
+            self.store = MailStore(self.store.path)
+            self.portal.realm.mail_store = self.store
+            return self.in_thread(second).addCallback(lambda r: (uids_before, validity, r))
+
+        def check(result):
+            before, validity, (after, status) = result
+            self.assertEqual(before, after)
+            self.assertEqual(before.split(), [b"1", b"2"])
+            self.assertIn(b"UIDVALIDITY %d" % validity, status)
+
+        return d.addCallback(restart).addCallback(check)
