@@ -1,6 +1,6 @@
 """Accounts and their mailbox tree, and the MailStore that holds every account.
 
-On disk (``<data>/mail/<address>/``, Maildir++):
+On disk (``<path>/<address>/``, Maildir++; the server's path is ``<data>/mail``):
 
 * the account folder itself is INBOX (cur/ new/ tmp/ and its journal);
 * every other mailbox is a sub-folder named by ``names.folder_for``;
@@ -376,7 +376,9 @@ class Account:
 
 @implementer(IMailStore)
 class MailStore:
-    """An L{IMailStore}: every account under ``<path>/mail/``.
+    """An L{IMailStore}: every account is a folder ``<path>/<address>/``.
+
+    The server passes ``<data>/mail`` as ``path``.
 
     ``clock`` is an IReactorTime (the reactor when None); it gives internal
     dates and UIDVALIDITY values. ``max_message_size`` (octets, None for no
@@ -387,7 +389,7 @@ class MailStore:
         if clock is None:
             from twisted.internet import reactor as clock
         self.path = path
-        self.root = os.path.join(path, "mail")
+        self.root = path
         os.makedirs(self.root, exist_ok=True)
         self._clock = clock
         self._max_size = max_message_size

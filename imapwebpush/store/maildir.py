@@ -382,9 +382,12 @@ class Mailbox:
                 gone.append(msg)
             elif rel != msg.filename:
                 moved.append((msg, rel))
-        for msg in list(self._by_uid.values()):
-            if self._by_base.get(msg.base) is not msg and msg not in gone:
-                gone.append(msg)
+        if len(self._by_base) != len(self._by_uid):
+            # Two UIDs named the same file (a damaged index): keep one.
+            gone_ids = set(id(m) for m in gone)
+            for msg in list(self._by_uid.values()):
+                if self._by_base.get(msg.base) is not msg and id(msg) not in gone_ids:
+                    gone.append(msg)
         if not (gone or moved or found):
             return
         records = []
