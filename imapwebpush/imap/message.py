@@ -6,6 +6,7 @@ lines) instead of being re-serialised by the email package.
 """
 
 import email.parser
+import email.utils
 import email.policy
 import io
 import re
@@ -174,3 +175,67 @@ def header_message(raw_headers):
     return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
         raw_headers, headersonly=True
     )
+
+
+def _b(value):
+    if value is None:
+        return None
+    return str(value).encode("utf-8")
+
+
+def _param_list(pairs):
+    flat = []
+    for key, value in pairs:
+        if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
+            value = email.utils.collapse_rfc2231_value(value)
+        flat.extend([_b(key.upper()), _b(value)])
+    return flat or None
+
+
+def body_structure(part, extended=True):
+    """The BODY / BODYSTRUCTURE list of a RawPart (RFC 3501 7.4.2), from its raw octets."""
+    import email.utils  # noqa: F401  (used by _param_list)
+
+    headers = header_message(part.header)
+    ctype = headers.get_content_type()
+    major, _, minor = ctype.partition("/")
+    params = [(k, v) for k, v in headers.get_params(failobj=[], header="content-type")[1:]]
+    if major == "multipart":
+        children = [body_structure(child, extended) for child in part.subparts()]
+        if not children:
+            children = [[b"TEXT", b"PLAIN", None, None, None, b"7BIT", 0, 0]]
+        out = children + [_b(minor.upper())]
+        if extended:
+            out += [_param_list(params)] + _extension(headers)
+        return out
+    encoding = (headers.get("content-transfer-encoding") or "7BIT").strip().upper()
+    out = [
+        _b(major.upper()),
+        _b(minor.upper()),
+        _param_list(params),
+        _b(headers.get("content-id")),
+        _b(headers.get("content-description")),
+        _b(encoding),
+        len(part.body),
+    ]
+    if ctype == "message/rfc822":
+        inner = RawPart(part.body)
+        from twisted.mail import imap4 as _imap4
+
+        out += [_imap4.getEnvelope(inner), body_structure(inner, extended), part.body.count(b"\n")]
+    elif major == "text":
+        out.append(part.body.count(b"\n"))
+    if extended:
+        out += [_b(headers.get("content-md5"))] + _extension(headers)
+    return out
+
+
+def _extension(headers):
+    disposition = None
+    value = headers.get("content-disposition")
+    if value:
+        kind = headers.get_content_disposition() or str(value).split(";")[0].strip()
+        dparams = headers.get_params(failobj=[], header="content-disposition")[1:]
+        disposition = [_b(kind.upper()), _param_list(dparams)]
+    language = headers.get("content-language")
+    return [disposition, _b(language.strip()) if language else None, _b(headers.get("content-location"))]

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
 
-from imapwebpush.imap.message import StoredMessage
+from imapwebpush.imap.message import StoredMessage, body_structure
 from imapwebpush.imap.view import (
     SYSTEM_FLAGS,
     SessionView,
@@ -415,6 +415,13 @@ class IMAPServer(imap4.IMAP4Server):
             raise Bad("Expected a literal")
         size, sync = self._literal_header(line)
         return self._read_literal(size, sync, self.max_message_size, imap4.LiteralFile)
+
+    def arg_word(self, line):
+        """A sequence set or other space-free token (atoms cannot hold "*")."""
+        word, _, rest = (line or b"").lstrip(b" ").partition(b" ")
+        if not word:
+            raise Bad("Missing argument")
+        return word, rest
 
     def arg_rest(self, line):
         return (line or b"").strip(), b""
@@ -908,12 +915,12 @@ class IMAPServer(imap4.IMAP4Server):
         else:
             self.sendPositiveResponse(tag, code + b"COPY completed")
 
-    select_COPY = (do_COPY, imap4.IMAP4Server.arg_atom, arg_finalastring)
+    select_COPY = (do_COPY, arg_word, arg_finalastring)
 
     def do_MOVE(self, tag, seqset, raw_name, uid=False):
         self.do_COPY(tag, seqset, raw_name, uid=uid, move=True)
 
-    select_MOVE = (do_MOVE, imap4.IMAP4Server.arg_atom, arg_finalastring)
+    select_MOVE = (do_MOVE, arg_word, arg_finalastring)
 
     def do_STORE(self, tag, seqset, rest, uid=False):
         view = self.view
@@ -969,7 +976,7 @@ class IMAPServer(imap4.IMAP4Server):
         else:
             self.sendPositiveResponse(tag, b"STORE completed")
 
-    select_STORE = (do_STORE, imap4.IMAP4Server.arg_atom, arg_rest)
+    select_STORE = (do_STORE, arg_word, arg_rest)
 
     # -- FETCH -------------------------------------------------------------------------
 
@@ -1032,7 +1039,7 @@ class IMAPServer(imap4.IMAP4Server):
         else:
             self.sendPositiveResponse(tag, b"FETCH completed")
 
-    select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_atom, arg_rest)
+    select_FETCH = (do_FETCH, arg_word, arg_rest)
 
     @staticmethod
     def _sets_seen(attr):
@@ -1083,7 +1090,7 @@ class IMAPServer(imap4.IMAP4Server):
         if kind == "bodystructure" or (kind == "body" and not self._is_section(attr)):
             name = b"BODYSTRUCTURE" if kind == "bodystructure" else b"BODY"
             try:
-                structure = imap4.getBodyStructure(message, kind == "bodystructure")
+                structure = body_structure(message, kind == "bodystructure")
                 return name + b" " + imap4.collapseNestedLists([structure])
             except Exception:
                 self.log.failure("BODYSTRUCTURE of uid {uid}", uid=message.getUID())

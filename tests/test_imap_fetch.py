@@ -1,0 +1,186 @@
+"""FETCH: \\Seen on BODY[] but not BODY.PEEK[], sections, partials, BODYSTRUCTURE, MODSEQ."""
+
+from tests.imap_harness import MESSAGE, IMAPTestCase
+
+MULTIPART = (
+    b"From: a@example.net\r\n"
+    b"Subject: parts\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="XX"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--XX\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n"
+    b"\r\n"
+    b"part one\r\n"
+    b"--XX\r\n"
+    b"Content-Type: text/html\r\n"
+    b"\r\n"
+    b"<p>two</p>\r\n"
+    b"--XX--\r\n"
+)
+
+
+class FetchTests(IMAPTestCase):
+    def test_body_sets_seen_peek_does_not(self):
+        inbox = self.inbox()
+        uid = inbox.add(MESSAGE)
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            peek = w.cmd("f1", "FETCH 1 (BODY.PEEK[])")
+            after_peek = w.cmd("f2", "FETCH 1 (FLAGS)")
+            body = w.cmd("f3", "FETCH 1 (BODY[])")
+            after = w.cmd("f4", "FETCH 1 (FLAGS)")
+            w.close()
+            return peek, after_peek, body, after
+
+        def check(result):
+            peek, after_peek, body, after = result
+            self.assertEqual(peek[0], "* 1 FETCH (BODY[] {%d}" % len(MESSAGE))
+            self.assertEqual(after_peek[0], "* 1 FETCH (FLAGS (\\Recent))")
+            self.assertEqual(body[0], "* 1 FETCH (BODY[] {%d}" % len(MESSAGE))
+            self.assertIn(")", body[-2])
+            self.assertIn("FLAGS (\\Recent \\Seen)", body[-2])
+            self.assertEqual(after[0], "* 1 FETCH (FLAGS (\\Recent \\Seen))")
+            self.assertIn("\\Seen", self.inbox().message(uid).flags)
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_examine_never_sets_seen(self):
+        inbox = self.inbox()
+        uid = inbox.add(MESSAGE)
+
+        def client():
+            c = self.imaplib()
+            c.select("INBOX", readonly=True)
+            typ, data = c.fetch("1", "(RFC822)")
+            c.logout()
+            return data
+
+        def check(data):
+            self.assertEqual(data[0][1], MESSAGE)
+            self.assertNotIn("\\Seen", self.inbox().message(uid).flags)
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_imaplib_fetch_items(self):
+        self.inbox().add(MESSAGE, ["\\Flagged"], internaldate=1700000000)
+
+        def client():
+            c = self.imaplib()
+            c.select("INBOX")
+            r = {}
+            r["size"] = c.fetch("1", "(RFC822.SIZE UID INTERNALDATE)")[1]
+            r["header"] = c.fetch("1", "(BODY.PEEK[HEADER])")[1]
+            r["fields"] = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")[1]
+            r["text"] = c.fetch("1", "(BODY.PEEK[TEXT])")[1]
+            r["partial"] = c.fetch("1", "(BODY.PEEK[]<0.10>)")[1]
+            r["envelope"] = c.fetch("1", "(ENVELOPE)")[1]
+            r["uidfetch"] = c.uid("FETCH", "1", "(FLAGS)")[1]
+            c.logout()
+            return r
+
+        def check(r):
+            self.assertEqual(
+                r["size"][0],
+                b'1 (RFC822.SIZE %d UID 1 INTERNALDATE "14-Nov-2023 22:13:20 +0000")' % len(MESSAGE),
+            )
+            header, body = MESSAGE.split(b"\r\n\r\n", 1)
+            self.assertEqual(r["header"][0][1], header + b"\r\n\r\n")
+            self.assertEqual(
+                r["fields"][0][1],
+                b"From: Carol <carol@example.net>\r\nSubject: Hello there\r\n\r\n",
+            )
+            self.assertEqual(r["text"][0][1], body)
+            self.assertEqual(r["partial"][0][0], b"1 (BODY[]<0> {10}")
+            self.assertEqual(r["partial"][0][1], MESSAGE[:10])
+            self.assertIn(b'"Hello there"', r["envelope"][0])
+            self.assertIn(b'"carol" "example.net"', r["envelope"][0])
+            self.assertEqual(r["uidfetch"][0], b"1 (UID 1 FLAGS (\\Flagged))")
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_multipart_sections_and_bodystructure(self):
+        self.inbox().add(MULTIPART, ["\\Seen"])
+
+        def client():
+            c = self.imaplib()
+            c.select("INBOX")
+            r = {}
+            r["one"] = c.fetch("1", "(BODY.PEEK[1])")[1]
+            r["two_mime"] = c.fetch("1", "(BODY.PEEK[2.MIME])")[1]
+            r["structure"] = c.fetch("1", "(BODYSTRUCTURE)")[1]
+            r["missing"] = c.fetch("1", "(BODY.PEEK[9])")[1]
+            c.logout()
+            return r
+
+        def check(r):
+            self.assertEqual(r["one"][0][1], b"part one")
+            self.assertEqual(r["two_mime"][0][1], b"Content-Type: text/html\r\n\r\n")
+            structure = r["structure"][0]
+            self.assertEqual(
+                structure,
+                b'1 (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 8 0'
+                b' NIL NIL NIL NIL) ("TEXT" "HTML" NIL NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
+                b' "MIXED" ("BOUNDARY" "XX") NIL NIL NIL))',
+            )
+            self.assertEqual(r["missing"][0][1], b"")
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_modseq_and_changedsince(self):
+        inbox = self.inbox()
+        inbox.add(MESSAGE, ["\\Seen"])
+        inbox.add(MESSAGE, ["\\Seen"])
+        base = inbox.highestmodseq
+        inbox.set_flags([2], ["\\Flagged"], "add")
+        second = inbox.message(2).modseq
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            modseq = w.cmd("f1", "FETCH 1:* (MODSEQ)")
+            changed = w.cmd("f2", "FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % base)
+            w.close()
+            return modseq, changed
+
+        def check(result):
+            modseq, changed = result
+            self.assertEqual(len(modseq), 3, modseq)
+            self.assertRegex(modseq[0], r"^\* 1 FETCH \(MODSEQ \(\d+\)\)$")
+            self.assertEqual(
+                changed,
+                [
+                    "* 2 FETCH (FLAGS (\\Flagged \\Seen) MODSEQ (%d))" % second,
+                    "f2 OK FETCH completed",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_bad_fetch_requests(self):
+        self.inbox().add(MESSAGE)
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            beyond = w.cmd("f1", "FETCH 5 FLAGS")
+            junk = w.cmd("f2", "FETCH 1 (NONSENSE)")
+            uid_far = w.cmd("f3", "UID FETCH 4000000000:4000000005 FLAGS")
+            badset = w.cmd("f4", "FETCH 0:x FLAGS")
+            w.close()
+            return beyond, junk, uid_far, badset
+
+        def check(result):
+            beyond, junk, uid_far, badset = result
+            self.assertEqual(beyond, ["f1 BAD no message has sequence number 5"])
+            self.assertTrue(junk[0].startswith("f2 BAD Bad FETCH attribute"), junk)
+            self.assertEqual(uid_far, ["f3 OK FETCH completed"])
+            self.assertTrue(badset[0].startswith("f4 BAD"), badset)
+
+        return self.in_thread(client).addCallback(check)
