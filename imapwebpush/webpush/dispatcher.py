@@ -158,19 +158,18 @@ class PushDispatcher(service.Service):
             self.log.failure("push dispatcher could not take event {event!r}", event=event)
 
     def _changed(self, event):
-        account = event.account
         if isinstance(event, MessageAdded):
-            pending = self._pending(account)
+            pending = self._pending(event.account)
             pending.new.append((next(self._order), event))
             if pending.new_call is None:
-                pending.new_call = self._clock.callLater(0, self._guarded, self._flushNew, account)
+                pending.new_call = self._clock.callLater(0, self._guarded, self._flushNew, event.account)
         elif isinstance(event, (FlagsChanged, MessagesExpunged, MailboxCreated,
                                 MailboxRenamed, MailboxDeleted)):
-            pending = self._pending(account)
+            pending = self._pending(event.account)
             pending.other.append(event)
             if pending.other_call is None:
                 pending.other_call = self._clock.callLater(
-                    self._window, self._guarded, self._flushOther, account)
+                    self._window, self._guarded, self._flushOther, event.account)
 
     def _pending(self, account):
         pending = self._accounts.get(account)
