@@ -16,6 +16,7 @@ import secrets
 
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse
+from zope.interface import alsoProvides, implementer
 
 from imapwebpush import decisions
 from imapwebpush.interfaces import IWebPushAccount
@@ -28,7 +29,6 @@ _ABSENT = object()  # an optional argument that was not given
 # Characters we refuse in an atom: SP, CTL, 8-bit, and ( ) { " \ (RFC 3501 atom-specials
 # minus the list wildcards % * and resp-special ], which endpoints and patterns use).
 _BAD_ATOM_RE = re.compile(rb'[\x00-\x20\x7f-\xff(){"\\]')
-_LITERAL_RE = re.compile(rb"\{([0-9]{1,9})\}\Z")
 _STRICT_ATOM_RE = re.compile(r'\A[^\x00-\x20\x7f-\uffff(){%*"\\\]]+\Z')
 _NUMBER_RE = re.compile(r"\A[0-9]{1,20}\Z")
 _TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,256}={0,2}\Z")
@@ -74,10 +74,8 @@ def _astring(self, line, nil_ok=False):
             i += 1
         raise IllegalClientResponse("Unmatched quotes")
     if first == b"{":
-        m = _LITERAL_RE.match(line)
-        if not m:
-            raise IllegalClientResponse("Malformed literal")
-        d = self._stringLiteral(int(m.group(1)))
+        # The server's own literal reader: it knows its limits and LITERAL+ (if it has it).
+        d = self.arg_astring(line)
         return d.addCallback(lambda result: (_Str(result[0]), result[1]))
     atom, _, rest = line.partition(b" ")
     if not atom or _BAD_ATOM_RE.search(atom):
@@ -276,3 +274,43 @@ class WebPushCommandsMixin:
     unauth_ACKWEBPUSH = unauth_GETVAPID
     unauth_LWEBPUSH = unauth_GETVAPID
     unauth_SILWEBPUSH = unauth_GETVAPID
+
+
+@implementer(IWebPushAccount)
+class WebPushAccount:
+    """A plain IWebPushAccount: an account id and the server-wide service.
+
+    Handy as the target of ``registerAdapter(lambda avatar: WebPushAccount(...),
+    AvatarClass, IWebPushAccount)`` for an avatar class that is not ours.
+    """
+
+    def __init__(self, account, webpush):
+        self.account = account
+        self.webpush = webpush
+
+
+class WebPushAvatarFactory:
+    """Wraps an avatar factory so that every avatar it makes provides IWebPushAccount.
+
+    ``IMAPRealm(mail_store, avatar_factory=WebPushAvatarFactory(service, Avatar))``:
+    each avatar gets ``account`` (``account_of(avatar)``, by default its
+    ``address``) and ``webpush`` (the service), and directly provides
+    IWebPushAccount, so no global adapter registry is involved.
+    """
+
+    def __init__(self, service, avatar_factory, account_of=None):
+        self.service = service
+        self.avatar_factory = avatar_factory
+        self.account_of = account_of or (lambda avatar: avatar.address)
+
+    def __call__(self, *args, **kwargs):
+        avatar = self.avatar_factory(*args, **kwargs)
+        avatar.account = self.account_of(avatar)
+        avatar.webpush = self.service
+        alsoProvides(avatar, IWebPushAccount)
+        return avatar
+
+
+def webpush_server_class(base):
+    """``class X(WebPushCommandsMixin, base)``: the IMAP server class ``base`` with WEBPUSH."""
+    return type(base.__name__ + "WithWebPush", (WebPushCommandsMixin, base), {})

@@ -1,0 +1,273 @@
+"""The whole life of a subscription through our IMAPServer + the WEBPUSH mixin, with real pushes.
+
+create -> verification push (decrypted by the loopback PushService) -> ACKWEBPUSH ->
+list -> silence -> key rotation -> update -> 410 deletes it; plus the outcome rules of
+SPEC 6.1 (3 rejections -> pending, 7 days failing -> deleted) and the 24 h prune.
+"""
+
+import os
+
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import Portal
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from imapwebpush import decisions
+from imapwebpush.imap.avatar import Avatar
+from imapwebpush.imap.factory import IMAPFactory
+from imapwebpush.imap.realm import IMAPRealm
+from imapwebpush.imap.server import IMAPServer
+from imapwebpush.imap.webpush_commands import WebPushAvatarFactory, webpush_server_class
+from imapwebpush.store.account import MailStore
+from imapwebpush.testing.pushservice import Answer
+from imapwebpush.webpush import model
+from imapwebpush.webpush.service import PRUNE_INTERVAL, WebPushService
+from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, token_hash
+from tests.test_imap_webpush import ENDPOINT, UAKeys, WebPushTestBase
+
+ALICE = "alice@example.org"
+
+
+class TrackingIMAPFactory(IMAPFactory):
+    """IMAPFactory that gives each test a Deferred per connection, fired when it closes."""
+
+    def buildProtocol(self, addr):
+        p = IMAPFactory.buildProtocol(self, addr)
+        done = defer.Deferred()
+        self.lost.append(done)
+        original = p.connectionLost
+
+        def connectionLost(reason):
+            original(reason)
+            done.callback(None)
+        p.connectionLost = connectionLost
+        return p
+
+
+class OurServerBase(WebPushTestBase):
+    """Our IMAPServer (Maildir store, IMAPRealm, Avatar) with the WEBPUSH mixin."""
+
+    real_push = True
+
+    def make_factory(self):
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(ALICE.encode(), b"secret")
+        realm = IMAPRealm(MailStore(self.mktemp()),
+                          avatar_factory=WebPushAvatarFactory(self.service, Avatar))
+        factory = TrackingIMAPFactory(Portal(realm, [checker]), allow_plaintext_auth=True,
+                                      protocol=webpush_server_class(IMAPServer))
+        factory.lost = []
+        return factory
+
+    def connect(self, user=ALICE.encode()):
+        return WebPushTestBase.connect(self, user)
+
+    @defer.inlineCallbacks
+    def webpush(self, client, tag, sid, ua):
+        line = ("%s WEBPUSH %s %s %s %s" % (tag, sid, ua.endpoint, ua.p256dh, ua.auth)).encode()
+        lines = yield client.command(line)
+        return lines
+
+    @defer.inlineCallbacks
+    def verification(self, ua, count=1):
+        """The token of the ``count``-th push received for ``ua`` (checked and decrypted)."""
+        pushes = yield self.pushservice.wait_for(count, ua)
+        push = pushes[count - 1]
+        self.assertEqual(push.problems, [])
+        self.assertEqual(push.headers["urgency"], "high")
+        self.assertEqual(push.headers["ttl"], str(decisions.TTL_VERIFICATION))
+        self.assertTrue(push.plaintext.startswith(b"* ACKWEBPUSH "), push.plaintext)
+        self.assertTrue(push.plaintext.endswith(b"\r\n"))
+        return push, push.plaintext[len(b"* ACKWEBPUSH "):-2]
+
+
+class LifecycleTests(OurServerBase):
+
+    @defer.inlineCallbacks
+    def test_full_lifecycle(self):
+        client = yield self.connect()
+        lines = yield client.command(b"c CAPABILITY")
+        self.assertIn(b"WEBPUSH", lines[0].split())
+
+        # GETVAPID, then create
+        lines = yield client.command(b"a1 GETVAPID")
+        key1 = self.keyring.current()
+        self.assertEqual(lines, [b"* VAPID " + key1.encode(), b"a1 OK GETVAPID completed"])
+        ua = self.pushservice.new_subscription()
+        lines = yield self.webpush(client, "a2", "phone-1", ua)
+        self.assertEqual(lines, [b"* VAPID " + key1.encode(),
+                                 b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" NIL",
+                                 b"a2 OK WEBPUSH completed"])
+
+        # the verification push arrives, signed with the current key; ACK it
+        push, token = yield self.verification(ua)
+        self.assertEqual(push.vapid_key, key1)
+        lines = yield client.command(b"a3 ACKWEBPUSH " + token)
+        self.assertEqual(lines, [b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" NIL",
+                                 b"a3 OK ACKWEBPUSH completed"])
+        self.assertEqual([s.id for s in self.store.active(ALICE)], ["phone-1"])
+
+        # list and silence
+        lines = yield client.command(b"a4 LWEBPUSH *")
+        self.assertEqual(lines, [b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" NIL",
+                                 b"a4 OK LWEBPUSH completed"])
+        lines = yield client.command(b"a5 SILWEBPUSH phone-1 600")
+        self.assertEqual(lines, [b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" 600",
+                                 b"a5 OK SILWEBPUSH completed"])
+        lines = yield client.command(b"a6 SILWEBPUSH phone-1 0")
+        self.assertEqual(lines[-1], b"a6 OK SILWEBPUSH completed")
+
+        # rotation: still active under the old key until WEBPUSH is sent again
+        key2 = self.keyring.rotate()
+        self.assertEqual(self.store.get(ALICE, "phone-1").vapid_key, key1)
+        lines = yield self.webpush(client, "a7", "phone-1", ua)
+        self.assertEqual(lines, [b"* VAPID " + key2.encode(),
+                                 b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" NIL",
+                                 b"a7 OK WEBPUSH completed"])
+        self.assertEqual(self.store.get(ALICE, "phone-1").state, model.PENDING)
+        push, token = yield self.verification(ua, 2)
+        self.assertEqual(push.vapid_key, key2)
+        lines = yield client.command(b"a8 ACKWEBPUSH " + token)
+        self.assertEqual(lines[-1], b"a8 OK ACKWEBPUSH completed")
+        self.assertEqual(self.store.get(ALICE, "phone-1").vapid_key, key2)
+
+        # update to a new endpoint (the device re-registered)
+        ua2 = self.pushservice.new_subscription()
+        lines = yield self.webpush(client, "a9", "phone-1", ua2)
+        self.assertEqual(lines[1], b"* WEBPUSH phone-1 " + ua2.endpoint.encode() + b" NIL")
+        _, token = yield self.verification(ua2)
+        lines = yield client.command(b"b1 ACKWEBPUSH " + token)
+        self.assertEqual(lines[-1], b"b1 OK ACKWEBPUSH completed")
+
+        # the push service says 410: the subscription is deleted
+        ua2.remove()
+        outcome = yield self.service.test_push(ALICE, "phone-1")
+        self.assertEqual((outcome.kind, outcome.status), (model.GONE, 410))
+        lines = yield client.command(b"b2 LWEBPUSH *")
+        self.assertEqual(lines, [b"b2 OK LWEBPUSH completed"])
+
+        # create and delete another one
+        ua3 = self.pushservice.new_subscription()
+        yield self.webpush(client, "b3", "laptop", ua3)
+        lines = yield client.command(b"b4 WEBPUSH laptop NIL")
+        self.assertEqual(lines, [b"b4 OK WEBPUSH completed"])
+        self.assertEqual(self.store.list(ALICE), [])
+        self.assertEqual(self.store.token_count(), 0)
+
+    @defer.inlineCallbacks
+    def test_gone_during_verification_deletes_the_pending_subscription(self):
+        client = yield self.connect()
+        ua = self.pushservice.new_subscription()
+        ua.respond(Answer.gone(404))
+        yield self.webpush(client, "a1", "phone-1", ua)
+        yield self.pushservice.wait_for(1, ua)
+        while self.sender.pending():
+            yield deferLater(0.01)
+        self.assertIsNone(self.store.get(ALICE, "phone-1"))
+
+    @defer.inlineCallbacks
+    def test_three_rejections_make_it_pending(self):
+        client = yield self.connect()
+        ua = self.pushservice.new_subscription()
+        yield self.webpush(client, "a1", "phone-1", ua)
+        _, token = yield self.verification(ua)
+        yield client.command(b"a2 ACKWEBPUSH " + token)
+        ua.respond(Answer(403), Answer(403))
+        for _ in range(2):
+            outcome = yield self.service.test_push(ALICE, "phone-1")
+            self.assertEqual((outcome.kind, outcome.status), (model.REJECTED, 403))
+        self.assertEqual(self.store.get(ALICE, "phone-1").state, model.ACTIVE)
+        outcome = yield self.service.test_push(ALICE, "phone-1")  # delivered: counter reset
+        self.assertEqual(outcome.kind, model.DELIVERED)
+        ua.respond(Answer(401), Answer(400), Answer(403))
+        for _ in range(3):
+            yield self.service.test_push(ALICE, "phone-1")
+        self.assertEqual(self.store.get(ALICE, "phone-1").state, model.PENDING)
+        self.assertEqual(self.store.active(ALICE), [])
+        # re-registering heals it
+        lines = yield self.webpush(client, "a3", "phone-1", ua)
+        _, token = yield self.verification(ua, 8)
+        lines = yield client.command(b"a4 ACKWEBPUSH " + token)
+        self.assertEqual(lines[-1], b"a4 OK ACKWEBPUSH completed")
+
+    @defer.inlineCallbacks
+    def test_never_acknowledged_is_pruned_after_a_day(self):
+        client = yield self.connect()
+        ua = self.pushservice.new_subscription()
+        yield self.webpush(client, "a1", "phone-1", ua)
+        yield self.pushservice.wait_for(1, ua)
+        self.service.startService()
+        self.clock.advance(decisions.PENDING_LIFETIME - PRUNE_INTERVAL)
+        self.assertIsNotNone(self.store.get(ALICE, "phone-1"))
+        self.clock.advance(PRUNE_INTERVAL)
+        self.assertIsNone(self.store.get(ALICE, "phone-1"))
+        lines = yield client.command(b"a2 LWEBPUSH *")
+        self.assertEqual(lines, [b"a2 OK LWEBPUSH completed"])
+
+
+def deferLater(seconds):
+    from twisted.internet import reactor, task
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class OutcomeRuleTests(unittest.TestCase):
+    """WebPushService.pushOutcome against the store, with a task.Clock."""
+
+    def setUp(self):
+        from twisted.internet import task
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.store = SQLiteSubscriptionStore(os.path.join(self.mktemp() + ".sqlite"))
+        self.addCleanup(self.store.close)
+        self.service = WebPushService(self.store, None, None, self.clock)
+        keys = UAKeys()
+        self.store.set_pending(ALICE, "s", ENDPOINT, keys.p256dh, keys.auth, "K" * 87,
+                               self.clock.seconds(), 20, token_hash("t"))
+        self.store.acknowledge(ALICE, token_hash("t"), self.clock.seconds(), 600)
+
+    def outcome(self, kind, status=None, endpoint=ENDPOINT):
+        self.service.pushOutcome(model.PushOutcome(kind, ALICE, "s", status, "because",
+                                                   {"endpoint": endpoint}))
+
+    def test_failing_for_seven_days_deletes(self):
+        self.outcome(model.EXPIRED)
+        self.clock.advance(decisions.FAILING_SUBSCRIPTION_LIFETIME - 1)
+        self.outcome(model.FAILED, 500)
+        self.assertIsNotNone(self.store.get(ALICE, "s"))
+        self.clock.advance(1)
+        self.outcome(model.FAILED, 500)
+        self.assertIsNone(self.store.get(ALICE, "s"))
+
+    def test_success_restarts_the_seven_days(self):
+        self.outcome(model.EXPIRED)
+        self.clock.advance(decisions.FAILING_SUBSCRIPTION_LIFETIME - 1)
+        self.outcome(model.DELIVERED, 201)
+        self.clock.advance(1)
+        self.outcome(model.FAILED, 500)
+        self.assertIsNotNone(self.store.get(ALICE, "s"))
+
+    def test_prune_deletes_long_failing_ones_too(self):
+        self.outcome(model.EXPIRED)
+        self.clock.advance(decisions.FAILING_SUBSCRIPTION_LIFETIME)
+        self.service.prune()
+        self.assertIsNone(self.store.get(ALICE, "s"))
+
+    def test_outcome_about_a_replaced_endpoint_is_ignored(self):
+        self.outcome(model.GONE, 410, endpoint="https://old.example.net/x")
+        self.assertIsNotNone(self.store.get(ALICE, "s"))
+        self.outcome(model.GONE, 410)
+        self.assertIsNone(self.store.get(ALICE, "s"))
+
+    def test_too_large_is_not_a_failure(self):
+        self.outcome(model.TOO_LARGE, 413)
+        self.assertIsNone(self.store.health(ALICE, "s")["first_failure"])
+
+    def test_gone_is_logged_with_the_reason(self):
+        from twisted.logger import globalLogPublisher
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        self.outcome(model.GONE, 410)
+        events = [e for e in seen if e.get("subscription") == "s" and e.get("status") == 410]
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0]["reason"], "because")
