@@ -106,7 +106,7 @@ class AppendTests(IMAPTestCase):
         def check2(result):
             flag, date = result
             self.assertEqual(flag, ["a1 BAD Unknown system flag \\Bogus"])
-            self.assertTrue(date[0].startswith("a2 BAD bad date-time"), date)
+            self.assertTrue(date[0].startswith("a2 BAD Bad date"), date)
             self.assertEqual(self.inbox().uids(), [])
 
         d = self.in_thread(client2)

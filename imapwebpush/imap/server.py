@@ -100,7 +100,7 @@ def _parse_date(text):
         day, month, year = text.decode("ascii").split("-")
         return (int(year), _MONTHS.index(month.title()) + 1, int(day))
     except (ValueError, UnicodeDecodeError):
-        raise Bad("bad date %r" % (text,))
+        raise Bad("Bad date: %s" % (text.decode("ascii", "replace"),))
 
 
 def _parse_datetime(text):
@@ -113,7 +113,7 @@ def _parse_datetime(text):
         offset = sign * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
         return calendar.timegm((y, m, d, hh, mm, ss, 0, 0, 0)) - offset
     except (ValueError, IndexError, UnicodeDecodeError):
-        raise Bad("bad date-time %r" % (text,))
+        raise Bad("Bad date-time: %s" % (text.decode("ascii", "replace"),))
 
 
 def _matching_paren(line, start=0):

@@ -1,0 +1,120 @@
+"""SEARCH and UID SEARCH: flags, headers, dates, sizes, sets, OR/NOT, MODSEQ, bad keys."""
+
+from tests.imap_harness import IMAPTestCase, message
+
+
+class SearchTests(IMAPTestCase):
+    def setUp(self):
+        super().setUp()
+        inbox = self.inbox()
+        inbox.add(message("Invoice 42", b"Pay me.\r\n"), ["\\Seen"], internaldate=1700000000)
+        inbox.add(message("Lunch?", b"Pizza at noon\r\n"), ["\\Flagged"], internaldate=1710000000)
+        inbox.add(message("Meeting", b"Agenda\r\n"))
+        inbox.set_flags([3], ["$Important"], "add")
+
+    def search(self, *criteria, uid=False):
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            out = [w.cmd("q%d" % i, ("UID SEARCH " if uid else "SEARCH ") + c) for i, c in enumerate(criteria)]
+            w.close()
+            return out
+
+        return self.in_thread(client)
+
+    def test_keys(self):
+        criteria = [
+            "ALL",
+            "SEEN",
+            "UNSEEN",
+            "FLAGGED UNSEEN",
+            "SUBJECT invoice",
+            'SUBJECT "lunch?"',
+            "BODY pizza",
+            "TEXT carol",
+            "FROM carol@example.net",
+            "HEADER To alice",
+            "KEYWORD $Important",
+            "UNKEYWORD $Important",
+            "OR SEEN FLAGGED",
+            "NOT SEEN",
+            "(SEEN) (ALL)",
+            "2:*",
+            "UID 1,3",
+            "BEFORE 1-Jan-2024",
+            "SINCE 1-Mar-2024",
+            "ON 14-Nov-2023",
+            "LARGER 1",
+            "SMALLER 5",
+            "RECENT",
+            "NEW",
+            "CHARSET UTF-8 SUBJECT meeting",
+        ]
+
+        def check(results):
+            answers = [r[0] for r in results]
+            self.assertEqual(
+                answers,
+                [
+                    "* SEARCH 1 2 3",
+                    "* SEARCH 1",
+                    "* SEARCH 2 3",
+                    "* SEARCH 2",
+                    "* SEARCH 1",
+                    "* SEARCH 2",
+                    "* SEARCH 2",
+                    "* SEARCH 1 2 3",
+                    "* SEARCH 1 2 3",
+                    "* SEARCH 1 2 3",
+                    "* SEARCH 3",
+                    "* SEARCH 1 2",
+                    "* SEARCH 1 2",
+                    "* SEARCH 2 3",
+                    "* SEARCH 1",
+                    "* SEARCH 2 3",
+                    "* SEARCH 1 3",
+                    "* SEARCH 1",
+                    "* SEARCH 2 3",
+                    "* SEARCH 1",
+                    "* SEARCH 1 2 3",
+                    "* SEARCH",
+                    "* SEARCH 3",
+                    "* SEARCH 3",
+                    "* SEARCH 3",
+                ],
+            )
+            for r in results:
+                self.assertTrue(r[-1].endswith("OK SEARCH completed"), r)
+
+        return self.search(*criteria).addCallback(check)
+
+    def test_uid_search_after_expunge(self):
+        self.inbox().set_flags([1], ["\\Deleted"], "add")
+        self.inbox().expunge()
+
+        def check(results):
+            self.assertEqual([r[0] for r in results], ["* SEARCH 2 3", "* SEARCH 3"])
+
+        return self.search("ALL", "2", uid=True).addCallback(check)
+
+    def test_modseq_search(self):
+        inbox = self.inbox()
+        inbox.set_flags([2], ["\\Answered"], "add")
+        modseq = inbox.message(2).modseq
+
+        def check(results):
+            self.assertEqual(results[0][0], "* SEARCH 2 (MODSEQ %d)" % modseq)
+
+        return self.search("MODSEQ %d" % modseq).addCallback(check)
+
+    def test_bad_searches(self):
+        def check(results):
+            self.assertEqual(results[0], ["q0 BAD Unknown search key FROBNICATE"])
+            self.assertEqual(results[1], ["q1 BAD Missing argument for SUBJECT"])
+            self.assertEqual(results[2], ["q2 BAD Bad date: someday"])
+            self.assertEqual(
+                results[3], ["q3 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"]
+            )
+
+        return self.search("FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET KOI8-R ALL").addCallback(check)
