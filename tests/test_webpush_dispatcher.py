@@ -139,7 +139,7 @@ class NewMailTests(Base):
         self.assertEqual(self.sender.sent, [(
             "phone",
             b'* SELECT "INBOX"\r\n* 4392 UIDFETCH (FLAGS () ENVELOPE ' + ENVELOPE + b")\r\n",
-            "high", decisions.TTL_NEW_MAIL, None, {"kind": "new", "mailboxes": ["INBOX"]},
+            "high", decisions.TTL_NEW_MAIL, None, {"kind": "new", "mailboxes": ["INBOX"], "endpoint": "https://push.example/phone"},
         )])
 
     def test_new_message_elsewhere_is_normal(self):
@@ -170,7 +170,7 @@ class NewMailTests(Base):
         self.clock.advance(0)
         self.assertEqual(self.sender.sent, [(
             "phone", b'* SELECT "INBOX"\r\n', "high", decisions.TTL_NEW_MAIL, None,
-            {"kind": "new", "mailboxes": ["INBOX"]})])
+            {"kind": "new", "mailboxes": ["INBOX"], "endpoint": "https://push.example/phone"})])
         self.assertEqual(self.subs.active_calls, 1)
 
     def test_two_mailboxes_in_one_push(self):
@@ -211,7 +211,7 @@ class CoalescingTests(Base):
             b'* SELECT "INBOX"\r\n* VANISHED 5:7,9\r\n'
             b"* 3 UIDFETCH (FLAGS (\\Answered \\Seen))\r\n* 4 UIDFETCH (FLAGS (\\Flagged))\r\n",
             "low", decisions.TTL_OTHER, topic(KEY, ALICE, "INBOX"),
-            {"kind": "mailbox", "mailboxes": ["INBOX"]},
+            {"kind": "mailbox", "mailboxes": ["INBOX"], "endpoint": "https://push.example/phone"},
         )])
 
     def test_one_push_per_mailbox_with_its_topic(self):

@@ -288,7 +288,9 @@ class PushDispatcher(service.Service):
                 self.log.warn("push: {account} {subscription} is active without a VAPID key",
                               account=sub.account, subscription=sub.id)
                 return
-            context = {"kind": planned.kind, "mailboxes": list(planned.push.mailboxes)}
+            # "endpoint" lets the outcome observer ignore answers about a replaced endpoint
+            context = {"kind": planned.kind, "mailboxes": list(planned.push.mailboxes),
+                       "endpoint": target.endpoint}
             d = self._sender.send(target, planned.push.payload, planned.urgency, planned.ttl,
                                   planned.topic, context)
             d.addCallback(self._outcome, sub, planned, queue)
