@@ -699,7 +699,16 @@ class IMAPServer(imap4.IMAP4Server):
             raise Bad("Mailbox pattern is not valid modified UTF-7")
         if text[:5].upper() == "INBOX" and (len(text) == 5 or text[5] in "/%*"):
             text = "INBOX" + text[5:]
-        return imap4.wildcardToRegexp(text, DELIMITER)
+        # twisted's wildcardToRegexp is unanchored at the end and case-blind; names are not.
+        pieces = []
+        for piece in re.split(r"([*%])", text):
+            if piece == "*":
+                pieces.append(".*")
+            elif piece == "%":
+                pieces.append("[^" + re.escape(DELIMITER) + "]*")
+            else:
+                pieces.append(re.escape(piece))
+        return re.compile("".join(pieces) + r"\Z", re.DOTALL)
 
     def _mailbox_attributes(self, name, names):
         attrs = []
