@@ -295,3 +295,40 @@ class SubscriptionTests(AccountTestCase):
         self.assertRaises(MailboxNotFound, self.account.set_special_use, "Nope", "\\All")
         self.account.set_special_use("Everything", None)
         self.assertIsNone(self.restarted().special_use("Everything"))
+
+
+class OtherProcessTests(AccountTestCase):
+    """Another process (the admin command) deletes and re-creates an account."""
+
+    def test_account_replaced_behind_our_back(self):
+        inbox = self.account.mailbox("INBOX")
+        inbox.add(MESSAGE)
+        other = MailStore(self.path, self.clock)
+        other.delete_account("bob@example.org")
+        other.account("bob@example.org")
+        self.assertRaises(MailboxNotFound, inbox.uids)
+        self.assertRaises(MailboxNotFound, self.account.list_mailboxes)
+        fresh = self.store.account("bob@example.org")
+        self.assertIsNot(fresh, self.account)
+        self.assertEqual(fresh.mailbox("INBOX").uids(), [])
+        self.assertEqual(fresh.mailbox("INBOX").add(MESSAGE), 1)
+
+    def test_mailbox_deleted_behind_our_back(self):
+        box = self.account.create_mailbox("Box")
+        box.add(MESSAGE)
+        MailStore(self.path, self.clock).account("bob@example.org").delete_mailbox("Box")
+        self.assertRaises(MailboxNotFound, box.add, MESSAGE)
+        self.assertRaises(MailboxNotFound, self.account.mailbox, "Box")
+        self.assertNotIn("Box", self.account.list_mailboxes())
+
+    def test_mailbox_replaced_behind_our_back(self):
+        box = self.account.create_mailbox("Box")
+        box.add(MESSAGE)
+        other = MailStore(self.path, self.clock).account("bob@example.org")
+        other.delete_mailbox("Box")
+        other.create_mailbox("Box")
+        fresh = self.account.mailbox("Box")
+        self.assertIsNot(fresh, box)
+        self.assertEqual(fresh.uids(), [])
+        self.assertNotEqual(fresh.uidvalidity, box.uidvalidity)
+        self.assertRaises(MailboxNotFound, box.uids)

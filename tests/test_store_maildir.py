@@ -440,6 +440,30 @@ class CopyMoveTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(self.reopen().uids(), [u2])
         self.assertEqual(self.reopen("Archive").uids(), [1])
 
+    def test_listener_reading_source_during_move(self):
+        """A listener that looks at the source while MessageAdded is delivered sees it
+        consistent, and the expunge is still announced once, with its origin."""
+        uid = self.inbox.add(MESSAGE)
+        self.recorder.events.clear()
+        seen = []
+
+        def listener(event):
+            if isinstance(event, MessageAdded):
+                seen.append(self.inbox.uids())
+
+        self.account.bus.subscribe(listener)
+        self.inbox.move([uid], self.archive, origin="o")
+        self.assertEqual(seen, [[]])
+        (event,) = self.recorder.of(MessagesExpunged)
+        self.assertEqual(event.origin, "o")
+
+    def test_move_within_same_mailbox(self):
+        uid = self.inbox.add(MESSAGE, flags=["\\Seen"])
+        self.assertEqual(self.inbox.move([uid], self.inbox), [(uid, uid + 1)])
+        self.assertEqual(self.inbox.uids(), [uid + 1])
+        self.assertEqual(self.inbox.message(uid + 1).read(), MESSAGE)
+        self.assertEqual(self.reopen().uids(), [uid + 1])
+
     def test_copy_to_deleted_mailbox(self):
         uid = self.inbox.add(MESSAGE)
         self.account.delete_mailbox("Archive")

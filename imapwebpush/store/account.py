@@ -5,9 +5,10 @@ On disk (``<path>/<address>/``, Maildir++; the server's path is ``<data>/mail``)
 * the account folder itself is INBOX (cur/ new/ tmp/ and its journal);
 * every other mailbox is a sub-folder named by ``names.folder_for``;
   a name with children but no folder of its own is ``\\Noselect``;
-* ``subscriptions`` (one name per line), ``imapwebpush-special-use`` (JSON)
-  and ``imapwebpush-uidvalidity`` (last UIDVALIDITY given) are rewritten
-  atomically.
+* ``subscriptions`` (one name per line), ``imapwebpush-special-use`` (JSON),
+  ``imapwebpush-uidvalidity`` (last UIDVALIDITY given) and
+  ``imapwebpush-account`` (a random id, to notice a folder deleted and made
+  again by another process) are written atomically.
 """
 
 import json
@@ -35,6 +36,7 @@ INBOX = names.INBOX
 SUBSCRIPTIONS_FILE = "subscriptions"
 SPECIAL_USE_FILE = "imapwebpush-special-use"
 UIDVALIDITY_FILE = "imapwebpush-uidvalidity"
+ACCOUNT_ID_FILE = "imapwebpush-account"
 
 # RFC 6154 attributes an account may give its mailboxes.
 SPECIAL_USES = frozenset(
@@ -105,6 +107,32 @@ class Account:
         self._deleted = False
         self._subscriptions = set(self._read_lines(SUBSCRIPTIONS_FILE))
         self._special = self._read_special()
+        self._ino = self._identity()
+        if self._ino is None:
+            # An account folder made by another tool: give it an identity.
+            self._ino = os.urandom(16).hex()
+            atomic_write(os.path.join(self.path, ACCOUNT_ID_FILE), self._ino.encode("ascii"))
+
+    def _identity(self):
+        """The random id written when the folder was made (inode numbers get reused)."""
+        try:
+            with open(os.path.join(self.path, ACCOUNT_ID_FILE), "rb") as f:
+                return f.read().decode("ascii", "replace").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _verify(self):
+        """MailboxNotFound (and every object stops working) if the folder was replaced."""
+        if self._deleted or self._identity() != self._ino:
+            self._gone()
+            raise MailboxNotFound("Account %s does not exist any more" % (self.address,))
+
+    def _gone(self):
+        """This account's folder was removed: every object of it stops working."""
+        self._deleted = True
+        for box in self._mailboxes.values():
+            box._deleted = True
+        self._mailboxes.clear()
 
     # -- persistence helpers -------------------------------------------------
 
@@ -155,7 +183,12 @@ class Account:
         try:
             stamp = os.stat(self.path).st_mtime_ns
         except FileNotFoundError:
-            raise MailboxNotFound("Account %s does not exist" % (self.address,))
+            stamp = None
+        if self._deleted or stamp is None or (
+            stamp != self._tree_stamp and self._identity() != self._ino
+        ):
+            self._gone()
+            raise MailboxNotFound("Account %s does not exist any more" % (self.address,))
         if stamp != self._tree_stamp:
             selectable = {INBOX}
             every = {INBOX}
@@ -195,6 +228,12 @@ class Account:
         name = names.normalise(name)
         selectable, _ = self._tree()
         box = self._mailboxes.get(name)
+        if box is not None:
+            try:
+                box.check()
+            except MailboxNotFound:
+                box = self._mailboxes.pop(name)
+                box = None
         if name not in selectable:
             if box is not None:
                 box._deleted = True
@@ -418,7 +457,9 @@ class MailStore:
         account = self._accounts.get(key)
         path = self._dir(key)
         if account is not None and not account._deleted:
-            return account
+            if account._identity() == account._ino:
+                return account
+            account._gone()  # deleted (and maybe made again) by another process
         if not os.path.isdir(path):
             self._create(path)
         account = Account(key, path, self._clock, self.bus, self._max_size)
@@ -429,6 +470,7 @@ class MailStore:
         """Make an account folder with INBOX and the default mailboxes, atomically."""
         tmp = os.path.join(self.root, _random_name(".new-"))
         make_folder(tmp, lambda: _allocate_uidvalidity(tmp, self._clock), marker=False)
+        atomic_write(os.path.join(tmp, ACCOUNT_ID_FILE), os.urandom(16).hex().encode("ascii"))
         special = {}
         for name, use in DEFAULT_MAILBOXES:
             make_folder(os.path.join(tmp, names.folder_for(name)), _allocate_uidvalidity(tmp, self._clock))
@@ -461,10 +503,7 @@ class MailStore:
             account = Account(key, path, self._clock, self.bus, self._max_size)
         gone = account.list_mailboxes()
         remove_folder(path, os.path.join(self.root, _random_name(".trash-")))
-        account._deleted = True
-        for box in account._mailboxes.values():
-            box._deleted = True
-        account._mailboxes.clear()
+        account._gone()
         for name in gone:
             account._publish(MailboxDeleted(key, name))
         return True

@@ -78,6 +78,15 @@ class Journal:
                 records.append(record)
         return records, bad
 
+    def first(self):
+        """The first record (the state record), or None if unreadable."""
+        try:
+            with open(self.path, "rb") as f:
+                line = f.readline(65536)
+        except FileNotFoundError:
+            return None
+        return _decode(line.rstrip(b"\n"))
+
     def append(self, records):
         """Append records durably (one write, one fsync)."""
         if not records:

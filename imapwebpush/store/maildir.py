@@ -326,6 +326,7 @@ class Mailbox:
     # -- noticing other tools ---------------------------------------------
 
     def _stat_dirs(self):
+        """mtimes of new/ and cur/; MailboxNotFound when the folder is gone."""
         try:
             return (
                 os.stat(os.path.join(self.path, "new")).st_mtime_ns,
@@ -333,13 +334,13 @@ class Mailbox:
             )
         except FileNotFoundError:
             self._check_live()
-            raise
+            self._deleted = True
+            raise MailboxNotFound("Mailbox %s does not exist any more" % (self.name,))
 
     def _take_mtimes(self):
         self._mtimes = self._stat_dirs()
-        newest = max(self._mtimes) / 1e9
         # Wall clock on purpose: it is compared with file-system timestamps.
-        self._mtimes_trusted = time.time() - newest > _MTIME_TRUST
+        self._mtimes_trusted = time.time() - max(self._mtimes) / 1e9 > _MTIME_TRUST
 
     def _changed_on_disk(self):
         if self._mtimes is None:
@@ -347,9 +348,22 @@ class Mailbox:
         now = self._stat_dirs()
         if now != self._mtimes:
             return True
-        if not self._mtimes_trusted and time.time() - max(now) / 1e9 > _MTIME_TRUST:
-            return True
-        return False
+        return not self._mtimes_trusted and time.time() - max(now) / 1e9 > _MTIME_TRUST
+
+    def check(self):
+        """Raise MailboxNotFound if the folder was deleted or replaced behind our back."""
+        self._check_live()
+        if self._mtimes is not None and self._stat_dirs() != self._mtimes:
+            self._check_identity()
+
+    def _check_identity(self):
+        """A folder deleted and made again by another process has another UIDVALIDITY
+        (the account's counter only grows): this index would describe a gone mailbox."""
+        self._account._verify()
+        first = self._journal.first()
+        if first is not None and first.get("v") != self.uidvalidity:
+            self._deleted = True
+            raise MailboxNotFound("Mailbox %s was replaced" % (self.name,))
 
     def refresh(self):
         """Pick up files added, renamed or removed by other tools; cheap when none were."""
@@ -359,6 +373,8 @@ class Mailbox:
 
     def _scan(self):
         """Reconcile memory with new/ and cur/ (one listdir each)."""
+        if self._mtimes is not None:
+            self._check_identity()
         self._take_mtimes()
         found = {}
         for sub in ("new", "cur"):
@@ -669,10 +685,14 @@ class Mailbox:
         ]
         return self._remove(doomed, origin, unlink=True)
 
-    def _remove(self, doomed, origin, unlink):
-        """Drop messages (unlinking their files when asked); one journal line, one event."""
+    def _remove(self, doomed, origin, unlink, announce=True):
+        """Drop messages (unlinking their files when asked); one journal line, one event.
+
+        With ``announce`` false the event is returned instead of published,
+        for callers that must finish other durable work first.
+        """
         if not doomed:
-            return []
+            return [] if announce else None
         if unlink:
             dirs = set()
             for msg in doomed:
@@ -689,9 +709,10 @@ class Mailbox:
         self.highestmodseq = modseq
         self._forget_many(doomed)
         self._take_mtimes()
-        self._publish(
-            MessagesExpunged(self._account.address, self.name, tuple(removed), modseq, origin=origin)
-        )
+        event = MessagesExpunged(self._account.address, self.name, tuple(removed), modseq, origin=origin)
+        if not announce:
+            return event
+        self._publish(event)
         return removed
 
     def copy(self, uids, destination, origin=None):
@@ -735,14 +756,16 @@ class Mailbox:
         for sub in sorted(dirs):
             fsync_dir(os.path.join(destination.path, sub))
         pairs, added = destination._commit_added(placed)
+        expunged = None
         if move and placed:
-            src_dirs = set(msg.filename[:3] for msg, _ in placed)
-            for sub in sorted(src_dirs):
+            for sub in sorted(set(msg.filename[:3] for msg, _ in placed)):
                 fsync_dir(os.path.join(self.path, sub))
+            expunged = self._remove([m for m, _ in placed], origin, unlink=False, announce=False)
+        # Both sides are durable and consistent in memory: now tell the listeners.
         for msg, headers in added:
             destination._announce(msg, origin, headers)
-        if move:
-            self._remove([m for m, _ in placed], origin, unlink=False)
+        if expunged is not None:
+            self._publish(expunged)
         return pairs
 
     def _commit_added(self, placed):
