@@ -87,6 +87,16 @@ class AddTests(StoreTestMixin, unittest.TestCase):
         uid = self.inbox.add(MESSAGE)
         self.assertEqual(self.inbox.message(uid).internaldate, T0 + 42)
 
+    def test_open_for_partial_reads(self):
+        uid = self.inbox.add(MESSAGE)
+        with self.inbox.message(uid).open() as f:
+            f.seek(6)
+            self.assertEqual(f.read(13), b"a@example.org")
+
+    def test_headers_from_disk_after_restart(self):
+        uid = self.inbox.add(MESSAGE)
+        self.assertEqual(self.reopen().message(uid).headers(), b"From: a@example.org\r\nSubject: hello\r\n\r\n")
+
     def test_headers_without_body(self):
         uid = self.inbox.add(b"Subject: only headers\r\n")
         self.assertEqual(self.inbox.message(uid).headers(), b"Subject: only headers\r\n")

@@ -15,6 +15,7 @@ a renamed file is matched by its base name (the part before ':').
 
 import bisect
 import errno
+from collections import OrderedDict
 import os
 import shutil
 import time
@@ -32,6 +33,9 @@ from imapwebpush.store.journal import JOURNAL_NAME, Journal
 log = Logger()
 
 MODES = ("replace", "add", "remove")
+
+# Header blocks kept in memory per mailbox (FETCH ENVELOPE, push payloads).
+HEADER_CACHE_SIZE = 2048
 
 # A directory mtime this close to the wall clock may hide a later change made
 # within the same timestamp tick; such a snapshot is checked once more by a
@@ -137,18 +141,30 @@ class StoredMessage:
             except FileNotFoundError:
                 raise KeyError(self.uid)
 
+    def open(self):
+        """The message as a binary file object (the caller closes it), for partial reads."""
+        return self._open()
+
     def read(self):
         with self._open() as f:
             return f.read()
 
     def headers(self):
+        cache = self._mailbox._header_cache
+        block = cache.get(self.uid)
+        if block is not None:
+            cache.move_to_end(self.uid)
+            return block
         with self._open() as f:
             data = b""
             while True:
                 chunk = f.read(8192)
                 data += chunk
                 if not chunk or b"\r\n\r\n" in data or data.startswith(b"\r\n"):
-                    return header_block(data)
+                    block = header_block(data)
+                    break
+        self._mailbox._cache_headers(self.uid, block)
+        return block
 
     def __repr__(self):
         return "<StoredMessage uid=%d flags=%s modseq=%d>" % (
@@ -182,6 +198,7 @@ class Mailbox:
         self._deleted = False
         self._mtimes = None
         self._mtimes_trusted = False
+        self._header_cache = OrderedDict()
         self.uidvalidity = 0
         self.uidnext = 1
         self.highestmodseq = 1
@@ -271,7 +288,14 @@ class Mailbox:
         if msg.recent:
             self._in_new.add(msg.uid)
 
+    def _cache_headers(self, uid, block):
+        cache = self._header_cache
+        cache[uid] = block
+        if len(cache) > HEADER_CACHE_SIZE:
+            cache.popitem(last=False)
+
     def _forget(self, msg):
+        self._header_cache.pop(msg.uid, None)
         self._by_uid.pop(msg.uid, None)
         if self._by_base.get(msg.base) is msg:
             del self._by_base[msg.base]
@@ -282,6 +306,7 @@ class Mailbox:
 
     def _forget_many(self, msgs):
         for msg in msgs:
+            self._header_cache.pop(msg.uid, None)
             self._by_uid.pop(msg.uid, None)
             if self._by_base.get(msg.base) is msg:
                 del self._by_base[msg.base]
@@ -599,7 +624,9 @@ class Mailbox:
         self.highestmodseq += 1
         self._remember(msg)
         self._take_mtimes()
-        self._announce(msg, origin, header_block(data))
+        headers = header_block(data)
+        self._cache_headers(uid, headers)
+        self._announce(msg, origin, headers)
         return uid
 
     def set_flags(self, uids, flags, mode, unchangedsince=None, origin=None):
