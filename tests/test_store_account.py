@@ -332,3 +332,24 @@ class OtherProcessTests(AccountTestCase):
         self.assertEqual(fresh.uids(), [])
         self.assertNotEqual(fresh.uidvalidity, box.uidvalidity)
         self.assertRaises(MailboxNotFound, box.uids)
+
+
+class LeftoverTests(unittest.TestCase):
+    def test_crash_leftovers_removed(self):
+        path = self.mktemp()
+        clock = Clock()
+        account = MailStore(path, clock).account("bob@example.org")
+        for leftover in [
+            os.path.join(path, ".trash-abc"),
+            os.path.join(path, ".new-old"),
+            os.path.join(account.path, "imapwebpush-trash-1"),
+            os.path.join(account.path, "imapwebpush-new-old"),
+        ]:
+            os.makedirs(os.path.join(leftover, "cur"))
+            os.utime(leftover, (0, 0))
+        recent = os.path.join(account.path, "imapwebpush-new-recent")
+        os.makedirs(recent)
+        MailStore(path, clock).account("bob@example.org")
+        self.assertEqual(sorted(os.listdir(path)), ["bob@example.org"])
+        left = [e for e in os.listdir(account.path) if e.startswith("imapwebpush-new-") or "trash" in e]
+        self.assertEqual(left, ["imapwebpush-new-recent"])

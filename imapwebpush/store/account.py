@@ -27,7 +27,7 @@ from imapwebpush.store.errors import (
     NotAllowed,
 )
 from imapwebpush.store.events import MailboxCreated, MailboxDeleted, MailboxRenamed
-from imapwebpush.store.fsutil import atomic_write, fsync_dir
+from imapwebpush.store.fsutil import atomic_write, fsync_dir, remove_tree
 from imapwebpush.store.maildir import Mailbox, make_folder, remove_folder
 
 log = Logger()
@@ -62,6 +62,33 @@ def _allocate_uidvalidity(account_path, clock):
     value = max(int(clock.seconds()), last + 1, 1) & 0xFFFFFFFF or 1
     atomic_write(path, b"%d\n" % value)
     return value
+
+
+# Half-made folders older than this are leftovers of a crash (see _sweep).
+_LEFTOVER_AGE = 3600
+
+
+def _sweep(path, prefixes):
+    """Remove what a crash left behind: trash folders, and half-made folders
+    old enough that no other process can still be building them."""
+    import time
+
+    try:
+        entries = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefixes):
+            continue
+        full = os.path.join(path, entry)
+        if "trash-" not in entry:
+            try:
+                if time.time() - os.stat(full).st_mtime < _LEFTOVER_AGE:
+                    continue  # wall clock: compared with a file-system timestamp
+            except OSError:
+                continue
+        log.info("removing leftover {path}", path=full)
+        remove_tree(full)
 
 
 def _random_name(prefix):
@@ -107,6 +134,7 @@ class Account:
         self._deleted = False
         self._subscriptions = set(self._read_lines(SUBSCRIPTIONS_FILE))
         self._special = self._read_special()
+        _sweep(self.path, ("imapwebpush-trash-", "imapwebpush-new-"))
         self._ino = self._identity()
         if self._ino is None:
             # An account folder made by another tool: give it an identity.
@@ -329,10 +357,12 @@ class Account:
         moves = [(n, new + n[len(old):]) for n in affected]
         plan = []
         for was, now in moves:
-            target = names.folder_for(now)  # refuses names too long before anything moves
+            target = os.path.join(self.path, names.folder_for(now))  # refuses long names
             source = self._folder_path(was)
             if os.path.isdir(source):
-                plan.append((source, os.path.join(self.path, target)))
+                if os.path.lexists(target):
+                    raise MailboxExists("Mailbox %s already exists" % (now,))
+                plan.append((source, target))
         created = []
         for parent in names.parents(new):
             if parent not in every:
@@ -434,6 +464,7 @@ class MailStore:
         self._max_size = max_message_size
         self.bus = ChangeBus()
         self._accounts = {}
+        _sweep(self.root, (".trash-", ".new-"))
 
     def _dir(self, key):
         return os.path.join(self.root, key)

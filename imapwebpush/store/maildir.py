@@ -268,10 +268,9 @@ class Mailbox:
                     msg.modseq = int(r["m"])
                 return 0
             if kind == "x":
-                for uid in r["u"]:
-                    msg = self._by_uid.get(uid)
-                    if msg is not None:
-                        self._forget(msg)
+                doomed = [self._by_uid[u] for u in r["u"] if u in self._by_uid]
+                if doomed:
+                    self._forget_many(doomed)
                 return 0
         except (KeyError, TypeError, ValueError):
             log.warn("{mailbox}: ignoring malformed index record {record!r}", mailbox=self.name, record=r)
