@@ -154,6 +154,34 @@ class TwoSessionTests(IMAPTestCase):
         return self.in_thread(client).addCallback(check)
 
 
+class DeletedMailboxTests(IMAPTestCase):
+    def test_selected_mailbox_deleted_by_other_session(self):
+        self.account().create_mailbox("Projects")
+
+        def client():
+            a, b = self.wire(), self.wire()
+            a.login()
+            b.login()
+            a.cmd("s1", "SELECT Projects")
+            deleted = b.cmd("d1", "DELETE Projects")
+            bye = a.readline()
+            b.close()
+            try:
+                rest = a.readline()
+            except EOFError:
+                rest = None
+            a.close()
+            return deleted, bye, rest
+
+        def check(result):
+            deleted, bye, rest = result
+            self.assertEqual(deleted, ["d1 OK DELETE completed"])
+            self.assertEqual(bye, "* BYE Selected mailbox was deleted, have to disconnect")
+            self.assertIsNone(rest)
+
+        return self.in_thread(client).addCallback(check)
+
+
 class AutologoutTests(IMAPTestCase):
     def make_factory(self):
         self.clock = task.Clock()

@@ -367,6 +367,14 @@ class IMAPServer(imap4.IMAP4Server):
 
     def _send_updates(self):
         view = self.view
+        if view is not None and view.gone and self.state == "select":
+            # Another session (or this one) deleted the selected mailbox: nothing the
+            # client knows by sequence number is valid any more (what Dovecot does too).
+            self._close_view()
+            self.state = "logout"
+            self.sendLine(b"* BYE Selected mailbox was deleted, have to disconnect")
+            self.clock.callLater(0, self.transport.loseConnection)
+            return
         if view is None or self.state != "select" or not view.pending():
             return
         allow_expunge = self._current_uid or self._current_cmd not in (b"FETCH", b"STORE", b"SEARCH")
@@ -374,7 +382,9 @@ class IMAPServer(imap4.IMAP4Server):
             self.sendLine(b"* " + line)
 
     def _view_changed(self):
-        if self.parseState == "idle":
+        """The bus told the view something: tell an idle client now, others later."""
+        view = self.view
+        if self.parseState == "idle" or (view is not None and view.gone and self._current is None):
             self._send_updates()
 
     # -- argument parsers ------------------------------------------------------------
@@ -712,11 +722,16 @@ class IMAPServer(imap4.IMAP4Server):
 
     def _mailbox_attributes(self, name, names):
         attrs = []
-        try:
-            mailbox = self.mail_account.mailbox(name)
-        except errors.MailboxNotFound:
-            mailbox = None
-        if mailbox is None or getattr(mailbox, "noselect", False):
+        selectable = getattr(self.mail_account, "is_selectable", None)
+        if selectable is None:
+            try:
+                self.mail_account.mailbox(name)
+                selectable = True
+            except errors.MailboxNotFound:
+                selectable = False
+        else:
+            selectable = selectable(name)
+        if not selectable:
             attrs.append("\\Noselect")
         prefix = name + DELIMITER
         attrs.append(

@@ -72,6 +72,7 @@ class SessionView:
         if isinstance(event, events.MailboxDeleted):
             if event.mailbox == self.name:
                 self.gone = True
+                return True
             return False
         if getattr(event, "mailbox", None) != self.name:
             return False
