@@ -1,0 +1,228 @@
+"""Mail store changes to decrypted pushes, with every real piece over loopback.
+
+The Maildir store announces changes on its bus, the PushDispatcher renders
+them, the PushDeliveryService encrypts, signs and POSTs them over HTTP to the
+testing PushService, which checks VAPID and the headers and decrypts. The
+subscriptions are made the way a client makes them: WEBPUSH (the service sends
+a verification push), then ACKWEBPUSH with the token read from that push.
+"""
+
+import os
+import re
+
+from twisted.internet import defer, reactor, task
+from twisted.logger import capturedLogs
+from twisted.trial import unittest
+
+from imapwebpush import decisions
+from imapwebpush.store.account import MailStore
+from imapwebpush.testing import Answer, PushService
+from imapwebpush.webpush.delivery import PushDeliveryService
+from imapwebpush.webpush.dispatcher import PushDispatcher
+from imapwebpush.webpush.http import make_http_client
+from imapwebpush.webpush.limits import MAX_BODY, MAX_PLAINTEXT
+from imapwebpush.webpush.policy import EndpointPolicy
+from imapwebpush.webpush.service import WebPushService
+from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
+from imapwebpush.webpush.topic import load_or_create_topic_key, topic
+from imapwebpush.webpush.vapid import VapidKeyring
+
+ALICE = "alice@example.org"
+WINDOW = 0.05  # coalesce window: short, so the tests do not wait long
+
+MESSAGE = (
+    b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+    b"From: Fred Foobar <foobar@Blurdybloop.example>\r\n"
+    b"Subject: afternoon meeting\r\n"
+    b"To: mooch@owatagu.siam.edu.example\r\n"
+    b"Message-Id: <B27397-0100000@Blurdybloop.example>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: TEXT/PLAIN; CHARSET=US-ASCII\r\n"
+    b"\r\n"
+    b"Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
+)
+ENVELOPE = (
+    b'("Mon, 7 Feb 1994 21:52:25 -0800" "afternoon meeting" '
+    b'(("Fred Foobar" NIL "foobar" "Blurdybloop.example")) (("Fred Foobar" NIL "foobar" '
+    b'"Blurdybloop.example")) (("Fred Foobar" NIL "foobar" "Blurdybloop.example")) ((NIL NIL '
+    b'"mooch" "owatagu.siam.edu.example")) NIL NIL NIL "<B27397-0100000@Blurdybloop.example>")'
+)
+
+
+class EndToEnd(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        with capturedLogs():
+            self.policy = EndpointPolicy(insecure=True)
+        self.store = MailStore(os.path.join(tmp, "mail"), clock=reactor)
+        self.keyring = VapidKeyring(os.path.join(tmp, "vapid"), "mailto:postmaster@example.org",
+                                    reactor)
+        self.subscriptions = SQLiteSubscriptionStore(os.path.join(tmp, "subscriptions.sqlite"))
+        self.addCleanup(self.subscriptions.close)
+        self.webpush = WebPushService(self.subscriptions, self.keyring, self.policy, reactor)
+        self.sender = PushDeliveryService(
+            reactor, self.keyring, make_http_client(reactor, self.policy), self.policy,
+            os.path.join(tmp, "outbox.sqlite"), observer=self.webpush)
+        self.webpush.sender = self.sender
+        self.key = load_or_create_topic_key(os.path.join(tmp, "topic.key"))
+        self.dispatcher = PushDispatcher(reactor, self.subscriptions, self.sender, self.key,
+                                         coalesce_window=WINDOW)
+        self.webpush.dispatcher = self.dispatcher
+        self.store.bus.subscribe(self.dispatcher)
+        self.pushservice = PushService(reactor)
+        yield self.pushservice.start()
+        self.addCleanup(self.pushservice.stop)
+        for svc in (self.sender, self.webpush, self.dispatcher):
+            svc.startService()
+            self.addCleanup(svc.stopService)
+        self.addCleanup(self.settle)  # runs first: no response left in flight at stop
+        self.inbox = self.store.account(ALICE).mailbox("INBOX")
+        self.phone = yield self.subscribe("phone")
+
+    @defer.inlineCallbacks
+    def subscribe(self, sid, acknowledge=True):
+        """WEBPUSH, wait for the verification push, ACKWEBPUSH with its token."""
+        device = self.pushservice.new_subscription()
+        self.webpush.subscribe(ALICE, sid, device.endpoint, device.p256dh, device.auth)
+        [verification] = yield self.pushservice.wait_for(1, device)
+        token = re.match(rb"\A\* ACKWEBPUSH (\S+)\r\n\Z", verification.plaintext).group(1)
+        if acknowledge:
+            self.webpush.acknowledge(ALICE, token.decode("ascii"))
+        return device
+
+    @defer.inlineCallbacks
+    def pushes(self, count, device=None):
+        """The next ``count`` pushes after the verification one, all checked."""
+        device = device or self.phone
+        received = yield self.pushservice.wait_for(count + 1, device)
+        received = received[1:]
+        for push in received:
+            self.assertEqual(push.problems, [])
+            self.assertLessEqual(len(push.body), MAX_BODY)
+            self.assertLessEqual(len(push.plaintext), MAX_PLAINTEXT)
+            push.plaintext.decode("utf-8")
+        return received
+
+    @defer.inlineCallbacks
+    def settle(self):
+        """Wait until no delivery is waiting and no dispatcher timer is due soon."""
+        for _ in range(500):
+            yield task.deferLater(reactor, 0.01, lambda: None)
+            if self.sender.pending() == 0 and not self.dispatcher._accounts:
+                return
+        self.fail("deliveries did not settle")
+
+    @defer.inlineCallbacks
+    def test_new_message(self):
+        uid = self.inbox.add(MESSAGE)
+        [push] = yield self.pushes(1)
+        self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n* %d UIDFETCH (FLAGS () ENVELOPE %s)\r\n'
+                         % (uid, ENVELOPE))
+        self.assertEqual(push.headers["urgency"], "high")
+        self.assertEqual(push.headers["ttl"], str(decisions.TTL_NEW_MAIL))
+        self.assertNotIn("topic", push.headers)
+
+    @defer.inlineCallbacks
+    def test_flag_change(self):
+        uid = self.inbox.add(MESSAGE)
+        yield self.pushes(1)
+        self.inbox.set_flags([uid], ["\\Seen"], "add")
+        self.inbox.set_flags([uid], ["\\Flagged"], "add")
+        pushes = yield self.pushes(2)
+        self.assertEqual(pushes[1].plaintext,
+                         b'* SELECT "INBOX"\r\n* %d UIDFETCH (FLAGS (\\Flagged \\Seen))\r\n' % uid)
+        self.assertEqual(pushes[1].headers["urgency"], "low")
+        self.assertEqual(pushes[1].headers["topic"], topic(self.key, ALICE, "INBOX"))
+        yield self.settle()
+        self.assertEqual(len(self.pushservice.received(self.phone)), 3)  # merged into one
+
+    @defer.inlineCallbacks
+    def test_expunge(self):
+        uids = [self.inbox.add(MESSAGE) for _ in range(4)]
+        yield self.pushes(1)
+        self.inbox.set_flags(uids[:3], ["\\Deleted"], "add")
+        self.inbox.expunge()
+        pushes = yield self.pushes(2)
+        self.assertEqual(pushes[1].plaintext,
+                         b'* SELECT "INBOX"\r\n* VANISHED %d:%d\r\n' % (uids[0], uids[2]))
+
+    @defer.inlineCallbacks
+    def test_move(self):
+        account = self.store.account(ALICE)
+        account.create_mailbox("Archive")
+        archive = account.mailbox("Archive")
+        uid = self.inbox.add(MESSAGE)
+        yield self.pushes(1)
+        [(_, new_uid)] = self.inbox.move([uid], archive)
+        pushes = yield self.pushes(3)
+        by_kind = {p.plaintext.split(b"\r\n")[0]: p for p in pushes[1:]}
+        moved = by_kind[b'* SELECT "Archive"']
+        self.assertEqual(moved.plaintext, b'* SELECT "Archive"\r\n* %d UIDFETCH (FLAGS () ENVELOPE %s)\r\n'
+                         % (new_uid, ENVELOPE))
+        self.assertEqual(moved.headers["urgency"], "normal")
+        rest = [p.plaintext for p in pushes[1:] if p is not moved]
+        self.assertIn(b'* SELECT "INBOX"\r\n* VANISHED %d\r\n' % uid, rest)
+
+    @defer.inlineCallbacks
+    def test_long_subject(self):
+        subject = "Ünïcödé " * 1250  # 10,000 characters
+        message = MESSAGE.replace(b"afternoon meeting", subject.encode("utf-8"))
+        self.inbox.add(message)
+        [push] = yield self.pushes(1)
+        text = push.plaintext.decode("utf-8")
+        self.assertIn('"Ünïcödé Ünïcödé ', text)
+        self.assertTrue(text.endswith('"<B27397-0100000@Blurdybloop.example>"))\r\n'))
+
+    @defer.inlineCallbacks
+    def test_burst_of_500(self):
+        for i in range(500):
+            self.inbox.add(MESSAGE.replace(b"meeting", b"meeting %d" % i))
+        [push] = yield self.pushes(1)
+        self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n')
+        self.assertEqual(push.headers["urgency"], "high")
+        yield self.settle()
+        self.assertEqual(len(self.pushservice.received(self.phone)), 2)
+
+    @defer.inlineCallbacks
+    def test_silence(self):
+        self.webpush.silence(ALICE, "phone", 600, None)
+        self.inbox.add(MESSAGE)
+        yield self.settle()
+        self.assertEqual(len(self.pushservice.received(self.phone)), 1)  # the verification
+        self.webpush.silence(ALICE, "phone", 0, None)
+        [push] = yield self.pushes(1)
+        self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n')
+        self.assertEqual(push.headers["urgency"], "low")
+        self.assertEqual(push.headers["topic"], topic(self.key, ALICE, "INBOX"))
+
+    @defer.inlineCallbacks
+    def test_pending_gets_nothing(self):
+        tablet = yield self.subscribe("tablet", acknowledge=False)
+        self.inbox.add(MESSAGE)
+        yield self.pushes(1)
+        yield self.settle()
+        self.assertEqual(len(self.pushservice.received(tablet)), 1)  # only its verification
+
+    @defer.inlineCallbacks
+    def test_gone_during_a_burst(self):
+        laptop = yield self.subscribe("laptop")
+        self.phone.respond(Answer.gone())
+        for i in range(250):  # more than one push's worth of responses
+            self.inbox.add(MESSAGE)
+        yield self.settle()
+        laptop_pushes = self.pushservice.received(laptop)[1:]
+        self.assertGreater(len(laptop_pushes), 1)
+        self.assertLessEqual(len(laptop_pushes), decisions.MAX_PUSHES_PER_BURST)
+        self.assertEqual([p.plaintext.split(b"\r\n")[0] for p in laptop_pushes],
+                         [b'* SELECT "INBOX"'] * len(laptop_pushes))
+        phone_pushes = self.pushservice.received(self.phone)
+        self.assertEqual([p.status for p in phone_pushes], [201, 410])  # nothing after the 410
+        self.assertIsNone(self.subscriptions.get(ALICE, "phone"))
+        self.inbox.add(MESSAGE)
+        yield self.pushes(len(laptop_pushes) + 1, laptop)
+        yield self.settle()
+        self.assertEqual(len(self.pushservice.received(self.phone)), 2)
