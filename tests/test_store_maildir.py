@@ -141,6 +141,29 @@ class AddTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(flags, frozenset(["\\Seen", "work"]))
         self.assertEqual(self.recorder.events, [event])
 
+    def test_every_event_after_durable(self):
+        """When any event arrives, a freshly started server already sees the change."""
+        checked = []
+
+        def listener(event):
+            fresh = self.reopen()
+            if isinstance(event, FlagsChanged):
+                for uid, flags, modseq in event.changes:
+                    self.assertEqual(fresh.message(uid).flags, flags)
+                    self.assertEqual(fresh.message(uid).modseq, modseq)
+            elif isinstance(event, MessagesExpunged):
+                for uid in event.uids:
+                    self.assertRaises(KeyError, fresh.message, uid)
+                self.assertEqual(fresh.highestmodseq, event.modseq)
+            checked.append(type(event))
+
+        self.account.bus.subscribe(listener)
+        uid = self.inbox.add(MESSAGE)
+        self.inbox.set_flags([uid], ["\\Deleted", "kw"], "add")
+        self.inbox.expunge()
+        self.assertEqual(checked, [MessageAdded, FlagsChanged, MessagesExpunged])
+        self.assertEqual([type(e) for e in self.recorder.events], checked)
+
     def test_modseq_grows(self):
         before = self.inbox.highestmodseq
         uid1 = self.inbox.add(MESSAGE)
