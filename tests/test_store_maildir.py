@@ -245,6 +245,27 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(fresh.uids(), [u1, 2])
         self.assertEqual(fresh.message(2).read(), b"Subject: second\r\n\r\n")
 
+    def test_failed_journal_append_leaves_no_torn_line(self):
+        u1 = self.inbox.add(MESSAGE)
+        real_fsync = os.fsync
+
+        def failing_fsync(fd):
+            if os.readlink("/proc/self/fd/%d" % (fd,)).endswith(JOURNAL_NAME):
+                raise OSError(28, "No space left on device")
+            return real_fsync(fd)
+
+        self.patch(os, "fsync", failing_fsync)
+        self.assertRaises(OSError, self.inbox.add, MESSAGE)
+        self.patch(os, "fsync", real_fsync)
+        with open(os.path.join(self.inbox.path, JOURNAL_NAME), "rb") as f:
+            self.assertTrue(f.read().endswith(b"\n"))
+        self.assertEqual(self.recorder.of(MessageAdded)[1:], [])
+        # The file that was written is not lost: it gets the next UID.
+        self.assertEqual(self.inbox.uids(), [u1, u1 + 1])
+        fresh = self.reopen()
+        self.assertEqual(fresh.uidvalidity, self.inbox.uidvalidity)
+        self.assertEqual(fresh.uids(), [u1, u1 + 1])
+
     def test_compaction_keeps_state(self):
         uids = [self.inbox.add(MESSAGE) for _ in range(5)]
         for i in range(200):
@@ -305,6 +326,17 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
         u2 = self.inbox.add(MESSAGE)
         os.unlink(self.inbox.message(u1).path())
         self.drop("new", ".touch", b"")
+        self.assertEqual(self.inbox.uids(), [u2])
+        (event,) = self.recorder.of(MessagesExpunged)
+        self.assertEqual(event.uids, (u1,))
+
+    def test_file_vanishing_during_store_is_noticed(self):
+        u1 = self.inbox.add(MESSAGE)
+        u2 = self.inbox.add(MESSAGE)
+        os.unlink(self.inbox.message(u1).path())
+        self.inbox._mtimes = self.inbox._stat_dirs()  # as if in the same timestamp tick
+        changed, _ = self.inbox.set_flags([u1, u2], ["\\Seen"], "add")
+        self.assertEqual(list(changed), [u2])
         self.assertEqual(self.inbox.uids(), [u2])
         (event,) = self.recorder.of(MessagesExpunged)
         self.assertEqual(event.uids, (u1,))

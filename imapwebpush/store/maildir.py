@@ -199,6 +199,7 @@ class Mailbox:
         self._mtimes = None
         self._mtimes_trusted = False
         self._header_cache = OrderedDict()
+        self._dirty = False  # something vanished under us: scan at the next look
         self.uidvalidity = 0
         self.uidnext = 1
         self.highestmodseq = 1
@@ -367,7 +368,7 @@ class Mailbox:
         self._mtimes_trusted = time.time() - max(self._mtimes) / 1e9 > _MTIME_TRUST
 
     def _changed_on_disk(self):
-        if self._mtimes is None:
+        if self._mtimes is None or self._dirty:
             return True
         now = self._stat_dirs()
         if now != self._mtimes:
@@ -399,6 +400,7 @@ class Mailbox:
         """Reconcile memory with new/ and cur/ (one listdir each)."""
         if self._mtimes is not None:
             self._check_identity()
+        self._dirty = False
         self._take_mtimes()
         found = {}
         for sub in ("new", "cur"):
@@ -674,6 +676,7 @@ class Mailbox:
                         os.rename(msg.path(), os.path.join(self.path, rel))
                     except FileNotFoundError:
                         log.warn("{mailbox}: UID {uid} vanished during STORE", mailbox=self.name, uid=msg.uid)
+                        self._dirty = True
                         continue
                     dirs.add(msg.filename[:3])
                     dirs.add(rel[:3])
@@ -776,6 +779,7 @@ class Mailbox:
                     _copy_file(msg, destination, base, target)
             except FileNotFoundError:
                 log.warn("{mailbox}: UID {uid} vanished during COPY", mailbox=self.name, uid=msg.uid)
+                self._dirty = True
                 continue
             dirs.add(rel[:3])
             placed.append((msg, rel))
@@ -831,6 +835,7 @@ class Mailbox:
             try:
                 os.rename(msg.path(), os.path.join(self.path, rel))
             except FileNotFoundError:
+                self._dirty = True
                 continue
             records.append({"t": "f", "u": uid, "f": rel, "m": msg.modseq, "k": sorted(msg.keywords)})
             done.append((msg, rel))
