@@ -330,6 +330,21 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
         (event,) = self.recorder.of(MessagesExpunged)
         self.assertEqual(event.uids, (u1,))
 
+    def test_file_dropped_in_the_same_timestamp_tick(self):
+        """A drop that leaves new/'s mtime unchanged is found once the mtime has aged."""
+        from imapwebpush.store import maildir
+
+        u1 = self.inbox.add(MESSAGE)
+        new = os.path.join(self.inbox.path, "new")
+        before = os.stat(new)
+        with open(os.path.join(new, "1699999999.same.tick"), "wb") as f:
+            f.write(MESSAGE)
+        os.utime(new, ns=(before.st_atime_ns, before.st_mtime_ns))
+        self.assertEqual(self.inbox.uids(), [u1])
+        later = before.st_mtime_ns / 1e9 + maildir._MTIME_TRUST + 1
+        self.patch(maildir.time, "time", lambda: later)
+        self.assertEqual(self.inbox.uids(), [u1, u1 + 1])
+
     def test_file_vanishing_during_store_is_noticed(self):
         u1 = self.inbox.add(MESSAGE)
         u2 = self.inbox.add(MESSAGE)
