@@ -118,3 +118,28 @@ class SearchTests(IMAPTestCase):
             )
 
         return self.search("FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET KOI8-R ALL").addCallback(check)
+
+    def test_literal_criteria(self):
+        self.inbox().add(b"Subject: " + "Caf\u00e9 cr\u00e8me".encode("utf-8") + b"\r\n\r\nx\r\n")
+        word = "cr\u00e8me".encode("utf-8")
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            w.send(b"q1 SEARCH CHARSET UTF-8 SUBJECT {%d}\r\n" % len(word))
+            cont = w.readline()
+            w.send(word + b" UNSEEN\r\n")
+            sync = w.until("q1")
+            w.send(b"q2 SEARCH CHARSET UTF-8 SUBJECT {%d+}\r\n" % len(word) + word + b"\r\n")
+            nonsync = w.until("q2")
+            w.close()
+            return cont, sync, nonsync
+
+        def check(result):
+            cont, sync, nonsync = result
+            self.assertTrue(cont.startswith("+ "))
+            self.assertEqual(sync, ["* SEARCH 4", "q1 OK SEARCH completed"])
+            self.assertEqual(nonsync, ["* SEARCH 4", "q2 OK SEARCH completed"])
+
+        return self.in_thread(client).addCallback(check)

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
 
-from imapwebpush.imap.message import StoredMessage, body_structure
+from imapwebpush.imap.message import StoredMessage, body_structure, parse_headers
 from imapwebpush.imap.view import (
     SYSTEM_FLAGS,
     SessionView,
@@ -1170,7 +1170,8 @@ class IMAPServer(imap4.IMAP4Server):
 
     # -- SEARCH -----------------------------------------------------------------------
 
-    def do_SEARCH(self, tag, charset, query, uid=False):
+    def do_SEARCH(self, tag, line, uid=False):
+        charset, query = self._search_arguments(line)
         if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
             raise No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
         view = self.view
@@ -1196,7 +1197,32 @@ class IMAPServer(imap4.IMAP4Server):
         self.sendUntaggedResponse(line)
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
-    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, imap4.IMAP4Server.arg_searchkeys)
+    def arg_search(self, line):
+        """The whole SEARCH line, with literals (non-ASCII criteria) read and quoted in place."""
+        m = re.search(rb"\{(\d{1,12})(\+?)\}\Z", line)
+        if m is None:
+            return line, b""
+        d = self._read_literal(int(m.group(1)), not m.group(2), self._literalStringLimit, imap4.LiteralString)
+        prefix = line[: m.start()]
+
+        def got(result):
+            data, rest = result
+            if b"\r" in data or b"\n" in data:
+                raise Bad("Search criteria cannot hold CR or LF")
+            return self.arg_search(prefix + imap4._quote(data) + rest)
+
+        return d.addCallback(got)
+
+    def _search_arguments(self, line):
+        """(charset or None, parsed criteria) of a SEARCH line."""
+        charset, line = imap4.IMAP4Server.opt_charset(self, line.strip())
+        try:
+            query = imap4.parseNestedParens(line)
+        except Exception:
+            raise Bad("Malformed search criteria")
+        return charset, query
+
+    select_SEARCH = (do_SEARCH, arg_search)
 
     def _compile_search(self, tokens):
         preds = []
@@ -1318,19 +1344,22 @@ class _SearchItem:
         self._headers = None
         self._raw = None
 
-    def _header_message(self):
+    def _fields(self):
         if self._headers is None:
-            from imapwebpush.imap.message import header_message
-
-            self._headers = header_message(self.stored.headers())
+            self._headers = {}
+            for name, value, _ in parse_headers(self.stored.headers()):
+                try:
+                    text = value.decode("utf-8")  # raw UTF-8 headers (RFC 6532)
+                except UnicodeDecodeError:
+                    text = value.decode("latin-1")
+                self._headers.setdefault(name, []).append(_decoded_header(text))
         return self._headers
 
     def has_header(self, name):
-        return name in self._header_message()
+        return name in self._fields()
 
     def header(self, name):
-        values = self._header_message().get_all(name) or []
-        return " ".join(_decoded_header(str(v)) for v in values)
+        return " ".join(self._fields().get(name, []))
 
     def text(self, whole):
         if self._raw is None:
@@ -1347,10 +1376,10 @@ class _SearchItem:
         return (t.tm_year, t.tm_mon, t.tm_mday)
 
     def sent_date(self):
-        value = self._header_message().get("date")
+        value = self.header("date")
         if not value:
             return None
-        parsed = email.utils.parsedate_tz(str(value))
+        parsed = email.utils.parsedate_tz(value)
         if parsed is None:
             return None
         return parsed[:3]
