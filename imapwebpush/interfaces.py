@@ -56,6 +56,9 @@ class IStoredMessage(Interface):
     def headers():
         """The raw header block, bytes, up to and including the blank line."""
 
+    def open():
+        """The stored message as a binary file object (caller closes it), for partial reads."""
+
 
 class IStoredMailbox(Interface):
     """A mailbox addressed by UIDs; knows nothing of sessions or sequence numbers.
