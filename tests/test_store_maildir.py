@@ -549,3 +549,22 @@ class CopyMoveTests(StoreTestMixin, unittest.TestCase):
         self.account.delete_mailbox("Archive")
         self.assertRaises(MailboxNotFound, self.inbox.copy, [uid], self.archive)
         self.assertRaises(MailboxNotFound, self.archive.uids)
+
+
+class HeaderBlockTests(StoreTestMixin, unittest.TestCase):
+    def test_blank_line_across_read_chunks(self):
+        for split in (16383, 16384, 16385, 16386):
+            head = b"X: " + b"a" * (split - 5) + b"\r\n"
+            data = head + b"\r\nbody\r\n"
+            uid = self.inbox.add(data)
+            fresh = self.reopen()
+            self.assertEqual(fresh.message(uid).headers(), head + b"\r\n")
+
+    def test_no_blank_line_in_a_large_message(self):
+        data = (b"X: " + b"b" * 70 + b"\r\n") * 20000
+        uid = self.inbox.add(data)
+        self.assertEqual(self.reopen().message(uid).headers(), data)
+
+    def test_empty_header_block(self):
+        uid = self.inbox.add(b"\r\nbody only\r\n")
+        self.assertEqual(self.reopen().message(uid).headers(), b"\r\n")

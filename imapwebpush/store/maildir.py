@@ -156,12 +156,13 @@ class StoredMessage:
             cache.move_to_end(self.uid)
             return block
         with self._open() as f:
-            data = b""
+            data = bytearray()
             while True:
-                chunk = f.read(8192)
+                start = max(0, len(data) - 3)
+                chunk = f.read(16384)
                 data += chunk
-                if not chunk or b"\r\n\r\n" in data or data.startswith(b"\r\n"):
-                    block = header_block(data)
+                if not chunk or data.find(b"\r\n\r\n", start) >= 0 or data.startswith(b"\r\n"):
+                    block = header_block(bytes(data))
                     break
         self._mailbox._cache_headers(self.uid, block)
         return block
