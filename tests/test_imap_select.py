@@ -191,3 +191,23 @@ class SelectTests(IMAPTestCase):
             self.assertIn(b"UIDVALIDITY %d" % validity, status)
 
         return d.addCallback(restart).addCallback(check)
+
+    def test_select_condstore_parameter(self):
+        inbox = self.inbox()
+        inbox.add(MESSAGE, ["\\Seen"])
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX (CONDSTORE)")
+            fetch = w.cmd("f1", "FETCH 1 (FLAGS)")
+            bad = w.cmd("s2", "SELECT INBOX (FROB)")
+            w.close()
+            return fetch, bad
+
+        def check(result):
+            fetch, bad = result
+            self.assertRegex(fetch[0], r"^\* 1 FETCH \(FLAGS \(\\Seen\) MODSEQ \(\d+\)\)$")
+            self.assertEqual(bad, ["s2 BAD Unknown SELECT parameter"])
+
+        return self.in_thread(client).addCallback(check)

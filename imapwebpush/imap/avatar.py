@@ -83,8 +83,12 @@ class Avatar:
 
     def listMailboxes(self, ref, wildcard):
         pattern = imap4.wildcardToRegexp(ref + wildcard, DELIMITER)
-        return [
-            (name, self.mail_account.mailbox(name))
-            for name in self.mail_account.list_mailboxes()
-            if pattern.match(name)
-        ]
+        out = []
+        for name in self.mail_account.list_mailboxes():
+            m = pattern.match(name)
+            if m is not None and m.end() == len(name):
+                try:
+                    out.append((name, self.mail_account.mailbox(name)))
+                except MailboxNotFound:
+                    pass  # \Noselect: a name with children but no mailbox
+        return out

@@ -631,8 +631,12 @@ class IMAPServer(imap4.IMAP4Server):
         if getattr(mailbox, "noselect", False):
             raise No("[CANNOT] Mailbox cannot be selected")
         view = SessionView(self.mail_account, mailbox, self, readonly, self._view_changed)
-        if self.condstore_enabled or b"CONDSTORE" in params.upper():
-            view.condstore = True
+        if params:
+            if params.upper() != b"(CONDSTORE)":
+                view.close()
+                raise Bad("Unknown SELECT parameter")
+            self.condstore_enabled = True
+        view.condstore = self.condstore_enabled
         permanent = b"" if readonly else b" ".join(s.encode() for s in SYSTEM_FLAGS) + b" \\*"
         self.sendUntaggedResponse(
             b"FLAGS (" + b" ".join(s.encode() for s in SYSTEM_FLAGS) + b")"
@@ -655,6 +659,12 @@ class IMAPServer(imap4.IMAP4Server):
 
     auth_SELECT = select_SELECT = (_select, arg_astring, arg_rest, False, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_select, arg_astring, arg_rest, True, b"EXAMINE")
+
+    def _enable_condstore(self):
+        """A CONDSTORE-enabling action (RFC 7162 3.1): MODSEQ from now on, for the session."""
+        self.condstore_enabled = True
+        if self.view is not None:
+            self.view.condstore = True
 
     def _close_view(self):
         view, self.view = self.view, None
@@ -789,8 +799,11 @@ class IMAPServer(imap4.IMAP4Server):
             elif key == b"UIDVALIDITY":
                 out.append(b"UIDVALIDITY %d" % (mailbox.uidvalidity,))
             elif key == b"UNSEEN":
-                uids = mailbox.uids() if uids is None else uids
-                unseen = sum(1 for u in uids if "\\Seen" not in self._flags(mailbox, u))
+                if callable(getattr(mailbox, "unseen", None)):
+                    unseen = len(mailbox.unseen())  # store extension, from memory
+                else:
+                    uids = mailbox.uids() if uids is None else uids
+                    unseen = sum(1 for u in uids if "\\Seen" not in self._flags(mailbox, u))
                 out.append(b"UNSEEN %d" % (unseen,))
             elif key == b"HIGHESTMODSEQ":
                 out.append(b"HIGHESTMODSEQ %d" % (mailbox.highestmodseq,))
@@ -957,7 +970,7 @@ class IMAPServer(imap4.IMAP4Server):
             if len(modifier) != 2 or modifier[0].upper() != b"UNCHANGEDSINCE" or not modifier[1].isdigit():
                 raise Bad("Unknown STORE modifier")
             unchangedsince = int(modifier[1])
-            view.condstore = True
+            self._enable_condstore()
         item, _, flag_text = rest.partition(b" ")
         item = item.upper()
         modes = {b"FLAGS": "replace", b"+FLAGS": "add", b"-FLAGS": "remove"}
@@ -1026,7 +1039,7 @@ class IMAPServer(imap4.IMAP4Server):
             want_modseq = True
             attr_text = stripped
         if want_modseq:
-            view.condstore = True
+            self._enable_condstore()
         attrs = []
         if attr_text.strip(b"() "):
             parser = imap4._FetchParser()
@@ -1319,7 +1332,7 @@ class IMAPServer(imap4.IMAP4Server):
             if not value.isdigit():
                 raise Bad("Expected a mod-sequence")
             self._search_modseq = True
-            self.view.condstore = True
+            self._enable_condstore()
             n = int(value)
             return lambda m: m.stored.modseq >= n
         if key[:1].isdigit() or key[:1] == b"*":
