@@ -1,6 +1,5 @@
 """A model-based test of one mailbox: random operations and restarts against a dict model."""
 
-import os
 import shutil
 import tempfile
 
