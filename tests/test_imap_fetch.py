@@ -184,3 +184,28 @@ class FetchTests(IMAPTestCase):
             self.assertTrue(badset[0].startswith("f4 BAD"), badset)
 
         return self.in_thread(client).addCallback(check)
+
+    def test_large_fetch_is_streamed_in_order(self):
+        body = b"x" * 60000 + b"\r\n"
+        inbox = self.inbox()
+        for n in range(12):
+            inbox.add(b"Subject: big %d\r\n\r\n" % n + body, ["\\Seen"])
+
+        def client():
+            c = self.imaplib()
+            c.select("INBOX")
+            typ, data = c.fetch("1:*", "(BODY.PEEK[])")
+            typ2, noop = c.noop()
+            c.logout()
+            return typ, data, typ2
+
+        def check(result):
+            typ, data, typ2 = result
+            self.assertEqual(typ, "OK")
+            bodies = [d[1] for d in data if isinstance(d, tuple)]
+            self.assertEqual(len(bodies), 12)
+            for n, b in enumerate(bodies):
+                self.assertEqual(b, b"Subject: big %d\r\n\r\n" % n + body)
+            self.assertEqual(typ2, "OK")
+
+        return self.in_thread(client).addCallback(check)

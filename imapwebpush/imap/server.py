@@ -25,6 +25,7 @@ from twisted.internet import defer, interfaces
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from imapwebpush.imap.message import StoredMessage, body_structure, parse_headers
 from imapwebpush.imap.view import (
@@ -1069,12 +1070,23 @@ class IMAPServer(imap4.IMAP4Server):
             unseen = [u for _, u, m in messages if "\\Seen" not in m.flags]
             if unseen:
                 seen_changes, _ = view.mailbox.set_flags(unseen, ["\\Seen"], "add", origin=self)
-        for seq, u, stored in messages:
-            self.transport.write(self._fetch_response(seq, u, stored, attrs, uid, want_modseq, seen_changes))
-        if expunged:
-            self.sendNegativeResponse(tag, b"[EXPUNGEISSUED] Some messages were expunged")
-        else:
-            self.sendPositiveResponse(tag, b"FETCH completed")
+        def render(item):
+            seq, u, stored = item
+            try:
+                return self._fetch_response(seq, u, stored, attrs, uid, want_modseq, seen_changes)
+            except (KeyError, OSError):
+                if view.is_ghost(u) or u not in view.mailbox.uids():
+                    expunged.append(u)  # expunged by another session while streaming
+                    return b""
+                raise
+
+        def finish():
+            if expunged:
+                self.sendNegativeResponse(tag, b"[EXPUNGEISSUED] Some messages were expunged")
+            else:
+                self.sendPositiveResponse(tag, b"FETCH completed")
+
+        _FetchStreamer(self, messages, render, finish).start()
 
     select_FETCH = (do_FETCH, arg_word, arg_rest)
 
@@ -1342,6 +1354,87 @@ class IMAPServer(imap4.IMAP4Server):
                 raise Bad(str(e))
             return lambda m: m.in_set(ranges, False)
         raise Bad("Unknown search key %s" % (key.decode("ascii", "replace"),))
+
+
+@implementer(interfaces.IPushProducer)
+class _FetchStreamer:
+    """Writes FETCH responses without holding the reactor or filling memory.
+
+    Small answers go out at once. Large ones are written a slice per reactor turn,
+    registered as a streaming producer so a slow client pauses the work (backpressure).
+    """
+
+    SLICE = 256 * 1024
+
+    def __init__(self, server, items, render, finish):
+        self.server = server
+        self.items = items
+        self.index = 0
+        self.render = render
+        self.finish = finish
+        self.paused = False
+        self.stopped = False
+        self.registered = False
+        self.call = None
+
+    def start(self):
+        if not self._slice():
+            return
+        self.server.transport.registerProducer(self, True)
+        self.registered = True
+        self._schedule()
+
+    def _slice(self):
+        """Write up to SLICE octets; False when everything (and the tagged answer) went out."""
+        written = 0
+        transport = self.server.transport
+        while self.index < len(self.items) and written < self.SLICE:
+            if self.paused or self.stopped:
+                return True
+            data = self.render(self.items[self.index])
+            self.index += 1
+            transport.write(data)
+            written += len(data)
+        if self.index < len(self.items):
+            return True
+        if self.registered:
+            transport.unregisterProducer()
+            self.registered = False
+        if not self.stopped:
+            self.finish()
+        return False
+
+    def _schedule(self):
+        if self.call is None and not self.paused and not self.stopped:
+            self.call = self.server.clock.callLater(0, self._run)
+
+    def _run(self):
+        self.call = None
+        try:
+            more = self._slice()
+        except Exception:
+            self.stopProducing()
+            self.server.log.failure("FETCH stopped half-way")
+            self.server.transport.loseConnection()  # the client cannot resynchronise
+            return
+        if more:
+            self._schedule()
+
+    def pauseProducing(self):
+        self.paused = True
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
+    def resumeProducing(self):
+        self.paused = False
+        self._schedule()
+
+    def stopProducing(self):
+        self.stopped = True
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
 
 
 class _SearchItem:
