@@ -274,3 +274,24 @@ class PipelineTests(IMAPTestCase):
             self.assertTrue(lines[0].startswith("p1 OK [CAPABILITY"))
 
         return self.in_thread(client).addCallback(check)
+
+    def test_pipelined_after_streamed_fetch(self):
+        inbox = self.inbox()
+        for n in range(6):
+            inbox.add(b"Subject: %d\r\n\r\n" % n + b"y" * 100000 + b"\r\n", ["\\Seen"])
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            w.send("f1 FETCH 1:* (BODY.PEEK[])\r\nn1 NOOP\r\nn2 NOOP\r\n")
+            lines = w.until("n2")
+            w.close()
+            return [line for line in lines if line[:2] in ("f1", "n1", "n2")]
+
+        def check(tagged):
+            self.assertEqual(
+                tagged, ["f1 OK FETCH completed", "n1 OK NOOP completed", "n2 OK NOOP completed"]
+            )
+
+        return self.in_thread(client).addCallback(check)

@@ -246,14 +246,25 @@ class IMAPServer(imap4.IMAP4Server):
             getattr(self, "parse_" + self.parseState)(line)
         except Exception:
             self._fail(self._current, Failure())
-        if self._current is not None and self.parseState == "command":
-            # A command is still running: keep the next lines in the buffer until it ends.
+        if self._current is not None and self.parseState == "command" and not self.paused:
+            # A command is still running: keep the next lines in the buffer until it ends,
+            # and stop reading the socket meanwhile so a flood cannot fill memory.
             self.paused = True
+            self._transport_call("pauseProducing")
 
     def _resume(self):
         if self._current is None and self.paused and self.transport is not None:
             self.paused = False
+            self._transport_call("resumeProducing")
             self.dataReceived(b"")
+
+    def _transport_call(self, name):
+        method = getattr(self.transport, name, None)
+        if method is not None and not getattr(self.transport, "disconnecting", False):
+            try:
+                method()
+            except Exception:
+                self.log.failure("transport.{name} failed", name=name)
 
     def parse_command(self, line):
         if line.strip().upper() == b"DONE":
