@@ -1,0 +1,210 @@
+"""Push latency: end of the SMTP DATA reply -> the push arrives at the push service.
+
+The server is started with ``imapwebpush.tap.start_server`` (makeService) on
+loopback; one user has one active Web Push subscription at the testing push
+service (imapwebpush.testing.PushService, same process, which checks VAPID and
+decrypts every push). A client thread sends 200 messages one by one with
+smtplib; for each, the time from ``SMTP.data()`` returning (the 250 reply was
+read) to the push service receiving the POST is recorded.
+
+Prints one line:
+
+    push_latency messages=200 p50_ms=... p99_ms=... max_ms=... decrypted=200 ok=yes
+
+``ok=yes`` when p50 <= 10 ms and p99 <= 50 ms and every push decrypted to the
+expected payload. Run: ``python benchmarks/push_latency.py [--messages N]``.
+
+The Web Push pieces (subscription store, VAPID keyring, delivery service,
+dispatcher) are built here and subscribed to the server's mail store bus, the
+way the server wires them, so the benchmark does not depend on how the
+server's options name them.
+"""
+
+import argparse
+import os
+import shutil
+import smtplib
+import sys
+import tempfile
+import time
+
+from twisted.internet import defer, reactor, threads
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.python import failure
+
+# run from a checkout without installing: the repository root on the path
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imapwebpush import decisions
+from imapwebpush.store.users import UserDatabase
+from imapwebpush.tap import start_server
+from imapwebpush.testing import PushService
+from imapwebpush.webpush import crypto
+from imapwebpush.webpush.delivery import PushDeliveryService
+from imapwebpush.webpush.dispatcher import PushDispatcher
+from imapwebpush.webpush.http import make_http_client
+from imapwebpush.webpush.policy import EndpointPolicy
+from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, token_hash
+from imapwebpush.webpush.topic import load_or_create_topic_key
+from imapwebpush.webpush.vapid import VapidKeyring
+
+CHEAP_SCRYPT = {"n": 2, "r": 1, "p": 1}  # SMTP never checks passwords; adding users is fast
+DOMAIN = "example.org"
+
+
+def quiet_logs():
+    """Warnings and errors to stderr only, so stdout has the one result line."""
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
+        redirectStandardIO=False)
+
+
+def add_users(data_dir, addresses):
+    users = UserDatabase(data_dir, scrypt_params=CHEAP_SCRYPT)
+    for address in addresses:
+        users.add(address, "password")
+
+
+class PushWiring:
+    """The Web Push side of a server, attached to its mail store's change bus."""
+
+    def __init__(self, mail_store, data_dir, subscriptions_path=":memory:"):
+        self.policy = EndpointPolicy(insecure=True)  # the testing push service is http on loopback
+        self.keyring = VapidKeyring(os.path.join(data_dir, "bench-vapid"),
+                                    "mailto:postmaster@" + DOMAIN, reactor)
+        self.subscriptions = SQLiteSubscriptionStore(subscriptions_path)
+        self.sender = PushDeliveryService(
+            reactor, self.keyring, make_http_client(reactor, self.policy), self.policy,
+            os.path.join(data_dir, "bench-outbox.sqlite"))
+        self.dispatcher = PushDispatcher(
+            reactor, self.subscriptions, self.sender,
+            load_or_create_topic_key(os.path.join(data_dir, "bench-topic.key")))
+        self.mail_store = mail_store
+
+    def start(self):
+        self.sender.startService()
+        self.dispatcher.startService()
+        self.mail_store.bus.subscribe(self.dispatcher)
+
+    def stop(self):
+        self.mail_store.bus.unsubscribe(self.dispatcher)
+        self.dispatcher.stopService()
+        return defer.maybeDeferred(self.sender.stopService)
+
+    def activate(self, account, sid, device):
+        """An active subscription for ``device``, as WEBPUSH + ACKWEBPUSH would leave it."""
+        token = os.urandom(decisions.TOKEN_BYTES)
+        now = reactor.seconds()
+        self.subscriptions.set_pending(
+            account, sid, device.endpoint, crypto.parse_p256dh(device.p256dh),
+            crypto.parse_auth(device.auth), self.keyring.current(), now,
+            decisions.DEFAULT_MAX_SUBSCRIPTIONS, token_hash(token))
+        sub = self.subscriptions.acknowledge(account, token_hash(token), now,
+                                             decisions.TOKEN_LIFETIME)
+        assert sub is not None and sub.state == "active"
+
+
+def message(sender, recipient, n):
+    return (
+        "From: Bench Sender <%s>\r\nTo: <%s>\r\nSubject: latency probe %d\r\n"
+        "Message-ID: <probe-%d@%s>\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\n"
+        "probe body %d\r\n" % (sender, recipient, n, n, DOMAIN, n)
+    ).encode("ascii")
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered) + 0.5)) - 1))
+    return ordered[index]
+
+
+def smtp_run(port, recipient, count, warmup, pushservice, device):
+    """In a thread: send, time the DATA reply, wait (via the reactor) for the push."""
+    latencies = []
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    client.ehlo("bench.example")
+    sender = "bench@elsewhere.example"
+    try:
+        for n in range(warmup + count):
+            client.mail(sender)
+            code, _ = client.rcpt(recipient)
+            assert code == 250, code
+            code, _ = client.data(message(sender, recipient, n))
+            replied = time.time()
+            assert code == 250, code
+            pushes = threads.blockingCallFromThread(reactor, pushservice.wait_for, n + 1, device)
+            push = pushes[n]
+            if n >= warmup:
+                latencies.append(push.received_at - replied)
+    finally:
+        client.quit()
+    return latencies
+
+
+@defer.inlineCallbacks
+def run(count, warmup=10):
+    tmp = tempfile.mkdtemp(prefix="imapwebpush-bench-")
+    try:
+        data = os.path.join(tmp, "data")
+        os.mkdir(data, 0o700)
+        user = "alice@" + DOMAIN
+        add_users(data, [user])
+        server = yield start_server([
+            "--data", data, "--domain", DOMAIN, "--imap", "none",
+            "--smtp", "tcp:0:interface=127.0.0.1", "--hostname", "bench.example",
+        ], reactor)
+        pushservice = PushService(reactor)
+        yield pushservice.start()
+        wiring = PushWiring(server.components.mail_store, data)
+        wiring.start()
+        device = pushservice.new_subscription()
+        wiring.activate(user, "phone", device)
+        try:
+            latencies = yield threads.deferToThread(
+                smtp_run, server.ports["smtp"], user, count, warmup, pushservice, device)
+            pushes = pushservice.received(device)
+            decrypted = sum(
+                1 for p in pushes[warmup:]
+                if p.ok and p.plaintext is not None and p.plaintext.startswith(b'* SELECT "INBOX"\r\n* ')
+                and b"latency probe" in p.plaintext)
+        finally:
+            yield wiring.stop()
+            yield pushservice.stop()
+            yield server.stop()
+        ms = [x * 1000.0 for x in latencies]
+        p50, p99 = percentile(ms, 50), percentile(ms, 99)
+        ok = p50 <= 10 and p99 <= 50 and decrypted == count
+        print("push_latency messages=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f decrypted=%d ok=%s"
+              % (count, p50, p99, max(ms), decrypted, "yes" if ok else "no"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=200)
+    args = parser.parse_args()
+    quiet_logs()
+    result = []
+
+    def done(outcome):
+        result.append(outcome)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: run(args.messages).addBoth(done))
+    reactor.run()
+    if not result or isinstance(result[0], failure.Failure):
+        if result:
+            result[0].printTraceback(file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
