@@ -186,8 +186,10 @@ def register_user(subparsers):
     passwd.set_defaults(func=user_passwd)
 
 
+from imapwebpush.webpush.admin import register_subscriptions, register_vapid  # noqa: E402
+
 # Each entry: register(subparsers) adding one command group.
-GROUPS = [register_user]
+GROUPS = [register_user, register_vapid, register_subscriptions]
 
 
 def build_parser():

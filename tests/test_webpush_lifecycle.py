@@ -271,3 +271,80 @@ class OutcomeRuleTests(unittest.TestCase):
         events = [e for e in seen if e.get("subscription") == "s" and e.get("status") == 410]
         self.assertEqual(len(events), 1)
         self.assertEqual(events[0]["reason"], "because")
+
+
+class AdminTests(OurServerBase):
+    """The `vapid` and `subscriptions` admin groups (imapwebpush.cli) over a data folder."""
+
+    def cli(self, *argv):
+        import io
+
+        from imapwebpush.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["--data", self.data] + list(argv), stdout=out, stderr=err)
+        return status, out.getvalue(), err.getvalue()
+
+    def setUp(self):
+        OurServerBase.setUp(self)
+        self.data = os.path.abspath(self.mktemp())
+        os.makedirs(self.data)
+
+    def test_vapid_show_and_rotate(self):
+        status, out, _ = self.cli("vapid", "show")
+        self.assertEqual(status, 0)
+        first = out.split()[0]
+        self.assertEqual(out, first + " current\n")
+        status, out, _ = self.cli("vapid", "rotate")
+        second = out.splitlines()[0]
+        self.assertNotEqual(first, second)
+        status, out, _ = self.cli("vapid", "show")
+        self.assertEqual(out, "%s current\n%s old\n" % (second, first))
+
+    def test_subscriptions_list_and_delete(self):
+        from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
+
+        store = SQLiteSubscriptionStore(os.path.join(self.data, SUBSCRIPTIONS_FILE))
+        keys = UAKeys()
+        for account, sid in [(ALICE, "phone-1"), (ALICE, "laptop"), ("bob@example.org", "x")]:
+            store.set_pending(account, sid, ENDPOINT, keys.p256dh, keys.auth, "K" * 87,
+                              1_700_000_000, 20, token_hash(account + sid))
+        store.close()
+        status, out, _ = self.cli("subscriptions", "list")
+        self.assertEqual(out.splitlines(), [
+            "%s laptop pending NIL %s -" % (ALICE, ENDPOINT),
+            "%s phone-1 pending NIL %s -" % (ALICE, ENDPOINT),
+            "bob@example.org x pending NIL %s -" % (ENDPOINT,)])
+        status, out, _ = self.cli("subscriptions", "list", "Alice@Example.org")
+        self.assertEqual(len(out.splitlines()), 2)
+        status, out, _ = self.cli("subscriptions", "delete", ALICE, "laptop")
+        self.assertEqual((status, out), (0, "deleted laptop of %s\n" % ALICE))
+        status, out, err = self.cli("subscriptions", "delete", ALICE, "laptop")
+        self.assertEqual((status, err),
+                         (1, "imapwebpush: error: no subscription laptop for %s\n" % ALICE))
+        status, out, _ = self.cli("subscriptions", "list", ALICE)
+        self.assertEqual(out, "%s phone-1 pending NIL %s -\n" % (ALICE, ENDPOINT))
+
+    @defer.inlineCallbacks
+    def test_test_push_prints_the_answer(self):
+        from imapwebpush.webpush.admin import send_test_push
+
+        client = yield self.connect()
+        ua = self.pushservice.new_subscription()
+        yield self.webpush(client, "a1", "phone-1", ua)
+        _, token = yield self.verification(ua)
+        yield client.command(b"a2 ACKWEBPUSH " + token)
+        line = yield send_test_push(self.service, ALICE, "phone-1")
+        self.assertEqual(line, "201 delivered")
+        pushes = yield self.pushservice.wait_for(2, ua)
+        self.assertEqual(pushes[1].plaintext, b'* SELECT "INBOX"\r\n')
+        ua.respond(Answer(403))
+        line = yield send_test_push(self.service, ALICE, "phone-1")
+        self.assertTrue(line.startswith("403 rejected"), line)
+        ua.remove()
+        line = yield send_test_push(self.service, ALICE, "phone-1")
+        self.assertTrue(line.startswith("410 gone"), line)
+        self.assertIsNone(self.store.get(ALICE, "phone-1"))
+        with self.assertRaises(Exception) as e:
+            yield send_test_push(self.service, ALICE, "phone-1")
+        self.assertEqual(str(e.exception), "no subscription phone-1 for %s" % ALICE)

@@ -29,6 +29,11 @@ from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_ha
 # it only bounds how late a 24 h / 7 day deadline is applied).
 PRUNE_INTERVAL = 300
 
+# Where the Web Push state lives inside the data folder.
+SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
+VAPID_FOLDER = "vapid"
+OUTBOX_FILE = "webpush-outbox.sqlite"
+
 # Length of a rate-limit window (SPEC 3.3 and 4 speak of "per hour").
 HOUR = 3600
 
@@ -399,3 +404,33 @@ class WebPushService(service.Service):
         return self.sender.send(sub.target(key), TEST_PUSH_PAYLOAD, decisions.URGENCY_OTHER,
                                 decisions.TTL_VERIFICATION, None,
                                 {"kind": "test", "endpoint": sub.endpoint})
+
+
+def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
+                  max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS, dispatcher=None,
+                  http_client=None):
+    """The Web Push objects of one server, wired together (what tap.py and the CLI use).
+
+    Returns the L{WebPushService}; its ``sender`` is a (not yet started)
+    PushDeliveryService whose observer is the service, and ``keyring``,
+    ``store`` and ``policy`` are reachable as attributes. Add both
+    ``service.sender`` and ``service`` to the server's MultiService.
+    """
+    from imapwebpush.webpush.delivery import PushDeliveryService
+    from imapwebpush.webpush.http import make_http_client
+    from imapwebpush.webpush.policy import EndpointPolicy
+    from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
+    from imapwebpush.webpush.vapid import VapidKeyring
+
+    import os
+
+    store = SQLiteSubscriptionStore(os.path.join(data_dir, SUBSCRIPTIONS_FILE))
+    keyring = VapidKeyring(os.path.join(data_dir, VAPID_FOLDER), subject, reactor)
+    policy = EndpointPolicy(allowlist=allowlist, insecure=insecure)
+    webpush = WebPushService(store, keyring, policy, reactor, dispatcher=dispatcher,
+                             max_subscriptions=max_subscriptions)
+    if http_client is None:
+        http_client = make_http_client(reactor, policy)
+    webpush.sender = PushDeliveryService(reactor, keyring, http_client, policy,
+                                         os.path.join(data_dir, OUTBOX_FILE), observer=webpush)
+    return webpush

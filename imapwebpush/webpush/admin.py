@@ -1,0 +1,178 @@
+"""Admin command groups of the Web Push room: ``vapid show|rotate`` and
+``subscriptions list [ADDRESS] | delete ADDRESS ID | test ADDRESS ID``.
+
+Registered in ``imapwebpush.cli.GROUPS``; each action is ``func(args, ctx)``
+(see cli.py). Imports are lazy so ``imapwebpush --help`` stays cheap.
+The server reads its VAPID keys at start: after ``vapid rotate`` restart it.
+"""
+
+import os
+
+# The keyring wants a contact for JWTs; these commands sign nothing except `test`.
+_NO_SUBJECT = "mailto:postmaster@localhost"
+
+
+def _error(message, status=1):
+    from imapwebpush.cli import CommandError
+
+    return CommandError(message, status)
+
+
+def _keyring(ctx, subject=_NO_SUBJECT, clock=None):
+    from imapwebpush.webpush.service import VAPID_FOLDER
+    from imapwebpush.webpush.vapid import VapidKeyring
+
+    if clock is None:
+        from twisted.internet import reactor as clock
+    try:
+        return VapidKeyring(os.path.join(ctx.data_dir(), VAPID_FOLDER), subject, clock)
+    except (OSError, ValueError) as e:
+        raise _error("VAPID keys: %s" % (e,))
+
+
+def _store(ctx):
+    from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
+    from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
+
+    return SQLiteSubscriptionStore(os.path.join(ctx.data_dir(), SUBSCRIPTIONS_FILE))
+
+
+def _account(text):
+    return text.strip().lower()
+
+
+# -- vapid -------------------------------------------------------------------------
+
+
+def vapid_show(args, ctx):
+    keyring = _keyring(ctx)
+    current = keyring.current()
+    for name in keyring.keys():
+        ctx.print("%s %s" % (name, "current" if name == current else "old"))
+
+
+def vapid_rotate(args, ctx):
+    name = _keyring(ctx).rotate()
+    ctx.print(name)
+    ctx.print("new current VAPID key; restart the server to use it. Active subscriptions keep"
+              " their old key until their client sends WEBPUSH again.")
+
+
+def register_vapid(subparsers):
+    group = subparsers.add_parser("vapid", help="show or rotate the server's VAPID keys")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("show", help="print every VAPID public key (current first)"
+                       ).set_defaults(func=vapid_show)
+    actions.add_parser("rotate", help="make a new current VAPID key (old ones are kept)"
+                       ).set_defaults(func=vapid_rotate)
+
+
+# -- subscriptions -------------------------------------------------------------------
+
+
+def format_subscription(sub, now):
+    """One line: address id state silence endpoint key."""
+    return "%s %s %s %s %s %s" % (sub.account, sub.id, sub.state, sub.silence_field(now),
+                                  sub.endpoint, sub.vapid_key or "-")
+
+
+def subscriptions_list(args, ctx):
+    import time
+
+    store = _store(ctx)
+    try:
+        accounts = [_account(args.address)] if args.address else store.accounts()
+        for account in accounts:
+            for sub in store.list(account):
+                ctx.print(format_subscription(sub, time.time()))
+    finally:
+        store.close()
+
+
+def subscriptions_delete(args, ctx):
+    store = _store(ctx)
+    try:
+        if not store.delete(_account(args.address), args.id):
+            raise _error("no subscription %s for %s" % (args.id, _account(args.address)))
+    finally:
+        store.close()
+    ctx.print("deleted %s of %s" % (args.id, _account(args.address)))
+
+
+def describe_outcome(outcome):
+    """The push service's answer as one line a person can act on."""
+    status = outcome.status if outcome.status is not None else "-"
+    line = "%s %s" % (status, outcome.kind)
+    if outcome.reason:
+        line += ": " + outcome.reason
+    return line
+
+
+def send_test_push(webpush, address, subscription_id):
+    """Deferred[str]: send one push through ``webpush`` (started sender) and describe the answer."""
+    from twisted.internet import defer
+
+    from imapwebpush.webpush.service import CommandError as WebPushError
+
+    try:
+        d = webpush.test_push(_account(address), subscription_id)
+    except WebPushError as e:
+        return defer.fail(_error(e.message))
+    return d.addCallback(describe_outcome)
+
+
+def subscriptions_test(args, ctx):
+    from twisted.internet import defer, task
+
+    from imapwebpush.webpush.service import build_webpush
+
+    address = _account(args.address)
+    subject = args.subject or "mailto:postmaster@%s" % (address.rpartition("@")[2] or "localhost")
+    result = []
+
+    @defer.inlineCallbacks
+    def run(reactor):
+        webpush = build_webpush(ctx.data_dir(), reactor, subject, insecure=args.insecure)
+        webpush.sender.startService()
+        try:
+            line = yield send_test_push(webpush, address, args.id)
+            result.append(line)
+        except Exception as e:  # CommandError from cli, reported after the reactor stops
+            result.append(e)
+        finally:
+            yield webpush.sender.stopService()
+            webpush.store.close()
+
+    try:
+        task.react(run)
+    except SystemExit as e:
+        if e.code:
+            raise _error("the test push could not be sent")
+    if result and isinstance(result[0], Exception):
+        raise result[0]
+    ctx.print(result[0] if result else "no answer")
+
+
+def register_subscriptions(subparsers):
+    group = subparsers.add_parser("subscriptions", help="list, delete or test Web Push"
+                                  " subscriptions")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    lst = actions.add_parser("list", help="one line per subscription: address id state"
+                             " silence endpoint vapid-key")
+    lst.add_argument("address", nargs="?", help="only this account")
+    lst.set_defaults(func=subscriptions_list)
+
+    delete = actions.add_parser("delete", help="delete one subscription (its keys are erased)")
+    delete.add_argument("address")
+    delete.add_argument("id")
+    delete.set_defaults(func=subscriptions_delete)
+
+    test = actions.add_parser("test", help="send a generic-sync push and print the push"
+                              " service's answer")
+    test.add_argument("address")
+    test.add_argument("id")
+    test.add_argument("--subject", help="VAPID contact (default mailto:postmaster@DOMAIN)")
+    test.add_argument("--insecure", action="store_true",
+                      help="allow http:// and private-address endpoints (local tests only)")
+    test.set_defaults(func=subscriptions_test)
