@@ -117,6 +117,7 @@ class IMAPTestCase(unittest.TestCase):
     def make_factory(self):
         return IMAPFactory(
             self.portal,
+            self.store,
             tls=self.tls,
             allow_plaintext_auth=self.allow_plaintext_auth,
             protocol=TrackingServer,

@@ -10,6 +10,8 @@ class IMAPFactory(protocol.ServerFactory):
     """Builds IMAP sessions.
 
     ``portal``: a twisted.cred Portal whose realm gives imap4.IAccount avatars (IMAPRealm).
+    ``mail_store``: the IMailStore the realm serves (kept as ``factory.mail_store`` for
+    subclasses and protocols that need it; sessions reach accounts through their avatar).
     ``tls``: a TLS context factory (e.g. ``PrivateCertificate.options()``) for STARTTLS and
     for ``implicit_tls_factory()``; None means no TLS.
     ``allow_plaintext_auth``: allow LOGIN/AUTHENTICATE on a connection without TLS.
@@ -21,6 +23,7 @@ class IMAPFactory(protocol.ServerFactory):
     def __init__(
         self,
         portal,
+        mail_store=None,
         tls=None,
         allow_plaintext_auth=False,
         protocol=IMAPServer,
@@ -28,6 +31,7 @@ class IMAPFactory(protocol.ServerFactory):
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
     ):
         self.portal = portal
+        self.mail_store = mail_store
         self.tls = tls
         self.allow_plaintext_auth = allow_plaintext_auth
         self.protocol = protocol
