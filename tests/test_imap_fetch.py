@@ -209,3 +209,24 @@ class FetchTests(IMAPTestCase):
             self.assertEqual(typ2, "OK")
 
         return self.in_thread(client).addCallback(check)
+
+    def test_envelope_with_raw_utf8_header(self):
+        subject = "Caf\u00e9".encode("utf-8")
+        self.inbox().add(b"From: J\xc3\xa9r\xc3\xb4me <j@example.net>\r\nSubject: " + subject + b"\r\n\r\nx\r\n")
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            w.send("f1 FETCH 1 (ENVELOPE)\r\n")
+            raw = b""
+            while not raw.endswith(b"f1 OK FETCH completed\r\n"):
+                raw += w.sock.recv(65536)
+            w.close()
+            return raw
+
+        def check(raw):
+            self.assertIn(b"{5}\r\n" + subject, raw)
+            self.assertIn(b"(({8}\r\nJ\xc3\xa9r\xc3\xb4me NIL \"j\" \"example.net\"))", raw)
+
+        return self.in_thread(client).addCallback(check)

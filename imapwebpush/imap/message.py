@@ -49,6 +49,31 @@ def _decode(value):
     return value.decode("utf-8", "replace")
 
 
+class _Literal:
+    """Makes collapseNestedLists send a value as a literal (it calls ``read``)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def read(self):
+        return self.data
+
+
+def wire_safe(structure):
+    """ENVELOPE/BODYSTRUCTURE lists with text as bytes; 8-bit text goes as a literal.
+
+    twisted's collapseNestedLists encodes str as ASCII and would fail on raw UTF-8
+    headers (RFC 6532); quoted strings must be 7-bit, literals may be anything.
+    """
+    if isinstance(structure, (list, tuple)):
+        return [wire_safe(item) for item in structure]
+    if isinstance(structure, str):
+        structure = structure.encode("utf-8")
+    if isinstance(structure, bytes) and any(b > 0x7F for b in structure):
+        return _Literal(structure)
+    return structure
+
+
 @implementer(imap4.IMessagePart)
 class RawPart:
     """One MIME entity over its exact octets."""
@@ -165,8 +190,6 @@ class StoredMessage(RawPart):
         return sorted(self._flags if self._flags is not None else self.stored.flags)
 
     def getInternalDate(self):
-        import email.utils
-
         return email.utils.formatdate(self.stored.internaldate)
 
 
@@ -194,8 +217,6 @@ def _param_list(pairs):
 
 def body_structure(part, extended=True):
     """The BODY / BODYSTRUCTURE list of a RawPart (RFC 3501 7.4.2), from its raw octets."""
-    import email.utils  # noqa: F401  (used by _param_list)
-
     headers = header_message(part.header)
     ctype = headers.get_content_type()
     major, _, minor = ctype.partition("/")
@@ -220,9 +241,7 @@ def body_structure(part, extended=True):
     ]
     if ctype == "message/rfc822":
         inner = RawPart(part.body)
-        from twisted.mail import imap4 as _imap4
-
-        out += [_imap4.getEnvelope(inner), body_structure(inner, extended), part.body.count(b"\n")]
+        out += [imap4.getEnvelope(inner), body_structure(inner, extended), part.body.count(b"\n")]
     elif major == "text":
         out.append(part.body.count(b"\n"))
     if extended:

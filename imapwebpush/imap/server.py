@@ -27,7 +27,7 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from imapwebpush.imap.message import StoredMessage, body_structure, parse_headers
+from imapwebpush.imap.message import StoredMessage, body_structure, parse_headers, wire_safe
 from imapwebpush.imap.view import (
     SYSTEM_FLAGS,
     SessionView,
@@ -1143,7 +1143,7 @@ class IMAPServer(imap4.IMAP4Server):
         kind = attr.type
         if kind == "envelope":
             try:
-                return b"ENVELOPE " + imap4.collapseNestedLists([imap4.getEnvelope(message)])
+                return b"ENVELOPE " + imap4.collapseNestedLists([wire_safe(imap4.getEnvelope(message))])
             except Exception:
                 self.log.failure("ENVELOPE of uid {uid}", uid=message.getUID())
                 return b"ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
@@ -1151,7 +1151,7 @@ class IMAPServer(imap4.IMAP4Server):
             name = b"BODYSTRUCTURE" if kind == "bodystructure" else b"BODY"
             try:
                 structure = body_structure(message, kind == "bodystructure")
-                return name + b" " + imap4.collapseNestedLists([structure])
+                return name + b" " + imap4.collapseNestedLists([wire_safe(structure)])
             except Exception:
                 self.log.failure("BODYSTRUCTURE of uid {uid}", uid=message.getUID())
                 return name + b' ("TEXT" "PLAIN" NIL NIL NIL "7BIT" %d %d)' % (
