@@ -187,6 +187,14 @@ class NewMailTests(Base):
         self.clock.advance(0)
         self.assertEqual(len(self.sender.sent), 2)
 
+    def test_account_without_subscriptions(self):
+        self.publish(added(1, account="carol@example.org"),
+                     MessagesExpunged("carol@example.org", "INBOX", (1,), 2))
+        self.clock.advance(decisions.DEFAULT_COALESCE_WINDOW)
+        self.assertEqual(self.sender.sent, [])
+        self.assertEqual(self.subs.active_calls, 2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_bad_event_does_not_raise(self):
         self.dispatcher.changed(object())
         self.clock.advance(10)

@@ -202,6 +202,9 @@ class PushDispatcher(service.Service):
             return
         events, pending.new, pending.new_call = pending.new, [], None
         self._forget(account, pending)
+        subs = self._subscriptions.active(account)
+        if not subs:
+            return  # most accounts have no subscription: render nothing
         sections = OrderedDict()
         for order, event in events:
             sections.setdefault(event.mailbox, []).append(
@@ -212,7 +215,7 @@ class PushDispatcher(service.Service):
             urgency = (decisions.URGENCY_NEW_MAIL_INBOX if INBOX in push.mailboxes
                        else decisions.URGENCY_NEW_MAIL_OTHER)
             planned.append(_Planned(push, KIND_NEW, urgency, decisions.TTL_NEW_MAIL, None))
-        self._fanOut(account, planned)
+        self._fanOut(account, planned, subs)
 
     def _flushOther(self, account):
         pending = self._accounts.get(account)
@@ -220,6 +223,9 @@ class PushDispatcher(service.Service):
             return
         events, pending.other, pending.other_call = pending.other, [], None
         self._forget(account, pending)
+        subs = self._subscriptions.active(account)
+        if not subs:
+            return
         mailboxes, tree = _merge(events)
         planned = []
         for mailbox, section in mailboxes.items():
@@ -236,7 +242,7 @@ class PushDispatcher(service.Service):
             for push in pushes:
                 planned.append(_Planned(push, KIND_LIST, decisions.URGENCY_OTHER,
                                         decisions.TTL_OTHER, self._listTopic(account, push)))
-        self._fanOut(account, planned)
+        self._fanOut(account, planned, subs)
 
     def _forget(self, account, pending):
         if not pending.new and not pending.other and pending.new_call is None \
@@ -249,11 +255,11 @@ class PushDispatcher(service.Service):
             return topic_for(self._topic_key, account, names.pop())
         return None  # about several mailboxes: must not replace another push
 
-    def _fanOut(self, account, planned):
+    def _fanOut(self, account, planned, subs):
         if not planned:
             return
         now = self._clock.seconds()
-        for sub in self._subscriptions.active(account):
+        for sub in subs:
             if sub.state != model.ACTIVE:
                 continue
             key = (sub.account, sub.id)
