@@ -250,3 +250,40 @@ class ImplicitTLSTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+
+
+class RealUserDatabaseTests(IMAPTestCase):
+    """LOGIN through the project's own users file and threaded scrypt checker."""
+
+    def setUp(self):
+        super().setUp()
+        from twisted.cred.portal import Portal
+
+        from imapwebpush.imap.realm import IMAPRealm
+        from imapwebpush.store.users import UserChecker, UserDatabase
+
+        import os
+
+        data = self.mktemp()
+        os.makedirs(data)
+        users = UserDatabase(data, mail_store=self.store)
+        users.add("Dave@Example.org", "pass word")
+        self.factory.portal = Portal(IMAPRealm(self.store), [UserChecker(users)])
+
+    def test_login_and_select(self):
+        def client():
+            w = Wire(self.portno)
+            # the next commands are pipelined behind the threaded password check
+            w.send('a1 LOGIN "dave@example.org" "pass word"\r\na2 SELECT INBOX\r\n')
+            lines = w.until("a2")
+            w.cmd("a3", "LOGOUT")
+            w.close()
+            return lines, None
+
+        def check(result):
+            lines, _ = result
+            self.assertTrue(lines[0].startswith("a1 OK [CAPABILITY"), lines)
+            self.assertEqual(lines[-1], "a2 OK [READ-WRITE] SELECT completed")
+            self.assertTrue(self.store.exists("dave@example.org"))
+
+        return self.in_thread(client).addCallback(check)
