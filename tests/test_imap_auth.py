@@ -225,6 +225,27 @@ class STARTTLSTests(IMAPTestCase):
         return self.in_thread(client).addCallback(check)
 
 
+    def test_plaintext_after_starttls_is_dropped(self):
+        def client():
+            w = Wire(self.portno)
+            w.send("a1 STARTTLS\r\na2 LOGIN injected command\r\n")
+            ok = w.readline()
+            tls = client_context().wrap_socket(w.sock, server_hostname="localhost")
+            tls.sendall(b"a3 NOOP\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                reply += tls.recv(1024)
+            tls.close()
+            return ok, reply
+
+        def check(result):
+            ok, reply = result
+            self.assertEqual(ok, "a1 OK Begin TLS negotiation now")
+            self.assertEqual(reply, b"a3 OK NOOP completed\r\n")
+
+        return self.in_thread(client).addCallback(check)
+
+
 class ImplicitTLSTests(IMAPTestCase):
     allow_plaintext_auth = False
     tls = tls_options()
