@@ -421,8 +421,7 @@ class PushDeliveryService(Service):
             unbuffered=True,
         )
         d.addCallback(_read_response)
-        if not d.called:
-            delivery.request = d
+        delivery.request = d  # _attempt_done clears it, even when d has already fired
         d.addBoth(self._attempt_done, delivery, timer)
 
     def _timeout(self, delivery):
