@@ -1399,6 +1399,7 @@ class _FetchStreamer:
         """Write up to SLICE octets; False when everything (and the tagged answer) went out."""
         written = 0
         transport = self.server.transport
+        self.server.resetTimeout()  # a long download is activity, not an idle client
         while self.index < len(self.items) and written < self.SLICE:
             if self.paused or self.stopped:
                 return True
