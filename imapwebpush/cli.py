@@ -146,6 +146,9 @@ def user_list(args, ctx):
 def user_delete(args, ctx):
     address = _address(args.address)
     ctx.users().delete(address)
+    from imapwebpush.webpush.admin import forget_account
+
+    forget_account(ctx, address)  # SPEC 4: deleting the account deletes its subscriptions
     ctx.print("deleted %s and its mailboxes" % (address,))
 
 

@@ -55,8 +55,11 @@ class RecordingSender:
 
     def __init__(self):
         self.sent = []  # (target, payload, urgency, ttl, topic, context, deferred)
+        self.on_send = None  # called with (target, payload) before recording, if set
 
     def send(self, target, payload, urgency, ttl, topic=None, context=None):
+        if self.on_send is not None:
+            self.on_send(target, payload)
         d = defer.Deferred()
         self.sent.append((target, payload, urgency, ttl, topic, context or {}, d))
         return d
@@ -367,6 +370,47 @@ class WebPushCommandTests(WebPushTestBase):
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         self.assertGreaterEqual(len(raw) * 8, 128)
         self.assertEqual(self.store.token_count("alice"), 1)
+
+    @defer.inlineCallbacks
+    def test_token_is_stored_before_the_push_is_sent(self):
+        from imapwebpush.webpush.subscriptions import token_hash
+        seen = []
+
+        def on_send(target, payload):
+            token = payload[len(b"* ACKWEBPUSH "):-2]
+            # the hash is in the store: spending it now (in a copy) would succeed
+            rows = self.store._db.execute("SELECT COUNT(*) FROM tokens WHERE token_hash=?",
+                                          (token_hash(token),)).fetchone()[0]
+            seen.append((rows, self.store.get("alice", "phone-1").state))
+        self.sender.on_send = on_send
+        client = yield self.connect()
+        yield self.subscribe(client)
+        self.assertEqual(seen, [(1, model.PENDING)])
+
+    @defer.inlineCallbacks
+    def test_two_sessions_same_id_at_once(self):
+        """Pipelined from two connections: one whole subscription, the last one written."""
+        first = yield self.connect()
+        second = yield self.connect()
+        k1, k2 = UAKeys(), UAKeys()
+        first.transport.write(self.webpush_line("phone-1", ENDPOINT, k1).replace(
+            b"W ", b"A ", 1) + b"\r\n")
+        second.transport.write(self.webpush_line("phone-1", ENDPOINT2, k2).replace(
+            b"W ", b"B ", 1) + b"\r\n")
+        a = yield first.expect(lambda l: l.startswith(b"A "))
+        b = yield second.expect(lambda l: l.startswith(b"B "))
+        self.assertEqual((a[-1], b[-1]), (b"A OK WEBPUSH completed", b"B OK WEBPUSH completed"))
+        subs = self.store.list("alice")
+        self.assertEqual(len(subs), 1)
+        sub = subs[0]
+        winner = (sub.endpoint, sub.p256dh, sub.auth)
+        self.assertIn(winner, [(ENDPOINT, k1.p256dh, k1.auth), (ENDPOINT2, k2.p256dh, k2.auth)])
+        # only the token of the version that was written last is left, and it works
+        self.assertEqual(self.store.token_count(), 1)
+        last = self.sender.sent[-1][0]
+        self.assertEqual((last.endpoint, last.p256dh, last.auth), winner)
+        lines = yield first.command(b"K ACKWEBPUSH " + self.sender.tokens()[-1].encode())
+        self.assertEqual(lines[-1], b"K OK ACKWEBPUSH completed")
 
     @defer.inlineCallbacks
     def test_literal_and_quoted_arguments(self):

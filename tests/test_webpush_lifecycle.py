@@ -325,6 +325,29 @@ class AdminTests(OurServerBase):
         status, out, _ = self.cli("subscriptions", "list", ALICE)
         self.assertEqual(out, "%s phone-1 pending NIL %s -\n" % (ALICE, ENDPOINT))
 
+    def test_deleting_the_user_deletes_its_subscriptions(self):
+        import io
+
+        from imapwebpush.cli import main
+        from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
+
+        out = io.StringIO()
+        self.assertEqual(main(["--data", self.data, "user", "add", ALICE, "--password-stdin"],
+                              stdin=io.StringIO("pw\n"), stdout=out, stderr=out), 0, out)
+        path = os.path.join(self.data, SUBSCRIPTIONS_FILE)
+        store = SQLiteSubscriptionStore(path)
+        keys = UAKeys()
+        for account in (ALICE, "bob@example.org"):
+            store.set_pending(account, "s", ENDPOINT, keys.p256dh, keys.auth, "K" * 87,
+                              1_700_000_000, 20, token_hash(account))
+        store.close()
+        status, out, err = self.cli("user", "delete", ALICE)
+        self.assertEqual(status, 0, err)
+        store = SQLiteSubscriptionStore(path)
+        self.addCleanup(store.close)
+        self.assertEqual(store.accounts(), ["bob@example.org"])
+        self.assertEqual(store.token_count(), 1)
+
     @defer.inlineCallbacks
     def test_test_push_prints_the_answer(self):
         from imapwebpush.webpush.admin import send_test_push

@@ -70,6 +70,24 @@ def register_vapid(subparsers):
 # -- subscriptions -------------------------------------------------------------------
 
 
+def forget_account(ctx, address):
+    """Erase every subscription of a deleted account (SPEC 4); returns how many."""
+    path = os.path.join(ctx.data_dir(), _subscriptions_file())
+    if not os.path.exists(path):
+        return 0
+    store = _store(ctx)
+    try:
+        return store.delete_account(_account(address))
+    finally:
+        store.close()
+
+
+def _subscriptions_file():
+    from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
+
+    return SUBSCRIPTIONS_FILE
+
+
 def format_subscription(sub, now):
     """One line: address id state silence endpoint key."""
     return "%s %s %s %s %s %s" % (sub.account, sub.id, sub.state, sub.silence_field(now),
