@@ -68,6 +68,18 @@ class OurServerBase(WebPushTestBase):
         lines = yield client.command(line)
         return lines
 
+    def next_outcome(self):
+        """A Deferred fired with the next outcome, once the service has applied it."""
+        d = defer.Deferred()
+        apply = type(self.service).pushOutcome.__get__(self.service)
+
+        def observe(outcome):
+            apply(outcome)
+            del self.service.pushOutcome
+            d.callback(outcome)
+        self.service.pushOutcome = observe
+        return d
+
     @defer.inlineCallbacks
     def verification(self, ua, count=1):
         """The token of the ``count``-th push received for ``ua`` (checked and decrypted)."""
@@ -155,14 +167,35 @@ class LifecycleTests(OurServerBase):
         self.assertEqual(self.store.token_count(), 0)
 
     @defer.inlineCallbacks
+    def test_login_capability_code_and_logout_ends_silence(self):
+        from tests.test_imap_silwebpush import RecordingDispatcher
+
+        self.service.dispatcher = RecordingDispatcher()
+        client = yield self.connect(user=None)
+        lines = yield client.command(b"c1 CAPABILITY")
+        self.assertNotIn(b"WEBPUSH", lines[0].split())
+        lines = yield client.command(b"L1 LOGIN " + ALICE.encode() + b" secret")
+        self.assertTrue(lines[-1].startswith(b"L1 OK [CAPABILITY IMAP4rev1 "), lines)
+        self.assertIn(b"WEBPUSH", lines[-1].split(b"]")[0].split())
+        ua = self.pushservice.new_subscription()
+        yield self.webpush(client, "a1", "phone-1", ua)
+        lines = yield client.command(b"a2 SILWEBPUSH phone-1 NIL")
+        self.assertEqual(lines[-2], b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" CONNECTION")
+        lines = yield client.command(b"a3 LOGOUT")
+        self.assertEqual(lines[-1][:5], b"a3 OK")
+        yield self.factory.lost[0]
+        self.assertIsNone(self.store.get(ALICE, "phone-1").silenced_connection)
+        self.assertEqual(self.service.dispatcher.ended, [(ALICE, "phone-1")])
+
+    @defer.inlineCallbacks
     def test_gone_during_verification_deletes_the_pending_subscription(self):
         client = yield self.connect()
         ua = self.pushservice.new_subscription()
         ua.respond(Answer.gone(404))
+        outcome = self.next_outcome()
         yield self.webpush(client, "a1", "phone-1", ua)
-        yield self.pushservice.wait_for(1, ua)
-        while self.sender.pending():
-            yield deferLater(0.01)
+        outcome = yield outcome
+        self.assertEqual((outcome.kind, outcome.status), (model.GONE, 404))
         self.assertIsNone(self.store.get(ALICE, "phone-1"))
 
     @defer.inlineCallbacks
@@ -203,11 +236,6 @@ class LifecycleTests(OurServerBase):
         self.assertIsNone(self.store.get(ALICE, "phone-1"))
         lines = yield client.command(b"a2 LWEBPUSH *")
         self.assertEqual(lines, [b"a2 OK LWEBPUSH completed"])
-
-
-def deferLater(seconds):
-    from twisted.internet import reactor, task
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 class OutcomeRuleTests(unittest.TestCase):
