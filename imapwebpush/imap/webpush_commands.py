@@ -14,6 +14,7 @@ is recognised only as an atom, so ``"NIL"`` stays a string.
 import re
 import secrets
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse
 from zope.interface import alsoProvides, implementer
@@ -75,8 +76,10 @@ def _astring(self, line, nil_ok=False):
         raise IllegalClientResponse("Unmatched quotes")
     if first == b"{":
         # The server's own literal reader: it knows its limits and LITERAL+ (if it has it).
-        d = self.arg_astring(line)
-        return d.addCallback(lambda result: (_Str(result[0]), result[1]))
+        result = self.arg_astring(line)
+        if isinstance(result, defer.Deferred):
+            return result.addCallback(lambda got: (_Str(got[0]), got[1]))
+        return _Str(result[0]), result[1]
     atom, _, rest = line.partition(b" ")
     if not atom or _BAD_ATOM_RE.search(atom):
         raise IllegalClientResponse("Malformed atom %r" % (atom[:40],))
