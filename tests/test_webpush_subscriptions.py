@@ -37,6 +37,9 @@ class StoreTests(unittest.TestCase):
     def test_interface(self):
         verifyObject(ISubscriptionStore, self.store)
 
+    def test_file_is_private(self):
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+
     def test_pending_then_acknowledged(self):
         sub = self.pending()
         self.assertEqual((sub.state, sub.vapid_key, sub.created), (model.PENDING, None, NOW))

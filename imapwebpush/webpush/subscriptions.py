@@ -12,6 +12,7 @@ The store decides nothing about limits or timing policy: the caller passes
 
 import hashlib
 import hmac
+import os
 import sqlite3
 import struct
 
@@ -107,6 +108,8 @@ class SQLiteSubscriptionStore:
     def __init__(self, path):
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)
+        if path != ":memory:":
+            os.chmod(path, 0o600)  # endpoints and keys are the users' secrets
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=2000")
