@@ -60,7 +60,16 @@ class PlaintextAllowedTests(IMAPTestCase):
         def check(greeting):
             self.assertTrue(greeting.startswith("* OK [CAPABILITY IMAP4rev1 "), greeting)
             caps = greeting.split("[CAPABILITY ")[1].split("]")[0].split()
-            for cap in ("AUTH=PLAIN", "SASL-IR", "IDLE", "LITERAL+", "UIDPLUS", "MOVE", "CONDSTORE"):
+            for cap in (
+                "AUTH=PLAIN",
+                "SASL-IR",
+                "IDLE",
+                "LITERAL+",
+                "UIDPLUS",
+                "MOVE",
+                "CONDSTORE",
+                "APPENDLIMIT=52428800",
+            ):
                 self.assertIn(cap, caps)
             self.assertNotIn("LOGINDISABLED", caps)
             self.assertNotIn("STARTTLS", caps)  # no TLS context factory given

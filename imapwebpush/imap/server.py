@@ -210,6 +210,7 @@ class IMAPServer(imap4.IMAP4Server):
             b"CONDSTORE",
         ):
             caps[name] = None
+        caps[b"APPENDLIMIT=%d" % (self.max_message_size,)] = None  # RFC 7889
         return caps
 
     # -- connection ---------------------------------------------------------------
