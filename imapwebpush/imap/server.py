@@ -1093,7 +1093,8 @@ class IMAPServer(imap4.IMAP4Server):
                 raise
 
         def finish():
-            if expunged:
+            # By UID, a message that is gone is simply not there (its EXPUNGE follows).
+            if expunged and not uid:
                 self.sendNegativeResponse(tag, b"[EXPUNGEISSUED] Some messages were expunged")
             else:
                 self.sendPositiveResponse(tag, b"FETCH completed")
