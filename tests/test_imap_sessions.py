@@ -81,6 +81,28 @@ class TwoSessionTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_uid_fetch_of_expunged_message(self):
+        def client():
+            a, b = self.wire(), self.wire()
+            a.login()
+            b.login()
+            a.cmd("s1", "SELECT INBOX")
+            b.cmd("s1", "SELECT INBOX")
+            b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+            b.cmd("x1", "EXPUNGE")
+            lines = a.cmd("f1", "UID FETCH 2:3 (FLAGS)")
+            a.close()
+            b.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(
+                lines,
+                ["* 3 FETCH (UID 3 FLAGS (\\Seen))", "* 2 EXPUNGE", "f1 OK FETCH completed"],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
     def test_idle_gets_exists_for_other_sessions_append(self):
         def client():
             a, b = self.wire(), self.wire()
