@@ -64,6 +64,8 @@ class ViewTests(unittest.TestCase):
         self.assertEqual(self.view.resolve(parse_sequence_set("100:*"), True), [(3, 3)])
         self.assertEqual(self.view.resolve(parse_sequence_set("500:600"), True), [])
         self.assertRaises(ValueError, self.view.resolve, parse_sequence_set("4"), False)
+        self.assertRaises(ValueError, self.view.resolve, parse_sequence_set("2:4"), False)
+        self.assertEqual(self.view.resolve(parse_sequence_set("5:*"), False), [(3, 3)])
         for bad in ("0", "1:", "a", "1,,2", "*:*:*", ""):
             self.assertRaises(ValueError, parse_sequence_set, bad)
 
@@ -76,3 +78,12 @@ class ViewTests(unittest.TestCase):
         self.account.mailbox("Trash").add(message("elsewhere"))
         self.assertFalse(self.view.pending())
         self.assertEqual(self.told, [])
+
+    def test_empty_mailbox(self):
+        trash = self.account.mailbox("Trash")
+        view = SessionView(self.account, trash, self.me, False)
+        self.addCleanup(view.close)
+        self.assertEqual(view.resolve(parse_sequence_set("1:*"), False), [])
+        self.assertEqual(view.resolve(parse_sequence_set("*"), False), [])
+        self.assertEqual(view.resolve(parse_sequence_set("1:5"), True), [])
+        self.assertRaises(ValueError, view.resolve, parse_sequence_set("1"), False)

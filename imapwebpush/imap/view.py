@@ -147,8 +147,8 @@ class SessionView:
         not exist are skipped, as RFC 3501 says for UID commands.
         """
         if not self.uids:
-            if uid or all(lo is None and hi is None for lo, hi in ranges):
-                return []
+            if uid or all(lo is None or hi is None for lo, hi in ranges):
+                return []  # "1:*" in an empty mailbox names nothing; not an error
             raise ValueError("the mailbox is empty")
         star = self.uids[-1] if uid else len(self.uids)
         bounds = []
@@ -163,9 +163,11 @@ class SessionView:
                 if any(lo <= u <= hi for lo, hi in bounds)
             ]
         seqs = set()
-        for lo, hi in bounds:
+        for (lo, hi), (raw_lo, raw_hi) in zip(bounds, ranges):
             if hi > len(self.uids):
-                raise ValueError("no message has sequence number %d" % (hi,))
+                if raw_lo is not None and raw_hi is not None:
+                    raise ValueError("no message has sequence number %d" % (hi,))
+                hi = len(self.uids)  # "n:*" past the end: the messages that exist
             seqs.update(range(lo, hi + 1))
         return [(s, self.uids[s - 1]) for s in sorted(seqs)]
 
