@@ -1,0 +1,354 @@
+"""twistd Options and makeService: read the options, build the shared objects, listen.
+
+Three steps, each a function the lead (and tests) can call on its own:
+
+* L{Options} parses and checks everything that can be wrong in the
+  configuration (endpoint strings, data folder, certificate files) and turns it
+  into a one-line usage error before anything starts;
+* L{build_components} makes the objects every server shares (the mail store,
+  the users, the cred checker and portal, the TLS context factory);
+* L{makeService} wraps the protocol factories in named endpoint services
+  ("imap", "smtp", "submission") under one MultiService.
+
+L{start_server} starts the whole thing inside a running reactor (port 0 is fine)
+and tells which ports it got; the end-to-end tests use it.
+"""
+
+import os
+import re
+import tempfile
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.cred.portal import Portal
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from imapwebpush import decisions
+from imapwebpush.smtp.delivery import DEFAULT_MAX_MESSAGE_SIZE
+
+DEFAULT_DATA = "imapwebpush-data"
+DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
+DEFAULT_SMTP = "tcp:2525:interface=127.0.0.1"
+DEFAULT_DOMAIN = "localhost"
+DISABLED = ("", "none", "off")
+
+
+_DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+
+log = Logger()
+
+
+class DataDirError(Exception):
+    """The data folder cannot be used; the message says why in one line."""
+
+
+def prepare_data_dir(path, create=True):
+    """Make sure ``path`` is a usable data folder; return its absolute path.
+
+    Creates the folder itself (mode 0700) when its parent exists, so the
+    defaults work with no setup; never creates missing parents, since a typo in
+    ``--data`` should be reported, not silently obeyed.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise DataDirError("data folder %s exists and is not a folder" % (path,))
+        if not create:
+            raise DataDirError("data folder %s does not exist" % (path,))
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise DataDirError("cannot create data folder %s: %s does not exist" % (path, parent))
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as e:
+            raise DataDirError("cannot create data folder %s: %s" % (path, e.strerror or e))
+    try:
+        os.listdir(path)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataDirError("data folder %s is not usable: %s" % (path, e.strerror or e))
+    return path
+
+
+def load_tls(cert_path, key_path=None):
+    """A server TLS context factory from PEM files (the cert file may hold the chain).
+
+    ``key_path`` defaults to ``cert_path`` (one file with both). Raises
+    ValueError with a one-line reason.
+    """
+    from OpenSSL import crypto
+    from twisted.internet import ssl
+
+    def read(path, what):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ValueError("cannot read %s %s: %s" % (what, path, e.strerror or e))
+
+    cert_pem = read(cert_path, "certificate")
+    key_pem = read(key_path or cert_path, "key")
+    blocks = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", cert_pem, re.S
+    )
+    if not blocks:
+        raise ValueError("no PEM certificate in %s" % (cert_path,))
+    try:
+        key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
+        chain = [crypto.load_certificate(crypto.FILETYPE_PEM, b) for b in blocks]
+        options = ssl.CertificateOptions(
+            privateKey=key, certificate=chain[0], extraCertChain=chain[1:]
+        )
+        options.getContext()  # checks that the key matches the certificate
+    except Exception as e:
+        raise ValueError(
+            "cannot use certificate %s with key %s: %s" % (cert_path, key_path or cert_path, e)
+        )
+    return options
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "A mail server: SMTP in, Maildir store, IMAP4 out, with the IMAP WEBPUSH "
+        "extension. Endpoints are Twisted endpoint strings (tcp:PORT:interface=ADDR, "
+        "ssl:PORT:privateKey=KEY:certKey=CERT, ...); 'none' disables a listener. "
+        "Add users with 'imapwebpush --data DIR user add ADDRESS'."
+    )
+
+    optParameters = [
+        ["data", "d", DEFAULT_DATA, "Data folder (users, mailboxes, subscriptions); created if missing."],
+        ["imap", None, DEFAULT_IMAP, "IMAP endpoint."],
+        ["smtp", None, DEFAULT_SMTP, "SMTP endpoint receiving mail for the local domains."],
+        ["submission", None, None, "SMTP submission endpoint (AUTH required); default: none."],
+        ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE, "Largest message accepted, in octets.", int],
+        ["tls-cert", None, None, "PEM certificate (chain) for STARTTLS on IMAP, SMTP and submission."],
+        ["tls-key", None, None, "PEM private key of --tls-cert (default: in the --tls-cert file)."],
+        ["hostname", None, None, "This server's name in greetings and Received: headers (default: the FQDN)."],
+        ["vapid-subject", None, None, "VAPID 'sub' claim (default: mailto:postmaster@FIRST-DOMAIN)."],
+        [
+            "max-subscriptions",
+            None,
+            decisions.DEFAULT_MAX_SUBSCRIPTIONS,
+            "Web Push subscriptions per account.",
+            int,
+        ],
+        [
+            "push-coalesce",
+            None,
+            decisions.DEFAULT_COALESCE_WINDOW,
+            "Seconds flag/expunge events may wait to be merged into one push.",
+            float,
+        ],
+    ]
+
+    optFlags = [
+        ["allow-plaintext-auth", None, "Allow LOGIN/AUTH without TLS (only for loopback or tests)."],
+        ["insecure-push-endpoints", None, "Allow http:// and private-address push endpoints (tests only)."],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["domains"] = []
+
+    def opt_domain(self, domain):
+        """A local domain (repeat for several; default: localhost)."""
+        domain = domain.strip().lower().rstrip(".")
+        if not _DOMAIN_RE.match(domain):
+            raise usage.UsageError("--domain: not a domain name: %r" % (domain,))
+        if domain not in self["domains"]:
+            self["domains"].append(domain)
+
+    def postOptions(self):
+        if not self["domains"]:
+            self["domains"] = [DEFAULT_DOMAIN]
+        if self["max-message-size"] <= 0:
+            raise usage.UsageError("--max-message-size must be a positive number of octets")
+        if self["max-subscriptions"] <= 0:
+            raise usage.UsageError("--max-subscriptions must be positive")
+        if self["push-coalesce"] < 0:
+            raise usage.UsageError("--push-coalesce must not be negative")
+        if self["vapid-subject"] is None:
+            self["vapid-subject"] = "mailto:postmaster@%s" % (self["domains"][0],)
+        elif not self["vapid-subject"].startswith(("mailto:", "https:")):
+            raise usage.UsageError("--vapid-subject must be a mailto: or https: URL")
+        if self["tls-key"] and not self["tls-cert"]:
+            raise usage.UsageError("--tls-key needs --tls-cert")
+        self["tls"] = None
+        if self["tls-cert"]:
+            try:
+                self["tls"] = load_tls(self["tls-cert"], self["tls-key"])
+            except ValueError as e:
+                raise usage.UsageError("--tls-cert: %s" % (e,))
+        self["endpoints"] = {}
+        for name in ("imap", "smtp", "submission"):
+            description = self[name]
+            if description is None or description.strip().lower() in DISABLED:
+                continue
+            self["endpoints"][name] = parse_endpoint(name, description)
+        try:
+            self["data"] = prepare_data_dir(self["data"])
+        except DataDirError as e:
+            raise usage.UsageError("--data: %s" % (e,))
+
+
+def parse_endpoint(name, description, reactor=None):
+    """An IStreamServerEndpoint from a strports description, or a UsageError."""
+    if reactor is None:
+        from twisted.internet import reactor
+    try:
+        return endpoints.serverFromString(reactor, description)
+    except Exception as e:
+        raise usage.UsageError("--%s: bad endpoint %r: %s" % (name, description, e))
+
+
+class Components:
+    """The objects every server of one process shares.
+
+    ``build_components`` fills the mail ones; the Web Push wiring adds its own
+    attributes here (subscription store, keyring, sender, dispatcher).
+    """
+
+    def __init__(self, options, reactor):
+        self.options = options
+        self.reactor = reactor
+        self.data_dir = options["data"]
+        self.domains = list(options["domains"])
+        self.hostname = options["hostname"]
+        self.tls = options["tls"]
+        self.mail_store = None
+        self.users = None
+        self.checker = None
+        self.portal = None
+
+
+def build_components(options, reactor=None):
+    """Make the mail store, the users, the checker and the IMAP portal."""
+    if reactor is None:
+        from twisted.internet import reactor
+    from imapwebpush.imap.realm import IMAPRealm
+    from imapwebpush.store.account import MailStore
+    from imapwebpush.store.users import UserChecker, UserDatabase
+
+    c = Components(options, reactor)
+    # The store keeps its Maildirs in DATA/mail/; the users file is DATA/users.json.
+    c.mail_store = MailStore(c.data_dir, clock=reactor)
+    c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
+    c.checker = UserChecker(c.users)
+    c.portal = Portal(IMAPRealm(c.mail_store), [c.checker])
+    return c
+
+
+def server_factories(c):
+    """``{name: protocol factory}`` for each listener that has an endpoint."""
+    from imapwebpush.imap.factory import IMAPFactory
+    from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
+
+    options = c.options
+    wanted = options["endpoints"]
+    common = dict(
+        tls=c.tls, hostname=c.hostname, max_message_size=options["max-message-size"]
+    )
+    factories = {}
+    if "imap" in wanted:
+        factories["imap"] = IMAPFactory(
+            c.portal,
+            c.mail_store,
+            tls=c.tls,
+            allow_plaintext_auth=options["allow-plaintext-auth"],
+            clock=c.reactor,
+            max_message_size=options["max-message-size"],
+        )
+    if "smtp" in wanted:
+        factories["smtp"] = ReceivingFactory(c.mail_store, c.users, c.domains, c.reactor, **common)
+    if "submission" in wanted:
+        factories["submission"] = SubmissionFactory(
+            c.mail_store,
+            c.users,
+            c.domains,
+            c.reactor,
+            c.checker,
+            allow_plaintext_auth=options["allow-plaintext-auth"],
+            **common,
+        )
+    return factories
+
+
+class ListeningService(StreamServerEndpointService):
+    """An endpoint service that fails loudly at start and remembers its port."""
+
+    _raiseSynchronously = True
+    port = None
+
+    def privilegedStartService(self):
+        StreamServerEndpointService.privilegedStartService(self)
+        self._waitingForPort.addCallback(self._remember)
+
+    def _remember(self, port):
+        self.port = port
+        log.info(
+            "{service} listening on {address}", service=self.name, address=port.getHost()
+        )
+        return port
+
+
+def makeService(options, reactor=None):
+    """The whole server: a MultiService with one named child per listener."""
+    c = build_components(options, reactor)
+    top = service.MultiService()
+    top.components = c
+    for name, factory in server_factories(c).items():
+        svc = ListeningService(options["endpoints"][name], factory)
+        svc.setName(name)
+        svc.setServiceParent(top)
+    return top
+
+
+class RunningServer:
+    """What L{start_server} returns: the service, its ports, and how to stop it."""
+
+    def __init__(self, service):
+        self.service = service
+        self.components = service.components
+        self.ports = {
+            child.name: child.port.getHost().port
+            for child in service
+            if isinstance(child, ListeningService) and child.port is not None
+        }
+
+    def stop(self):
+        return defer.maybeDeferred(self.service.stopService)
+
+
+def start_server(argv, reactor=None):
+    """Parse ``argv`` like twistd would, start everything; Deferred[L{RunningServer}].
+
+    Options errors raise UsageError at once; a port that cannot be listened on
+    fails the Deferred, after the ports already opened are closed again.
+
+    For tests: pass ``--imap tcp:0:interface=127.0.0.1`` etc. and read
+    ``RunningServer.ports``.
+    """
+    options = Options()
+    options.parseOptions(argv)
+    top = makeService(options, reactor)
+    try:
+        top.privilegedStartService()
+    except Exception:
+        failure = Failure()
+        listening = [c.port.stopListening() for c in top if getattr(c, "port", None) is not None]
+        d = defer.gatherResults(listening)
+        d.addBoth(lambda _: failure)
+        return d
+    top.startService()
+    waits = [
+        child._waitingForPort for child in top if isinstance(child, ListeningService)
+    ]
+    d = defer.gatherResults(waits, consumeErrors=True)
+    d.addCallback(lambda _: RunningServer(top))
+    return d

@@ -1,0 +1,181 @@
+"""twistd options: defaults, one-line usage errors, and the shape of makeService."""
+
+import os
+import subprocess
+import sys
+
+from twisted.application import service
+from twisted.python import usage
+from twisted.trial import unittest
+
+from imapwebpush import decisions, tap
+from imapwebpush.imap.factory import IMAPFactory
+from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
+
+from tests.test_smtp_submission import write_self_signed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class OptionsTests(unittest.TestCase):
+    def setUp(self):
+        self.data = os.path.abspath(self.mktemp())
+
+    def parse(self, *argv):
+        options = tap.Options()
+        options.parseOptions(["--data", self.data] + list(argv))
+        return options
+
+    def usage_error(self, *argv):
+        return str(self.assertRaises(usage.UsageError, self.parse, *argv))
+
+    def test_defaults(self):
+        o = self.parse()
+        self.assertEqual(tap.Options()["data"], "imapwebpush-data")
+        self.assertEqual(o["data"], self.data)
+        self.assertTrue(os.path.isdir(self.data), "the data folder is created")
+        self.assertEqual(o["imap"], "tcp:1143:interface=127.0.0.1")
+        self.assertEqual(o["smtp"], "tcp:2525:interface=127.0.0.1")
+        self.assertIsNone(o["submission"])
+        self.assertEqual(sorted(o["endpoints"]), ["imap", "smtp"])
+        self.assertEqual(o["domains"], ["localhost"])
+        self.assertEqual(o["max-message-size"], 50 * 1024 * 1024)
+        self.assertIsNone(o["tls"])
+        self.assertFalse(o["allow-plaintext-auth"])
+        self.assertEqual(o["vapid-subject"], "mailto:postmaster@localhost")
+        self.assertFalse(o["insecure-push-endpoints"])
+        self.assertEqual(o["max-subscriptions"], decisions.DEFAULT_MAX_SUBSCRIPTIONS)
+        self.assertEqual(o["push-coalesce"], decisions.DEFAULT_COALESCE_WINDOW)
+
+    def test_domains(self):
+        o = self.parse("--domain", "Example.ORG", "--domain", "example.net.", "--domain", "example.org")
+        self.assertEqual(o["domains"], ["example.org", "example.net"])
+        self.assertEqual(o["vapid-subject"], "mailto:postmaster@example.org")
+        self.assertIn("--domain: not a domain name", self.usage_error("--domain", "bad domain"))
+
+    def test_web_push_options(self):
+        o = self.parse(
+            "--vapid-subject", "https://example.org/contact", "--insecure-push-endpoints",
+            "--max-subscriptions", "5", "--push-coalesce", "0.5",
+        )
+        self.assertEqual(o["vapid-subject"], "https://example.org/contact")
+        self.assertTrue(o["insecure-push-endpoints"])
+        self.assertEqual((o["max-subscriptions"], o["push-coalesce"]), (5, 0.5))
+        self.assertIn("--vapid-subject", self.usage_error("--vapid-subject", "postmaster"))
+        self.assertIn("--max-subscriptions", self.usage_error("--max-subscriptions", "0"))
+        self.assertIn("--push-coalesce", self.usage_error("--push-coalesce", "-1"))
+
+    def test_bad_endpoint(self):
+        message = self.usage_error("--imap", "tcp:notaport")
+        self.assertTrue(message.startswith("--imap: bad endpoint 'tcp:notaport': "), message)
+        self.assertNotIn("\n", message)
+        self.assertIn("--smtp: bad endpoint", self.usage_error("--smtp", "nosuchkind:25"))
+        self.assertIn("--submission: bad endpoint", self.usage_error("--submission", "tcp:"))
+
+    def test_disabled_endpoints(self):
+        o = self.parse("--smtp", "none", "--submission", "tcp:0")
+        self.assertEqual(sorted(o["endpoints"]), ["imap", "submission"])
+
+    def test_bad_sizes(self):
+        self.assertIn("--max-message-size", self.usage_error("--max-message-size", "0"))
+        self.assertRaises(usage.UsageError, self.parse, "--max-message-size", "lots")
+
+    def test_data_folder_parent_missing(self):
+        self.data = os.path.join(self.data, "no", "such")
+        message = self.usage_error()
+        self.assertTrue(message.startswith("--data: cannot create data folder "), message)
+        self.assertNotIn("\n", message)
+
+    def test_data_folder_is_a_file(self):
+        with open(self.data, "w") as f:
+            f.write("x")
+        self.assertEqual(
+            self.usage_error(), "--data: data folder %s exists and is not a folder" % (self.data,)
+        )
+
+    def test_unwritable_data_folder(self):
+        os.mkdir(self.data)
+
+        def refuse(*args, **kw):
+            raise PermissionError(13, "Permission denied")
+
+        self.patch(tap.tempfile, "mkstemp", refuse)
+        self.assertEqual(
+            self.usage_error(), "--data: data folder %s is not usable: Permission denied" % (self.data,)
+        )
+
+    def test_tls(self):
+        folder = self.mktemp()
+        os.mkdir(folder)
+        cert, key = write_self_signed(folder)
+        o = self.parse("--tls-cert", cert, "--tls-key", key)
+        self.assertIsNotNone(o["tls"].getContext())
+        # One file holding both.
+        both = os.path.join(folder, "both.pem")
+        with open(both, "wb") as f:
+            f.write(open(cert, "rb").read() + open(key, "rb").read())
+        self.assertIsNotNone(self.parse("--tls-cert", both)["tls"])
+
+    def test_tls_errors(self):
+        folder = os.path.abspath(self.mktemp())
+        os.mkdir(folder)
+        cert, key = write_self_signed(folder)
+        missing = os.path.join(folder, "missing.pem")
+        self.assertEqual(
+            self.usage_error("--tls-cert", missing, "--tls-key", key),
+            "--tls-cert: cannot read certificate %s: No such file or directory" % (missing,),
+        )
+        self.assertEqual(
+            self.usage_error("--tls-cert", cert, "--tls-key", missing),
+            "--tls-cert: cannot read key %s: No such file or directory" % (missing,),
+        )
+        self.assertIn("--tls-key needs --tls-cert", self.usage_error("--tls-key", key))
+        other = os.path.join(folder, "other")
+        os.mkdir(other)
+        _, other_key = write_self_signed(other)
+        message = self.usage_error("--tls-cert", cert, "--tls-key", other_key)
+        self.assertTrue(message.startswith("--tls-cert: cannot use certificate "), message)
+        self.assertIn("--tls-cert: no PEM certificate in", self.usage_error("--tls-cert", key, "--tls-key", key))
+
+
+class MakeServiceTests(unittest.TestCase):
+    def test_named_children(self):
+        data = os.path.abspath(self.mktemp())
+        options = tap.Options()
+        options.parseOptions(["--data", data, "--submission", "tcp:0:interface=127.0.0.1"])
+        top = tap.makeService(options)
+        self.assertIsInstance(top, service.MultiService)
+        self.assertEqual(sorted(child.name for child in top), ["imap", "smtp", "submission"])
+        self.assertIsInstance(top.getServiceNamed("imap").factory, IMAPFactory)
+        self.assertIsInstance(top.getServiceNamed("smtp").factory, ReceivingFactory)
+        self.assertIsInstance(top.getServiceNamed("submission").factory, SubmissionFactory)
+        c = top.components
+        self.assertEqual(c.data_dir, data)
+        self.assertIs(top.getServiceNamed("smtp").factory.users, c.users)
+        self.assertIs(top.getServiceNamed("imap").factory.portal, c.portal)
+
+    def test_plugin(self):
+        """twistd finds the plugin and lists the options, with the repo on sys.path."""
+        env = dict(os.environ, PYTHONPATH=REPO)
+        p = subprocess.run(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "imapwebpush", "--help"],
+            capture_output=True, text=True, cwd=REPO, env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for option in ["--data", "--imap", "--smtp", "--submission", "--domain", "--max-message-size",
+                       "--tls-cert", "--tls-key", "--allow-plaintext-auth", "--vapid-subject",
+                       "--insecure-push-endpoints", "--max-subscriptions", "--push-coalesce"]:
+            self.assertIn(option, p.stdout)
+
+    def test_plugin_usage_error(self):
+        env = dict(os.environ, PYTHONPATH=REPO)
+        p = subprocess.run(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+             "imapwebpush", "--imap", "tcp:notaport"],
+            capture_output=True, text=True, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual(p.returncode, 1)
+        output = p.stdout + p.stderr
+        self.assertIn("--imap: bad endpoint 'tcp:notaport'", output)
+        self.assertNotIn("Traceback", output)
