@@ -7,10 +7,12 @@ subscriptions are made the way a client makes them: WEBPUSH (the service sends
 a verification push), then ACKWEBPUSH with the token read from that push.
 """
 
+import imaplib
 import os
 import re
+import smtplib
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor, task, tcp, threads
 from twisted.logger import capturedLogs
 from twisted.trial import unittest
 
@@ -49,16 +51,17 @@ ENVELOPE = (
 )
 
 
-class EndToEnd(unittest.TestCase):
+class PushHarness(unittest.TestCase):
+    """The Web Push pieces on a mail store, and helpers to read what devices receive."""
+
     timeout = 60
 
     @defer.inlineCallbacks
-    def setUp(self):
-        tmp = self.mktemp()
-        os.makedirs(tmp)
+    def wire(self, mail_store, tmp):
+        """Subscription store, keyring, delivery service and dispatcher on ``mail_store``'s bus."""
         with capturedLogs():
             self.policy = EndpointPolicy(insecure=True)
-        self.store = MailStore(os.path.join(tmp, "mail"), clock=reactor)
+        self.store = mail_store
         self.keyring = VapidKeyring(os.path.join(tmp, "vapid"), "mailto:postmaster@example.org",
                                     reactor)
         self.subscriptions = SQLiteSubscriptionStore(os.path.join(tmp, "subscriptions.sqlite"))
@@ -73,6 +76,7 @@ class EndToEnd(unittest.TestCase):
                                          coalesce_window=WINDOW)
         self.webpush.dispatcher = self.dispatcher
         self.store.bus.subscribe(self.dispatcher)
+        self.addCleanup(self.store.bus.unsubscribe, self.dispatcher)
         self.pushservice = PushService(reactor)
         yield self.pushservice.start()
         self.addCleanup(self.pushservice.stop)
@@ -115,6 +119,17 @@ class EndToEnd(unittest.TestCase):
             if self.sender.pending() == 0 and not self.dispatcher._accounts:
                 return
         self.fail("deliveries did not settle")
+
+
+
+class EndToEnd(PushHarness):
+    """Changes made through the store API (what APPEND, COPY, STORE... end up calling)."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        yield self.wire(MailStore(os.path.join(tmp, "mail"), clock=reactor), tmp)
 
     @defer.inlineCallbacks
     def test_new_message(self):
@@ -226,3 +241,108 @@ class EndToEnd(unittest.TestCase):
         yield self.pushes(len(laptop_pushes) + 1, laptop)
         yield self.settle()
         self.assertEqual(len(self.pushservice.received(self.phone)), 2)
+
+
+class ServerEndToEnd(PushHarness):
+    """The same, driven by real clients: smtplib and imaplib against start_server (makeService).
+
+    The Web Push pieces are attached to the server's mail store here, as the
+    server's own wiring does.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from imapwebpush.store.users import UserDatabase
+        from imapwebpush.tap import start_server
+
+        tmp = os.path.abspath(self.mktemp())
+        data = os.path.join(tmp, "data")
+        os.makedirs(data)
+        UserDatabase(data, scrypt_params={"n": 2, "r": 1, "p": 1}).add(ALICE, "secret")
+        self.server = yield start_server([
+            "--data", data, "--domain", "example.org", "--hostname", "mx.example.org",
+            "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
+            "--allow-plaintext-auth",
+        ], reactor)
+        self.addCleanup(self.server.stop)
+        yield self.wire(self.server.components.mail_store, tmp)
+
+    @defer.inlineCallbacks
+    def client(self, work):
+        """Run blocking client code in a thread; wait until its connections are closed."""
+        result = yield threads.deferToThread(work)
+        ports = set(self.server.ports.values())
+        for _ in range(500):
+            if not any(isinstance(r, tcp.Server) and r.getHost().port in ports
+                       for r in reactor.getReaders() + reactor.getWriters()):
+                return result
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.fail("the server kept a client connection open")
+
+    def imap(self):
+        client = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"])
+        client.login(ALICE, "secret")
+        return client
+
+    @defer.inlineCallbacks
+    def test_smtp_delivery(self):
+        def send():
+            with smtplib.SMTP("127.0.0.1", self.server.ports["smtp"], timeout=10) as smtp:
+                smtp.sendmail("fred@blurdybloop.example", [ALICE], MESSAGE)
+
+        yield self.client(send)
+        [push] = yield self.pushes(1)
+        self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n* 1 UIDFETCH (FLAGS () ENVELOPE %s)\r\n'
+                         % ENVELOPE)
+        self.assertEqual(push.headers["urgency"], "high")
+
+    @defer.inlineCallbacks
+    def test_imap_session(self):
+        """APPEND, STORE, CREATE, MOVE and EXPUNGE from imaplib, each with its push."""
+        def append():
+            client = self.imap()
+            try:
+                typ, data = client.append("INBOX", r"(\Flagged)", None, MESSAGE)
+                assert typ == "OK", data
+            finally:
+                client.logout()
+
+        yield self.client(append)
+        [push] = yield self.pushes(1)
+        self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n* 1 UIDFETCH (FLAGS (\\Flagged) ENVELOPE %s)'
+                         b'\r\n' % ENVELOPE)
+
+        def store_and_create():
+            client = self.imap()
+            try:
+                client.select("INBOX")
+                assert client.uid("STORE", "1", "+FLAGS", r"(\Seen)")[0] == "OK"
+                assert client.create("Archive")[0] == "OK"
+            finally:
+                client.logout()
+
+        yield self.client(store_and_create)
+        pushes = yield self.pushes(3)
+        self.assertEqual(sorted(p.plaintext for p in pushes[1:]), [
+            b'* LIST () "/" "Archive"\r\n',
+            b'* SELECT "INBOX"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen))\r\n',
+        ])
+
+        def move_and_expunge():
+            client = self.imap()
+            try:
+                client.append("INBOX", None, None, MESSAGE)
+                client.select("INBOX")
+                assert client.uid("MOVE", "1", "Archive")[0] == "OK"
+                client.uid("STORE", "2", "+FLAGS", r"(\Deleted)")
+                assert client.expunge()[0] == "OK"
+            finally:
+                client.logout()
+
+        yield self.client(move_and_expunge)
+        yield self.settle()
+        later = [p.plaintext for p in self.pushservice.received(self.phone)[4:]]
+        self.assertIn(b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % ENVELOPE, later)
+        self.assertIn(b'* SELECT "Archive"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen) ENVELOPE %s)\r\n'
+                      % ENVELOPE, later)
+        self.assertIn(b'* SELECT "INBOX"\r\n* VANISHED 1:2\r\n', later)
