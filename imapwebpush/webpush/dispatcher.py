@@ -162,7 +162,8 @@ class PushDispatcher(service.Service):
             pending = self._pending(event.account)
             pending.new.append((next(self._order), event))
             if pending.new_call is None:
-                pending.new_call = self._clock.callLater(0, self._guarded, self._flushNew, event.account)
+                pending.new_call = self._clock.callLater(
+                    0, self._guarded, self._flushNew, event.account)
         elif isinstance(event, (FlagsChanged, MessagesExpunged, MailboxCreated,
                                 MailboxRenamed, MailboxDeleted)):
             pending = self._pending(event.account)
@@ -276,32 +277,30 @@ class PushDispatcher(service.Service):
 
     def _run(self, sub, queue, fresh):
         """Send the first push of ``queue`` to ``sub``; the rest follow its outcome."""
-        while queue:
-            if self._stopped:
-                return
-            if not fresh:
-                sub = self._subscriptions.get(sub.account, sub.id)
-                if sub is None or sub.state != model.ACTIVE:
-                    return
-                if sub.is_silenced(self._clock.seconds()):
-                    self._dropped(sub, queue)
-                    return
-            fresh = False
-            planned = queue.pop(0)
-            try:
-                target = sub.target()
-            except ValueError:
-                self.log.warn("push: {account} {subscription} is active without a VAPID key",
-                              account=sub.account, subscription=sub.id)
-                return
-            # "endpoint" lets the outcome observer ignore answers about a replaced endpoint
-            context = {"kind": planned.kind, "mailboxes": list(planned.push.mailboxes),
-                       "endpoint": target.endpoint}
-            d = self._sender.send(target, planned.push.payload, planned.urgency, planned.ttl,
-                                  planned.topic, context)
-            d.addCallback(self._outcome, sub, planned, queue)
-            d.addErrback(lambda f: self.log.failure("push dispatcher: send failed", f))
+        if not queue or self._stopped:
             return
+        if not fresh:
+            sub = self._subscriptions.get(sub.account, sub.id)
+            if sub is None or sub.state != model.ACTIVE:
+                return  # deleted or made pending meanwhile: nothing more
+            if sub.is_silenced(self._clock.seconds()):
+                self._dropped(sub, queue)
+                return
+        planned = queue.pop(0)
+        try:
+            target = sub.target()
+        except ValueError:
+            self.log.warn("push: {account} {subscription} is active without a VAPID key",
+                          account=sub.account, subscription=sub.id)
+            return
+        # "endpoint" lets the outcome observer ignore answers about a replaced endpoint
+        context = {"kind": planned.kind, "mailboxes": list(planned.push.mailboxes),
+                   "endpoint": target.endpoint}
+        d = self._sender.send(target, planned.push.payload, planned.urgency, planned.ttl,
+                              planned.topic, context)
+        d.addCallback(self._outcome, sub, planned, queue)
+        d.addErrback(lambda f: self.log.failure("push dispatcher: send failed", f))
+        return
 
     def _outcome(self, outcome, sub, planned, queue):
         if outcome.kind == model.GONE:
