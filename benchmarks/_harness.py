@@ -5,7 +5,8 @@ the server's CPU thread, and the interop clients (mbsync, offlineimap, curl)
 are separate programs anyway. ``python benchmarks/_harness.py serve ARGS...``
 runs ``imapwebpush.tap.start_server(ARGS)`` (the same makeService twistd uses),
 prints one line ``PORTS imap=N smtp=M`` once it listens, logs to a file, and
-stops its services on SIGTERM.
+stops its services on SIGTERM. With ``IMAPWEBPUSH_PROFILE=FILE`` in its
+environment it runs under cProfile and writes the stats to FILE when it stops.
 
 The socket clients here are deliberately small and blocking: the same code
 talks to our server and to Dovecot, so client overhead is equal for both.
@@ -119,7 +120,16 @@ def _serve(log_path, argv):
         reactor.stop()
 
     reactor.callWhenRunning(lambda: tap.start_server(argv, reactor).addCallbacks(started, failed))
-    reactor.run()
+    profile_to = os.environ.get("IMAPWEBPUSH_PROFILE")
+    if profile_to:
+        # cProfile of the whole reactor thread, written when the server stops.
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(reactor.run)
+        profiler.dump_stats(profile_to)
+    else:
+        reactor.run()
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,349 @@
+"""IMAP vs Dovecot: the same mailbox, the same client code, both on 127.0.0.1.
+
+Our server runs in its own process (makeService via ``_harness.OurServer``);
+Dovecot runs privately (``_dovecot.PrivateDovecot``: its own config, folders
+and ports; installed from Debian when missing). Both INBOXes start with the
+same N messages of about 2 KiB (identical bytes: ours added through the store,
+Dovecot's written into its Maildir), and each gets one warm-up SELECT.
+
+Workloads, one blocking raw-socket client (the same code for both):
+
+1. session  -- one logged-in client, repeated ``UID FETCH <random uid>
+   BODY.PEEK[]`` + ``NOOP``; an op is that pair (op/s, p50, p99);
+2. cycle    -- connect, LOGIN, SELECT INBOX, ``FETCH 1:20 (FLAGS RFC822.SIZE
+   ENVELOPE)``, LOGOUT (cycles/s; also the mean LOGIN time and cycles/s
+   without it, since our LOGIN runs scrypt and Dovecot's passdb is PLAIN);
+3. delivery -- one connection, ~2 KiB messages one after another: SMTP to us,
+   LMTP to Dovecot (messages/s);
+4. idle     -- a client idles on INBOX; the time from sending the final "." of
+   a delivery to reading ``* n EXISTS`` (p50, p99).
+
+The password-hash cost of one LOGIN (our scrypt, with the stored parameters)
+is measured separately in this process.
+
+Prints a table and one parseable line starting ``imap_vs_dovecot``; targets:
+idle p50 < 50 ms, session op/s >= 0.5 x Dovecot, delivery >= Dovecot.
+Exit status 0 unless something failed to run (missed targets are reported,
+not fatal). Run: ``python benchmarks/imap_vs_dovecot.py [--messages 1000]
+[--seconds 8] [--idle-samples 30] [--profile FILE]`` (``--profile`` runs our
+server under cProfile and prints its top functions).
+"""
+
+import argparse
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _dovecot  # noqa: E402
+import _harness  # noqa: E402
+
+USER = "bench@localhost"
+PASSWORD = "bench-Pass_1"
+SENDER = "load@example.org"
+
+
+def make_message(i, rnd, size=2048):
+    head = (
+        "From: Load Generator <load@example.org>\r\n"
+        "To: Bench <bench@localhost>\r\n"
+        "Subject: benchmark message %d\r\n"
+        "Date: Fri, 27 Nov 2026 12:00:%02d +0000\r\n"
+        "Message-ID: <bench-%d@example.org>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n" % (i, i % 60, i)
+    ).encode()
+    lines = []
+    total = len(head)
+    while total < size:
+        line = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz     ") for _ in range(70)) + b"\r\n"
+        lines.append(line)
+        total += len(line)
+    return head + b"".join(lines)
+
+
+def pct(values, q):
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+# ---------------------------------------------------------------------------
+# Workloads (the same code for both servers)
+# ---------------------------------------------------------------------------
+
+
+def login_select(port):
+    c = _harness.IMAPConn("127.0.0.1", port)
+    c.login(USER, PASSWORD)
+    c.command(b"SELECT INBOX")
+    return c
+
+
+def uids_of(c):
+    untagged, _ = c.command(b"UID SEARCH ALL")
+    for r in untagged:
+        if r.startswith(b"* SEARCH"):
+            return [int(u) for u in r.split()[2:]]
+    raise _harness.ProtocolError("no SEARCH response")
+
+
+def w_session(port, seconds, rnd):
+    c = login_select(port)
+    uids = uids_of(c)
+    lat = []
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        uid = rnd.choice(uids)
+        t0 = time.perf_counter()
+        untagged, _ = c.command(b"UID FETCH %d BODY.PEEK[]" % uid)
+        c.command(b"NOOP")
+        lat.append(time.perf_counter() - t0)
+        if not untagged or b"BODY[] {" not in untagged[0]:
+            raise _harness.ProtocolError("UID FETCH %d: %r" % (uid, untagged[:1]))
+    elapsed = time.perf_counter() - start
+    c.logout()
+    return {"ops": len(lat) / elapsed, "p50": pct(lat, 0.5) * 1e3, "p99": pct(lat, 0.99) * 1e3}
+
+
+def w_cycle(port, seconds):
+    cycles, logins = [], []
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        c = _harness.IMAPConn("127.0.0.1", port)
+        t1 = time.perf_counter()
+        c.login(USER, PASSWORD)
+        logins.append(time.perf_counter() - t1)
+        c.command(b"SELECT INBOX")
+        untagged, _ = c.command(b"FETCH 1:20 (FLAGS RFC822.SIZE ENVELOPE)")
+        if sum(1 for r in untagged if b" FETCH (" in r) != 20:
+            raise _harness.ProtocolError("FETCH 1:20 gave %d responses" % len(untagged))
+        c.logout()
+        cycles.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    return {
+        "cycles": len(cycles) / elapsed,
+        "login_ms": statistics.mean(logins) * 1e3,
+        "cycles_ex_login": len(cycles) / (sum(cycles) - sum(logins)),
+    }
+
+
+def w_delivery(port, lmtp, seconds, rnd, first):
+    m = _harness.MailConn("127.0.0.1", port, lmtp=lmtp)
+    n = 0
+    lat = []
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        data = make_message(first + n, rnd)
+        t0 = time.perf_counter()
+        m.deliver(SENDER, USER, data)
+        lat.append(time.perf_counter() - t0)
+        n += 1
+    elapsed = time.perf_counter() - start
+    m.quit()
+    return {"rate": n / elapsed, "p50": pct(lat, 0.5) * 1e3, "count": n}
+
+
+def w_idle(imap_port, mail_port, lmtp, samples, rnd, first):
+    c = login_select(imap_port)
+    exists = len(uids_of(c))
+    c.send(b"i1 IDLE\r\n")
+    r = c.read()
+    if not r.startswith(b"+"):
+        raise _harness.ProtocolError("IDLE: %r" % r)
+    m = _harness.MailConn("127.0.0.1", mail_port, lmtp=lmtp)
+    lat = []
+    for i in range(samples):
+        m.send_message(SENDER, USER, make_message(first + i, rnd))
+        t0 = time.perf_counter()
+        while True:
+            r = c.read()
+            found = re.match(rb"\* (\d+) EXISTS", r)
+            if found and int(found.group(1)) > exists:
+                exists = int(found.group(1))
+                break
+        lat.append(time.perf_counter() - t0)
+        m.finish()
+        time.sleep(rnd.uniform(0.0, 0.02))
+    m.quit()
+    c.send(b"DONE\r\n")
+    while not c.read().startswith(b"i1 "):
+        pass
+    c.logout()
+    return {"p50": pct(lat, 0.5) * 1e3, "p99": pct(lat, 0.99) * 1e3}
+
+
+def run_all(name, imap_port, mail_port, lmtp, args, first):
+    rnd = random.Random(7)
+    res = {}
+    c = login_select(imap_port)  # warm-up: index the mailbox, fill caches
+    c.command(b"FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE)")
+    c.logout()
+    steps = [
+        ("session", lambda: w_session(imap_port, args.seconds, rnd)),
+        ("cycle", lambda: w_cycle(imap_port, args.seconds)),
+        ("delivery", lambda: w_delivery(mail_port, lmtp, args.seconds, rnd, first)),
+        ("idle", lambda: w_idle(imap_port, mail_port, lmtp, args.idle_samples, rnd, first + 100000)),
+    ]
+    for step, fn in steps:
+        t0 = time.monotonic()
+        res[step] = fn()
+        print("  %-8s %-8s done in %.1f s" % (name, step, time.monotonic() - t0), flush=True)
+    return res
+
+
+# ---------------------------------------------------------------------------
+
+
+def scrypt_cost(data_dir, reps=5):
+    sys.path.insert(0, _harness.ROOT)
+    from imapwebpush.store.users import UserDatabase
+
+    verifier = UserDatabase(data_dir).verifier(USER)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        if not verifier.verify(PASSWORD):
+            raise RuntimeError("the stored hash does not verify")
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def fill_ours(data_dir, messages):
+    sys.path.insert(0, _harness.ROOT)
+    from imapwebpush.store.account import MailStore
+
+    inbox = MailStore(data_dir).account(USER).mailbox("INBOX")
+    for i, m in enumerate(messages):
+        inbox.add(m, internaldate=1795000000 + i)
+
+
+def fill_dovecot(maildir, messages):
+    for i, m in enumerate(messages):
+        path = os.path.join(maildir, "cur", "%d.M%dP1.bench:2," % (1795000000 + i, i))
+        with open(path, "wb") as f:
+            f.write(m)
+        os.utime(path, (1795000000 + i, 1795000000 + i))
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--messages", type=int, default=1000, help="messages in each INBOX (default 1000)")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each timed workload (default 8)")
+    p.add_argument("--idle-samples", type=int, default=30, help="deliveries timed at the idling client (default 30)")
+    p.add_argument("--profile", metavar="FILE", help="run our server under cProfile, save stats to FILE, print the top")
+    p.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+
+    if not _dovecot.ensure_installed():
+        print("SKIP: dovecot is not installed and could not be installed (apt-get install dovecot-imapd dovecot-lmtpd)")
+        print("imap_vs_dovecot ok=skip")
+        return 0
+
+    root = tempfile.mkdtemp(prefix="iwp-bench-")
+    os.chmod(root, 0o755)  # Dovecot's unprivileged processes read below it
+    rnd = random.Random(1)
+    messages = [make_message(i, rnd) for i in range(args.messages)]
+    ours_data = os.path.join(root, "ours")
+    os.mkdir(ours_data)
+    dc = _dovecot.PrivateDovecot(os.path.join(root, "dovecot"), USER, PASSWORD)
+    os.makedirs(dc.root)
+    ours = _harness.OurServer(ours_data, os.path.join(root, "ours.log"))
+    if args.profile:
+        os.environ["IMAPWEBPUSH_PROFILE"] = os.path.abspath(args.profile)
+    results = {}
+    try:
+        print("filling both INBOXes with %d messages of ~2 KiB" % args.messages, flush=True)
+        _harness.add_user(ours_data, USER, PASSWORD)
+        fill_ours(ours_data, messages)
+        fill_dovecot(dc.maildir(), messages)
+        scrypt_ms = scrypt_cost(ours_data)
+
+        ours.start()
+        try:
+            results["ours"] = run_all("ours", ours.imap_port, ours.smtp_port, False, args, args.messages)
+        finally:
+            ours.stop()
+        dc.start()
+        try:
+            results["dovecot"] = run_all("dovecot", dc.imap_port, dc.lmtp_port, True, args, args.messages)
+        finally:
+            dc.stop()
+    finally:
+        os.environ.pop("IMAPWEBPUSH_PROFILE", None)
+        if args.keep:
+            print("kept %s" % root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    o, d = results["ours"], results["dovecot"]
+    rows = [
+        ("session op/s (UID FETCH+NOOP)", o["session"]["ops"], d["session"]["ops"]),
+        ("session p50 ms", o["session"]["p50"], d["session"]["p50"]),
+        ("session p99 ms", o["session"]["p99"], d["session"]["p99"]),
+        ("cycle cycles/s", o["cycle"]["cycles"], d["cycle"]["cycles"]),
+        ("cycle LOGIN mean ms", o["cycle"]["login_ms"], d["cycle"]["login_ms"]),
+        ("cycle cycles/s without LOGIN", o["cycle"]["cycles_ex_login"], d["cycle"]["cycles_ex_login"]),
+        ("delivery msg/s (SMTP | LMTP)", o["delivery"]["rate"], d["delivery"]["rate"]),
+        ("delivery p50 ms", o["delivery"]["p50"], d["delivery"]["p50"]),
+        ("IDLE latency p50 ms", o["idle"]["p50"], d["idle"]["p50"]),
+        ("IDLE latency p99 ms", o["idle"]["p99"], d["idle"]["p99"]),
+    ]
+    print()
+    print("%d messages of ~2 KiB; Dovecot %s; %.0f s timed workloads, %d IDLE samples"
+          % (args.messages, dc.version(), args.seconds, args.idle_samples))
+    print("%-32s %12s %12s %10s" % ("", "ours", "dovecot", "ours/dc"))
+    for label, a, b in rows:
+        print("%-32s %12.2f %12.2f %10.2f" % (label, a, b, ratio(a, b)))
+    print("%-32s %12.1f %12s" % ("scrypt verify, one LOGIN, ms", scrypt_ms, "(PLAIN)"))
+
+    targets = {
+        "idle": o["idle"]["p50"] < 50,
+        "session": o["session"]["ops"] >= 0.5 * d["session"]["ops"],
+        "delivery": o["delivery"]["rate"] >= d["delivery"]["rate"],
+    }
+    print()
+    for k, ok in targets.items():
+        print("target %-8s %s" % (k, "met" if ok else "MISSED"))
+    if args.profile:
+        import pstats
+
+        print("\nour server, cProfile by cumulative time (top 25):")
+        pstats.Stats(os.path.abspath(args.profile)).sort_stats("cumulative").print_stats(25)
+    print(
+        "imap_vs_dovecot messages=%d session_ops=%.1f/%.1f session_ratio=%.2f cycles=%.2f/%.2f "
+        "cycles_ex_login=%.1f/%.1f delivery=%.1f/%.1f delivery_ratio=%.2f idle_p50_ms=%.1f/%.1f "
+        "idle_p99_ms=%.1f/%.1f scrypt_ms=%.1f targets=%s seconds=%.0f"
+        % (
+            args.messages,
+            o["session"]["ops"], d["session"]["ops"], ratio(o["session"]["ops"], d["session"]["ops"]),
+            o["cycle"]["cycles"], d["cycle"]["cycles"],
+            o["cycle"]["cycles_ex_login"], d["cycle"]["cycles_ex_login"],
+            o["delivery"]["rate"], d["delivery"]["rate"], ratio(o["delivery"]["rate"], d["delivery"]["rate"]),
+            o["idle"]["p50"], d["idle"]["p50"], o["idle"]["p99"], d["idle"]["p99"],
+            scrypt_ms,
+            ",".join("%s:%s" % (k, "met" if v else "missed") for k, v in targets.items()),
+            time.monotonic() - started,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
