@@ -426,6 +426,7 @@ class OutboxTests(StubHarness):
         d = self.send(context={"event": 7})
         self.stub.flush()
         self.assertNoResult(d)
+        self.clock.advance(0)  # the outbox writes its batch at the end of the turn
         with sqlite3.connect(self.outbox) as db:
             self.assertEqual(db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0], 1)
         self.restart()
@@ -550,6 +551,7 @@ class LoopbackTests(LoopbackHarness):
         yield self.wait_until(lambda: self.service._in_flight == 0 or (d is not None and d.called))
         if d is not None and d.called:
             return None
+        self.clock.advance(0)  # the outbox writes its batch at the end of the turn
         [call] = self.clock.getDelayedCalls()
         delay = call.getTime() - self.clock.seconds()
         self.clock.advance(delay)
@@ -660,3 +662,56 @@ class SecurePolicyLoopbackTests(unittest.TestCase):
         self.assertEqual(outcome.kind, FAILED)
         self.assertEqual(outcome.reason, "push.example.net: endpoint address refused: 127.0.0.1 is a loopback address")
         self.assertEqual(pushservice.pushes, [])
+
+
+class OutboxUnitTests(unittest.TestCase):
+    """The outbox batches its writes per reactor turn and survives reopening."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.path = os.path.join(self.mktemp(), "outbox.sqlite")
+
+    def rows(self):
+        with sqlite3.connect(self.path) as db:
+            return [r[0] for r in db.execute("SELECT id FROM deliveries ORDER BY seq")]
+
+    def test_batched_until_end_of_turn(self):
+        from imapwebpush.webpush.outbox import Outbox
+
+        box = Outbox(self.path, self.clock)
+        box.put({"id": "a", "n": 1})
+        box.put({"id": "b", "n": 2})
+        self.assertEqual(self.rows(), [])
+        self.clock.advance(0)
+        self.assertEqual(self.rows(), ["a", "b"])
+        box.put({"id": "a", "n": 3})
+        box.remove("b")
+        box.put({"id": "c", "n": 4})
+        box.remove("c")  # queued and finished within one turn: never written
+        self.clock.advance(0)
+        self.assertEqual(self.rows(), ["a"])
+        box.close()
+        again = Outbox(self.path)
+        self.assertEqual(again.records(), [{"id": "a", "n": 3}])
+        again.close()
+
+    def test_close_writes_pending(self):
+        from imapwebpush.webpush.outbox import Outbox
+
+        box = Outbox(self.path, self.clock)
+        box.put({"id": "a"})
+        box.close()
+        self.assertEqual(self.rows(), ["a"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unreadable_rows_dropped(self):
+        from imapwebpush.webpush.outbox import Outbox
+
+        box = Outbox(self.path)
+        box.put({"id": "a"})
+        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('bad', '{nope')")
+        box.close()
+        box = Outbox(self.path)
+        self.assertEqual(box.records(), [{"id": "a"}])
+        self.assertEqual(self.rows(), ["a"])
+        box.close()

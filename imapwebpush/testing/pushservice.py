@@ -32,6 +32,7 @@ from imapwebpush.webpush.limits import MAX_BODY
 URGENCIES = ("very-low", "low", "normal", "high")
 _TOPIC_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
 MAX_VAPID_EXP = 24 * 60 * 60  # RFC 8292 2: exp no more than 24 hours ahead
+_VERIFIED_CACHE = 4096  # tokens whose signature verified, remembered
 
 
 class Answer:
@@ -155,10 +156,13 @@ def _b64url(text):
     return crypto.b64url_decode(text, "JWT part")
 
 
-def verify_vapid(authorization, origin, now):
+def verify_vapid(authorization, origin, now, verified=None):
     """Check an ``Authorization: vapid t=..., k=...`` header (RFC 8292).
 
-    Returns ``(claims, key text, problems)``.
+    Returns ``(claims, key text, problems)``. ``verified`` is an optional set of
+    (token, key) whose signature already verified: a sender that reuses its
+    token (as RFC 8292 suggests) is not verified again, as push services do.
+    The claims are checked every time.
     """
     problems = []
     if not authorization:
@@ -194,7 +198,9 @@ def verify_vapid(authorization, origin, now):
         problems.append("JWT alg is not ES256")
     if not isinstance(claims, dict):
         return {}, key_text, problems + ["JWT claims are not an object"]
-    if len(signature) != 64:
+    if verified is not None and (token, key_text) in verified:
+        pass
+    elif len(signature) != 64:
         problems.append("JWT signature is not 64 octets")
     else:
         der = encode_dss_signature(
@@ -205,6 +211,11 @@ def verify_vapid(authorization, origin, now):
                               ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             problems.append("JWT signature does not verify with k=")
+        else:
+            if verified is not None and not problems:
+                if len(verified) >= _VERIFIED_CACHE:
+                    verified.clear()
+                verified.add((token, key_text))
     if claims.get("aud") != origin:
         problems.append("JWT aud is %r, expected %r" % (claims.get("aud"), origin))
     exp = claims.get("exp")
@@ -279,6 +290,7 @@ class PushService:
         self._calls = set()
         self._hanging = set()
         self._port = None
+        self._verified = set()
 
     # -- life --------------------------------------------------------------
 
@@ -411,7 +423,7 @@ class PushService:
         if push.problems:
             status = 400
         claims, key, vapid_problems = verify_vapid(
-            headers.get("authorization"), self.origin, self.reactor.seconds()
+            headers.get("authorization"), self.origin, self.reactor.seconds(), self._verified
         )
         push.claims, push.vapid_key = claims, key
         if vapid_problems:

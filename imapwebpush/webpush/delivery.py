@@ -157,10 +157,11 @@ def _describe(failure):
 class _Delivery:
     """One push on its way: the persisted record plus the in-memory bits."""
 
-    __slots__ = ("record", "deferred", "timer", "origin", "request", "timed_out")
+    __slots__ = ("record", "body", "deferred", "timer", "origin", "request", "timed_out")
 
-    def __init__(self, record, deferred):
+    def __init__(self, record, deferred, body=None):
         self.record = record
+        self.body = body if body is not None else base64.b64decode(record["body"])
         self.deferred = deferred
         self.timer = None
         self.request = None
@@ -222,7 +223,7 @@ class PushDeliveryService(Service):
 
     def startService(self):
         Service.startService(self)
-        self._outbox = Outbox(self.outbox_path)
+        self._outbox = Outbox(self.outbox_path, self.reactor)
         now = self.reactor.seconds()
         resumed = 0
         for record in self._outbox.records():
@@ -318,7 +319,7 @@ class PushDeliveryService(Service):
             "last_error": "",
         }
         d = defer.Deferred()
-        delivery = _Delivery(record, d)
+        delivery = _Delivery(record, d, body)
         self._outbox.put(record)
         self._deliveries[record["id"]] = delivery
         self._enqueue(delivery)
@@ -416,7 +417,7 @@ class PushDeliveryService(Service):
             "POST",
             record["endpoint"],
             headers=headers,
-            data=base64.b64decode(record["body"]),
+            data=delivery.body,
             allow_redirects=False,
             unbuffered=True,
         )
