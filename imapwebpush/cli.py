@@ -56,8 +56,9 @@ class Context:
     def mail_store(self):
         if self._mail_store is None:
             from imapwebpush.store.account import MailStore
+            from imapwebpush.tap import mail_path
 
-            self._mail_store = MailStore(self.data_dir())
+            self._mail_store = MailStore(mail_path(self.data_dir()))
         return self._mail_store
 
     def users(self):

@@ -34,6 +34,12 @@ DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
 DEFAULT_SMTP = "tcp:2525:interface=127.0.0.1"
 DEFAULT_DOMAIN = "localhost"
 DISABLED = ("", "none", "off")
+MAIL_DIR = "mail"  # DATA/mail/<address>/ holds each account's Maildir++ folders
+
+
+def mail_path(data_dir):
+    """Where the mail store of a data folder lives."""
+    return os.path.join(data_dir, MAIL_DIR)
 
 
 _DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
@@ -236,8 +242,8 @@ def build_components(options, reactor=None):
     from imapwebpush.store.users import UserChecker, UserDatabase
 
     c = Components(options, reactor)
-    # The store keeps its Maildirs in DATA/mail/; the users file is DATA/users.json.
-    c.mail_store = MailStore(c.data_dir, clock=reactor)
+    # The accounts live in DATA/mail/; the users file is DATA/users.json.
+    c.mail_store = MailStore(mail_path(c.data_dir), clock=reactor)
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
     c.checker = UserChecker(c.users)
     c.portal = Portal(IMAPRealm(c.mail_store), [c.checker])

@@ -51,7 +51,7 @@ class CLITests(unittest.TestCase):
         self.assertTrue(UserDatabase(self.data).check("alice@example.org", "pw1"))
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.data, "users.json")).st_mode), 0o600)
         # The account's mailboxes exist.
-        self.assertIn("INBOX", MailStore(self.data).account("alice@example.org").list_mailboxes())
+        self.assertIn("INBOX", MailStore(os.path.join(self.data, "mail")).account("alice@example.org").list_mailboxes())
 
     def test_add_password_mismatch(self):
         r = self.run_cli("user", "add", "alice@example.org", passwords=["pw1", "pw2"])
@@ -97,12 +97,12 @@ class CLITests(unittest.TestCase):
 
     def test_delete(self):
         self.run_cli("user", "add", "--password-stdin", "alice@example.org", stdin="pw\n")
-        store = MailStore(self.data)
+        store = MailStore(os.path.join(self.data, "mail"))
         store.account("alice@example.org").mailbox("INBOX").add(b"Subject: x\r\n\r\nhi\r\n")
         r = self.run_cli("user", "delete", "Alice@example.org")
         self.assertEqual((r.status, r.out), (0, "deleted alice@example.org and its mailboxes\n"))
         self.assertEqual(UserDatabase(self.data).users(), [])
-        self.assertEqual(MailStore(self.data).accounts(), [])
+        self.assertEqual(MailStore(os.path.join(self.data, "mail")).accounts(), [])
 
     def test_delete_unknown(self):
         r = self.run_cli("user", "delete", "nobody@example.org")

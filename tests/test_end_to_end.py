@@ -96,6 +96,9 @@ class EndToEndTests(unittest.TestCase):
         self.assertRegex(head, rb"^1 \(UID 1 FLAGS \(\\Recent\) BODY\[\] \{\d+\}$")
         self.assertTrue(body.startswith(b"Return-Path: <carol@remote.example>\r\nReceived: from "))
         self.assertTrue(body.endswith(MESSAGE))
+        # The data folder layout docs/operating.rst describes.
+        self.assertTrue(os.path.isfile(os.path.join(self.data, "users.json")))
+        self.assertTrue(os.path.isdir(os.path.join(self.data, "mail", "alice@example.org")))
 
         yield self.stop(running)
 

@@ -54,7 +54,7 @@ class SMTPTestMixin:
     def make_world(self):
         self.data = self.mktemp()
         os.mkdir(self.data)
-        self.store_path = self.data
+        self.store_path = os.path.join(self.data, "mail")
         self.store = MailStore(self.store_path, clock=reactor)
         self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
         self.users.add("alice@example.org", "alice-pw")

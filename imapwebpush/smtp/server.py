@@ -135,6 +135,7 @@ class ReceivingFactory(smtp.SMTPFactory):
     """
 
     protocol = ReceivingESMTP
+    noisy = False
 
     def __init__(
         self,
