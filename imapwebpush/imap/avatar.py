@@ -7,7 +7,7 @@ here so code written for twisted's IMAP stack (and its adapters) can use the ava
 from twisted.mail import imap4
 from zope.interface import implementer
 
-from imapwebpush.store.errors import MailboxExists, MailboxNotFound, StoreError
+from imapwebpush.store.errors import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 
 DELIMITER = "/"
 
@@ -23,6 +23,12 @@ class Avatar:
     def __init__(self, mail_account):
         self.mail_account = mail_account
         self.address = mail_account.address
+        self._opened = set()
+
+    def logout(self):
+        """The session ended: close the twisted mailboxes it left open (stock servers do)."""
+        for mailbox in list(self._opened):
+            mailbox.close()
 
     # -- INamespacePresenter ---------------------------------------------------
 
@@ -55,10 +61,14 @@ class Avatar:
         return True
 
     def select(self, name, rw=True):
+        """A twisted imap4.IMailbox over the store's mailbox, or None."""
+        from imapwebpush.imap.twisted_mailbox import TwistedMailbox
+
         try:
-            return self.mail_account.mailbox(name)
-        except MailboxNotFound:
+            stored = self.mail_account.mailbox(name)
+        except (MailboxNotFound, InvalidMailboxName):
             return None
+        return TwistedMailbox(self.mail_account, stored, bool(rw), self._opened)
 
     def delete(self, name):
         try:
@@ -85,10 +95,8 @@ class Avatar:
         pattern = imap4.wildcardToRegexp(ref + wildcard, DELIMITER)
         out = []
         for name in self.mail_account.list_mailboxes():
-            m = pattern.match(name)
-            if m is not None and m.end() == len(name):
-                try:
-                    out.append((name, self.mail_account.mailbox(name)))
-                except MailboxNotFound:
-                    pass  # \Noselect: a name with children but no mailbox
+            if pattern.fullmatch(name) is not None:
+                mailbox = self.select(name, False)
+                if mailbox is not None:  # else \Noselect: a name with children only
+                    out.append((name, mailbox))
         return out

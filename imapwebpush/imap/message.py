@@ -174,7 +174,7 @@ def _split_multipart(body, boundary):
     return parts
 
 
-@implementer(imap4.IMessage)
+@implementer(imap4.IMessage, imap4.IMessageFile)
 class StoredMessage(RawPart):
     """An IStoredMessage as imap4.IMessage; ``seq`` is the session's sequence number."""
 
@@ -182,6 +182,10 @@ class StoredMessage(RawPart):
         self.stored = stored
         self._flags = flags
         super().__init__(stored.read())
+
+    def open(self):
+        """imap4.IMessageFile: the exact stored octets (twisted would re-serialise headers)."""
+        return io.BytesIO(self.raw)
 
     def getUID(self):
         return self.stored.uid

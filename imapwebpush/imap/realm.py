@@ -25,4 +25,5 @@ class IMAPRealm:
         if isinstance(avatarId, bytes):
             avatarId = avatarId.decode("utf-8")
         account = self.mail_store.account(avatarId.lower())
-        return imap4.IAccount, self.avatar_factory(account), lambda: None
+        avatar = self.avatar_factory(account)
+        return imap4.IAccount, avatar, getattr(avatar, "logout", lambda: None)

@@ -98,6 +98,26 @@ class SessionView:
     def flush(self, allow_expunge=True):
         """The untagged responses (bytes, no CRLF) that bring the client up to date."""
         lines = []
+        for event in self.take_updates(allow_expunge):
+            kind = event[0]
+            if kind == "expunge":
+                lines.append(b"%d EXPUNGE" % (event[1],))
+            elif kind == "flags":
+                _, seq, uid, flags, modseq = event
+                lines.append(self.fetch_flags_line(uid, flags, modseq))
+            elif kind == "exists":
+                lines.append(b"%d EXISTS" % (event[1],))
+            else:
+                lines.append(b"%d RECENT" % (event[1],))
+        return lines
+
+    def take_updates(self, allow_expunge=True):
+        """What the client must be told, in order, and forget it was pending.
+
+        ``("expunge", seq)`` (numbers valid at the moment each is told),
+        ``("flags", seq, uid, flags, modseq)``, ``("exists", n)``, ``("recent", n)``.
+        """
+        out = []
         if self._expunged:
             unseen_new = [u for u in self._added if u in self._expunged]
             for uid in unseen_new:
@@ -110,14 +130,14 @@ class SessionView:
                 uid = self.uids.pop(index)
                 self.recent.discard(uid)
                 self._flags.pop(uid, None)
-                lines.append(b"%d EXPUNGE" % (index + 1,))
+                out.append(("expunge", index + 1))
             self._expunged.clear()
         if self._flags:
-            for uid in sorted(self._flags, key=lambda u: u):
+            for uid in sorted(self._flags):
                 if uid in self._expunged or uid not in self.uids:
                     continue
                 flags, modseq = self._flags[uid]
-                lines.append(self.fetch_flags_line(uid, flags, modseq))
+                out.append(("flags", self.seq(uid), uid, flags, modseq))
             self._flags.clear()
         if self._added:
             self.uids.extend(sorted(self._added))
@@ -128,9 +148,9 @@ class SessionView:
                 peek = getattr(self.mailbox, "recent", None)
                 if callable(peek):
                     self.recent.update(u for u in peek() if u in self.uids)
-            lines.append(b"%d EXISTS" % (len(self.uids),))
-            lines.append(b"%d RECENT" % (len(self.recent),))
-        return lines
+            out.append(("exists", len(self.uids)))
+            out.append(("recent", len(self.recent)))
+        return out
 
     # -- sequence numbers --------------------------------------------------------
 

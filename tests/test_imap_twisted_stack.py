@@ -1,0 +1,80 @@
+"""Our store behind twisted's own, stock IMAP4Server (Avatar.select gives imap4.IMailbox)."""
+
+from twisted.internet import defer, protocol
+from twisted.mail import imap4
+
+from tests.imap_harness import MESSAGE, PASSWORD, USER, IMAPTestCase, message
+
+
+class StockServer(imap4.IMAP4Server):
+    def connectionMade(self):
+        self.factory.sessions.append(self)
+        self.lost = defer.Deferred()
+        super().connectionMade()
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.lost.callback(None)
+
+
+class StockFactory(protocol.ServerFactory):
+    def __init__(self, portal):
+        self.portal = portal
+        self.sessions = []
+
+    def buildProtocol(self, addr):
+        p = StockServer()
+        p.factory = self
+        p.portal = self.portal
+        return p
+
+
+class TwistedStackTests(IMAPTestCase):
+    def make_factory(self):
+        return StockFactory(self.portal)
+
+    def test_stock_server_session(self):
+        self.inbox().add(MESSAGE, ["\\Seen"])
+        baseline = len(self.account().bus.listeners())
+
+        def client():
+            import imaplib
+
+            c = imaplib.IMAP4("127.0.0.1", self.portno, timeout=10)
+            c.login(USER, PASSWORD)
+            r = {}
+            typ, data = c.select("INBOX")
+            r["select"] = (typ, list(data))
+            r["fetch"] = c.fetch("1", "(FLAGS RFC822)")
+            r["append"] = c.append("INBOX", "(\\Flagged)", None, message("appended"))
+            self.deliver(message("delivered"))
+            r["noop"] = c.noop()
+            r["exists"] = list(c.untagged_responses.get("EXISTS", []))
+            r["store"] = c.store("1", "+FLAGS", "(\\Deleted)")
+            r["expunge"] = c.expunge()
+            r["status"] = c.status("Trash", "(MESSAGES UIDNEXT)")
+            r["list"] = c.list()
+            c.logout()
+            return r
+
+        def check(r):
+            self.assertEqual(r["select"], ("OK", [b"1"]))
+            self.assertEqual(r["fetch"][1][0][1], MESSAGE)
+            self.assertIn(b"FLAGS (\\Seen)", r["fetch"][1][0][0])
+            self.assertEqual(r["append"][0], "OK")
+            self.assertEqual(r["exists"][-1], b"3")  # the delivery, told to the stock session
+            self.assertEqual(r["expunge"], ("OK", [b"1"]))
+            self.assertEqual(r["status"][1], [b'Trash (MESSAGES 0 UIDNEXT 1)'])
+            self.assertIn(b'"/" "INBOX"', r["list"][1][0])
+            self.assertEqual(self.inbox().uids(), [2, 3])
+            self.assertEqual(self.inbox().message(2).flags, frozenset(["\\Flagged"]))
+
+        def closed(r):
+            return self.factory.sessions[0].lost.addCallback(lambda _: r)
+
+        def unsubscribed(_):
+            # the stock server never closes its mailbox; the avatar's logout did
+            self.assertEqual(len(self.account().bus.listeners()), baseline)
+
+        d = self.in_thread(client).addCallback(check).addCallback(closed)
+        return d.addCallback(unsubscribed)
