@@ -296,7 +296,7 @@ class PushService:
 
     def start(self):
         """Listen on 127.0.0.1, port 0; fires with the service once listening."""
-        site = _Site(self.resource, reactor=self.reactor)
+        site = _Site(self.resource, reactor=self.reactor, parsePOSTFormSubmission=False)
         site.service = self
         self._port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
         self.origin = "http://127.0.0.1:%d" % (self._port.getHost().port,)

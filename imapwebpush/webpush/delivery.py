@@ -157,7 +157,7 @@ def _describe(failure):
 class _Delivery:
     """One push on its way: the persisted record plus the in-memory bits."""
 
-    __slots__ = ("record", "body", "deferred", "timer", "origin", "request", "timed_out")
+    __slots__ = ("record", "body", "deferred", "timer", "origin", "request", "timed_out", "checked")
 
     def __init__(self, record, deferred, body=None):
         self.record = record
@@ -166,6 +166,7 @@ class _Delivery:
         self.timer = None
         self.request = None
         self.timed_out = False
+        self.checked = False  # policy.check_url passed in this process
         self.origin = origin_of(record["endpoint"])
 
 
@@ -320,6 +321,7 @@ class PushDeliveryService(Service):
         }
         d = defer.Deferred()
         delivery = _Delivery(record, d, body)
+        delivery.checked = True
         self._outbox.put(record)
         self._deliveries[record["id"]] = delivery
         self._enqueue(delivery)
@@ -390,7 +392,9 @@ class PushDeliveryService(Service):
             self._expire(delivery)
             return
         try:
-            self.policy.check_url(record["endpoint"])
+            if not delivery.checked:  # resumed from the outbox: the policy may have changed
+                self.policy.check_url(record["endpoint"])
+                delivery.checked = True
             authorization = self.keyring.authorization(record["vapid_key"], record["endpoint"])
         except EndpointRefused as e:
             self._final(delivery, FAILED, reason=e.reason)
