@@ -37,6 +37,7 @@ class SessionView:
         self.condstore = False
         self.gone = False
         self.uids = list(mailbox.uids())
+        self._positions = None  # uid -> index in self.uids, rebuilt after changes
         if readonly:
             # EXAMINE shows what is recent without claiming it (RFC 3501 6.3.2).
             peek = getattr(mailbox, "recent", None)
@@ -77,7 +78,7 @@ class SessionView:
         if getattr(event, "mailbox", None) != self.name:
             return False
         if isinstance(event, events.MessageAdded):
-            if event.uid not in self._added and event.uid not in self.uids:
+            if event.uid not in self._added and event.uid not in self._index():
                 self._added.append(event.uid)
             return True
         if isinstance(event, events.MessagesExpunged):
@@ -124,8 +125,9 @@ class SessionView:
                 self._added.remove(uid)
                 self._expunged.discard(uid)
         if allow_expunge and self._expunged:
-            known = [u for u in self._expunged if u in self.uids]
-            positions = sorted((self.uids.index(u) for u in known), reverse=True)
+            index_of = self._index()
+            positions = sorted((index_of[u] for u in self._expunged if u in index_of), reverse=True)
+            self._positions = None
             for index in positions:
                 uid = self.uids.pop(index)
                 self.recent.discard(uid)
@@ -134,7 +136,7 @@ class SessionView:
             self._expunged.clear()
         if self._flags:
             for uid in sorted(self._flags):
-                if uid in self._expunged or uid not in self.uids:
+                if uid in self._expunged or uid not in self._index():
                     continue
                 flags, modseq = self._flags[uid]
                 out.append(("flags", self.seq(uid), uid, flags, modseq))
@@ -142,20 +144,26 @@ class SessionView:
         if self._added:
             self.uids.extend(sorted(self._added))
             self._added = []
+            self._positions = None
             if not self.readonly:
                 self.recent.update(self.mailbox.claim_recent())
             else:
                 peek = getattr(self.mailbox, "recent", None)
                 if callable(peek):
-                    self.recent.update(u for u in peek() if u in self.uids)
+                    self.recent.update(u for u in peek() if u in self._index())
             out.append(("exists", len(self.uids)))
             out.append(("recent", len(self.recent)))
         return out
 
     # -- sequence numbers --------------------------------------------------------
 
+    def _index(self):
+        if self._positions is None:
+            self._positions = {u: i for i, u in enumerate(self.uids)}
+        return self._positions
+
     def seq(self, uid):
-        return self.uids.index(uid) + 1
+        return self._index()[uid] + 1
 
     def exists(self):
         return len(self.uids)
