@@ -239,6 +239,9 @@ class IVapidKeyring(Interface):
         Cached per (key, origin) and renewed shortly before it expires.
         """
 
+    def public_key(name):
+        """The 65-octet public point of a kept key; KeyError if unknown. (Added by webpush/vapid.py.)"""
+
 
 class IEndpointPolicy(Interface):
     """Which push endpoints the server will talk to (SPEC 7)."""
@@ -258,6 +261,10 @@ class IPushSender(Interface):
         fires with the final L{PushOutcome} (after retries); it never errbacks.
         Outcomes are also reported to the sender's L{IPushOutcomeObserver},
         which sees the outcome of deliveries resumed after a restart too.
+        Input refused before any request (bad keys, Urgency, TTL or Topic, an
+        endpoint the policy refuses, not running, queue full) fires at once
+        with a FAILED outcome; a payload over MAX_PLAINTEXT with TOO_LARGE and
+        status None.
         """
 
 
