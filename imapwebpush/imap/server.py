@@ -581,19 +581,37 @@ class IMAPServer(imap4.IMAP4Server):
         if self.portal is None:
             raise No("[UNAVAILABLE] Authentication is not configured")
         d = self.portal.login(creds, None, imap4.IAccount)
-        d.addCallbacks(self._logged_in, self._login_failed, (tag, command), None, (tag,), None)
+        d.addCallbacks(self._logged_in, self._login_failed, (tag, command), None, (tag, creds), None)
 
     def _logged_in(self, result, tag, command):
         iface, avatar, logout = result
         self.account = avatar
         self._onLogout = logout
         self.state = "auth"
+        self.log.info(
+            "IMAP login of {account} from {peer} ({command})",
+            account=getattr(avatar, "address", None),
+            peer=self._peer(),
+            command=command.decode("ascii"),
+        )
         self.setTimeout(self.POSTAUTH_TIMEOUT)
         caps = b" ".join(self.listCapabilities())
         self.sendPositiveResponse(tag, b"[CAPABILITY " + caps + b"] " + command + b" completed")
 
-    def _login_failed(self, failure, tag):
+    def _peer(self):
+        try:
+            peer = self.transport.getPeer()
+            return "%s:%s" % (peer.host, peer.port)
+        except Exception:
+            return None
+
+    def _login_failed(self, failure, tag, creds):
         if failure.check(UnauthorizedLogin):
+            self.log.info(
+                "IMAP login refused for {user} from {peer}",
+                user=creds.username.decode("utf-8", "replace")[:100],
+                peer=self._peer(),
+            )
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] Authentication failed")
         elif failure.check(UnhandledCredentials):
             self.sendNegativeResponse(tag, b"[UNAVAILABLE] Authentication is not configured")
