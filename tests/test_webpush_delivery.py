@@ -715,3 +715,51 @@ class OutboxUnitTests(unittest.TestCase):
         self.assertEqual(box.records(), [{"id": "a"}])
         self.assertEqual(self.rows(), ["a"])
         box.close()
+
+
+class TLSTests(unittest.TestCase):
+    """Certificates are verified: an untrusted one is a retried TLS failure, a trusted one works."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def run_push(self, trust):
+        pushservice = PushService(reactor, tls=True)
+        yield pushservice.start()
+        self.addCleanup(pushservice.stop)
+        with capturedLogs():
+            policy = EndpointPolicy(insecure=True)  # loopback target
+        client = make_http_client(reactor, policy, trust_root=pushservice.certificate if trust else None)
+        tmp = self.mktemp()
+        clock = Clock()
+        clock.advance(reactor.seconds())
+        keyring = VapidKeyring(os.path.join(tmp, "vapid"), "mailto:admin@example.org", reactor)
+        service = PushDeliveryService(clock, keyring, client, policy, os.path.join(tmp, "outbox.sqlite"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        sub = pushservice.new_subscription()
+        self.assertTrue(sub.endpoint.startswith("https://127.0.0.1:"))
+        d = service.send(target_for(sub, keyring.current()), b"over TLS", "high", 1)
+        for _ in range(500):
+            if d.called or (service._in_flight == 0 and clock.getDelayedCalls()):
+                break
+            wait = defer.Deferred()
+            reactor.callLater(0.01, wait.callback, None)
+            yield wait
+        clock.advance(2)  # past the TTL: a failed attempt expires now
+        outcome = yield d
+        return outcome, pushservice
+
+    @defer.inlineCallbacks
+    def test_untrusted_certificate(self):
+        outcome, pushservice = yield self.run_push(trust=False)
+        self.assertEqual(outcome.kind, EXPIRED)
+        self.assertIn("SSL", outcome.reason)
+        self.assertEqual(pushservice.pushes, [])
+
+    @defer.inlineCallbacks
+    def test_trusted_certificate(self):
+        outcome, pushservice = yield self.run_push(trust=True)
+        self.assertEqual(outcome.kind, DELIVERED)
+        self.assertEqual(pushservice.pushes[0].plaintext, b"over TLS")
+        self.assertEqual(pushservice.pushes[0].problems, [])

@@ -231,6 +231,44 @@ def verify_vapid(authorization, origin, now, verified=None):
     return claims, key_text, problems
 
 
+def _self_signed_tls():
+    """Server TLS options and the certificate for 127.0.0.1 / localhost, valid for a day."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+    from twisted.internet import ssl
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imapwebpush test push service")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    server = ssl.PrivateCertificate.loadPEM(key_pem + cert_pem)
+    return server.options(), ssl.Certificate.loadPEM(cert_pem)
+
+
 class _Channel(HTTPChannel):
     """HTTP/1.1 channel that tells the service when it closes (so stop() can wait)."""
 
@@ -275,12 +313,14 @@ class PushService:
     (``resource`` is the twisted.web resource) without ``start()``.
     """
 
-    def __init__(self, reactor=None, strict=True, origin=None):
+    def __init__(self, reactor=None, strict=True, origin=None, tls=False):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.strict = strict
         self.origin = origin
+        self.tls = tls
+        self.certificate = None  # with tls: the self-signed twisted.internet.ssl.Certificate to trust
         self.resource = _PushResource(self)
         self.pushes = []
         self._subscriptions = {}
@@ -298,8 +338,13 @@ class PushService:
         """Listen on 127.0.0.1, port 0; fires with the service once listening."""
         site = _Site(self.resource, reactor=self.reactor, parsePOSTFormSubmission=False)
         site.service = self
-        self._port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.origin = "http://127.0.0.1:%d" % (self._port.getHost().port,)
+        if self.tls:
+            options, self.certificate = _self_signed_tls()
+            self._port = self.reactor.listenSSL(0, site, options, interface="127.0.0.1")
+            self.origin = "https://127.0.0.1:%d" % (self._port.getHost().port,)
+        else:
+            self._port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
+            self.origin = "http://127.0.0.1:%d" % (self._port.getHost().port,)
         return defer.succeed(self)
 
     def stop(self):
