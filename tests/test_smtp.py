@@ -10,7 +10,7 @@ import smtplib
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
-from imapwebpush.smtp.server import ReceivingFactory
+from imapwebpush.smtp.server import ReceivingESMTP, ReceivingFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
 
@@ -268,6 +268,33 @@ class ReceivingTests(SMTPTestMixin, unittest.TestCase):
         )
         self.assertEqual(after, {})
         self.assertEqual([uid for uid, _ in self.inbox("alice@example.org")], [1])
+
+    @defer.inlineCallbacks
+    def test_line_too_long(self):
+        """An over-long line ends the connection; no part of the message is read as commands."""
+        self.patch(ReceivingESMTP, "MAX_LENGTH", 2000)
+        smuggled = b"RCPT TO:<bob@example.net>\r\n"
+
+        def talk():
+            s = self.smtp()
+            s.ehlo("client.example")
+            s.mail("carol@remote.example")
+            s.rcpt("alice@example.org")
+            s.docmd("DATA")
+            s.send(b"Subject: long\r\n\r\n" + b"x" * 3000 + b"\r\n" + smuggled + b".\r\n")
+            answer = s.getreply()
+            try:
+                closed = s.getreply()
+            except smtplib.SMTPServerDisconnected:
+                closed = "disconnected"
+            s.close()
+            return answer, closed
+
+        answer, closed = yield self.in_thread(talk)
+        self.assertEqual(answer, (500, b"5.5.2 Line too long"))
+        self.assertEqual(closed, "disconnected")
+        self.assertEqual(self.inbox("alice@example.org"), [])
+        self.assertEqual(self.inbox("bob@example.net"), [])
 
     @defer.inlineCallbacks
     def test_store_failure_is_transient(self):

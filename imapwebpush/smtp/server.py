@@ -26,11 +26,20 @@ class ReceivingESMTP(ESMTP):
 
     log = Logger()
     max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+    # RFC 5321 allows 1000 octets a line; mail clients send longer unwrapped
+    # lines, so accept up to 1 MiB (the message size limit still applies).
+    MAX_LENGTH = 1024 * 1024
 
     def connectionMade(self):
         ESMTP.connectionMade(self)
         if ISSLTransport.providedBy(self.transport):
             self.canStartTLS = False  # implicit TLS: already encrypted
+
+    def lineLengthExceeded(self, line):
+        # Twisted would go back to command mode in the middle of a message and
+        # read the rest of it as commands: answer, then hang up instead.
+        self.sendCode(500, b"5.5.2 Line too long")
+        self.transport.loseConnection()
 
     def extensions(self):
         ext = ESMTP.extensions(self)
