@@ -81,6 +81,11 @@ class RFC8291Tests(unittest.TestCase):
             crypto.encrypt(b"x" * (MAX_PLAINTEXT + 1), d(v["ua_public"]), d(v["auth_secret"]))
         self.assertIn("3994 octets exceeds the 3993-octet limit", str(e.exception))
 
+    def test_empty_payload_refused(self):
+        with self.assertRaises(ValueError) as e:
+            crypto.encrypt(b"", d(self.v["ua_public"]), d(self.v["auth_secret"]))
+        self.assertEqual(str(e.exception), "the push payload is empty")
+
     def test_truncated_body(self):
         with self.assertRaises(crypto.DecryptError):
             crypto.decrypt(b"short", crypto.private_key_from_raw(d(self.v["ua_private"])), b"a" * 16)
@@ -158,3 +163,48 @@ class KeyParsingTests(unittest.TestCase):
             crypto.encrypt(b"x", b"\x04" * 65, b"a" * 16)
         with self.assertRaises(ValueError):
             crypto.encrypt(b"x", d(self.v["ua_public"]), b"a" * 15)
+
+
+class PropertyTests(unittest.TestCase):
+    """Round trips and parser robustness over generated input."""
+
+    def setUp(self):
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.ua = ec.generate_private_key(ec.SECP256R1())
+        self.auth = os.urandom(16)
+
+    def test_round_trip_and_size(self):
+        from hypothesis import given, settings, strategies as st
+
+        @settings(max_examples=60, deadline=None)
+        @given(st.binary(min_size=1, max_size=MAX_PLAINTEXT))
+        def check(plaintext):
+            body = crypto.encrypt(plaintext, crypto.public_bytes(self.ua), self.auth)
+            self.assertEqual(len(body), HEADER_LENGTH + len(plaintext) + 1 + 16)
+            self.assertLessEqual(len(body), MAX_BODY)
+            self.assertEqual(crypto.decrypt(body, self.ua, self.auth), plaintext)
+
+        check()
+
+    def test_parsers_only_raise_value_error(self):
+        from hypothesis import given, settings, strategies as st
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.one_of(st.text(max_size=120), st.text(alphabet="ABCDEFabcdef0123456789-_=", max_size=100)))
+        def check(text):
+            for parse, size in ((crypto.parse_p256dh, 65), (crypto.parse_auth, 16)):
+                try:
+                    raw = parse(text)
+                except ValueError as e:
+                    self.assertTrue(str(e))
+                else:
+                    self.assertEqual(len(raw), size)
+
+        check()
+
+    def test_round_trip_of_keys(self):
+        text = crypto.b64url_encode(crypto.public_bytes(self.ua))
+        self.assertEqual(len(text), 87)
+        self.assertEqual(crypto.parse_p256dh(text), crypto.public_bytes(self.ua))
+        self.assertEqual(crypto.parse_auth(crypto.b64url_encode(self.auth)), self.auth)

@@ -204,3 +204,31 @@ class ConnectTimeTests(unittest.TestCase):
         self.answers["localhost"] = [["127.0.0.1"]]
         self.post(self.client(policy), "http://localhost:8080/p")
         self.assertEqual([c[:2] for c in self.reactor.tcpClients], [("127.0.0.1", 8080)])
+
+
+class RobustnessTests(unittest.TestCase):
+    def test_check_url_only_refuses(self):
+        from hypothesis import given, settings, strategies as st
+
+        policy = EndpointPolicy()
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.one_of(st.text(max_size=80), st.text(max_size=60).map(lambda t: "https://" + t)))
+        def check(url):
+            try:
+                policy.check_url(url)
+            except EndpointRefused as e:
+                self.assertTrue(e.reason)
+
+        check()
+
+    def test_address_problem_never_raises(self):
+        from hypothesis import given, settings, strategies as st
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.one_of(st.ip_addresses().map(str), st.text(max_size=40)))
+        def check(text):
+            problem = address_problem(text)
+            self.assertTrue(problem is None or isinstance(problem, str))
+
+        check()

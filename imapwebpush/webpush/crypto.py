@@ -105,6 +105,9 @@ def encrypt(plaintext, p256dh, auth, salt=None, private_key=None):
     """
     if not isinstance(plaintext, bytes):
         raise TypeError("the push payload must be bytes")
+    if not plaintext:
+        # http_ece would emit a header without any record, which RFC 8188 does not allow
+        raise ValueError("the push payload is empty")
     if len(plaintext) > MAX_PLAINTEXT:
         raise PayloadTooLarge(
             "payload of %d octets exceeds the %d-octet limit of one push (SPEC 5.2)"

@@ -282,6 +282,10 @@ class PushDeliveryService(Service):
             return defer.succeed(
                 self._outcome_now(target, context, FAILED, "the push delivery service is not running")
             )
+        if len(self._deliveries) - self._in_flight >= self.max_queue:
+            return defer.succeed(
+                self._outcome_now(target, context, FAILED, "the push delivery queue is full")
+            )
         try:
             json.dumps(context)
             if urgency not in URGENCIES:
@@ -298,10 +302,6 @@ class PushDeliveryService(Service):
             return defer.succeed(self._outcome_now(target, context, FAILED, e.reason))
         except (ValueError, TypeError) as e:
             return defer.succeed(self._outcome_now(target, context, FAILED, str(e)))
-        if len(self._deliveries) - self._in_flight >= self.max_queue:
-            return defer.succeed(
-                self._outcome_now(target, context, FAILED, "the push delivery queue is full")
-            )
         now = self.reactor.seconds()
         record = {
             "id": uuid.uuid4().hex,
