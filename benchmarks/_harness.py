@@ -30,6 +30,15 @@ PYTHON = sys.executable
 # ---------------------------------------------------------------------------
 
 
+def mail_dir(data_dir):
+    """Where the server keeps the accounts of ``data_dir`` (the same rule as the server)."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from imapwebpush.tap import mail_path
+
+    return mail_path(data_dir)
+
+
 def add_user(data_dir, address, password):
     """Add a user with the admin command, exactly as an operator would."""
     proc = subprocess.run(

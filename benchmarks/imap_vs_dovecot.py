@@ -224,7 +224,7 @@ def fill_ours(data_dir, messages):
     sys.path.insert(0, _harness.ROOT)
     from imapwebpush.store.account import MailStore
 
-    inbox = MailStore(data_dir).account(USER).mailbox("INBOX")
+    inbox = MailStore(_harness.mail_dir(data_dir)).account(USER).mailbox("INBOX")
     for i, m in enumerate(messages):
         inbox.add(m, internaldate=1795000000 + i)
 
