@@ -219,6 +219,12 @@ class CheckerTests(unittest.TestCase):
             self.failureResultOf(d, UnauthorizedLogin)
         self.assertEqual(len(self.threaded), 3)
 
+    def test_corrupt_file_refuses_logins(self):
+        with open(os.path.join(self.dir, "users.json"), "w") as f:
+            f.write("{broken")
+        d = self.checker.requestAvatarId(UsernamePassword(b"alice@example.org", b"pw"))
+        self.failureResultOf(d, UnauthorizedLogin)
+
     def test_str_credentials(self):
         d = self.checker.requestAvatarId(UsernamePassword("alice@example.org", "pw"))
         self.assertEqual(self.successResultOf(d), "alice@example.org")

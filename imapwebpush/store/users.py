@@ -332,6 +332,7 @@ class UserChecker:
     """
 
     credentialInterfaces = (IUsernamePassword,)
+    log = Logger()
 
     def __init__(self, users, defer_to_thread=None):
         self.users = users
@@ -342,7 +343,11 @@ class UserChecker:
         try:
             address = normalize_address(username)
             verifier = self.users.verifier(address)
-        except (InvalidAddress, UsersFileError):
+        except InvalidAddress:
+            address, verifier = None, None
+        except UsersFileError as e:
+            # Refuse every login until the file is fixed; say why in the log.
+            self.log.error("login refused: {error}", error=str(e))
             address, verifier = None, None
         if verifier is None:
             verifier = self.users._dummy
