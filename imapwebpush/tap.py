@@ -218,6 +218,8 @@ class Components:
 
     ``build_components`` fills the mail ones; the Web Push wiring adds its own
     attributes here (subscription store, keyring, sender, dispatcher).
+    ``services`` lists ``(name, IService)`` pairs that L{makeService} adds
+    before the listeners, so they start first and stop last.
     """
 
     def __init__(self, options, reactor):
@@ -231,6 +233,7 @@ class Components:
         self.users = None
         self.checker = None
         self.portal = None
+        self.services = []
 
 
 def build_components(options, reactor=None):
@@ -308,6 +311,9 @@ def makeService(options, reactor=None):
     c = build_components(options, reactor)
     top = service.MultiService()
     top.components = c
+    for name, svc in c.services:
+        svc.setName(name)
+        svc.setServiceParent(top)
     for name, factory in server_factories(c).items():
         svc = ListeningService(options["endpoints"][name], factory)
         svc.setName(name)

@@ -154,6 +154,21 @@ class MakeServiceTests(unittest.TestCase):
         self.assertIs(top.getServiceNamed("smtp").factory.users, c.users)
         self.assertIs(top.getServiceNamed("imap").factory.portal, c.portal)
 
+    def test_extra_services_start_first(self):
+        """Services put in components.services start before the listeners."""
+        built = tap.build_components
+
+        def build(options, reactor=None):
+            c = built(options, reactor)
+            c.services.append(("background", service.Service()))
+            return c
+
+        self.patch(tap, "build_components", build)
+        options = tap.Options()
+        options.parseOptions(["--data", os.path.abspath(self.mktemp())])
+        top = tap.makeService(options)
+        self.assertEqual([child.name for child in top], ["background", "imap", "smtp"])
+
     def test_plugin(self):
         """twistd finds the plugin and lists the options, with the repo on sys.path."""
         env = dict(os.environ, PYTHONPATH=REPO)
