@@ -763,3 +763,19 @@ class TLSTests(unittest.TestCase):
         self.assertEqual(outcome.kind, DELIVERED)
         self.assertEqual(pushservice.pushes[0].plaintext, b"over TLS")
         self.assertEqual(pushservice.pushes[0].problems, [])
+
+
+class UnreadableOutboxTests(StubHarness):
+    def test_bad_record_dropped_with_a_log_line(self):
+        from imapwebpush.webpush.outbox import Outbox
+
+        self.service.stopService()
+        box = Outbox(self.outbox)
+        box.put({"id": "broken", "endpoint": "https://push.example.net/x"})
+        box.close()
+        self.service = self.make_service()
+        with capturedLogs() as events:
+            self.service.startService()
+        self.assertTrue(any("unreadable outbox record" in e.get("log_format", "") for e in events))
+        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.result(self.send()).kind, DELIVERED)

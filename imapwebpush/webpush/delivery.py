@@ -228,7 +228,15 @@ class PushDeliveryService(Service):
         now = self.reactor.seconds()
         resumed = 0
         for record in self._outbox.records():
-            delivery = _Delivery(record, None)
+            try:
+                delivery = _Delivery(record, None)
+                record["deadline"] + record["ttl"] + record["not_before"] + record["attempts"]
+                record["account"], record["subscription_id"], record["vapid_key"]
+                record["urgency"], record["topic"], record["context"]
+            except (KeyError, TypeError, ValueError):
+                self.log.warn("dropping an unreadable outbox record {id}", id=record.get("id"))
+                self._outbox.remove(record.get("id"))
+                continue
             if now > record["deadline"]:
                 self.log.info(
                     "dropping push for {account}/{subscription}: its TTL passed while stopped",
@@ -247,16 +255,19 @@ class PushDeliveryService(Service):
 
     def stopService(self):
         Service.stopService(self)
-        for delivery in list(self._deliveries.values()):
+        deliveries = list(self._deliveries.values())
+        self._deliveries.clear()  # first, so cancelled requests are not handled as failures
+        for delivery in deliveries:
             if delivery.timer is not None and delivery.timer.active():
                 delivery.timer.cancel()
             delivery.timer = None
             if delivery.request is not None:
                 request, delivery.request = delivery.request, None
                 request.cancel()
-        self._deliveries.clear()
         self._queues.clear()
         self._held.clear()
+        self._in_flight = 0
+        self._host_in_flight.clear()
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
@@ -438,14 +449,14 @@ class PushDeliveryService(Service):
         delivery.request = None
         if timer.active():
             timer.cancel()
+        if self._deliveries.get(delivery.record["id"]) is not delivery:
+            return None  # stopped meanwhile: the delivery stays in the outbox
         self._in_flight -= 1
         left = self._host_in_flight.get(delivery.origin, 1) - 1
         if left:
             self._host_in_flight[delivery.origin] = left
         else:
             self._host_in_flight.pop(delivery.origin, None)
-        if not self.running or delivery.record["id"] not in self._deliveries:
-            return None  # stopped: the delivery stays in the outbox
         try:
             if isinstance(result, Failure):
                 self._failed(delivery, result)
