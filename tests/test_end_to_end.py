@@ -152,6 +152,35 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual(status, "OK")
         self.assertIn(b" with ESMTPSA id ", data[0][1])
 
+    @defer.inlineCallbacks
+    def test_ssl_endpoints(self):
+        """ssl: endpoint strings give implicit TLS (IMAPS, submissions)."""
+        os.mkdir(self.data)
+        cert, key = write_self_signed(self.data)
+        ssl = "ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (key, cert)
+        running = yield self.start("--imap", ssl, "--submission", ssl)
+        self.add_user("alice@example.org", "alice-pw")
+        ports = running.ports
+
+        def submit_and_read():
+            s = smtplib.SMTP_SSL("127.0.0.1", ports["submission"], timeout=10, context=client_tls())
+            try:
+                s.login("alice@example.org", "alice-pw")
+                s.sendmail("alice@example.org", ["alice@example.org"], MESSAGE)
+            finally:
+                s.quit()
+            imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imap"], ssl_context=client_tls(), timeout=10)
+            try:
+                imap.login("alice@example.org", "alice-pw")
+                imap.select("INBOX")
+                return imap.uid("FETCH", "1", "(BODY.PEEK[TEXT])")
+            finally:
+                imap.logout()
+
+        status, data = yield threads.deferToThread(submit_and_read)
+        self.assertEqual(status, "OK")
+        self.assertEqual(data[0][1], b"Hello Alice,\r\n.this line starts with a dot\r\n")
+
     def test_listen_failure_is_reported(self):
         """A port already in use fails the start, synchronously, with the reason."""
         from twisted.internet import reactor
