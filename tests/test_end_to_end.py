@@ -9,7 +9,6 @@ import imaplib
 import io
 import os
 import smtplib
-import ssl as stdlib_ssl
 
 from twisted.internet import defer, threads
 from twisted.trial import unittest
