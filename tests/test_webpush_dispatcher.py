@@ -5,6 +5,8 @@ import re
 import stat
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.trial import unittest
 from zope.interface import implementer
@@ -457,3 +459,66 @@ class TopicTests(unittest.TestCase):
         with open(path, "wb") as f:
             f.write(b"short")
         self.assertRaises(ValueError, load_or_create_topic_key, path)
+
+
+mailboxes = st.sampled_from(["INBOX", "Archive", "Ünïcode/Sub", 'q"uote', "x" * 300])
+flag_sets = st.frozensets(st.sampled_from(["\\Seen", "\\Deleted", "$Label1", "bad flag"]))
+header_bytes = st.one_of(
+    st.just(HEADERS),
+    st.binary(max_size=200).map(lambda b: b"Subject: " + b + b"\r\n\r\n"),
+    st.builds(lambda t, n: b"From: " + t.encode("utf-8") + b" <a@b.example>\r\nSubject: "
+              + (t * n).encode("utf-8") + b"\r\n\r\n",
+              st.text(max_size=30), st.integers(0, 400)),
+)
+events = st.one_of(
+    st.builds(lambda m, uid, f, h: MessageAdded(ALICE, m, uid, f, 1, 1, 0.0, h),
+              mailboxes, st.integers(1, 10**6), flag_sets, header_bytes),
+    st.builds(lambda m, changes: FlagsChanged(ALICE, m, tuple((u, f, 1) for u, f in changes)),
+              mailboxes, st.lists(st.tuples(st.integers(1, 10**6), flag_sets), min_size=1,
+                                  max_size=50)),
+    st.builds(lambda m, uids: MessagesExpunged(ALICE, m, tuple(uids), 1),
+              mailboxes, st.lists(st.integers(1, 10**6), min_size=1, max_size=400)),
+    st.builds(lambda m: MailboxCreated(ALICE, m), mailboxes),
+    st.builds(lambda a, b: MailboxRenamed(ALICE, a, b), mailboxes, mailboxes),
+    st.builds(lambda m: MailboxDeleted(ALICE, m), mailboxes),
+)
+
+
+class PropertyTests(unittest.TestCase):
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.lists(events, max_size=25), max_size=3), st.integers(200, MAX_PLAINTEXT))
+    def test_any_events_make_whole_pushes_within_budget(self, turns, budget):
+        """Whatever happens, every push fits the budget, is UTF-8 and made of whole lines,
+        and every mailbox with news is named in some push."""
+        clock = task.Clock()
+        sender = RecordingSender()
+        dispatcher = PushDispatcher(clock, FakeSubscriptions(sub(ALICE, "phone")), sender, KEY,
+                                    budget=budget)
+        selected, listed = set(), {}
+        for turn in turns:
+            for event in turn:
+                dispatcher.changed(event)
+                if isinstance(event, MailboxRenamed):
+                    listed[event.new] = listed[event.old] = True
+                elif isinstance(event, (MailboxCreated, MailboxDeleted)):
+                    listed[event.mailbox] = True
+                else:
+                    selected.add(event.mailbox)
+            clock.advance(0)
+        clock.advance(decisions.DEFAULT_COALESCE_WINDOW)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        told = b""
+        for _, payload, urgency, ttl, topic_, _ in sender.sent:
+            self.assertLessEqual(len(payload), budget)
+            payload.decode("utf-8")
+            self.assertTrue(payload.endswith(b"\r\n"))
+            for line in payload[:-2].split(b"\r\n"):
+                self.assertTrue(line.startswith((b"* SELECT ", b"* LIST ", b"* VANISHED "))
+                                or re.match(rb"\* \d+ UIDFETCH \(FLAGS \(", line), line[:80])
+            self.assertIn(urgency, ("high", "normal", "low"))
+            told += payload
+        for name in selected | set(listed):
+            quoted = b'"' + name.replace("\\", "\\\\").replace('"', '\\"').encode("utf-8") + b'"'
+            longest = b"* LIST (\\NonExistent) " if name in listed else b"* SELECT "
+            if len(longest + b'"/" ' + quoted + b"\r\n") <= budget:
+                self.assertIn(quoted, told)
