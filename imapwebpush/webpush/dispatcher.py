@@ -29,6 +29,7 @@ import itertools
 from collections import OrderedDict
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -238,8 +239,9 @@ class PushDispatcher(service.Service):
             section = Section(None, tuple(ListUpdate(n, gone) for n, gone in tree.items()))
             pushes = render([section], self._budget)
             if sum(len(p.sections[0].items) for p in pushes if p.sections) < len(tree):
-                self.log.warn("push: {account}: too many mailbox changes at once, "
-                              "some LIST responses were left out", account=account)
+                self.log.warn("push: {account}: some LIST responses did not fit in {n} pushes"
+                              " and were left out", account=account,
+                              n=decisions.MAX_PUSHES_PER_BURST)
             for push in pushes:
                 planned.append(_Planned(push, KIND_LIST, decisions.URGENCY_OTHER,
                                         decisions.TTL_OTHER, self._listTopic(account, push)))
@@ -296,11 +298,11 @@ class PushDispatcher(service.Service):
         # "endpoint" lets the outcome observer ignore answers about a replaced endpoint
         context = {"kind": planned.kind, "mailboxes": list(planned.push.mailboxes),
                    "endpoint": target.endpoint}
-        d = self._sender.send(target, planned.push.payload, planned.urgency, planned.ttl,
-                              planned.topic, context)
+        # send() never errbacks by contract; a bug that raises must not stop the flush
+        d = defer.maybeDeferred(self._sender.send, target, planned.push.payload,
+                                planned.urgency, planned.ttl, planned.topic, context)
         d.addCallback(self._outcome, sub, planned, queue)
         d.addErrback(lambda f: self.log.failure("push dispatcher: send failed", f))
-        return
 
     def _outcome(self, outcome, sub, planned, queue):
         if outcome.kind == model.GONE:
