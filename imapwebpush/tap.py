@@ -233,6 +233,9 @@ class Components:
         self.users = None
         self.checker = None
         self.portal = None
+        self.webpush = None  # the WebPushService (subscriptions, keyring, sender)
+        self.dispatcher = None  # the PushDispatcher on the mail store's bus
+        self.avatar_factory = None  # makes IMAP avatars that provide IWebPushAccount
         self.services = []
 
 
@@ -249,13 +252,56 @@ def build_components(options, reactor=None):
     c.mail_store = MailStore(mail_path(c.data_dir), clock=reactor)
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
     c.checker = UserChecker(c.users)
-    c.portal = Portal(IMAPRealm(c.mail_store), [c.checker])
+    add_webpush(c)
+    c.portal = Portal(IMAPRealm(c.mail_store, avatar_factory=c.avatar_factory), [c.checker])
     return c
+
+
+TOPIC_KEY_FILE = "webpush-topic.key"
+
+
+def add_webpush(c):
+    """Wire the Web Push side: subscriptions, VAPID keys, delivery, dispatcher.
+
+    The dispatcher listens to the store-wide change bus, so every change made
+    by SMTP, IMAP or the admin command reaches it once. The delivery service
+    starts before the WebPush service and the dispatcher, and stops after
+    them, so nothing is sent through a stopped sender.
+    """
+    from imapwebpush.imap.avatar import Avatar
+    from imapwebpush.imap.webpush_commands import WebPushAvatarFactory
+    from imapwebpush.webpush.dispatcher import PushDispatcher
+    from imapwebpush.webpush.service import build_webpush
+    from imapwebpush.webpush.topic import load_or_create_topic_key
+
+    options = c.options
+    c.webpush = build_webpush(
+        c.data_dir,
+        c.reactor,
+        options["vapid-subject"],
+        insecure=options["insecure-push-endpoints"],
+        max_subscriptions=options["max-subscriptions"],
+    )
+    c.dispatcher = PushDispatcher(
+        c.reactor,
+        c.webpush.store,
+        c.webpush.sender,
+        load_or_create_topic_key(os.path.join(c.data_dir, TOPIC_KEY_FILE)),
+        coalesce_window=options["push-coalesce"],
+    )
+    c.webpush.dispatcher = c.dispatcher
+    c.mail_store.bus.subscribe(c.dispatcher)
+    c.avatar_factory = WebPushAvatarFactory(c.webpush, Avatar)
+    c.services.extend(
+        [("push-delivery", c.webpush.sender), ("webpush", c.webpush), ("push-dispatcher", c.dispatcher)]
+    )
 
 
 def server_factories(c):
     """``{name: protocol factory}`` for each listener that has an endpoint."""
     from imapwebpush.imap.factory import IMAPFactory
+    from imapwebpush.imap.server import IMAPServer
+    from imapwebpush.imap.webpush_commands import webpush_server_class
     from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 
     options = c.options
@@ -272,6 +318,7 @@ def server_factories(c):
             allow_plaintext_auth=options["allow-plaintext-auth"],
             clock=c.reactor,
             max_message_size=options["max-message-size"],
+            protocol=webpush_server_class(IMAPServer),
         )
     if "smtp" in wanted:
         factories["smtp"] = ReceivingFactory(c.mail_store, c.users, c.domains, c.reactor, **common)

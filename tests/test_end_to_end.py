@@ -31,6 +31,11 @@ MESSAGE = (
 )
 
 
+def listeners(running):
+    """The listening children of the server (the Web Push services have no factory)."""
+    return [child for child in running.service if isinstance(child, tap.ListeningService)]
+
+
 class EndToEndTests(unittest.TestCase):
     def setUp(self):
         self.data = os.path.abspath(self.mktemp())
@@ -41,16 +46,16 @@ class EndToEndTests(unittest.TestCase):
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK,
              "--submission", LOOPBACK, "--domain", "example.org"] + list(extra)
         )
-        for child in running.service:
-            track_connections(child.factory)
         self.addCleanup(self.stop, running)
+        for child in listeners(running):
+            track_connections(child.factory)
         return running
 
     @defer.inlineCallbacks
     def stop(self, running):
         if running.service.running:
             yield running.stop()
-        for child in running.service:
+        for child in listeners(running):
             yield child.factory.closed()
 
     def add_user(self, address, password):

@@ -77,12 +77,17 @@ class PushHarness(unittest.TestCase):
         self.webpush.dispatcher = self.dispatcher
         self.store.bus.subscribe(self.dispatcher)
         self.addCleanup(self.store.bus.unsubscribe, self.dispatcher)
-        self.pushservice = PushService(reactor)
-        yield self.pushservice.start()
-        self.addCleanup(self.pushservice.stop)
         for svc in (self.sender, self.webpush, self.dispatcher):
             svc.startService()
             self.addCleanup(svc.stopService)
+        yield self.meet_phone()
+
+    @defer.inlineCallbacks
+    def meet_phone(self):
+        """Start the testing push service and subscribe the "phone" device."""
+        self.pushservice = PushService(reactor)
+        yield self.pushservice.start()
+        self.addCleanup(self.pushservice.stop)
         self.addCleanup(self.settle)  # runs first: no response left in flight at stop
         self.inbox = self.store.account(ALICE).mailbox("INBOX")
         self.phone = yield self.subscribe("phone")
@@ -246,8 +251,8 @@ class EndToEnd(PushHarness):
 class ServerEndToEnd(PushHarness):
     """The same, driven by real clients: smtplib and imaplib against start_server (makeService).
 
-    The Web Push pieces are attached to the server's mail store here, as the
-    server's own wiring does.
+    Nothing is wired by hand: the Web Push pieces are the ones makeService
+    builds from the twistd options.
     """
 
     @defer.inlineCallbacks
@@ -262,10 +267,13 @@ class ServerEndToEnd(PushHarness):
         self.server = yield start_server([
             "--data", data, "--domain", "example.org", "--hostname", "mx.example.org",
             "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
-            "--allow-plaintext-auth",
+            "--allow-plaintext-auth", "--insecure-push-endpoints", "--push-coalesce", str(WINDOW),
         ], reactor)
         self.addCleanup(self.server.stop)
-        yield self.wire(self.server.components.mail_store, tmp)
+        c = self.server.components
+        self.store, self.webpush, self.dispatcher = c.mail_store, c.webpush, c.dispatcher
+        self.sender, self.keyring, self.subscriptions = c.webpush.sender, c.webpush.keyring, c.webpush.store
+        yield self.meet_phone()
 
     @defer.inlineCallbacks
     def client(self, work):

@@ -145,7 +145,10 @@ class MakeServiceTests(unittest.TestCase):
         options.parseOptions(["--data", data, "--submission", "tcp:0:interface=127.0.0.1"])
         top = tap.makeService(options)
         self.assertIsInstance(top, service.MultiService)
-        self.assertEqual(sorted(child.name for child in top), ["imap", "smtp", "submission"])
+        self.assertEqual(
+            sorted(child.name for child in top),
+            ["imap", "push-delivery", "push-dispatcher", "smtp", "submission", "webpush"],
+        )
         self.assertIsInstance(top.getServiceNamed("imap").factory, IMAPFactory)
         self.assertIsInstance(top.getServiceNamed("smtp").factory, ReceivingFactory)
         self.assertIsInstance(top.getServiceNamed("submission").factory, SubmissionFactory)
@@ -167,7 +170,10 @@ class MakeServiceTests(unittest.TestCase):
         options = tap.Options()
         options.parseOptions(["--data", os.path.abspath(self.mktemp())])
         top = tap.makeService(options)
-        self.assertEqual([child.name for child in top], ["background", "imap", "smtp"])
+        self.assertEqual(
+            [child.name for child in top],
+            ["push-delivery", "webpush", "push-dispatcher", "background", "imap", "smtp"],
+        )
 
     def test_plugin(self):
         """twistd finds the plugin and lists the options, with the repo on sys.path."""

@@ -1,0 +1,153 @@
+"""The whole server as twistd builds it: a phone subscribes over IMAP and gets its mail pushed.
+
+Everything here goes through the wire: imaplib sends GETVAPID, WEBPUSH and
+ACKWEBPUSH to the server that makeService builds from its options; the
+verification push and the new-mail push arrive at the testing push service,
+which checks VAPID and decrypts them; smtplib delivers the mail. The server is
+then stopped and started again on the same data folder: the subscription is
+still active and the next mail is pushed too.
+"""
+
+import imaplib
+import os
+import re
+import smtplib
+
+from twisted.internet import defer, reactor, task, tcp, threads
+from twisted.trial import unittest
+
+from imapwebpush.store.users import UserDatabase
+from imapwebpush.tap import start_server
+from imapwebpush.testing import PushService
+
+ALICE = "alice@example.org"
+PASSWORD = "secret"
+COMMANDS = ("GETVAPID", "WEBPUSH", "ACKWEBPUSH", "LWEBPUSH", "SILWEBPUSH")
+
+
+def mail(subject):
+    return (
+        "From: Fred <fred@elsewhere.example>\r\nTo: <%s>\r\nSubject: %s\r\n"
+        "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <%s@elsewhere.example>\r\n"
+        "\r\nbody\r\n" % (ALICE, subject, subject.replace(" ", "-"))
+    ).encode("ascii")
+
+
+class SubscribeOverIMAP(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        for name in COMMANDS:
+            imaplib.Commands.setdefault(name, ("AUTH", "SELECTED"))
+        self.data = os.path.abspath(self.mktemp())
+        os.makedirs(self.data)
+        UserDatabase(self.data, scrypt_params={"n": 2, "r": 1, "p": 1}).add(ALICE, PASSWORD)
+        self.pushservice = PushService(reactor)
+        yield self.pushservice.start()
+        self.addCleanup(self.pushservice.stop)
+
+    @defer.inlineCallbacks
+    def start(self):
+        server = yield start_server([
+            "--data", self.data, "--domain", "example.org",
+            "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
+            "--allow-plaintext-auth", "--insecure-push-endpoints",
+        ], reactor)
+        self.addCleanup(self.stop, server)
+        return server
+
+    @defer.inlineCallbacks
+    def stop(self, server):
+        if server.service.running:
+            # let answers in flight finish so no connection is left open
+            for _ in range(200):
+                if server.components.webpush.sender.pending() == 0:
+                    break
+                yield task.deferLater(reactor, 0.01, lambda: None)
+            yield server.stop()
+
+    @defer.inlineCallbacks
+    def client(self, server, work):
+        """Run blocking client code in a thread; wait until the server closed its side."""
+        result = yield threads.deferToThread(work)
+        ports = set(server.ports.values())
+        for _ in range(500):
+            if not any(isinstance(r, tcp.Server) and r.getHost().port in ports
+                       for r in reactor.getReaders() + reactor.getWriters()):
+                return result
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.fail("the server kept a client connection open")
+
+    def send(self, server, subject):
+        def work():
+            with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
+                smtp.sendmail("fred@elsewhere.example", [ALICE], mail(subject))
+        return self.client(server, work)
+
+    @defer.inlineCallbacks
+    def test_subscribe_verify_push_restart(self):
+        device = self.pushservice.new_subscription()
+        server = yield self.start()
+        port = server.ports["imap"]
+
+        def subscribe():
+            imap = imaplib.IMAP4("127.0.0.1", port)
+            try:
+                imap.login(ALICE, PASSWORD)
+                capabilities = imap.capability()[1][0].split()
+                imap._simple_command("GETVAPID")
+                vapid = imap.response("VAPID")[1][0]
+                typ, _ = imap._simple_command(
+                    "WEBPUSH", "phone", device.endpoint, device.p256dh, device.auth)
+                listed = imap.response("WEBPUSH")[1]
+                return capabilities, vapid, typ, listed
+            finally:
+                imap.logout()
+
+        capabilities, vapid, typ, listed = yield self.client(server, subscribe)
+        self.assertIn(b"WEBPUSH", capabilities)
+        self.assertEqual(vapid.decode("ascii"), server.components.webpush.keyring.current())
+        self.assertEqual(typ, "OK")
+        self.assertEqual(listed, [("phone %s NIL" % (device.endpoint,)).encode("ascii")])
+
+        [verification] = yield self.pushservice.wait_for(1, device)
+        self.assertEqual(verification.problems, [])
+        self.assertEqual(verification.headers["urgency"], "high")
+        self.assertEqual(verification.headers["ttl"], "600")
+        self.assertEqual(verification.vapid_key, vapid.decode("ascii"))
+        token = re.match(rb"\A\* ACKWEBPUSH (\S+)\r\n\Z", verification.plaintext).group(1)
+
+        # Mail before the ACK is not pushed: the subscription is pending.
+        yield self.send(server, "before ack")
+
+        def acknowledge():
+            imap = imaplib.IMAP4("127.0.0.1", port)
+            try:
+                imap.login(ALICE, PASSWORD)
+                typ, _ = imap._simple_command("ACKWEBPUSH", token.decode("ascii"))
+                return typ, imap.response("WEBPUSH")[1]
+            finally:
+                imap.logout()
+
+        typ, listed = yield self.client(server, acknowledge)
+        self.assertEqual((typ, listed), ("OK", [("phone %s NIL" % (device.endpoint,)).encode()]))
+
+        yield self.send(server, "after ack")
+        pushes = yield self.pushservice.wait_for(2, device)
+        self.assertEqual(pushes[1].problems, [])
+        self.assertTrue(pushes[1].plaintext.startswith(b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () '
+                                                       b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" '
+                                                       b'"after ack" '), pushes[1].plaintext)
+        self.assertEqual(pushes[1].headers["urgency"], "high")
+        self.assertNotIn("topic", pushes[1].headers)
+
+        # A restart keeps the subscription active, bound to the same key.
+        yield self.stop(server)
+        server = yield self.start()
+        yield self.send(server, "after restart")
+        pushes = yield self.pushservice.wait_for(3, device)
+        self.assertIn(b'* 3 UIDFETCH (FLAGS () ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" '
+                      b'"after restart" ', pushes[2].plaintext)
+        self.assertEqual(pushes[2].vapid_key, vapid.decode("ascii"))
+        self.assertEqual(len(self.pushservice.received(device)), 3)
