@@ -2,18 +2,19 @@
 
 Run:  python benchmarks/push_throughput.py [--pushes 3000] [--pywebpush-pushes 800]
 
-The receiver is imapwebpush.testing.PushService on 127.0.0.1 (plain HTTP): it
-checks VAPID and decrypts every push. Three measurements in one run:
+The receiver is imapwebpush.testing.PushService on 127.0.0.1 (plain HTTP) in a
+process of its own (benchmarks/_receiver.py): it checks VAPID and decrypts
+every push. Three measurements in one run:
 
-* imapwebpush: PushDeliveryService (treq, one persistent pool) in this
-  process, on the same reactor as the receiver, all pushes queued at once;
+* imapwebpush: PushDeliveryService (treq, one persistent pool, SQLite outbox)
+  in this process, all pushes queued at once;
 * pywebpush: ``webpush()`` with one reused requests.Session, sequential, in a
-  child process (so it does not share this process's GIL), same payloads and
-  subscriptions, sending to the same receiver;
+  child process, same payloads and subscriptions, sending to the same receiver;
 * crypto_only: RFC 8291 encryption + an ES256 VAPID signature per push, no HTTP.
 
-A push counts only if the receiver decrypted it to the exact payload sent, with
-no problem found. Prints one line:
+The two senders take turns in halves, A B B A, so a change in the machine's
+load weighs on both. A push counts only if the receiver decrypted it to the
+exact payload sent, with no problem found, and answered 201. Prints one line:
 
   push_throughput: imapwebpush=N/s pywebpush=M/s ratio=R crypto_only=C/s
 """
@@ -30,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 SUBJECT = "mailto:bench@example.org"
+RECEIVER = os.path.join(HERE, "_receiver.py")
 
 
 def payload(kind, n):
@@ -42,6 +44,42 @@ def payload(kind, n):
         '((NIL NIL "mooch" "owatagu.siam.edu.example")) NIL NIL NIL "<B27397-%d@Blurdybloop.example>"))\r\n'
         % (1000 + n, kind, n, n)
     ).encode("utf-8")
+
+
+# -- the receiver, in its own process ------------------------------------------------
+
+
+class Receiver:
+    """benchmarks/_receiver.py as a child process; ``ask`` blocks (call it from a thread)."""
+
+    def __init__(self, subscriptions):
+        self.process = subprocess.Popen(
+            [sys.executable, RECEIVER, "--subscriptions", str(subscriptions)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit("the receiver did not start (exit status %s)" % (self.process.wait(),))
+        info = json.loads(line)
+        self.origin = info["origin"]
+        self.subscriptions = info["subscriptions"]
+
+    def ask(self, command):
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        if "error" in answer:
+            raise SystemExit("receiver: %s" % (answer["error"],))
+        return answer
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 # -- pywebpush, in a child process ------------------------------------------------
@@ -58,8 +96,9 @@ def pywebpush_child(job_path):
     session = requests.Session()
     subs = job["subscriptions"]
     statuses = {}
+    cpu = time.process_time()
     start = time.perf_counter()
-    for n in range(job["count"]):
+    for n in range(job["first"], job["first"] + job["count"]):
         response = webpush(
             subs[n % len(subs)],
             data=payload("pywebpush", n),
@@ -71,7 +110,8 @@ def pywebpush_child(job_path):
         )
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
     elapsed = time.perf_counter() - start
-    print(json.dumps({"elapsed": elapsed, "statuses": statuses}))
+    cpu = time.process_time() - cpu
+    print(json.dumps({"elapsed": elapsed, "cpu": cpu, "statuses": statuses}))
 
 
 # -- crypto only -------------------------------------------------------------------
@@ -84,7 +124,7 @@ def crypto_only(subs, count):
     from imapwebpush.webpush.vapid import sign_jwt
 
     key = ec.generate_private_key(ec.SECP256R1())
-    keys = [(crypto.parse_p256dh(s.p256dh), crypto.parse_auth(s.auth)) for s in subs]
+    keys = [(crypto.parse_p256dh(s["keys"]["p256dh"]), crypto.parse_auth(s["keys"]["auth"])) for s in subs]
     start = time.perf_counter()
     for n in range(count):
         p256dh, auth = keys[n % len(keys)]
@@ -96,17 +136,14 @@ def crypto_only(subs, count):
 # -- the run -----------------------------------------------------------------------
 
 
-def verified(receiver, kind, count):
-    """How many of the ``count`` pushes of ``kind`` the receiver decrypted exactly, without problems."""
-    expected = {payload(kind, n) for n in range(count)}
-    good = {p.plaintext for p in receiver.pushes if p.ok and p.plaintext in expected and p.status == 201}
-    return len(good)
+def halves(total):
+    """(first, count) of the two halves of ``total`` pushes."""
+    return (0, total // 2), (total // 2, total - total // 2)
 
 
-def run(reactor, options):
+def run(reactor, options, receiver):
     from twisted.internet import defer, threads
 
-    from imapwebpush.testing import PushService
     from imapwebpush.webpush import crypto
     from imapwebpush.webpush.delivery import PushDeliveryService
     from imapwebpush.webpush.http import make_http_client
@@ -117,9 +154,7 @@ def run(reactor, options):
     @defer.inlineCallbacks
     def go():
         tmp = tempfile.mkdtemp(prefix="push-bench-")
-        receiver = PushService(reactor)
-        yield receiver.start()
-        subs = [receiver.new_subscription() for _ in range(options.subscriptions)]
+        subs = receiver.subscriptions
         keyring = VapidKeyring(os.path.join(tmp, "vapid"), SUBJECT, reactor)
 
         crypto_rate = crypto_only(subs, options.crypto)
@@ -133,52 +168,88 @@ def run(reactor, options):
         )
         service.startService()
         targets = [
-            PushTarget("bench", "s%d" % i, s.endpoint, crypto.parse_p256dh(s.p256dh),
-                       crypto.parse_auth(s.auth), keyring.current())
+            PushTarget("bench", "s%d" % i, s["endpoint"], crypto.parse_p256dh(s["keys"]["p256dh"]),
+                       crypto.parse_auth(s["keys"]["auth"]), keyring.current())
             for i, s in enumerate(subs)
         ]
         # warm up: open the connections, cache the VAPID token
-        yield defer.gatherResults(
+        warm = yield defer.gatherResults(
             [service.send(targets[i % len(targets)], b"warm-up", "normal", 600) for i in range(100)]
         )
+        if any(o.kind != DELIVERED for o in warm):
+            raise SystemExit("imapwebpush warm-up failed: %r" % ([o for o in warm if o.kind != DELIVERED][:3],))
+        yield threads.deferToThread(receiver.ask, "reset")
 
-        start = time.perf_counter()
-        ds = [
-            service.send(targets[n % len(targets)], payload("imapwebpush", n), "normal", 600)
-            for n in range(options.pushes)
-        ]
-        outcomes = yield defer.gatherResults(ds)
-        ours_elapsed = time.perf_counter() - start
-        delivered = sum(1 for o in outcomes if o.kind == DELIVERED)
-        ours_ok = verified(receiver, "imapwebpush", options.pushes)
-        if not (delivered == ours_ok == options.pushes):
-            raise SystemExit("imapwebpush: %d delivered, %d verified of %d" % (delivered, ours_ok, options.pushes))
+        ours = {"elapsed": 0.0, "cpu": 0.0, "delivered": 0, "receiver_cpu": 0.0}
+        theirs = {"elapsed": 0.0, "cpu": 0.0, "receiver_cpu": 0.0}
+        pem = os.path.join(tmp, "vapid", keyring.current() + PEM_SUFFIX)
+
+        @defer.inlineCallbacks
+        def imapwebpush_half(first, count):
+            cpu = (yield threads.deferToThread(receiver.ask, "stats - 0"))["cpu_s"]
+            own_cpu = time.process_time()
+            start = time.perf_counter()
+            outcomes = yield defer.gatherResults([
+                service.send(targets[n % len(targets)], payload("imapwebpush", n), "normal", 600)
+                for n in range(first, first + count)
+            ])
+            ours["elapsed"] += time.perf_counter() - start
+            ours["cpu"] += time.process_time() - own_cpu
+            ours["delivered"] += sum(1 for o in outcomes if o.kind == DELIVERED)
+            ours["receiver_cpu"] += (yield threads.deferToThread(receiver.ask, "stats - 0"))["cpu_s"] - cpu
+
+        @defer.inlineCallbacks
+        def pywebpush_half(first, count):
+            job = os.path.join(tmp, "job-%d.json" % first)
+            with open(job, "w") as f:
+                json.dump({"pem": pem, "first": first, "count": count, "subscriptions": subs}, f)
+            cpu = (yield threads.deferToThread(receiver.ask, "stats - 0"))["cpu_s"]
+            out = yield threads.deferToThread(
+                subprocess.run, [sys.executable, os.path.abspath(__file__), "--pywebpush-child", job],
+                capture_output=True, check=False,
+            )
+            if out.returncode:
+                raise SystemExit("pywebpush child failed:\n" + out.stderr.decode())
+            child = json.loads(out.stdout.decode().strip().splitlines()[-1])
+            theirs["elapsed"] += child["elapsed"]
+            theirs["cpu"] += child["cpu"]
+            theirs["receiver_cpu"] += (yield threads.deferToThread(receiver.ask, "stats - 0"))["cpu_s"] - cpu
+
+        ours_halves = halves(options.pushes)
+        theirs_halves = halves(options.pywebpush_pushes)
+        yield imapwebpush_half(*ours_halves[0])
+        yield pywebpush_half(*theirs_halves[0])
+        yield pywebpush_half(*theirs_halves[1])
+        yield imapwebpush_half(*ours_halves[1])
         yield service.stopService()
 
-        # pywebpush in a child process; the receiver keeps running on this reactor
-        pem = os.path.join(tmp, "vapid", keyring.current() + PEM_SUFFIX)
-        job = os.path.join(tmp, "job.json")
-        with open(job, "w") as f:
-            json.dump({"pem": pem, "count": options.pywebpush_pushes,
-                       "subscriptions": [s.subscription_info() for s in subs]}, f)
-        out = yield threads.deferToThread(
-            subprocess.run, [sys.executable, os.path.abspath(__file__), "--pywebpush-child", job],
-            capture_output=True, check=False,
-        )
-        if out.returncode:
-            raise SystemExit("pywebpush child failed:\n" + out.stderr.decode())
-        child = json.loads(out.stdout.decode().strip().splitlines()[-1])
-        theirs_ok = verified(receiver, "pywebpush", options.pywebpush_pushes)
+        ours_ok = (yield threads.deferToThread(receiver.ask, "stats imapwebpush %d" % options.pushes))["verified"]
+        if not (ours["delivered"] == ours_ok == options.pushes):
+            raise SystemExit("imapwebpush: %d delivered, %d verified of %d"
+                             % (ours["delivered"], ours_ok, options.pushes))
+        final = yield threads.deferToThread(receiver.ask, "stats pywebpush %d" % options.pywebpush_pushes)
+        theirs_ok = final["verified"]
         if theirs_ok != options.pywebpush_pushes:
-            raise SystemExit("pywebpush: %d verified of %d (%r)" % (theirs_ok, options.pywebpush_pushes, child))
+            raise SystemExit("pywebpush: %d verified of %d" % (theirs_ok, options.pywebpush_pushes))
+        if final["problems"] or final["received"] != options.pushes + options.pywebpush_pushes:
+            raise SystemExit("receiver: %d pushes received, %d with problems"
+                             % (final["received"], final["problems"]))
 
-        yield receiver.stop()
-        ours = ours_ok / ours_elapsed
-        theirs = theirs_ok / child["elapsed"]
+        ours_rate = ours_ok / ours["elapsed"]
+        theirs_rate = theirs_ok / theirs["elapsed"]
         print(
             "push_throughput: imapwebpush=%.0f/s pywebpush=%.0f/s ratio=%.1f crypto_only=%.0f/s"
-            % (ours, theirs, ours / theirs, crypto_rate)
+            % (ours_rate, theirs_rate, ours_rate / theirs_rate, crypto_rate)
         )
+        if options.verbose:
+            # CPU time per push of each sender's process, and how busy the receiver process was
+            # while each sender ran (1.0 = one core all the time)
+            print(
+                "sender cpu per push: imapwebpush %.3f ms, pywebpush %.3f ms; "
+                "receiver busy: during imapwebpush %.2f, during pywebpush %.2f"
+                % (1000 * ours["cpu"] / options.pushes, 1000 * theirs["cpu"] / options.pywebpush_pushes,
+                   ours["receiver_cpu"] / ours["elapsed"], theirs["receiver_cpu"] / theirs["elapsed"])
+            )
         sys.stdout.flush()
 
     return go()
@@ -191,13 +262,18 @@ def main(argv=None):
     parser.add_argument("--crypto", type=int, default=2000, help="encrypt+sign rounds for crypto_only")
     parser.add_argument("--subscriptions", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (global and per host)")
+    parser.add_argument("--verbose", action="store_true", help="also print how busy the receiver was")
     parser.add_argument("--pywebpush-child", metavar="JOB", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.pywebpush_child:
         return pywebpush_child(options.pywebpush_child)
     from twisted.internet.task import react
 
-    react(lambda reactor: run(reactor, options))
+    receiver = Receiver(options.subscriptions)
+    try:
+        react(lambda reactor: run(reactor, options, receiver))
+    finally:
+        receiver.close()
 
 
 if __name__ == "__main__":
