@@ -5,7 +5,9 @@ data folder and one user, delivers a corpus over SMTP (dot lines, 8-bit UTF-8,
 a 998-octet line, multipart with a base64 attachment, a 300 KiB message, an
 empty body; not a header-only message without the blank line: mbsync skips
 it, "incomplete header", and offlineimap adds the blank line), then lets each client take the INBOX; then delivers three more and lets
-mbsync and offlineimap sync again (their incremental path):
+mbsync and offlineimap sync again (their incremental path); last, mbsync syncs
+both ways (a message flagged \\Flagged \\Seen, one trashed, one written
+locally: STORE, EXPUNGE, APPEND reach the server, checked over IMAP):
 
 * ``mbsync`` (Debian ``isync``): pull into a Maildir;
 * ``offlineimap`` (Debian ``offlineimap3``): read-only sync into a Maildir;
@@ -21,7 +23,7 @@ Missing clients are installed with ``apt-get install -y`` (``apt-get update``
 first if that fails); a client that cannot be installed is skipped with a
 message. Exit status 1 on any mismatch or client failure. Last line:
 
-    interop ok=yes delivered=23 mbsync=23/23 offlineimap=23/23 curl=20/20 seconds=4.3
+    interop ok=yes delivered=23 mbsync=23/23 offlineimap=23/23 curl=20/20 mbsync_two_way=ok seconds=5.1
 
 Run: ``python benchmarks/interop_clients.py [--keep]``.
 """
@@ -193,7 +195,13 @@ def run(cmd, workdir, name):
     return proc.stdout
 
 
-def fetch_mbsync(port, workdir):
+def without_tuid(data):
+    """mbsync writes its own "X-TUID:" header into the copies it makes (it finds
+    them again by it); take exactly that one line out, nothing else."""
+    return re.sub(rb"(?m)^X-TUID: [A-Za-z0-9+/]{12}\r?\n", b"", data, count=1)
+
+
+def fetch_mbsync(port, workdir, sync="Pull"):
     local = os.path.join(workdir, "mbsync")
     os.makedirs(local, exist_ok=True)
     conf = os.path.join(workdir, "mbsyncrc")
@@ -202,16 +210,81 @@ def fetch_mbsync(port, workdir):
             "IMAPAccount ours\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\nSSLType None\nAuthMechs LOGIN\n\n"
             "IMAPStore far\nAccount ours\n\n"
             "MaildirStore near\nPath %s/\nInbox %s/INBOX\n\n"
-            "Channel inbox\nFar :far:\nNear :near:\nPatterns INBOX\nSync Pull\nCreate Near\nSyncState *\n"
-            % (port, USER, PASSWORD, local, local)
+            "Channel inbox\nFar :far:\nNear :near:\nPatterns INBOX\nSync %s\nCreate Near\nSyncState *\n%s"
+            % (port, USER, PASSWORD, local, local, sync, "Expunge Both\n" if sync == "All" else "")
         )
-    run(["mbsync", "-c", conf, "-a"], workdir, "mbsync")
-    # mbsync writes its own "X-TUID:" header into the copies it stores (it finds
-    # them again by it); take exactly that one line out, nothing else.
-    return [
-        re.sub(rb"(?m)^X-TUID: [A-Za-z0-9+/]{12}\r?\n", b"", b, count=1)
-        for b in maildir_files(os.path.join(local, "INBOX"))
-    ]
+    run(["mbsync", "-c", conf, "-a"], workdir, "mbsync-" + sync.lower())
+    return [without_tuid(b) for b in maildir_files(os.path.join(local, "INBOX"))]
+
+
+UPLOAD = (
+    b"From: Bob <bob@localhost>\nTo: Alice <alice@example.org>\nSubject: written offline\n"
+    b"Message-ID: <interop-upload@localhost>\n\nUploaded by mbsync with APPEND.\n.dot line\n"
+)
+
+
+def server_messages(port, problems):
+    """``{message-id: (flags, octets)}`` of INBOX as our server shows it (EXAMINE: no side effects)."""
+    c = _harness.IMAPConn("127.0.0.1", port)
+    try:
+        c.login(USER, PASSWORD)
+        c.command(b"EXAMINE INBOX")
+        untagged, _ = c.command(b"UID FETCH 1:* (FLAGS BODY.PEEK[])")
+    finally:
+        c.logout()
+    out = {}
+    for r in untagged:
+        m = re.match(rb"\* \d+ FETCH \(.*?FLAGS \(([^)]*)\).*?BODY\[\] \{(\d+)\}\r\n", r, re.S)
+        if not m:
+            problems.append("unexpected FETCH response %r" % r[:100])
+            continue
+        body = r[m.end():m.end() + int(m.group(2))]
+        out[message_id(body)] = (set(m.group(1).split()) - {b"\\Recent"}, body)
+    return out
+
+
+def mbsync_two_way(port, workdir, stored):
+    """Change the near side (flag one message, trash another, add one), ``Sync All``
+    with ``Expunge Both``, and check what the server then holds over IMAP.
+
+    Returns problems (strings).
+    """
+    inbox = os.path.join(workdir, "mbsync", "INBOX")
+    near = {}
+    for sub in ("cur", "new"):
+        for path in glob.glob(os.path.join(inbox, sub, "*")):
+            with open(path, "rb") as f:
+                near[message_id(f.read())] = path
+    flag_id, trash_id = b"<interop-1@example.org>", b"<interop-2@example.org>"
+    for mid, info in ((flag_id, ":2,FS"), (trash_id, ":2,T")):
+        path = near[mid]
+        base = os.path.basename(path).split(":")[0]
+        os.rename(path, os.path.join(inbox, "cur", base + info))
+    with open(os.path.join(inbox, "new", "%d.interop.localhost" % time.time()), "wb") as f:
+        f.write(UPLOAD)
+    problems = []
+    before = server_messages(port, problems)
+    fetch_mbsync(port, workdir, sync="All")
+    server = server_messages(port, problems)
+    want = set(stored) - {trash_id} | {b"<interop-upload@localhost>"}
+    if set(server) != want:
+        problems.append(
+            "mbsync (two-way): server holds %s, expected %s"
+            % (sorted(x.decode() for x in set(server) ^ want), "the corpus less interop-2 plus the upload")
+        )
+    if flag_id in server and server[flag_id][0] != {b"\\Flagged", b"\\Seen"}:
+        problems.append("mbsync (two-way): %s has flags %r, expected \\Flagged \\Seen" % (flag_id.decode(), server[flag_id][0]))
+    for mid, (flags, body) in server.items():
+        if mid in before and mid != flag_id and flags != before[mid][0]:
+            problems.append("mbsync (two-way): %s flags went from %r to %r" % (mid.decode(), before[mid][0], flags))
+        if mid in stored and body != stored[mid]:
+            problems.append("mbsync (two-way): %s changed on the server" % mid.decode())
+    up = server.get(b"<interop-upload@localhost>")
+    if up is not None and without_tuid(up[1]) != _harness.to_crlf(UPLOAD):
+        problems.append("mbsync (two-way): the uploaded message reads back as %r" % up[1][:300])
+    if os.path.exists(near[trash_id]) or glob.glob(os.path.join(inbox, "cur", os.path.basename(near[trash_id]).split(":")[0] + "*")):
+        problems.append("mbsync (two-way): the trashed message is still in the near Maildir")
+    return problems
 
 
 def fetch_offlineimap(port, workdir):
@@ -350,6 +423,16 @@ def main(argv=None):
                     "%-12s %-11s %d messages in %.1f s%s"
                     % (name, round_name, len(fetched), time.monotonic() - t0, "" if not found else ", %d problems" % len(found))
                 )
+        if results.get("mbsync", "").endswith("/%d" % len(so_far)) and not problems:
+            t0 = time.monotonic()
+            try:
+                found = mbsync_two_way(server.imap_port, workdir, stored)
+            except (RuntimeError, subprocess.TimeoutExpired, OSError, _harness.ProtocolError) as e:
+                found = ["mbsync (two-way) failed: %s" % (e,)]
+            problems += found
+            results["mbsync_two_way"] = "ok" if not found else "failed"
+            say("%-12s %-11s flags, expunge, upload in %.1f s%s" % (
+                "mbsync", "two-way", time.monotonic() - t0, "" if not found else ", %d problems" % len(found)))
     finally:
         server.stop()
         if args.keep or problems:
