@@ -1,19 +1,30 @@
-"""RFC 8291 message encryption (aes128gcm, RFC 8188) for Web Push, through ``http_ece``.
+"""RFC 8291 message encryption (aes128gcm, RFC 8188) for Web Push.
 
 Every push gets a fresh ephemeral P-256 key and a fresh 16-octet salt; the
 record size is 4096 and the body is always one record (SPEC 5.2), so the
 plaintext is capped at ``MAX_PLAINTEXT``. The key parsers are shared with the
 WEBPUSH command handlers so a client gets the same readable reason whether a
 key is refused at WEBPUSH time or later.
+
+``encrypt`` is written out with ``cryptography`` (ECDH, HKDF as HMAC-SHA256,
+AES-128-GCM) because it runs once per push: one record and fixed lengths
+need none of http_ece's generality, and a subscription's public key is loaded
+once (an LRU cache) instead of twice per push. ``decrypt`` (tests and the
+testing push service) stays on ``http_ece``, so every push our tests and
+benchmarks deliver is checked by an independent implementation.
 """
 
 import base64
 import binascii
+import functools
+import hmac
 import os
 import re
+import struct
 
 import http_ece
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from imapwebpush.webpush.limits import (
@@ -26,6 +37,14 @@ from imapwebpush.webpush.limits import (
 
 P256DH_LENGTH = 65
 AUTH_LENGTH = 16
+PUBLIC_KEY_CACHE = 4096  # subscriptions' loaded public keys kept (about 1 KB each)
+
+# RFC 8291 3.3 and 3.4: the HKDF info strings, each with HKDF-Expand's counter octet 0x01
+_KEY_INFO = b"WebPush: info\x00"
+_CEK_INFO = b"Content-Encoding: aes128gcm\x00\x01"
+_NONCE_INFO = b"Content-Encoding: nonce\x00\x01"
+_RS_AND_KEYID_LENGTH = struct.pack("!LB", RECORD_SIZE, KEYID_LENGTH)
+_LAST_RECORD = b"\x02"  # RFC 8188 2: the padding delimiter of the last record
 
 _B64URL_RE = re.compile(r"\A[A-Za-z0-9_-]*={0,2}\Z")
 
@@ -69,9 +88,15 @@ def check_p256dh(raw):
     if raw[0:1] != b"\x04":
         raise ValueError("p256dh must be an uncompressed P-256 point (first octet 0x04)")
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        return _load_point(raw)
     except ValueError:
         raise ValueError("p256dh is not a point on the P-256 curve")
+
+
+@functools.lru_cache(maxsize=PUBLIC_KEY_CACHE)
+def _load_point(raw):
+    """The (immutable) public key object of a point; cached, as each subscription gets many pushes."""
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
 
 
 def check_auth(raw):
@@ -113,21 +138,28 @@ def encrypt(plaintext, p256dh, auth, salt=None, private_key=None):
             "payload of %d octets exceeds the %d-octet limit of one push (SPEC 5.2)"
             % (len(plaintext), MAX_PLAINTEXT)
         )
-    check_p256dh(p256dh)
+    ua_public = check_p256dh(p256dh)
     check_auth(auth)
     if salt is None:
         salt = os.urandom(SALT_LENGTH)
+    elif not isinstance(salt, bytes) or len(salt) != SALT_LENGTH:
+        raise ValueError("the salt must be %d octets" % (SALT_LENGTH,))
     if private_key is None:
         private_key = ec.generate_private_key(ec.SECP256R1())
-    return http_ece.encrypt(
-        plaintext,
-        salt=salt,
-        private_key=private_key,
-        dh=p256dh,
-        auth_secret=auth,
-        rs=RECORD_SIZE,
-        version="aes128gcm",
-    )
+    as_public = private_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    ecdh_secret = private_key.exchange(ec.ECDH(), ua_public)
+    # RFC 8291 3.4: IKM = HKDF(salt=auth, ikm=ecdh_secret, info="WebPush: info" 0 ua as, L=32)
+    ikm = _hmac(_hmac(auth, ecdh_secret), _KEY_INFO + p256dh + as_public + b"\x01")
+    # RFC 8188 2.2 and 2.3: CEK and NONCE from HKDF(salt, IKM), one record so the nonce is unmixed
+    prk = _hmac(salt, ikm)
+    cek = _hmac(prk, _CEK_INFO)[:16]
+    nonce = _hmac(prk, _NONCE_INFO)[:12]
+    ciphertext = AESGCM(cek).encrypt(nonce, plaintext + _LAST_RECORD, None)
+    return salt + _RS_AND_KEYID_LENGTH + as_public + ciphertext
+
+
+def _hmac(key, data):
+    return hmac.digest(key, data, "sha256")
 
 
 class DecryptError(ValueError):

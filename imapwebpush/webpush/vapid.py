@@ -9,6 +9,7 @@ under). Signed tokens are cached per (key, origin) because ECDSA signing per
 push would cost more than the encryption.
 """
 
+import functools
 import json
 import os
 from urllib.parse import urlsplit
@@ -39,8 +40,12 @@ def check_subject(subject):
     return subject
 
 
+@functools.lru_cache(maxsize=4096)
 def origin_of(url):
-    """The RFC 6454 ASCII origin of a URL: scheme://host, with the port only when not default."""
+    """The RFC 6454 ASCII origin of a URL: scheme://host, with the port only when not default.
+
+    Cached: every push asks it of its endpoint, and the endpoints repeat.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = parts.hostname
