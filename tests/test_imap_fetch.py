@@ -230,3 +230,102 @@ class FetchTests(IMAPTestCase):
             self.assertIn(b"(({8}\r\nJ\xc3\xa9r\xc3\xb4me NIL \"j\" \"example.net\"))", raw)
 
         return self.in_thread(client).addCallback(check)
+
+    def test_envelope_groups_lists_and_raw_words(self):
+        """One ENVELOPE grammar for FETCH and pushes: groups, no space between addresses."""
+        self.inbox().add(
+            b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+            b"From: =?utf-8?q?J=C3=B6rg?= <j@x.example>\r\n"
+            b"To: a@x.example, \"B, Jr.\" <b@y.example>, c@z.example\r\n"
+            b"Cc: Team: d@x.example, e@x.example;, Nobody: ;\r\n"
+            b"Subject: =?utf-8?q?caf=C3=A9?= \"ok\"\r\n"
+            b"Message-Id: <m1@x.example>\r\n"
+            b"\r\n"
+            b"body\r\n"
+        )
+        self.inbox().add(b"X-Other: nothing useful\r\n\r\nbody\r\n")
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            full = w.cmd("f1", "FETCH 1 (ENVELOPE)")
+            bare = w.cmd("f2", "FETCH 2 (ENVELOPE)")
+            w.close()
+            return full, bare
+
+        def check(result):
+            full, bare = result
+            jorg = '(("=?utf-8?q?J=C3=B6rg?=" NIL "j" "x.example"))'
+            self.assertEqual(
+                full,
+                [
+                    '* 1 FETCH (ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "=?utf-8?q?caf=C3=A9?= \\"ok\\"" '
+                    + jorg + " " + jorg + " " + jorg + " "
+                    '((NIL NIL "a" "x.example")("B, Jr." NIL "b" "y.example")(NIL NIL "c" "z.example")) '
+                    '((NIL NIL "Team" NIL)(NIL NIL "d" "x.example")(NIL NIL "e" "x.example")(NIL NIL NIL NIL)'
+                    '(NIL NIL "Nobody" NIL)(NIL NIL NIL NIL)) '
+                    'NIL NIL "<m1@x.example>"))',
+                    "f1 OK FETCH completed",
+                ],
+            )
+            self.assertEqual(
+                bare,
+                [
+                    "* 2 FETCH (ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL))",
+                    "f2 OK FETCH completed",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_envelope_latin1_header_octets_sent_unchanged(self):
+        self.inbox().add(b"Subject: caf\xe9\r\nTo: \"Ren\xe9\" <r@x.example>\r\n\r\nx\r\n")
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            w.send("f1 FETCH 1 (ENVELOPE)\r\n")
+            raw = b""
+            while not raw.endswith(b"f1 OK FETCH completed\r\n"):
+                raw += w.sock.recv(65536)
+            w.close()
+            return raw
+
+        def check(raw):
+            self.assertIn(
+                b"* 1 FETCH (ENVELOPE (NIL {4}\r\ncaf\xe9 NIL NIL NIL "
+                b"(({4}\r\nRen\xe9 NIL \"r\" \"x.example\")) NIL NIL NIL NIL))\r\n",
+                raw,
+            )
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_bodystructure_of_attached_message_has_the_same_envelope(self):
+        inner = b"From: a@x.example, b@x.example\r\nCc: G: ;\r\nSubject: =?utf-8?q?x?=\r\n\r\ninner\r\n"
+        self.inbox().add(
+            b"From: o@x.example\r\nSubject: outer\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: message/rfc822\r\n\r\n" + inner
+        )
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            lines = w.cmd("f1", "FETCH 1 (BODY)")
+            w.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(lines[-1], "f1 OK FETCH completed")
+            self.assertIn(
+                ' ("MESSAGE" "RFC822" NIL NIL NIL "7BIT" %d ' % len(inner)
+                + '(NIL "=?utf-8?q?x?=" ((NIL NIL "a" "x.example")(NIL NIL "b" "x.example")) '
+                '((NIL NIL "a" "x.example")(NIL NIL "b" "x.example")) '
+                '((NIL NIL "a" "x.example")(NIL NIL "b" "x.example")) '
+                'NIL ((NIL NIL "G" NIL)(NIL NIL NIL NIL)) NIL NIL NIL) ',
+                lines[0],
+            )
+
+        return self.in_thread(client).addCallback(check)

@@ -14,6 +14,8 @@ import re
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from imapwebpush.envelope import parse_envelope, render_envelope_wire
+
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.I)
 
@@ -43,6 +45,15 @@ def parse_headers(header_block):
             continue
         fields.append((name.strip().lower().decode("ascii", "replace"), value.strip(), [line]))
     return fields
+
+
+def message_envelope(header_block):
+    """The ENVELOPE octets FETCH sends for a raw header block (RFC 3501 7.4.2).
+
+    The header text as is (encoded words stay encoded, 8-bit text goes as a
+    literal); the same parser and renderer as pushes, minus their decoding.
+    """
+    return render_envelope_wire(parse_envelope(header_block, decode_words=False))
 
 
 def _decode(value):
@@ -245,7 +256,8 @@ def body_structure(part, extended=True):
     ]
     if ctype == "message/rfc822":
         inner = RawPart(part.body)
-        out += [imap4.getEnvelope(inner), body_structure(inner, extended), part.body.count(b"\n")]
+        envelope = imap4.DontQuoteMe(message_envelope(inner.header))  # collapseNestedLists keeps it as is
+        out += [envelope, body_structure(inner, extended), part.body.count(b"\n")]
     elif major == "text":
         out.append(part.body.count(b"\n"))
     if extended:

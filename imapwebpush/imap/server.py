@@ -27,7 +27,13 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from imapwebpush.imap.message import StoredMessage, body_structure, parse_headers, wire_safe
+from imapwebpush.imap.message import (
+    StoredMessage,
+    body_structure,
+    message_envelope,
+    parse_headers,
+    wire_safe,
+)
 from imapwebpush.imap.view import (
     SYSTEM_FLAGS,
     SessionView,
@@ -1163,7 +1169,7 @@ class IMAPServer(imap4.IMAP4Server):
         kind = attr.type
         if kind == "envelope":
             try:
-                return b"ENVELOPE " + imap4.collapseNestedLists([wire_safe(imap4.getEnvelope(message))])
+                return b"ENVELOPE " + message_envelope(message.header)
             except Exception:
                 self.log.failure("ENVELOPE of uid {uid}", uid=message.getUID())
                 return b"ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"

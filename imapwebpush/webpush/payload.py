@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from imapwebpush.decisions import MAX_PUSHES_PER_BURST
-from imapwebpush.webpush.envelope import parse_envelope, quote, render_envelope
+from imapwebpush.envelope import parse_envelope, quote, render_envelope
 from imapwebpush.webpush.limits import MAX_PLAINTEXT
 
 __all__ = [

@@ -1,15 +1,16 @@
-"""ENVELOPE as an IMAP FETCH renders it (RFC 3501 7.4.2), from raw header bytes."""
+"""ENVELOPE as IMAP FETCH and pushes render it (RFC 3501 7.4.2), from raw header bytes."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from imapwebpush.webpush.envelope import (
+from imapwebpush.envelope import (
     Address,
     decode_encoded_words,
     parse_envelope,
     quote,
     render_envelope,
+    render_envelope_wire,
     truncate_utf8,
 )
 
@@ -245,3 +246,106 @@ class PropertyTests(unittest.TestCase):
         for bad in "\r\n\x00":
             self.assertNotIn(bad, text)
         self.assertEqual(len(parse_imap(text)), 10)
+
+
+def parse_wire(data):
+    """A strict reader of FETCH ENVELOPE octets: NIL, quoted, literals, the exact spacing.
+
+    The ten fields and the four parts of an address are separated by one space;
+    the addresses of a list have none between them (``"(" 1*address ")"``).
+    Strings come back as bytes.
+    """
+    pos = 0
+
+    def value():
+        nonlocal pos
+        if data.startswith(b"NIL", pos):
+            pos += 3
+            return None
+        if data[pos:pos + 1] == b"{":
+            end = data.index(b"}\r\n", pos)
+            size = int(data[pos + 1:end])
+            pos = end + 3 + size
+            return data[end + 3:pos]
+        if data[pos:pos + 1] == b'"':
+            pos += 1
+            out = bytearray()
+            while data[pos:pos + 1] != b'"':
+                if data[pos:pos + 1] == b"\\":
+                    pos += 1
+                    assert data[pos:pos + 1] in (b"\\", b'"'), "bad escape"
+                assert data[pos] not in b"\r\n\x00" and data[pos] < 0x80, data[pos:]
+                out.append(data[pos])
+                pos += 1
+            pos += 1
+            return bytes(out)
+        assert data[pos:pos + 1] == b"(", data[pos:pos + 20]
+        pos += 1
+        items, spaces = [], 0
+        while data[pos:pos + 1] != b")":
+            items.append(value())
+            if data[pos:pos + 1] == b" ":
+                spaces += 1
+                pos += 1
+        pos += 1
+        if items and all(isinstance(i, list) for i in items):
+            assert spaces == 0, "space between addresses"
+        else:
+            assert spaces == len(items) - 1, "fields not separated by one space"
+        return items
+
+    result = value()
+    assert pos == len(data), "trailing octets"
+    return result
+
+
+def wire(headers):
+    return render_envelope_wire(parse_envelope(headers, decode_words=False))
+
+
+class WireTests(unittest.TestCase):
+    """``decode_words=False`` + ``render_envelope_wire``: what IMAP FETCH sends."""
+
+    def test_spec_example_same_as_push(self):
+        self.assertEqual(wire(RFC3501), env(RFC3501).encode("ascii"))
+
+    def test_encoded_words_left_as_they_are(self):
+        e = parse_envelope(
+            b"Subject: =?utf-8?q?caf=C3=A9?=\r\nFrom: =?iso-8859-1?q?Ren=E9?= <r@x.example>\r\n"
+            b"To: a@x.example (=?utf-8?q?A?=)\r\n\r\n",
+            decode_words=False,
+        )
+        self.assertEqual(e.subject, "=?utf-8?q?caf=C3=A9?=")
+        self.assertEqual(e.from_, (Address("=?iso-8859-1?q?Ren=E9?=", None, "r", "x.example"),))
+        self.assertEqual(e.to, (Address("=?utf-8?q?A?=", None, "a", "x.example"),))
+
+    def test_push_still_decodes(self):
+        e = parse_envelope(b"Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\n")
+        self.assertEqual(e.subject, "caf\u00e9")
+
+    def test_groups_and_lists_without_spaces(self):
+        fields = parse_wire(wire(b"To: a@x.example, b@x.example\r\nCc: G: c@x.example;, E: ;\r\n\r\n"))
+        self.assertEqual(fields[5], [[None, None, b"a", b"x.example"], [None, None, b"b", b"x.example"]])
+        self.assertEqual(fields[6], [
+            [None, None, b"G", None], [None, None, b"c", b"x.example"], [None, None, None, None],
+            [None, None, b"E", None], [None, None, None, None],
+        ])
+
+    def test_8bit_octets_kept_in_literals(self):
+        data = wire(b"Subject: caf\xe9\r\nFrom: \"J\xc3\xb6rg\" <j@x.example>\r\n\r\n")
+        fields = parse_wire(data)
+        self.assertEqual(fields[1], b"caf\xe9")
+        self.assertEqual(fields[2], [[b"J\xc3\xb6rg", None, b"j", b"x.example"]])
+
+    def test_cr_lf_nul_become_spaces(self):
+        data = wire(b"Subject: a\rb\x00c\xe9\r\nDate: x\ry\r\n\r\n")
+        self.assertEqual(parse_wire(data)[:2], [b"x y", b"a b c\xe9"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(
+        st.sampled_from([b"From", b"To", b"Cc", b"Subject", b"Reply-To", b"Message-ID", b"X"]),
+        st.binary(max_size=80) | st.text(max_size=60).map(lambda t: t.encode("utf-8")),
+    ), max_size=8))
+    def test_any_header_gives_a_strict_envelope(self, fields):
+        headers = b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+        self.assertEqual(len(parse_wire(wire(headers))), 10)

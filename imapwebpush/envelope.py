@@ -1,17 +1,26 @@
 """The IMAP ENVELOPE of a message, from its raw header block (RFC 3501 7.4.2).
 
-A push carries the ENVELOPE exactly as a FETCH would, so the client parses it
-with the code it already has. Differences that matter for Web Push:
+One parser and one renderer for both places that send an ENVELOPE, so they
+cannot disagree on the grammar (``"(" 1*address ")"``, no space between
+addresses; a group is a start and an end marker, an empty group included):
 
-* every string is a quoted string, never a literal (SPEC 5.1): CR, LF and NUL
-  cannot be in one, so they become spaces;
-* text is UTF-8 (the payload is UTF-8): raw 8-bit headers are decoded as UTF-8
-  when they are valid UTF-8 and as Latin-1 otherwise, and RFC 2047 encoded
-  words in the subject and in display names are decoded;
-* ``render_envelope`` can cap every string at a number of UTF-8 octets so one
-  huge header (a 10,000-character subject) cannot make a response too big for
-  a push; the cut is made at a character boundary, before quoting, so no
-  UTF-8 sequence and no escape is ever cut.
+* IMAP FETCH: ``parse_envelope(headers, decode_words=False)`` then
+  ``render_envelope_wire``. The fields carry the header text as is (the client
+  decodes RFC 2047 words); 8-bit header octets are sent unchanged, in a literal,
+  since a quoted string must be 7-bit.
+* Web Push (SPEC 5.1): ``parse_envelope(headers)`` then ``render_envelope``.
+  Every string is a quoted string, never a literal; text is UTF-8 (the payload
+  is UTF-8): raw 8-bit headers are decoded as UTF-8 when they are valid UTF-8
+  and as Latin-1 otherwise, and RFC 2047 encoded words in the subject and in
+  display names are decoded. ``render_envelope`` can cap every string at a
+  number of UTF-8 octets so one huge header (a 10,000-character subject) cannot
+  make a response too big for a push; the cut is made at a character boundary,
+  before quoting, so no UTF-8 sequence and no escape is ever cut.
+
+In both, CR, LF and NUL (which no IMAP string may hold) become spaces.
+
+This module is IMAP syntax shared by ``imapwebpush.imap`` and
+``imapwebpush.webpush``; it imports neither.
 """
 
 import base64
@@ -26,6 +35,7 @@ __all__ = [
     "Envelope",
     "parse_envelope",
     "render_envelope",
+    "render_envelope_wire",
     "quote",
     "truncate_utf8",
     "decode_encoded_words",
@@ -112,6 +122,15 @@ def _to_text(raw):
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _to_text_exact(raw):
+    """Header bytes to str that encodes back to the same octets (surrogateescape)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _as_is(text):
+    return text
 
 
 # ---------------------------------------------------------------------------
@@ -232,11 +251,11 @@ def _tokens(text):
             i = j
 
 
-def _phrase(words):
-    """Display name from its words: joined by one space, encoded words decoded."""
+def _phrase(words, decode):
+    """Display name from its words: joined by one space, then ``decode``d."""
     if not words:
         return None
-    return decode_encoded_words(" ".join(words)) or None
+    return decode(" ".join(words)) or None
 
 
 def _addr_spec(parts):
@@ -255,9 +274,10 @@ def _addr_spec(parts):
 
 
 class _AddressParser:
-    def __init__(self, text):
+    def __init__(self, text, decode=decode_encoded_words):
         self.toks = list(_tokens(text))
         self.i = 0
+        self.decode = decode  # applied to display names (RFC 2047 words or as is)
 
     def peek(self):
         return self.toks[self.i][0] if self.i < len(self.toks) else None
@@ -285,15 +305,15 @@ class _AddressParser:
                     self.take()
                 if pieces:
                     mailbox, host = _addr_spec(pieces)
-                    name = decode_encoded_words(comment) if comment else None
+                    name = self.decode(comment) if comment else None
                     out.append(Address(name or None, None, mailbox, host))
                 return
             kind, value = self.take()
             if kind == ":" and not in_group:
-                self.group(out, _phrase(words) or "".join(pieces))
+                self.group(out, _phrase(words, self.decode) or "".join(pieces))
                 return
             if kind == "<":
-                self.angle(out, _phrase(words))
+                self.angle(out, _phrase(words, self.decode))
                 # skip whatever follows the '>' (comments, junk) up to the separator
                 while self.peek() not in (None, ",") and not (in_group and self.peek() == ";"):
                     self.take()
@@ -356,47 +376,58 @@ class _AddressParser:
         out.append(Address(name, adl, mailbox, host))
 
 
-def _address_list(raw):
+def _address_list(raw, to_text=_to_text, decode=decode_encoded_words):
     """The address list of a header value, or None (NIL) when absent or empty."""
     if raw is None:
         return None
-    text = _to_text(raw)
+    text = to_text(raw)
     if not text.strip():
         return None
     try:
-        addresses = _AddressParser(text).parse()
+        addresses = _AddressParser(text, decode).parse()
     except (IndexError, ValueError):  # defensive: a parser bug must not lose the push
         addresses = []
     return tuple(addresses) or None
 
 
-def _text(raw):
-    if raw is None:
-        return None
-    return _to_text(raw).strip(" \t")
+def parse_envelope(headers, decode_words=True):
+    """The L{Envelope} of a raw header block (bytes, any line ends, any charset).
 
-
-def parse_envelope(headers):
-    """The L{Envelope} of a raw header block (bytes, any line ends, any charset)."""
+    ``decode_words=True`` (pushes, SPEC 5.1): RFC 2047 words of the subject and
+    display names are decoded and 8-bit text is read as UTF-8, else Latin-1.
+    ``decode_words=False`` (IMAP FETCH, RFC 3501): the text stays as it is in
+    the header, encoded words included, and 8-bit octets are kept exactly
+    (``render_envelope_wire`` sends them back unchanged).
+    """
     fields = _header_fields(headers)
     get = fields.get
-    subject = _text(get(b"subject"))
+    to_text = _to_text if decode_words else _to_text_exact
+    decode = decode_encoded_words if decode_words else _as_is
+
+    def text(name):
+        raw = get(name)
+        return None if raw is None else to_text(raw).strip(" \t")
+
+    def addresses(name):
+        return _address_list(get(name), to_text, decode)
+
+    subject = text(b"subject")
     if subject is not None:
-        subject = decode_encoded_words(subject)
-    from_ = _address_list(get(b"from"))
-    sender = _address_list(get(b"sender")) or from_
-    reply_to = _address_list(get(b"reply-to")) or from_
+        subject = decode(subject)
+    from_ = addresses(b"from")
+    sender = addresses(b"sender") or from_
+    reply_to = addresses(b"reply-to") or from_
     return Envelope(
-        date=_text(get(b"date")),
+        date=text(b"date"),
         subject=subject,
         from_=from_,
         sender=sender,
         reply_to=reply_to,
-        to=_address_list(get(b"to")),
-        cc=_address_list(get(b"cc")),
-        bcc=_address_list(get(b"bcc")),
-        in_reply_to=_text(get(b"in-reply-to")),
-        message_id=_text(get(b"message-id")),
+        to=addresses(b"to"),
+        cc=addresses(b"cc"),
+        bcc=addresses(b"bcc"),
+        in_reply_to=text(b"in-reply-to"),
+        message_id=text(b"message-id"),
     )
 
 
@@ -429,34 +460,57 @@ def quote(text, max_bytes=None):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _nstring(value, cap):
-    return "NIL" if value is None else quote(value, cap)
+def _wire_string(text):
+    """An IMAP string (bytes) of ``text`` with its octets unchanged: quoted when 7-bit, else a literal."""
+    data = _NOT_QUOTABLE.sub(" ", text).encode("utf-8", "surrogateescape")
+    if any(b > 0x7F for b in data):
+        return b"{%d}\r\n" % (len(data),) + data
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-def _addresses(addresses, cap):
-    if not addresses:
-        return "NIL"
-    return "(" + "".join(
-        "(%s %s %s %s)" % (
-            _nstring(a.name, cap), _nstring(a.adl, cap),
-            _nstring(a.mailbox, cap), _nstring(a.host, cap),
-        )
-        for a in addresses
-    ) + ")"
+def _render(envelope, string, nil, join):
+    """The ENVELOPE of ``envelope`` with ``string`` making each string (str or bytes)."""
+    def nstring(value):
+        return nil if value is None else string(value)
+
+    def address_list(addresses):
+        if not addresses:
+            return nil
+        # RFC 3501: "(" 1*address ")", addresses side by side with no space
+        return join["("] + join[""].join(
+            join["("] + join[" "].join([
+                nstring(a.name), nstring(a.adl), nstring(a.mailbox), nstring(a.host),
+            ]) + join[")"]
+            for a in addresses
+        ) + join[")"]
+
+    return join["("] + join[" "].join([
+        nstring(envelope.date),
+        nstring(envelope.subject),
+        address_list(envelope.from_),
+        address_list(envelope.sender),
+        address_list(envelope.reply_to),
+        address_list(envelope.to),
+        address_list(envelope.cc),
+        address_list(envelope.bcc),
+        nstring(envelope.in_reply_to),
+        nstring(envelope.message_id),
+    ]) + join[")"]
+
+
+_STR = {"(": "(", ")": ")", " ": " ", "": ""}
+_BYTES = {k: v.encode("ascii") for k, v in _STR.items()}
 
 
 def render_envelope(envelope, max_string_bytes=None):
-    """The parenthesized ENVELOPE text (str), every string capped at ``max_string_bytes``."""
-    cap = max_string_bytes
-    return "(%s)" % " ".join([
-        _nstring(envelope.date, cap),
-        _nstring(envelope.subject, cap),
-        _addresses(envelope.from_, cap),
-        _addresses(envelope.sender, cap),
-        _addresses(envelope.reply_to, cap),
-        _addresses(envelope.to, cap),
-        _addresses(envelope.cc, cap),
-        _addresses(envelope.bcc, cap),
-        _nstring(envelope.in_reply_to, cap),
-        _nstring(envelope.message_id, cap),
-    ])
+    """The ENVELOPE text (str) for a push: quoted strings only, each capped at ``max_string_bytes``."""
+    return _render(envelope, lambda value: quote(value, max_string_bytes), "NIL", _STR)
+
+
+def render_envelope_wire(envelope):
+    """The ENVELOPE octets for IMAP FETCH: 7-bit strings quoted, 8-bit ones as literals.
+
+    Meant for an envelope parsed with ``decode_words=False``, whose 8-bit text
+    goes back to the client as the octets of the header.
+    """
+    return _render(envelope, _wire_string, b"NIL", _BYTES)
