@@ -78,3 +78,47 @@ class TwistedStackTests(IMAPTestCase):
 
         d = self.in_thread(client).addCallback(check).addCallback(closed)
         return d.addCallback(unsubscribed)
+
+    def test_stock_server_lists_noselect_parents(self):
+        account = self.account()
+        account.create_mailbox("Archive/2026")
+        account.delete_mailbox("Archive")  # has a child: stays as a \Noselect name
+        self.assertFalse(account.is_selectable("Archive"))
+
+        def client():
+            w = self.wire()
+            w.login()
+            lines = w.cmd("l1", 'LIST "" Archive*')
+            select = w.cmd("s1", "SELECT Archive")
+            w.close()
+            return lines, select
+
+        def check(result):
+            lines, select = result
+            self.assertEqual(lines[0], '* LIST (\\Noselect) "/" "Archive"')
+            # a selectable name: twisted's stock LIST shows getFlags() of the mailbox
+            self.assertTrue(lines[1].endswith(') "/" "Archive/2026"'), lines)
+            self.assertEqual(lines[2], "l1 OK LIST completed")
+            self.assertEqual(len(lines), 3)
+            self.assertTrue(select[-1].startswith("s1 NO"), select)
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_avatar_list_mailboxes(self):
+        from imapwebpush.imap.avatar import Avatar, NoselectName
+
+        account = self.account()
+        account.create_mailbox("A/B/C")
+        account.delete_mailbox("A/B")
+        avatar = Avatar(account)
+        listed = avatar.listMailboxes("", "*")
+        try:
+            self.assertEqual([name for name, _ in listed], account.list_mailboxes())
+            boxes = dict(listed)
+            self.assertIsInstance(boxes["A/B"], NoselectName)
+            self.assertEqual(boxes["A/B"].getFlags(), ["\\Noselect"])
+            self.assertEqual(boxes["A/B"].getHierarchicalDelimiter(), "/")
+            self.assertTrue(imap4.IMailbox.providedBy(boxes["A/B/C"]))
+            self.assertEqual([name for name, _ in avatar.listMailboxes("A/", "%")], ["A/B"])
+        finally:
+            avatar.logout()

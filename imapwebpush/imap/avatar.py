@@ -92,11 +92,32 @@ class Avatar:
         self.mail_account.unsubscribe(name)
 
     def listMailboxes(self, ref, wildcard):
+        """[(name, mailbox)] matching ``ref + wildcard``, \\Noselect parents included.
+
+        A selectable name comes with its TwistedMailbox (an imap4.IMailbox); a name
+        that only has children (``a`` of ``a/b``) cannot be selected, so it comes
+        with a L{NoselectName}, whose flags twisted's LIST shows as ``(\\Noselect)``.
+        """
         pattern = imap4.wildcardToRegexp(ref + wildcard, DELIMITER)
+        is_selectable = getattr(self.mail_account, "is_selectable", None)
         out = []
         for name in self.mail_account.list_mailboxes():
-            if pattern.fullmatch(name) is not None:
-                mailbox = self.select(name, False)
-                if mailbox is not None:  # else \Noselect: a name with children only
-                    out.append((name, mailbox))
+            if pattern.fullmatch(name) is None:
+                continue
+            if is_selectable is not None and not is_selectable(name):
+                out.append((name, NoselectName()))
+                continue
+            mailbox = self.select(name, False)
+            out.append((name, mailbox if mailbox is not None else NoselectName()))
         return out
+
+
+@implementer(imap4.IMailboxInfo)
+class NoselectName:
+    """What LIST needs of a name that cannot be selected: its attributes and delimiter."""
+
+    def getFlags(self):
+        return ["\\Noselect"]
+
+    def getHierarchicalDelimiter(self):
+        return DELIMITER
