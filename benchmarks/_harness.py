@@ -92,10 +92,15 @@ class OurServer:
             if m:
                 self.imap_port, self.smtp_port = int(m.group(1)), int(m.group(2))
                 return self
+        status = self.proc.poll()
         self.stop()
         raise RuntimeError(
-            "our server did not start: %s (log: %s)"
-            % (b"".join(seen).decode(errors="replace").strip(), self.log_path)
+            "our server did not start (%s): %s (log: %s)"
+            % (
+                "no PORTS line in %d s" % timeout if status is None else "exit status %d" % status,
+                b"".join(seen).decode(errors="replace").strip()[-2000:],
+                self.log_path,
+            )
         )
 
     def stop(self):
