@@ -117,3 +117,82 @@ class CopyMoveTests(IMAPTestCase):
             self.assertEqual(self.trash.uids(), [])
 
         return self.in_thread(client).addCallback(check)
+
+
+class ExpungedByOtherSessionTests(IMAPTestCase):
+    """RFC 2180 4.4 / RFC 5530: COPY or MOVE naming a message another session expunged."""
+
+    def setUp(self):
+        super().setUp()
+        for n in range(3):
+            self.inbox().add(message("m%d" % n), ["\\Seen"])
+        self.trash = self.account().mailbox("Trash")
+
+    def expunge_2_elsewhere(self):
+        b = self.wire()
+        b.login()
+        b.cmd("s1", "SELECT INBOX")
+        b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+        b.cmd("x1", "EXPUNGE")
+        b.close()
+
+    def test_copy_and_move_by_number_copy_nothing(self):
+        def client():
+            a = self.wire()
+            a.login()
+            a.cmd("s1", "SELECT INBOX")
+            self.expunge_2_elsewhere()
+            copy = a.cmd("c1", "COPY 1:3 Trash")
+            # the EXPUNGE was told with the NO: now the numbers are 1 and 2
+            move = a.cmd("m1", "MOVE 2 Trash")
+            a.close()
+            return copy, move
+
+        def check(result):
+            copy, move = result
+            self.assertEqual(copy, ["* 2 EXPUNGE", "c1 NO [EXPUNGEISSUED] Some messages were expunged"])
+            validity = self.trash.uidvalidity
+            self.assertEqual(
+                move,
+                ["* OK [COPYUID %d 3 1] Moved" % validity, "* 2 EXPUNGE", "m1 OK MOVE completed"],
+            )
+            self.assertEqual(self.inbox().uids(), [1])
+            self.assertEqual(self.trash.uids(), [1])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_move_by_number_moves_nothing(self):
+        def client():
+            a = self.wire()
+            a.login()
+            a.cmd("s1", "SELECT INBOX")
+            self.expunge_2_elsewhere()
+            lines = a.cmd("m1", "MOVE 2:3 Trash")
+            a.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(lines, ["* 2 EXPUNGE", "m1 NO [EXPUNGEISSUED] Some messages were expunged"])
+            self.assertEqual(self.inbox().uids(), [1, 3])
+            self.assertEqual(self.trash.uids(), [])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_uid_copy_skips_it_and_tells_the_expunge(self):
+        def client():
+            a = self.wire()
+            a.login()
+            a.cmd("s1", "SELECT INBOX")
+            self.expunge_2_elsewhere()
+            lines = a.cmd("c1", "UID COPY 1:3 Trash")
+            a.close()
+            return lines
+
+        def check(lines):
+            validity = self.trash.uidvalidity
+            self.assertEqual(
+                lines, ["* 2 EXPUNGE", "c1 OK [COPYUID %d 1,3 1:2] COPY completed" % validity]
+            )
+            self.assertEqual(self.trash.uids(), [1, 2])
+
+        return self.in_thread(client).addCallback(check)

@@ -104,3 +104,72 @@ class StoreTests(IMAPTestCase):
             self.assertEqual(self.inbox().uids(), [1, 3])
 
         return self.in_thread(client).addCallback(check)
+
+
+class ExpungedByOtherSessionTests(IMAPTestCase):
+    """RFC 2180 4.2 / RFC 5530: STORE naming a message another session expunged."""
+
+    def setUp(self):
+        super().setUp()
+        for n in range(3):
+            self.inbox().add(message("m%d" % n), ["\\Seen"])
+
+    def expunge_2_elsewhere(self):
+        b = self.wire()
+        b.login()
+        b.cmd("s1", "SELECT INBOX")
+        b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+        b.cmd("x1", "EXPUNGE")
+        b.close()
+
+    def test_store_by_number_fails_and_changes_nothing(self):
+        def client():
+            a = self.wire()
+            a.login()
+            a.cmd("s1", "SELECT INBOX")
+            self.expunge_2_elsewhere()
+            store = a.cmd("t1", "STORE 1:3 +FLAGS (\\Flagged)")
+            silent = a.cmd("t2", "STORE 2 FLAGS.SILENT ()")
+            ok = a.cmd("t3", "STORE 3 +FLAGS (\\Answered)")
+            noop = a.cmd("n1", "NOOP")
+            after = a.cmd("t4", "STORE 2 +FLAGS (\\Flagged)")
+            a.close()
+            return store, silent, ok, noop, after
+
+        def check(result):
+            store, silent, ok, noop, after = result
+            self.assertEqual(store, ["t1 NO [EXPUNGEISSUED] Some messages were expunged"])
+            self.assertEqual(silent, ["t2 NO [EXPUNGEISSUED] Some messages were expunged"])
+            self.assertEqual(ok, ["* 3 FETCH (FLAGS (\\Answered \\Seen))", "t3 OK STORE completed"])
+            self.assertEqual(noop, ["* 2 EXPUNGE", "n1 OK NOOP completed"])
+            self.assertEqual(after, ["* 2 FETCH (FLAGS (\\Answered \\Flagged \\Seen))", "t4 OK STORE completed"])
+            inbox = self.inbox()
+            self.assertEqual(inbox.uids(), [1, 3])
+            self.assertEqual(inbox.message(1).flags, frozenset(["\\Seen"]))
+            self.assertEqual(inbox.message(3).flags, frozenset(["\\Seen", "\\Answered", "\\Flagged"]))
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_uid_store_skips_it_and_tells_the_expunge(self):
+        def client():
+            a = self.wire()
+            a.login()
+            a.cmd("s1", "SELECT INBOX")
+            self.expunge_2_elsewhere()
+            lines = a.cmd("t1", "UID STORE 1:3 +FLAGS (\\Flagged)")
+            a.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(
+                lines,
+                [
+                    "* 1 FETCH (FLAGS (\\Flagged \\Seen) UID 1)",
+                    "* 3 FETCH (FLAGS (\\Flagged \\Seen) UID 3)",
+                    "* 2 EXPUNGE",
+                    "t1 OK STORE completed",
+                ],
+            )
+            self.assertEqual(self.inbox().message(3).flags, frozenset(["\\Seen", "\\Flagged"]))
+
+        return self.in_thread(client).addCallback(check)

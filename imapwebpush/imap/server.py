@@ -85,6 +85,10 @@ def _quote_name(name):
     return imap4._quote(name.encode("imap4-utf-7"))
 
 
+# RFC 5530: FETCH, STORE or COPY by sequence number named a message another session expunged
+_EXPUNGEISSUED = "[EXPUNGEISSUED] Some messages were expunged"
+
+
 def _literal(data):
     return b"{%d}\r\n%b" % (len(data), data)
 
@@ -970,6 +974,10 @@ class IMAPServer(imap4.IMAP4Server):
         except errors.MailboxNotFound:
             raise No("[TRYCREATE] No such mailbox")
         uids = [u for _, u in pairs_of if not self.view.is_ghost(u)]
+        if not uid and len(uids) < len(pairs_of):
+            # RFC 2180 4.4: copying only part of what the client named would mislead it;
+            # copy nothing (a UID command just skips it: its EXPUNGE is told before the OK).
+            raise No(_EXPUNGEISSUED)
         if move:
             self._writable()
             pairs = self.view.mailbox.move(uids, destination, origin=self) if uids else []
@@ -1016,7 +1024,12 @@ class IMAPServer(imap4.IMAP4Server):
         if mode is None:
             raise Bad("Expected FLAGS, +FLAGS or -FLAGS")
         flags = self._flag_names(imap4.IMAP4Server.arg_flaglist(self, flag_text.strip())[0])
-        targets = [(s, u) for s, u in self._resolve(seqset, uid) if not view.is_ghost(u)]
+        named = self._resolve(seqset, uid)
+        targets = [(s, u) for s, u in named if not view.is_ghost(u)]
+        if not uid and len(targets) < len(named):
+            # RFC 2180 4.2: a number the client still sees names an expunged message;
+            # change nothing (by UID it is skipped and its EXPUNGE told before the OK).
+            raise No(_EXPUNGEISSUED)
         changed, failed = view.mailbox.set_flags(
             [u for _, u in targets], flags, mode, unchangedsince=unchangedsince, origin=self
         )
@@ -1119,7 +1132,7 @@ class IMAPServer(imap4.IMAP4Server):
         def finish():
             # By UID, a message that is gone is simply not there (its EXPUNGE follows).
             if expunged and not uid:
-                self.sendNegativeResponse(tag, b"[EXPUNGEISSUED] Some messages were expunged")
+                self.sendNegativeResponse(tag, _EXPUNGEISSUED.encode("ascii"))
             else:
                 self.sendPositiveResponse(tag, b"FETCH completed")
 
