@@ -53,6 +53,10 @@ BACKOFF_CAP = 30 * 60.0  # longest wait between two attempts
 MAX_RETRY_AFTER = 24 * 60 * 60  # a longer Retry-After is capped (the TTL usually ends first)
 MIN_RETRY_AFTER = 1  # "Retry-After: 0" still waits a second, so a busy service is not hammered
 
+_URGENCY_VALUES = {u: [u.encode("ascii")] for u in URGENCIES}  # header values, built once
+_CONTENT_ENCODING = [b"aes128gcm"]
+_CONTENT_TYPE = [b"application/octet-stream"]
+
 _RETRY_AFTER_STATUSES = (429, 503, 507)
 _GONE_STATUSES = (404, 410)
 _REJECTED_STATUSES = (400, 401, 403)
@@ -219,6 +223,7 @@ class PushDeliveryService(Service):
         self._held = {}  # endpoint -> time before which nothing is sent to it (Retry-After)
         self._pumping = False
         self._repump = False
+        self._last_authorization = (None, None)  # (header text, its header value list)
 
     # -- Service -----------------------------------------------------------
 
@@ -413,12 +418,14 @@ class PushDeliveryService(Service):
         except (KeyError, ValueError) as e:
             self._final(delivery, FAILED, reason="cannot sign the push: %s" % (e.args[0] if e.args else e,))
             return
+        if authorization is not self._last_authorization[0]:  # the token changes rarely
+            self._last_authorization = (authorization, [authorization.encode("ascii")])
         headers = {
-            b"TTL": [str(max(0, int(round(record["deadline"] - now)))).encode("ascii")],
-            b"Urgency": [record["urgency"].encode("ascii")],
-            b"Content-Encoding": [b"aes128gcm"],
-            b"Content-Type": [b"application/octet-stream"],
-            b"Authorization": [authorization.encode("ascii")],
+            b"TTL": [b"%d" % (max(0, int(round(record["deadline"] - now))),)],
+            b"Urgency": _URGENCY_VALUES[record["urgency"]],
+            b"Content-Encoding": _CONTENT_ENCODING,
+            b"Content-Type": _CONTENT_TYPE,
+            b"Authorization": self._last_authorization[1],
         }
         if record["topic"]:
             headers[b"Topic"] = [record["topic"].encode("ascii")]
@@ -472,12 +479,13 @@ class PushDeliveryService(Service):
     # -- answers (SPEC 6.1) -------------------------------------------------
 
     def _answered(self, delivery, status, headers, body):
+        if 200 <= status < 300:
+            self._final(delivery, DELIVERED, status=status)
+            return
         record = delivery.record
         detail = _snippet(body)
         suffix = (": %s" % detail) if detail else ""
-        if 200 <= status < 300:
-            self._final(delivery, DELIVERED, status=status)
-        elif status in _GONE_STATUSES:
+        if status in _GONE_STATUSES:
             self._final(
                 delivery, GONE, status=status,
                 reason="push service answered %d: the subscription is gone%s" % (status, suffix),

@@ -8,7 +8,9 @@ from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from treq.response import _Response
 from twisted.internet import defer
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.internet.abstract import isIPv6Address
+from twisted.web.client import URI, Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
@@ -57,8 +59,9 @@ class PushHTTPClient(HTTPClient):
 
     A ``request("POST", url, headers=..., data=<bytes>, allow_redirects=False,
     unbuffered=True)`` (what PushDeliveryService sends) goes straight to the
-    Agent: the request URI is encoded once per endpoint (as treq encodes it),
-    the body is written at once, and no cookie jar or gzip decoding is
+    Agent: the request URI and the Host header are worked out once per
+    endpoint (as treq and the Agent would), the body is written at once, and
+    no cookie jar or gzip decoding is
     involved (push services use neither: no Cookie or Accept-Encoding header is
     sent). The answer is the same treq response. Every other call is treq's.
     """
@@ -82,14 +85,33 @@ class PushHTTPClient(HTTPClient):
         return HTTPClient.request(self, method, url, **kwargs)
 
     def _post(self, url, headers, data):
-        uri = self._uris.get(url)
-        if uri is None:
-            uri = EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
+        target = self._uris.get(url)
+        if target is None:
+            target = _request_target(url)
             if len(self._uris) >= URI_CACHE:
                 self._uris.clear()
-            self._uris[url] = uri
-        d = self._agent.request(b"POST", uri, self._request_headers(headers, 3), _BytesProducer(data))
+            self._uris[url] = target
+        uri, host = target
+        if isinstance(headers, Headers):
+            headers = headers.copy()
+        else:
+            headers = self._request_headers(headers, 3)  # a new Headers
+        if not headers.hasHeader(b"host"):
+            headers.setRawHeaders(b"Host", host)  # so the Agent need not copy the headers to add it
+        d = self._agent.request(b"POST", uri, headers, _BytesProducer(data))
         return d.addCallback(_Response, self._cookiejar)
+
+
+def _request_target(url):
+    """(request URI as treq encodes it, [Host header value as the Agent computes it])."""
+    uri = EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
+    parsed = URI.fromBytes(uri)
+    host = parsed.host
+    if isIPv6Address(host.decode("ascii")):
+        host = b"[" + host + b"]"
+    if (parsed.scheme, parsed.port) not in ((b"http", 80), (b"https", 443)):
+        host = b"%b:%d" % (host, parsed.port)
+    return uri, [host]
 
 
 def make_http_client(
