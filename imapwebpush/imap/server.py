@@ -163,6 +163,21 @@ def _decoded_header(value):
         return value
 
 
+
+def _no_delay(transport):
+    """Turn Nagle off on the TCP connection under ``transport`` (through TLS too).
+
+    Why: with Nagle on, a line written while the previous small write is not yet
+    acknowledged waits for the client's delayed ACK (about 40 ms on Linux); the
+    first ``* n EXISTS`` after ``+ idling`` reached the client 30-40 ms late.
+    Answers are already coalesced per reactor turn, so this adds no packets.
+    """
+    while transport is not None:
+        if interfaces.ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+            return
+        transport = getattr(transport, "transport", None)
+
 class IMAPServer(imap4.IMAP4Server):
     """An IMAP4rev1 session over an IMailStore account (see factory.IMAPFactory)."""
 
@@ -231,6 +246,7 @@ class IMAPServer(imap4.IMAP4Server):
 
             self.clock = reactor
             self.callLater = reactor.callLater
+        _no_delay(self.transport)
         super().connectionMade()
 
     def connectionLost(self, reason):
