@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.internet.abstract import isIPv6Address
 from twisted.web.client import URI, Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from imapwebpush.decisions import CONNECT_TIMEOUT
@@ -20,6 +20,7 @@ from imapwebpush.webpush.policy import CheckingEndpointFactory
 DEFAULT_MAX_PER_HOST = 16
 CACHED_CONNECTION_TIMEOUT = 120  # seconds an idle connection to a push service is kept
 URI_CACHE = 4096  # endpoints whose request URI is kept ready
+ENDPOINT_CACHE = 256  # push service (scheme, host, port) whose connect endpoint is kept
 _PUSH_KWARGS = frozenset(["headers", "data", "allow_redirects", "unbuffered"])
 
 
@@ -30,6 +31,32 @@ def make_pool(reactor, max_per_host=DEFAULT_MAX_PER_HOST):
     pool.cachedConnectionTimeout = CACHED_CONNECTION_TIMEOUT
     pool.retryAutomatically = False  # a POST is not idempotent; the delivery service retries
     return pool
+
+
+@implementer(IAgentEndpointFactory)
+class _EndpointCache:
+    """Keeps the endpoint the policy's factory makes for each push service.
+
+    An Agent asks for an endpoint on every request, even one that reuses a
+    pooled connection; for https that builds new TLS options (a fresh OpenSSL
+    context) each time. The endpoints are stateless (each connect resolves
+    and checks the addresses again, SPEC 7), so one per (scheme, host, port)
+    serves every request.
+    """
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._endpoints = {}
+
+    def endpointForURI(self, uri):
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._factory.endpointForURI(uri)
+            if len(self._endpoints) >= ENDPOINT_CACHE:
+                self._endpoints.clear()
+            self._endpoints[key] = endpoint
+        return endpoint
 
 
 @implementer(IBodyProducer)
@@ -134,5 +161,5 @@ def make_http_client(
     factory = CheckingEndpointFactory(
         reactor, policy, resolver=resolver, trust_root=trust_root, connect_timeout=connect_timeout
     )
-    agent = Agent.usingEndpointFactory(reactor, factory, pool=pool)
+    agent = Agent.usingEndpointFactory(reactor, _EndpointCache(factory), pool=pool)
     return PushHTTPClient(agent, pool)
