@@ -72,14 +72,14 @@ def run(accounts, per_account):
         server = yield start_server([
             "--data", data, "--domain", DOMAIN, "--imap", "none",
             "--smtp", "tcp:0:interface=127.0.0.1", "--hostname", "bench.example",
+            "--insecure-push-endpoints",
         ], reactor)
         # the accounts exist before the clock starts, as after "imapwebpush user add"
         for user in users:
             server.components.mail_store.account(user).mailbox("INBOX")
         pushservice = PushService(reactor)
         yield pushservice.start()
-        wiring = PushWiring(server.components.mail_store, data)
-        wiring.start()
+        wiring = PushWiring(server.components)
         devices = {}
         for user in users:
             for i in range(per_account):
@@ -97,7 +97,6 @@ def run(accounts, per_account):
             ], consumeErrors=True)
             pushes = yield pushservice.wait_for(total)
         finally:
-            yield wiring.stop()
             yield pushservice.stop()
             yield server.stop()
         start = min(first_start)
