@@ -18,7 +18,10 @@ from twisted.trial import unittest
 
 from imapwebpush.store.users import UserDatabase
 from imapwebpush.tap import start_server
-from imapwebpush.testing import PushService
+from imapwebpush import decisions
+from imapwebpush.testing import Answer, PushService
+from imapwebpush.webpush import crypto
+from imapwebpush.webpush.subscriptions import token_hash
 
 ALICE = "alice@example.org"
 PASSWORD = "secret"
@@ -151,3 +154,35 @@ class SubscribeOverIMAP(unittest.TestCase):
                       b'"after restart" ', pushes[2].plaintext)
         self.assertEqual(pushes[2].vapid_key, vapid.decode("ascii"))
         self.assertEqual(len(self.pushservice.received(device)), 3)
+
+    @defer.inlineCallbacks
+    def test_restart_in_the_middle_of_a_retry(self):
+        """A push waiting to be retried when the server stops is delivered after the restart."""
+        device = self.pushservice.new_subscription()
+        # The push service is overloaded: 503 with Retry-After, so the push waits.
+        device.respond(Answer.retry_after("2", status=503))
+        server = yield self.start()
+        activate(server, device)
+        yield self.send(server, "waiting")
+        [refused] = yield self.pushservice.wait_for(1, device)
+        self.assertEqual(refused.status, 503)
+        self.assertEqual(server.components.webpush.sender.pending(), 1)
+        yield server.stop()  # the push waits in the outbox, on disk
+
+        server = yield self.start()
+        pushes = yield self.pushservice.wait_for(2, device)
+        self.assertEqual(pushes[1].status, 201)
+        self.assertEqual(pushes[1].problems, [])
+        self.assertEqual(pushes[1].plaintext, refused.plaintext)
+        self.assertIn(b'"waiting"', pushes[1].plaintext)
+
+
+def activate(server, device, sid="phone"):
+    """Make ``device`` an active subscription of ALICE, as WEBPUSH + ACKWEBPUSH leave it."""
+    store, keyring = server.components.webpush.store, server.components.webpush.keyring
+    token = b"t" * decisions.TOKEN_BYTES
+    now = reactor.seconds()
+    store.set_pending(ALICE, sid, device.endpoint, crypto.parse_p256dh(device.p256dh),
+                      crypto.parse_auth(device.auth), keyring.current(), now,
+                      decisions.DEFAULT_MAX_SUBSCRIPTIONS, token_hash(token))
+    assert store.acknowledge(ALICE, token_hash(token), now, decisions.TOKEN_LIFETIME).state == "active"
