@@ -125,6 +125,19 @@ class IStoredMailbox(Interface):
     def changed_since(modseq):
         """Sorted UIDs of messages whose modseq is greater than ``modseq`` (CHANGEDSINCE)."""
 
+    vanished_floor = Attribute(
+        "int: lowest modseq from which the expunge history is complete (QRESYNC)"
+    )
+
+    def vanished_ranges(modseq):
+        """UIDs expunged with a modseq above ``modseq``, as sorted ``(first, last)`` ranges.
+
+        Below ``vanished_floor``: every UID under UIDNEXT not in the mailbox.
+        """
+
+    def vanished_since(modseq):
+        """The same as a sorted list of UIDs."""
+
 
 class IAccount(Interface):
     """One user's mailboxes and change bus."""

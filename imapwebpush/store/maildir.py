@@ -37,6 +37,11 @@ MODES = ("replace", "add", "remove")
 # Header blocks kept in memory per mailbox (FETCH ENVELOPE, push payloads).
 HEADER_CACHE_SIZE = 2048
 
+# Expunged UIDs remembered per mailbox (QRESYNC's VANISHED (EARLIER)); when a
+# compaction drops older ones the history floor rises and clients asking from
+# before it are told every missing UID instead (RFC 7162 3.2.5.1 allows that).
+VANISHED_HISTORY = 10000
+
 # A directory mtime this close to the wall clock may hide a later change made
 # within the same timestamp tick; such a snapshot is checked once more by a
 # scan when it has aged (as Dovecot does).
@@ -204,6 +209,12 @@ class Mailbox:
         self.uidvalidity = 0
         self.uidnext = 1
         self.highestmodseq = 1
+        # Tombstones of expunged messages, oldest first: parallel lists of the
+        # expunge's modseq and the sorted UIDs it removed.
+        self._tomb_modseqs = []
+        self._tomb_uids = []
+        self._tomb_count = 0
+        self.vanished_floor = 1
 
     def open(self):
         """Load the journal and reconcile it with the folder (once, by the account)."""
@@ -227,6 +238,9 @@ class Mailbox:
             # what clients saw, so they must resynchronise.
             old = self.uidvalidity
             self.uidvalidity = self._new_uidvalidity()
+            # Clients resynchronise from scratch: old tombstones mean nothing.
+            self._tomb_modseqs, self._tomb_uids, self._tomb_count = [], [], 0
+            self.vanished_floor = self.highestmodseq
             if old:
                 log.warn(
                     "{mailbox}: damaged index, new UIDVALIDITY {new} (was {old})",
@@ -249,6 +263,13 @@ class Mailbox:
             if kind == "s":
                 self.uidvalidity = int(r["v"])
                 self.uidnext = max(self.uidnext, int(r["n"]))
+                # A state line without "h" was written before tombstones were
+                # kept (or by make_folder): history is complete from its modseq.
+                self.vanished_floor = int(r.get("h", r.get("m", 1)))
+                return 0
+            if kind == "g":
+                for modseq, uids in r["x"]:
+                    self._bury(int(modseq), [int(u) for u in uids])
                 return 0
             if kind == "v":
                 self.uidvalidity = int(r["v"])
@@ -273,6 +294,7 @@ class Mailbox:
                 doomed = [self._by_uid[u] for u in r["u"] if u in self._by_uid]
                 if doomed:
                     self._forget_many(doomed)
+                self._bury(int(r["m"]), sorted(int(u) for u in r["u"]))
                 return 0
         except (KeyError, TypeError, ValueError):
             log.warn("{mailbox}: ignoring malformed index record {record!r}", mailbox=self.name, record=r)
@@ -334,7 +356,40 @@ class Mailbox:
         return record
 
     def _state(self):
-        return {"t": "s", "v": self.uidvalidity, "n": self.uidnext, "m": self.highestmodseq}
+        return {
+            "t": "s",
+            "v": self.uidvalidity,
+            "n": self.uidnext,
+            "m": self.highestmodseq,
+            "h": self.vanished_floor,
+        }
+
+    def _bury(self, modseq, uids):
+        """Remember that ``uids`` (sorted) were expunged at ``modseq``."""
+        if not uids:
+            return
+        if self._tomb_modseqs and modseq < self._tomb_modseqs[-1]:
+            # Never happens with one writer; keep the lists ordered anyway.
+            i = bisect.bisect_right(self._tomb_modseqs, modseq)
+            self._tomb_modseqs.insert(i, modseq)
+            self._tomb_uids.insert(i, list(uids))
+        else:
+            self._tomb_modseqs.append(modseq)
+            self._tomb_uids.append(list(uids))
+        self._tomb_count += len(uids)
+
+    def _trim_tombstones(self):
+        """Forget the oldest tombstones beyond VANISHED_HISTORY, raising the floor."""
+        drop = 0
+        count = self._tomb_count
+        while count > VANISHED_HISTORY and drop < len(self._tomb_modseqs):
+            count -= len(self._tomb_uids[drop])
+            drop += 1
+        if drop:
+            self.vanished_floor = max(self.vanished_floor, self._tomb_modseqs[drop - 1])
+            del self._tomb_modseqs[:drop]
+            del self._tomb_uids[:drop]
+            self._tomb_count = count
 
     def _write(self, records):
         """Append records to the journal, compacting it when it has grown."""
@@ -344,7 +399,12 @@ class Mailbox:
             self._compact()
 
     def _compact(self):
+        self._trim_tombstones()
         records = [self._state()]
+        if self._tomb_modseqs:
+            records.append(
+                {"t": "g", "x": [[m, u] for m, u in zip(self._tomb_modseqs, self._tomb_uids)]}
+            )
         records.extend(self._record(self._by_uid[uid]) for uid in self._uids)
         self._journal.rewrite(records)
         self._records = len(records)
@@ -456,6 +516,7 @@ class Mailbox:
             expunged = sorted(m.uid for m in gone)
             self._forget_many(gone)
             records.append({"t": "x", "u": expunged, "m": self.highestmodseq})
+            self._bury(self.highestmodseq, expunged)
         for base, rel in sorted(found.items(), key=self._age):
             msg = self._adopt(rel)
             if msg is not None:
@@ -591,6 +652,38 @@ class Mailbox:
     def changed_since(self, modseq):
         """Sorted UIDs of the messages whose modseq is greater than ``modseq`` (CHANGEDSINCE)."""
         return [u for u in self._uids if self._by_uid[u].modseq > modseq]
+
+    def vanished_ranges(self, modseq):
+        """Expunged since ``modseq`` as sorted, disjoint ``(first, last)`` UID ranges.
+
+        Exact when ``modseq >= vanished_floor``; from before the floor (the
+        history was trimmed) every UID below UIDNEXT that is not here, which
+        RFC 7162 3.2.5.1 allows. Ranges keep that answer small.
+        """
+        if modseq < self.vanished_floor:
+            out = []
+            expected = 1
+            for uid in self._uids:
+                if uid > expected:
+                    out.append((expected, uid - 1))
+                expected = uid + 1
+            if expected < self.uidnext:
+                out.append((expected, self.uidnext - 1))
+            return out
+        i = bisect.bisect_right(self._tomb_modseqs, modseq)
+        uids = sorted(u for group in self._tomb_uids[i:] for u in group)
+        out = []
+        for uid in uids:
+            if out and uid <= out[-1][1] + 1:
+                if uid > out[-1][1]:
+                    out[-1] = (out[-1][0], uid)
+            else:
+                out.append((uid, uid))
+        return out
+
+    def vanished_since(self, modseq):
+        """Sorted UIDs expunged with a modseq above ``modseq`` (see ``vanished_ranges``)."""
+        return [u for first, last in self.vanished_ranges(modseq) for u in range(first, last + 1)]
 
     def add(self, data, flags=(), internaldate=None, origin=None):
         self._begin()
@@ -738,6 +831,7 @@ class Mailbox:
         self._write([{"t": "x", "u": removed, "m": modseq}])
         self.highestmodseq = modseq
         self._forget_many(doomed)
+        self._bury(modseq, removed)
         self._take_mtimes()
         event = MessagesExpunged(self._account.address, self.name, tuple(removed), modseq, origin=origin)
         if not announce:
