@@ -329,3 +329,150 @@ class FetchTests(IMAPTestCase):
             )
 
         return self.in_thread(client).addCallback(check)
+
+
+def _read_exactly(w, size):
+    data = b""
+    while len(data) < size:
+        chunk = w.file.read(size - len(data))
+        if not chunk:
+            raise EOFError("server closed the connection")
+        data += chunk
+    return data
+
+
+class FetchWireTests(IMAPTestCase):
+    """Exact octets of the common FETCH forms, HEADER.FIELDS echoes, pipelined input."""
+
+    def test_header_fields_names_echoed_as_sent(self):
+        self.inbox().add(b"Subject: s\r\nX-TUID: abc\r\nFrom: f@example.net\r\n\r\nbody\r\n")
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            out = [
+                w.cmd("f1", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT X-TUID)])"),
+                w.cmd("f2", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject x-tuid)])"),
+                w.cmd("f3", "FETCH 1 (BODY.PEEK[HEADER.FIELDS.NOT (subject X-TUID)])"),
+                w.cmd("f4", 'FETCH 1 (BODY.PEEK[HEADER.FIELDS ("Subject")])'),
+                w.cmd("f5", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT X-TUID)])"),  # cached parse
+            ]
+            w.close()
+            return out
+
+        def check(out):
+            f1, f2, f3, f4, f5 = out
+            picked = b"Subject: s\r\nX-TUID: abc\r\n\r\n"
+            self.assertEqual(
+                f1,
+                [
+                    "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT X-TUID)] {%d}" % len(picked),
+                    "Subject: s",
+                    "X-TUID: abc",
+                    "",
+                    ")",
+                    "f1 OK FETCH completed",
+                ],
+            )
+            self.assertEqual(f2[0], "* 1 FETCH (BODY[HEADER.FIELDS (Subject x-tuid)] {%d}" % len(picked))
+            self.assertEqual(f2[1:3], ["Subject: s", "X-TUID: abc"])
+            rest = b"From: f@example.net\r\n\r\n"
+            self.assertEqual(f3[0], "* 1 FETCH (BODY[HEADER.FIELDS.NOT (subject X-TUID)] {%d}" % len(rest))
+            self.assertEqual(f3[1], "From: f@example.net")
+            self.assertEqual(f4[0], '* 1 FETCH (BODY[HEADER.FIELDS ("Subject")] {%d}' % len(b"Subject: s\r\n\r\n"))
+            self.assertEqual(f4[1], "Subject: s")
+            self.assertEqual(f5[:-1], f1[:-1])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_uid_fetch_body_peek_and_noop_exact_octets(self):
+        inbox = self.inbox()
+        inbox.add(MESSAGE)
+        uid = inbox.add(MESSAGE + b"Third line.\r\n", ["\\Seen"])
+        second = MESSAGE + b"Third line.\r\n"
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            got = []
+            for tag in ("f1", "f2"):  # the second time the attribute list comes from the cache
+                w.send("%s UID FETCH %d BODY.PEEK[]\r\n" % (tag, uid))
+                head = w.file.readline()
+                body = _read_exactly(w, len(second))
+                tail = w.file.readline() + w.file.readline()
+                got.append(head + body + tail)
+            w.send("n1 NOOP\r\n")
+            got.append(w.file.readline())
+            flags = w.cmd("f3", "FETCH 2 (FLAGS RFC822.SIZE UID)")
+            w.close()
+            return got, flags
+
+        def check(result):
+            got, flags = result
+            for tag in (b"f1", b"f2"):
+                self.assertEqual(
+                    got.pop(0),
+                    b"* 2 FETCH (UID %d BODY[] {%d}\r\n" % (uid, len(second))
+                    + second
+                    + b")\r\n"
+                    + tag
+                    + b" OK FETCH completed\r\n",
+                )
+            self.assertEqual(got, [b"n1 OK NOOP completed\r\n"])
+            self.assertEqual(
+                flags,
+                ["* 2 FETCH (FLAGS (\\Seen) RFC822.SIZE %d UID %d)" % (len(second), uid), "f3 OK FETCH completed"],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_pipelined_commands_answered_in_order(self):
+        self.inbox().add(MESSAGE)
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            # One send: a FETCH, a bad FETCH (twice: errors are not cached), an APPEND with a
+            # non-synchronizing literal, then NOOP; answers must come in this order.
+            w.send(
+                b"p1 FETCH 1 (BODY.PEEK[])\r\np2 FETCH 1 (NONSENSE)\r\np3 FETCH 1 (NONSENSE)\r\n"
+                b"p4 APPEND INBOX {9+}\r\nSubject: \r\np5 NOOP\r\n"
+            )
+            lines = w.until("p5")
+            w.close()
+            return lines
+
+        def check(lines):
+            tagged = [line for line in lines if line[:1] == "p"]
+            self.assertEqual([t.split(" ")[0] for t in tagged], ["p1", "p2", "p3", "p4", "p5"])
+            self.assertEqual(lines[0], "* 1 FETCH (BODY[] {%d}" % len(MESSAGE))
+            self.assertEqual(tagged[0], "p1 OK FETCH completed")
+            self.assertTrue(tagged[1].startswith("p2 BAD Bad FETCH attribute"), tagged)
+            self.assertEqual(tagged[1], tagged[2].replace("p3", "p2", 1))
+            self.assertTrue(tagged[3].startswith("p4 OK [APPENDUID "), tagged)
+            self.assertIn("* 2 EXISTS", lines)
+            self.assertEqual(tagged[4], "p5 OK NOOP completed")
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_logout_answer_arrives_before_close(self):
+        def client():
+            w = self.wire()
+            w.login()
+            w.send("a1 NOOP\r\na2 LOGOUT\r\n")
+            lines = w.until("a2")
+            rest = w.file.read()
+            w.close()
+            return lines, rest
+
+        def check(result):
+            lines, rest = result
+            self.assertEqual(
+                lines, ["a1 OK NOOP completed", "* BYE imapwebpush logging out", "a2 OK LOGOUT completed"]
+            )
+            self.assertEqual(rest, b"")
+
+        return self.in_thread(client).addCallback(check)
