@@ -208,7 +208,7 @@ def parse_select_params(text):
             qresync = _qresync_params(items[i + 1])
             i += 2
         else:
-            raise QresyncError("unknown SELECT parameter")
+            raise QresyncError("Unknown SELECT parameter")
     return condstore, qresync
 
 
@@ -260,10 +260,10 @@ def parse_fetch_modifiers(text):
     if not text:
         return None, False
     if not (text.startswith(b"(") and text.endswith(b")")):
-        raise QresyncError("malformed FETCH modifiers")
+        raise QresyncError("Malformed FETCH modifiers")
     tokens = _tokens(text)
     if len(tokens) != 1 or not isinstance(tokens[0], list) or not tokens[0]:
-        raise QresyncError("malformed FETCH modifiers")
+        raise QresyncError("Malformed FETCH modifiers")
     items = tokens[0]
     changedsince = None
     vanished = False
@@ -280,7 +280,7 @@ def parse_fetch_modifiers(text):
             vanished = True
             i += 1
         else:
-            raise QresyncError("unknown FETCH modifier")
+            raise QresyncError("Unknown FETCH modifier")
     if vanished and changedsince is None:
         raise QresyncError("VANISHED needs CHANGEDSINCE")
     return changedsince, vanished
