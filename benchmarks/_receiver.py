@@ -2,12 +2,14 @@
 
 push_throughput.py starts it as a child so that neither sender shares a CPU
 thread (or a GIL) with the receiver's work (HTTP parsing, VAPID check,
-decryption). Run: python benchmarks/_receiver.py --subscriptions 20
+decryption). Run: python benchmarks/_receiver.py --subscriptions 20 [--tls]
 
-It starts the push service on 127.0.0.1 (plain HTTP, port 0), creates the
-subscriptions and prints one JSON line:
+It starts the push service on 127.0.0.1 (port 0; plain HTTP, or with --tls
+HTTPS with a self-signed certificate), creates the subscriptions and prints one
+JSON line:
 
-  {"origin": "http://127.0.0.1:PORT", "subscriptions": [{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}, ...]}
+  {"origin": "http://127.0.0.1:PORT", "certificate": null or "PEM text",
+   "subscriptions": [{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}, ...]}
 
 Then it answers commands read from stdin, one JSON line per command:
 
@@ -78,6 +80,7 @@ class Commands(LineReceiver):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=20)
+    parser.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate")
     options = parser.parse_args(argv)
 
     from twisted.internet import defer
@@ -87,13 +90,14 @@ def main(argv=None):
 
     @defer.inlineCallbacks
     def run(reactor):
-        service = PushService(reactor)
+        service = PushService(reactor, tls=options.tls)
         yield service.start()
         subs = [service.new_subscription() for _ in range(options.subscriptions)]
         done = defer.Deferred()
         io = stdio.StandardIO(Commands(service, done), reactor=reactor)
         io.write(json.dumps({
             "origin": service.origin,
+            "certificate": service.certificate.dumpPEM().decode("ascii") if options.tls else None,
             "subscriptions": [s.subscription_info() for s in subs],
         }).encode("ascii") + b"\n")
         yield done

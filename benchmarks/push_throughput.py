@@ -52,9 +52,9 @@ def payload(kind, n):
 class Receiver:
     """benchmarks/_receiver.py as a child process; ``ask`` blocks (call it from a thread)."""
 
-    def __init__(self, subscriptions):
+    def __init__(self, subscriptions, tls=False):
         self.process = subprocess.Popen(
-            [sys.executable, RECEIVER, "--subscriptions", str(subscriptions)],
+            [sys.executable, RECEIVER, "--subscriptions", str(subscriptions)] + (["--tls"] if tls else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         line = self.process.stdout.readline()
@@ -62,6 +62,7 @@ class Receiver:
             raise SystemExit("the receiver did not start (exit status %s)" % (self.process.wait(),))
         info = json.loads(line)
         self.origin = info["origin"]
+        self.certificate = info["certificate"]  # PEM of the self-signed certificate with --tls
         self.subscriptions = info["subscriptions"]
 
     def ask(self, command):
@@ -94,6 +95,11 @@ def pywebpush_child(job_path):
         job = json.load(f)
     vapid = Vapid.from_file(job["pem"])
     session = requests.Session()
+    if job["ca"]:
+        # verify the receiver's self-signed certificate (these variables would override it)
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        os.environ.pop("CURL_CA_BUNDLE", None)
+        session.verify = job["ca"]
     subs = job["subscriptions"]
     statuses = {}
     cpu = time.process_time()
@@ -159,8 +165,17 @@ def run(reactor, options, receiver):
 
         crypto_rate = crypto_only(subs, options.crypto)
 
-        policy = EndpointPolicy(insecure=True)  # the receiver is plain HTTP on loopback
-        client = make_http_client(reactor, policy, max_per_host=options.concurrency)
+        policy = EndpointPolicy(insecure=True)  # the receiver is on loopback
+        trust_root = None
+        ca = None
+        if receiver.certificate:
+            from twisted.internet.ssl import Certificate
+
+            trust_root = Certificate.loadPEM(receiver.certificate)
+            ca = os.path.join(tmp, "receiver-ca.pem")
+            with open(ca, "w") as f:
+                f.write(receiver.certificate)
+        client = make_http_client(reactor, policy, max_per_host=options.concurrency, trust_root=trust_root)
         service = PushDeliveryService(
             reactor, keyring, client, policy, os.path.join(tmp, "outbox.sqlite"),
             max_in_flight=options.concurrency, max_per_host=options.concurrency,
@@ -202,7 +217,7 @@ def run(reactor, options, receiver):
         def pywebpush_half(first, count):
             job = os.path.join(tmp, "job-%d.json" % first)
             with open(job, "w") as f:
-                json.dump({"pem": pem, "first": first, "count": count, "subscriptions": subs}, f)
+                json.dump({"pem": pem, "ca": ca, "first": first, "count": count, "subscriptions": subs}, f)
             cpu = (yield threads.deferToThread(receiver.ask, "stats - 0"))["cpu_s"]
             out = yield threads.deferToThread(
                 subprocess.run, [sys.executable, os.path.abspath(__file__), "--pywebpush-child", job],
@@ -238,8 +253,8 @@ def run(reactor, options, receiver):
         ours_rate = ours_ok / ours["elapsed"]
         theirs_rate = theirs_ok / theirs["elapsed"]
         print(
-            "push_throughput: imapwebpush=%.0f/s pywebpush=%.0f/s ratio=%.1f crypto_only=%.0f/s"
-            % (ours_rate, theirs_rate, ours_rate / theirs_rate, crypto_rate)
+            "push_throughput%s: imapwebpush=%.0f/s pywebpush=%.0f/s ratio=%.1f crypto_only=%.0f/s"
+            % (" (tls)" if options.tls else "", ours_rate, theirs_rate, ours_rate / theirs_rate, crypto_rate)
         )
         if options.verbose:
             # CPU time per push of each sender's process, and how busy the receiver process was
@@ -262,14 +277,16 @@ def main(argv=None):
     parser.add_argument("--crypto", type=int, default=2000, help="encrypt+sign rounds for crypto_only")
     parser.add_argument("--subscriptions", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (global and per host)")
-    parser.add_argument("--verbose", action="store_true", help="also print how busy the receiver was")
+    parser.add_argument("--tls", action="store_true",
+                        help="the receiver speaks HTTPS (self-signed certificate, verified by both senders)")
+    parser.add_argument("--verbose", action="store_true", help="also print CPU per push and how busy the receiver was")
     parser.add_argument("--pywebpush-child", metavar="JOB", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.pywebpush_child:
         return pywebpush_child(options.pywebpush_child)
     from twisted.internet.task import react
 
-    receiver = Receiver(options.subscriptions)
+    receiver = Receiver(options.subscriptions, options.tls)
     try:
         react(lambda reactor: run(reactor, options, receiver))
     finally:
