@@ -47,8 +47,8 @@ MAX_ASTRING_LITERAL = 64 * 1024
 MAX_LINE = 64 * 1024
 DELIMITER = "/"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_TAG_RE = re.compile(rb"\A[\x21-\x7e]+\Z")
-_BAD_TAG_CHARS = set(b'(){%*"\\+')
+# a tag: printable ASCII but not (){%*"\+ (RFC 3501 tag = 1*<any ASTRING-CHAR except "+">)
+_TAG_RE = re.compile(rb'\A[^\x00-\x20\x7f-\xff(){%*"\\+]+\Z')
 
 
 class No(Exception):
@@ -294,8 +294,9 @@ class IMAPServer(imap4.IMAP4Server):
         try:
             super().dataReceived(data)
         finally:
-            self._flush_output()
-        self._send_now()
+            wrote = self._flush_output()
+        if wrote:
+            self._send_now()
 
     def sendLine(self, line):
         self._write(line + b"\r\n")
@@ -312,6 +313,8 @@ class IMAPServer(imap4.IMAP4Server):
         out, self._out = self._out, None
         if out and self.transport is not None:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            return True
+        return False
 
     def _send_now(self):
         """Send what is buffered now instead of on the reactor's next turn (plain TCP only).
@@ -327,7 +330,6 @@ class IMAPServer(imap4.IMAP4Server):
             and transport.connected
             and not transport.disconnecting
             and transport.producer is None
-            and (transport._tempDataBuffer or transport.dataBuffer)
         ):
             transport.doWrite()
 
@@ -364,7 +366,7 @@ class IMAPServer(imap4.IMAP4Server):
             self.sendBadResponse(None, b"DONE without IDLE")
             return
         parts = line.split(b" ", 2)
-        if not parts[0] or not _TAG_RE.match(parts[0]) or set(parts[0]) & _BAD_TAG_CHARS:
+        if not _TAG_RE.match(parts[0]):
             self.sendBadResponse(None, b"Missing or invalid tag")
             return
         tag = parts[0]
