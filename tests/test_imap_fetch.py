@@ -476,3 +476,36 @@ class FetchWireTests(IMAPTestCase):
             self.assertEqual(rest, b"")
 
         return self.in_thread(client).addCallback(check)
+
+    def test_pipelined_large_answers_intact_and_in_order(self):
+        # Eight 60 KB answers to one read: more than the server holds before writing.
+        body = b"y" * 60000 + b"\r\n"
+        inbox = self.inbox()
+        for n in range(8):
+            inbox.add(b"Subject: big %d\r\n\r\n" % n + body, ["\\Seen"])
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            w.send(b"".join(b"p%d FETCH %d BODY.PEEK[]\r\n" % (n, n + 1) for n in range(8)) + b"p9 NOOP\r\n")
+            got = []
+            for n in range(8):
+                head = w.file.readline()
+                size = int(head.rsplit(b"{", 1)[1].split(b"}")[0])
+                got.append((head, _read_exactly(w, size), w.file.readline(), w.file.readline()))
+            last = w.file.readline()
+            w.close()
+            return got, last
+
+        def check(result):
+            got, last = result
+            for n, (head, data, close, tagged) in enumerate(got):
+                message = b"Subject: big %d\r\n\r\n" % n + body
+                self.assertEqual(head, b"* %d FETCH (BODY[] {%d}\r\n" % (n + 1, len(message)))
+                self.assertEqual(data, message)
+                self.assertEqual(close, b")\r\n")
+                self.assertEqual(tagged, b"p%d OK FETCH completed\r\n" % (n,))
+            self.assertEqual(last, b"p9 OK NOOP completed\r\n")
+
+        return self.in_thread(client).addCallback(check)

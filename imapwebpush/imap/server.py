@@ -48,6 +48,7 @@ MAX_LINE = 64 * 1024
 DELIMITER = "/"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # a tag: printable ASCII but not (){%*"\+ (RFC 3501 tag = 1*<any ASTRING-CHAR except "+">)
+_OUT_LIMIT = 256 * 1024  # answers held per batch of input before they go to the transport
 _TAG_RE = re.compile(rb'\A[^\x00-\x20\x7f-\xff(){%*"\\+]+\Z')
 
 
@@ -202,6 +203,7 @@ class IMAPServer(imap4.IMAP4Server):
     _current_uid = False
     _idle_tag = None
     _out = None  # answers held while a batch of input is handled (see dataReceived)
+    _out_size = 0
 
     def __init__(self, chal=None, contextFactory=None, scheduler=None):
         super().__init__(chal, contextFactory, scheduler)
@@ -291,6 +293,7 @@ class IMAPServer(imap4.IMAP4Server):
             super().dataReceived(data)
             return
         self._out = []
+        self._out_size = 0
         try:
             super().dataReceived(data)
         finally:
@@ -303,18 +306,29 @@ class IMAPServer(imap4.IMAP4Server):
 
     def _write(self, data):
         out = self._out
-        if out is not None:
-            out.append(data)
-        elif self.transport is not None:
-            self.transport.write(data)
+        if out is None:
+            if self.transport is not None:
+                self.transport.write(data)
+            return
+        out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= _OUT_LIMIT:
+            # Many pipelined commands in one read, or a large answer: hand over what is
+            # held (the transport holds it just as before; this list need not grow past it).
+            self._hand_over(out)
+            del out[:]
+            self._out_size = 0
 
-    def _flush_output(self):
-        """Write what the current batch of input answered (before STARTTLS or a close too)."""
-        out, self._out = self._out, None
+    def _hand_over(self, out):
         if out and self.transport is not None:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             return True
         return False
+
+    def _flush_output(self):
+        """Write what the current batch of input answered (before STARTTLS or a close too)."""
+        out, self._out = self._out, None
+        return self._hand_over(out)
 
     def _send_now(self):
         """Send what is buffered now instead of on the reactor's next turn (plain TCP only).
