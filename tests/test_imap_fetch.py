@@ -1,5 +1,8 @@
 """FETCH: \\Seen on BODY[] but not BODY.PEEK[], sections, partials, BODYSTRUCTURE, MODSEQ."""
 
+from twisted.trial import unittest
+
+from imapwebpush.imap import server
 from tests.imap_harness import MESSAGE, IMAPTestCase
 
 MULTIPART = (
@@ -458,6 +461,31 @@ class FetchWireTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_modseq_beside_other_attributes(self):
+        uid = self.inbox().add(MESSAGE, ["\\Seen"])
+        modseq = self.inbox().message(uid).modseq
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            out = [
+                w.cmd("f1", "FETCH 1 (FLAGS MODSEQ)"),
+                w.cmd("f2", "FETCH 1 (MODSEQ UID)"),
+                w.cmd("f3", "UID FETCH %d (FLAGS MODSEQ)" % uid),
+            ]
+            w.close()
+            return out
+
+        def check(out):
+            self.assertEqual(out[0], ["* 1 FETCH (FLAGS (\\Seen) MODSEQ (%d))" % modseq, "f1 OK FETCH completed"])
+            self.assertEqual(out[1], ["* 1 FETCH (UID %d MODSEQ (%d))" % (uid, modseq), "f2 OK FETCH completed"])
+            self.assertEqual(
+                out[2], ["* 1 FETCH (UID %d FLAGS (\\Seen) MODSEQ (%d))" % (uid, modseq), "f3 OK FETCH completed"]
+            )
+
+        return self.in_thread(client).addCallback(check)
+
     def test_logout_answer_arrives_before_close(self):
         def client():
             w = self.wire()
@@ -509,3 +537,36 @@ class FetchWireTests(IMAPTestCase):
             self.assertEqual(last, b"p9 OK NOOP completed\r\n")
 
         return self.in_thread(client).addCallback(check)
+
+
+class FetchAttributeCacheTests(unittest.TestCase):
+    """The parsed FETCH attribute lists kept between commands (server._fetch_attributes)."""
+
+    def setUp(self):
+        saved = dict(server._FETCH_CACHE)
+        server._FETCH_CACHE.clear()
+
+        def restore():
+            server._FETCH_CACHE.clear()
+            server._FETCH_CACHE.update(saved)
+
+        self.addCleanup(restore)
+
+    def test_same_text_same_result_and_bounded(self):
+        first = server._fetch_attributes(b"(FLAGS BODY.PEEK[])")
+        for n in range(server._FETCH_CACHE_SIZE * 2):
+            server._fetch_attributes(b"(FLAGS BODY.PEEK[]<0.%d>)" % (n + 1,))
+            # kept in use: it stays while older, unused texts are dropped
+            self.assertIs(server._fetch_attributes(b"(FLAGS BODY.PEEK[])"), first)
+        self.assertEqual(len(server._FETCH_CACHE), server._FETCH_CACHE_SIZE)
+        self.assertNotIn(b"(FLAGS BODY.PEEK[]<0.1>)", server._FETCH_CACHE)
+        attrs, modseq, sets_seen = first
+        self.assertEqual([a.type for a in attrs], ["flags", "body"])
+        self.assertEqual((modseq, sets_seen), (False, False))
+        self.assertEqual(server._fetch_attributes(b"(BODY[] MODSEQ)")[1:], (True, True))
+
+    def test_errors_are_not_kept(self):
+        for _ in range(2):
+            self.assertRaises(server.Bad, server._fetch_attributes, b"(NONSENSE)")
+            self.assertRaises(server.Bad, server._fetch_attributes, b"()")
+        self.assertEqual(len(server._FETCH_CACHE), 0)

@@ -14,6 +14,7 @@ reading lines (pipelined commands wait in the line buffer), so answers come in o
 import base64
 import binascii
 import calendar
+import collections
 import email.header
 import email.utils
 import re
@@ -1524,7 +1525,7 @@ def _unquote_field(name):
     return name
 
 
-_FETCH_CACHE = {}
+_FETCH_CACHE = collections.OrderedDict()
 _FETCH_CACHE_SIZE = 64
 _FETCH_CACHE_KEY_LIMIT = 1024
 
@@ -1533,14 +1534,18 @@ def _fetch_attributes(attr_text):
     """(attributes, MODSEQ named?, sets \\Seen?) of a FETCH attribute list, or Bad.
 
     Clients repeat the same few attribute lists (``BODY.PEEK[]``, ``(FLAGS UID)``...), and
-    twisted's parser took a fifth of a one-message FETCH: results are kept for the last
-    distinct texts (a tuple of parser objects nothing changes afterwards).
+    twisted's parser took a fifth of a one-message FETCH: results are kept for the 64 most
+    recently used texts (tuples of parser objects nothing changes afterwards).
     """
     cached = _FETCH_CACHE.get(attr_text)
     if cached is not None:
+        _FETCH_CACHE.move_to_end(attr_text)
         return cached
     stripped = _MODSEQ_ATTR.sub(b"", attr_text)
     names_modseq = stripped != attr_text
+    if names_modseq:
+        # "(FLAGS MODSEQ)" leaves "(FLAGS )", which twisted's parser refused (BAD)
+        stripped = b" ".join(stripped.split()).replace(b"( ", b"(").replace(b" )", b")")
     attrs = ()
     if stripped.strip(b"() "):
         parser = _FetchParser()
@@ -1553,9 +1558,9 @@ def _fetch_attributes(attr_text):
         raise Bad("Missing FETCH attributes")
     result = (attrs, names_modseq, any(IMAPServer._sets_seen(a) for a in attrs))
     if len(attr_text) <= _FETCH_CACHE_KEY_LIMIT:
-        if len(_FETCH_CACHE) >= _FETCH_CACHE_SIZE:
-            del _FETCH_CACHE[next(iter(_FETCH_CACHE))]  # the oldest entry
         _FETCH_CACHE[attr_text] = result
+        if len(_FETCH_CACHE) > _FETCH_CACHE_SIZE:
+            _FETCH_CACHE.popitem(last=False)  # the least recently used
     return result
 
 
