@@ -9,6 +9,7 @@ still active and the next mail is pushed too.
 """
 
 import imaplib
+import io
 import os
 import re
 import smtplib
@@ -18,7 +19,7 @@ from twisted.trial import unittest
 
 from imapwebpush.store.users import UserDatabase
 from imapwebpush.tap import start_server
-from imapwebpush import decisions
+from imapwebpush import cli, decisions
 from imapwebpush.testing import Answer, PushService
 from imapwebpush.webpush import crypto
 from imapwebpush.webpush.subscriptions import token_hash
@@ -175,6 +176,30 @@ class SubscribeOverIMAP(unittest.TestCase):
         self.assertEqual(pushes[1].problems, [])
         self.assertEqual(pushes[1].plaintext, refused.plaintext)
         self.assertIn(b'"waiting"', pushes[1].plaintext)
+
+    @defer.inlineCallbacks
+    def test_vapid_rotate_while_running(self):
+        """`imapwebpush vapid rotate` takes effect at the next GETVAPID, without a restart."""
+        server = yield self.start()
+        port = server.ports["imap"]
+
+        def getvapid():
+            imap = imaplib.IMAP4("127.0.0.1", port)
+            try:
+                imap.login(ALICE, PASSWORD)
+                imap._simple_command("GETVAPID")
+                return imap.response("VAPID")[1][0].decode("ascii")
+            finally:
+                imap.logout()
+
+        before = yield self.client(server, getvapid)
+        out = io.StringIO()
+        status = cli.main(["--data", self.data, "vapid", "rotate"], stdout=out, stderr=io.StringIO())
+        self.assertEqual(status, 0)
+        rotated = out.getvalue().splitlines()[0]
+        after = yield self.client(server, getvapid)
+        self.assertNotEqual(before, after)
+        self.assertEqual(after, rotated)
 
 
 def activate(server, device, sid="phone"):

@@ -63,6 +63,26 @@ class KeyringTests(unittest.TestCase):
         claims, key, problems = verify_vapid(header, "https://push.example.net", self.clock.seconds())
         self.assertEqual((key, problems), (first, []))
 
+    def test_rotation_by_another_process_is_picked_up(self):
+        """`imapwebpush vapid rotate` while the server runs: no restart needed."""
+        server = self.keyring()
+        old = server.current()
+        new = self.keyring().rotate()  # the admin command's own keyring
+        self.assertEqual(server.current(), new)
+        self.assertEqual(server.keys(), [new, old])
+        header = server.authorization(new, "https://push.example.net/x")
+        claims, key, problems = verify_vapid(header, "https://push.example.net", self.clock.seconds())
+        self.assertEqual((key, problems), (new, []))
+
+    def test_unreadable_rotation_keeps_the_keys_in_use(self):
+        server = self.keyring()
+        old = server.current()
+        with open(os.path.join(self.path, "garbage.pem"), "wb") as f:
+            f.write(b"not a key")
+        with open(os.path.join(self.path, "current"), "w") as f:
+            f.write("something else entirely\n")
+        self.assertEqual(server.current(), old)
+
     def test_retire(self):
         ring = self.keyring()
         old = ring.current()

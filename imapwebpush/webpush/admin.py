@@ -3,7 +3,8 @@
 
 Registered in ``imapwebpush.cli.GROUPS``; each action is ``func(args, ctx)``
 (see cli.py). Imports are lazy so ``imapwebpush --help`` stays cheap.
-The server reads its VAPID keys at start: after ``vapid rotate`` restart it.
+A running server notices ``vapid rotate`` at its next GETVAPID or WEBPUSH (it
+checks the keyring's ``current`` file), so no restart is needed.
 """
 
 import os
@@ -54,8 +55,8 @@ def vapid_show(args, ctx):
 def vapid_rotate(args, ctx):
     name = _keyring(ctx).rotate()
     ctx.print(name)
-    ctx.print("new current VAPID key; restart the server to use it. Active subscriptions keep"
-              " their old key until their client sends WEBPUSH again.")
+    ctx.print("new current VAPID key; a running server uses it from its next GETVAPID or WEBPUSH."
+              " Active subscriptions keep their old key until their client sends WEBPUSH again.")
 
 
 def register_vapid(subparsers):

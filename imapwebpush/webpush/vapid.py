@@ -109,6 +109,7 @@ class VapidKeyring:
         self._keys = {}  # name -> private key
         self._current = None
         self._tokens = {}  # (name, origin) -> (header value, exp)
+        self._seen = None  # stat signature of the 'current' file when last read
         os.makedirs(path, mode=0o700, exist_ok=True)
         self._load()
         if self._current is None:
@@ -120,7 +121,27 @@ class VapidKeyring:
 
     # -- persistence -------------------------------------------------------
 
+    def _signature(self):
+        """What tells that the 'current' file was replaced (by rotate here or in another process)."""
+        try:
+            st = os.stat(os.path.join(self.path, CURRENT_FILE))
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self):
+        """Pick up a rotation made by another process (``imapwebpush vapid rotate``).
+
+        One stat per call; the folder is read again only when 'current' changed.
+        """
+        if self._signature() != self._seen:
+            try:
+                self._load()
+            except (OSError, ValueError) as e:
+                self.log.error("VAPID keys not reloaded, keeping the ones in use: {error}", error=e)
+
     def _load(self):
+        self._seen = self._signature()
         for filename in sorted(os.listdir(self.path)):
             if not filename.endswith(PEM_SUFFIX):
                 continue
@@ -150,14 +171,17 @@ class VapidKeyring:
     def _set_current(self, name):
         _write_atomic(os.path.join(self.path, CURRENT_FILE), name.encode("ascii") + b"\n")
         self._current = name
+        self._seen = self._signature()
 
     # -- IVapidKeyring -----------------------------------------------------
 
     def current(self):
+        self._refresh()
         return self._current
 
     def keys(self):
         """Current key first, then the older ones sorted by name."""
+        self._refresh()
         return [self._current] + sorted(n for n in self._keys if n != self._current)
 
     def rotate(self):
@@ -192,9 +216,11 @@ class VapidKeyring:
         cached = self._tokens.get((name, origin))
         if cached is not None and now < cached[1] - VAPID_TOKEN_RENEW_BEFORE:
             return cached[0]
-        try:
-            key = self._keys[name]
-        except KeyError:
+        key = self._keys.get(name)
+        if key is None:
+            self._refresh()  # a key made by another process since we last looked
+            key = self._keys.get(name)
+        if key is None:
             raise KeyError("no VAPID key named %r (retired?)" % (name,))
         exp = int(now) + VAPID_TOKEN_LIFETIME
         token = sign_jwt(key, {"aud": origin, "exp": exp, "sub": self.subject})
