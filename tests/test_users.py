@@ -167,7 +167,7 @@ class UserDatabaseTests(unittest.TestCase):
         def crash(src, dst):
             raise OSError(28, "No space left on device")
 
-        self.patch(users_module.os, "rename", crash)
+        self.patch(users_module.os, "replace", crash)
         self.assertRaises(OSError, self.db.add, "bob@example.org", "pw")
         self.assertEqual(open(path, "rb").read(), before)
         self.assertEqual(UserDatabase(self.dir).users(), ["alice@example.org"])

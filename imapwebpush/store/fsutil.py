@@ -1,8 +1,14 @@
-"""Durable file-system steps: fsync a directory, write a file atomically, name a Maildir file."""
+"""Maildir file-system steps: name a Maildir file, remove a tree.
+
+The durable writes themselves live in L{imapwebpush.durable}, re-exported here
+for the store's modules.
+"""
 
 import itertools
 import os
 import socket
+
+from imapwebpush.durable import atomic_write, fsync_dir, write_file  # noqa: F401 (re-exported)
 
 _counter = itertools.count(1)
 
@@ -14,45 +20,6 @@ def _host():
 
 
 _HOST = _host()
-
-
-def fsync_dir(path):
-    """Make the entries of directory ``path`` (creations, renames, unlinks) durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file(path, data, mtime=None):
-    """Write ``data`` to a new file and fsync it (no directory fsync)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if mtime is not None:
-            os.utime(fd, (mtime, mtime))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, data):
-    """Replace ``path`` with ``data``: tmp file, fsync, rename, fsync the directory."""
-    tmp = "%s.tmp-%d-%s" % (path, os.getpid(), os.urandom(4).hex())
-    try:
-        write_file(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(os.path.dirname(path) or ".")
 
 
 def unique_name(now, size):

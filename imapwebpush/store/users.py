@@ -26,6 +26,7 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from imapwebpush.durable import atomic_write
 from imapwebpush.interfaces import IUserDatabase
 
 USERS_FILE = "users.json"
@@ -239,29 +240,7 @@ class UserDatabase:
     def _save(self, users):
         doc = {"version": FORMAT_VERSION, "users": {k: users[k] for k in sorted(users)}}
         data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
-        tmp = "%s.tmp.%d" % (self.path, os.getpid())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dfd = os.open(self.data_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, data)
         with self._lock:
             self._users, self._stamp = users, self._file_stamp()
 

@@ -14,6 +14,7 @@ import hmac
 import os
 
 from imapwebpush.decisions import MAX_TOPIC_LENGTH
+from imapwebpush.durable import create_exclusive
 
 __all__ = ["topic", "load_or_create_topic_key", "TOPIC_KEY_BYTES"]
 
@@ -48,25 +49,7 @@ def load_or_create_topic_key(path):
             )
         return key
     key = os.urandom(TOPIC_KEY_BYTES)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        # link, not rename: never replaces a key another process made meanwhile
-        os.link(tmp, path)
-    except FileExistsError:
-        os.unlink(tmp)
+    if not create_exclusive(path, key):
+        # another process made one meanwhile: never replace it, use it
         return load_or_create_topic_key(path)
-    os.unlink(tmp)
-    dirfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
     return key

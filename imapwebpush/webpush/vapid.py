@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from imapwebpush.durable import atomic_write
 from imapwebpush.decisions import VAPID_TOKEN_LIFETIME, VAPID_TOKEN_RENEW_BEFORE
 from imapwebpush.interfaces import IVapidKeyring
 from imapwebpush.webpush.crypto import b64url_encode, public_bytes
@@ -72,25 +73,6 @@ def sign_jwt(private_key, claims):
     r, s = decode_dss_signature(der)
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     return "%s.%s" % (signing_input.decode("ascii"), b64url_encode(signature))
-
-
-def _write_atomic(path, data):
-    """tmp + fsync + rename, mode 0600, then fsync the folder."""
-    folder = os.path.dirname(path) or "."
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 @implementer(IVapidKeyring)
@@ -169,7 +151,7 @@ class VapidKeyring:
                 )
 
     def _set_current(self, name):
-        _write_atomic(os.path.join(self.path, CURRENT_FILE), name.encode("ascii") + b"\n")
+        atomic_write(os.path.join(self.path, CURRENT_FILE), name.encode("ascii") + b"\n")
         self._current = name
         self._seen = self._signature()
 
@@ -192,7 +174,7 @@ class VapidKeyring:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        _write_atomic(os.path.join(self.path, name + PEM_SUFFIX), pem)
+        atomic_write(os.path.join(self.path, name + PEM_SUFFIX), pem)
         self._keys[name] = key
         self._set_current(name)
         self.log.info("new current VAPID key {key}", key=name)
