@@ -287,8 +287,8 @@ class IMAPServer(imap4.IMAP4Server):
         Why: every ``transport.write`` costs a few Python calls, and a TCP transport sends
         only on the reactor's next turn (a second ``epoll`` wake-up per command). Answers
         are collected while the input is handled, written as one buffer, and sent before
-        returning to the reactor (``_send_now``): the same octets in the same order, with
-        about a third less CPU per short command (benchmarks/imap_session_profile.py).
+        returning to the reactor (``_send_now``): the same octets in the same order, one
+        reactor turn less per command (benchmarks/imap_session_profile.py measures it).
         """
         if self._out is not None:  # nested (setLineMode after a literal): the outer call writes
             super().dataReceived(data)
