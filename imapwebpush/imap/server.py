@@ -28,6 +28,7 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from imapwebpush.imap import qresync
 from imapwebpush.imap.message import (
     StoredMessage,
     body_structure,
@@ -199,6 +200,7 @@ class IMAPServer(imap4.IMAP4Server):
     clock = None
     view = None
     condstore_enabled = False
+    qresync_enabled = False
     _current = None
     _current_cmd = None
     _current_uid = False
@@ -245,6 +247,7 @@ class IMAPServer(imap4.IMAP4Server):
             b"MOVE",
             b"UNSELECT",
             b"CONDSTORE",
+            b"QRESYNC",
         ):
             caps[name] = None
         caps[b"APPENDLIMIT=%d" % (self.max_message_size,)] = None  # RFC 7889
@@ -742,9 +745,15 @@ class IMAPServer(imap4.IMAP4Server):
     def do_ENABLE(self, tag, args):
         enabled = []
         for word in args.split():
-            if word.upper() == b"CONDSTORE" and not self.condstore_enabled:
+            name = word.upper()
+            if name == b"CONDSTORE" and not self.condstore_enabled:
                 self.condstore_enabled = True
                 enabled.append(b"CONDSTORE")
+            elif name == b"QRESYNC" and not self.qresync_enabled:
+                # QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
+                self.qresync_enabled = True
+                self.condstore_enabled = True
+                enabled.append(b"QRESYNC")
         self.sendUntaggedResponse(b" ".join([b"ENABLED"] + enabled))
         self.sendPositiveResponse(tag, b"ENABLE completed")
 
@@ -768,19 +777,26 @@ class IMAPServer(imap4.IMAP4Server):
             self.sendBadResponse(None, b"Expected DONE; still idling")
 
     def _select(self, tag, raw_name, params, readonly, command):
-        self._close_view()
+        try:
+            condstore, resync = qresync.parse_select_params(params)
+        except qresync.QresyncError as e:
+            raise Bad(str(e))
+        if resync is not None and not self.qresync_enabled:
+            raise Bad("QRESYNC is not enabled")  # RFC 7162 3.2.5
+        if self.view is not None:
+            # RFC 7162 3.2.11: everything after this line is about the new mailbox.
+            self._close_view()
+            self.sendUntaggedResponse(b"OK [CLOSED] Previous mailbox closed")
         self.state = "auth"
         name = self._mailbox_name(raw_name)
         mailbox = self.mail_account.mailbox(name)
         if getattr(mailbox, "noselect", False):
             raise No("[CANNOT] Mailbox cannot be selected")
         view = SessionView(self.mail_account, mailbox, self, readonly, self._view_changed)
-        if params:
-            if params.upper() != b"(CONDSTORE)":
-                view.close()
-                raise Bad("Unknown SELECT parameter")
+        if condstore:
             self.condstore_enabled = True
         view.condstore = self.condstore_enabled
+        view.qresync = self.qresync_enabled
         permanent = b"" if readonly else b" ".join(s.encode() for s in SYSTEM_FLAGS) + b" \\*"
         self.sendUntaggedResponse(
             b"FLAGS (" + b" ".join(s.encode() for s in SYSTEM_FLAGS) + b")"
@@ -796,6 +812,8 @@ class IMAPServer(imap4.IMAP4Server):
         self.sendUntaggedResponse(
             b"OK [HIGHESTMODSEQ %d] Highest mod-sequence" % (mailbox.highestmodseq,)
         )
+        if resync is not None and resync.uidvalidity == mailbox.uidvalidity:
+            self._resync(view, resync)
         self.view = view
         self.state = "select"
         mode = b"[READ-ONLY]" if readonly else b"[READ-WRITE]"
@@ -803,6 +821,24 @@ class IMAPServer(imap4.IMAP4Server):
 
     auth_SELECT = select_SELECT = (_select, arg_astring, arg_rest, False, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_select, arg_astring, arg_rest, True, b"EXAMINE")
+
+    def _resync(self, view, params):
+        """What a QRESYNC client missed since its last look (RFC 7162 3.2.5.1):
+        ``VANISHED (EARLIER)`` then the messages whose flags changed."""
+        mailbox = view.mailbox
+        gone = qresync.select_vanished(params, mailbox, view.uids)
+        for line in qresync.vanished_lines(gone, earlier=True):
+            self.sendUntaggedResponse(line)
+        for uid in qresync.changed_uids(params, mailbox):
+            try:
+                stored = mailbox.message(uid)
+                seq = view.seq(uid)
+            except KeyError:
+                continue
+            flags = " ".join(view.flags_of(uid, stored.flags)).encode("utf-8")
+            self.sendUntaggedResponse(
+                b"%d FETCH (UID %d FLAGS (%s) MODSEQ (%d))" % (seq, uid, flags, stored.modseq)
+            )
 
     def _enable_condstore(self):
         """A CONDSTORE-enabling action (RFC 7162 3.1): MODSEQ from now on, for the session."""
@@ -1049,6 +1085,13 @@ class IMAPServer(imap4.IMAP4Server):
             raise Bad("Too many arguments")
         else:
             self.view.mailbox.expunge(origin=self)
+        if self.qresync_enabled:
+            # Every expunge is told before this line, so the value is safe (RFC 7162 3.2).
+            self._send_updates()
+            self.sendPositiveResponse(
+                tag, b"[HIGHESTMODSEQ %d] EXPUNGE completed" % (self.view.mailbox.highestmodseq,)
+            )
+            return
         self.sendPositiveResponse(tag, b"EXPUNGE completed")
 
     select_EXPUNGE = (do_EXPUNGE, arg_rest)
@@ -1178,14 +1221,15 @@ class IMAPServer(imap4.IMAP4Server):
             end = rest.find(b" ") if b"[" not in rest.split(b" ", 1)[0] else len(rest)
             end = len(rest) if end == -1 else end
         attr_text, modifiers = rest[:end], rest[end:].strip()
-        changedsince = None
-        if modifiers:
-            if modifiers[:1] != b"(" or _matching_paren(modifiers) != len(modifiers):
-                raise Bad("Malformed FETCH modifiers")
-            words = modifiers[1:-1].split()
-            if len(words) != 2 or words[0].upper() != b"CHANGEDSINCE" or not words[1].isdigit():
-                raise Bad("Unknown FETCH modifier")
-            changedsince = int(words[1])
+        try:
+            changedsince, vanished = qresync.parse_fetch_modifiers(modifiers)
+        except qresync.QresyncError as e:
+            raise Bad(str(e))
+        if vanished:
+            if not uid:
+                raise Bad("VANISHED is only allowed in UID FETCH")  # RFC 7162 3.2.6
+            if not self.qresync_enabled:
+                raise Bad("QRESYNC is not enabled")
         attrs, names_modseq, any_sets_seen = _fetch_attributes(attr_text)
         want_modseq = changedsince is not None or names_modseq
         if want_modseq:
@@ -1203,6 +1247,8 @@ class IMAPServer(imap4.IMAP4Server):
             if changedsince is not None and stored.modseq <= changedsince:
                 continue
             messages.append((seq, u, stored))
+        if vanished:
+            self._fetch_vanished(seqset, changedsince)
         sets_seen = any_sets_seen and not view.readonly
         seen_changes = {}
         if sets_seen:
@@ -1229,6 +1275,25 @@ class IMAPServer(imap4.IMAP4Server):
         _FetchStreamer(self, messages, render, finish).start()
 
     select_FETCH = (do_FETCH, arg_word, arg_rest)
+
+    def _fetch_vanished(self, seqset, changedsince):
+        """``VANISHED (EARLIER)`` of UID FETCH ... (CHANGEDSINCE n VANISHED) (RFC 7162 3.2.6):
+        the UIDs of the set expunged after ``n``. A message this client still numbers
+        (another session expunged it, not yet told) is left to the plain VANISHED that
+        ends the command."""
+        view = self.view
+        mailbox = view.mailbox
+        star = max(mailbox.uidnext - 1, view.uids[-1] if view.uids else 0)
+        if star < 1:
+            return
+        asked = qresync.normalize(
+            (star if lo is None else lo, star if hi is None else hi)
+            for lo, hi in parse_sequence_set(seqset)
+        )
+        gone = qresync.intersect(mailbox.vanished_ranges(changedsince), asked)
+        gone = qresync.subtract(gone, qresync.ranges_of(view.uids))
+        for line in qresync.vanished_lines(gone, earlier=True):
+            self.sendUntaggedResponse(line)
 
     @staticmethod
     def _sets_seen(attr):

@@ -12,6 +12,7 @@ from bisect import bisect_left, bisect_right
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from imapwebpush.imap import qresync
 from imapwebpush.interfaces import IChangeListener
 from imapwebpush.store import events
 
@@ -37,6 +38,7 @@ class SessionView:
         self.readonly = readonly
         self.on_change = on_change
         self.condstore = False
+        self.qresync = False  # expunges told as VANISHED (RFC 7162 3.2.7)
         self.gone = False
         self.uids = list(mailbox.uids())
         self._positions = None  # uid -> index in self.uids, rebuilt after changes
@@ -101,8 +103,15 @@ class SessionView:
     def flush(self, allow_expunge=True):
         """The untagged responses (bytes, no CRLF) that bring the client up to date."""
         lines = []
+        gone = []  # QRESYNC: UIDs told in one VANISHED instead of EXPUNGE each
         for event in self.take_updates(allow_expunge):
             kind = event[0]
+            if kind == "expunge" and self.qresync:
+                gone.append(event[2])
+                continue
+            if gone:
+                lines.extend(qresync.vanished_lines(qresync.ranges_of(gone)))
+                gone = []
             if kind == "expunge":
                 lines.append(b"%d EXPUNGE" % (event[1],))
             elif kind == "flags":
@@ -112,12 +121,14 @@ class SessionView:
                 lines.append(b"%d EXISTS" % (event[1],))
             else:
                 lines.append(b"%d RECENT" % (event[1],))
+        if gone:
+            lines.extend(qresync.vanished_lines(qresync.ranges_of(gone)))
         return lines
 
     def take_updates(self, allow_expunge=True):
         """What the client must be told, in order, and forget it was pending.
 
-        ``("expunge", seq)`` (numbers valid at the moment each is told),
+        ``("expunge", seq, uid)`` (numbers valid at the moment each is told),
         ``("flags", seq, uid, flags, modseq)``, ``("exists", n)``, ``("recent", n)``.
         """
         out = []
@@ -134,7 +145,7 @@ class SessionView:
                 uid = self.uids.pop(index)
                 self.recent.discard(uid)
                 self._flags.pop(uid, None)
-                out.append(("expunge", index + 1))
+                out.append(("expunge", index + 1, uid))
             self._expunged.clear()
         if self._flags:
             for uid in sorted(self._flags):
