@@ -1,10 +1,11 @@
-"""Tests for imapwebpush.imap.qresync: QRESYNC parameters, UID ranges and what
-a resynchronising client is told (no network)."""
+"""QRESYNC (RFC 7162): the pure parts of imapwebpush.imap.qresync (parameters, UID ranges,
+what a resynchronising client is told), then the server over loopback with exact wire lines."""
 
 from twisted.trial import unittest
 
 from imapwebpush.imap import qresync
 from imapwebpush.imap.qresync import QresyncError, QresyncParams
+from tests.imap_harness import IMAPTestCase, message
 
 
 class RangeTests(unittest.TestCase):
@@ -197,8 +198,6 @@ class WhatToTellTests(unittest.TestCase):
 
 
 # -- over the wire -----------------------------------------------------------------
-
-from tests.imap_harness import IMAPTestCase, message  # noqa: E402
 
 PERMANENT = "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted"
 
