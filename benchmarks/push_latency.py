@@ -4,8 +4,9 @@ The server is started with ``imapwebpush.tap.start_server`` (makeService) on
 loopback; one user has one active Web Push subscription at the testing push
 service (imapwebpush.testing.PushService, same process, which checks VAPID and
 decrypts every push). A client thread sends 200 messages one by one with
-smtplib; for each, the time from ``SMTP.data()`` returning (the 250 reply was
-read) to the push service receiving the POST is recorded.
+smtplib from a client process of its own; for each, the time from ``SMTP.data()``
+returning (the 250 reply was read) to the push service receiving the POST is
+recorded (both are wall-clock times of the same machine).
 
 Prints one line:
 
@@ -22,7 +23,7 @@ loopback); the benchmark only adds the subscription to its store.
 import argparse
 import os
 import shutil
-import smtplib
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,26 +105,51 @@ def percentile(values, p):
     return ordered[index]
 
 
+# The SMTP client runs in its own process, so the moment it reads the 250 reply
+# is not delayed by the server's reactor holding this process's GIL (in a thread
+# of the server process the push could even "arrive" before the client noticed
+# the reply). It sends one message per "go" line and prints when DATA returned.
+CLIENT = r"""
+import smtplib, sys, time
+port, recipient, sender = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+client.ehlo("bench.example")
+for line in sys.stdin:
+    n = int(line)
+    client.mail(sender)
+    code, _ = client.rcpt(recipient)
+    assert code == 250, code
+    data = (
+        "From: Bench Sender <%s>\r\nTo: <%s>\r\nSubject: latency probe %d\r\n"
+        "Message-ID: <probe-%d@%s>\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\n"
+        "probe body %d\r\n" % (sender, recipient, n, n, recipient.split("@")[1], n)
+    ).encode("ascii")
+    code, _ = client.data(data)
+    replied = time.time()
+    assert code == 250, code
+    print(repr(replied), flush=True)
+client.quit()
+"""
+
+
 def smtp_run(port, recipient, count, warmup, pushservice, device):
-    """In a thread: send, time the DATA reply, wait (via the reactor) for the push."""
+    """In a thread: have the client process send, then wait (via the reactor) for the push."""
     latencies = []
-    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
-    client.ehlo("bench.example")
     sender = "bench@elsewhere.example"
+    child = subprocess.Popen([sys.executable, "-c", CLIENT, str(port), recipient, sender],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         for n in range(warmup + count):
-            client.mail(sender)
-            code, _ = client.rcpt(recipient)
-            assert code == 250, code
-            code, _ = client.data(message(sender, recipient, n))
-            replied = time.time()
-            assert code == 250, code
+            child.stdin.write("%d\n" % n)
+            child.stdin.flush()
+            replied = float(child.stdout.readline())
             pushes = threads.blockingCallFromThread(reactor, pushservice.wait_for, n + 1, device)
             push = pushes[n]
             if n >= warmup:
                 latencies.append(push.received_at - replied)
     finally:
-        client.quit()
+        child.stdin.close()
+        child.wait(30)
     return latencies
 
 
