@@ -6,6 +6,12 @@ state_dir, log file, a passwd-file passdb/userdb, maildir under ``root/mail``,
 IMAP and LMTP on 127.0.0.1 free ports, ssl=no, plaintext auth allowed) and
 runs ``dovecot -F -c conf`` as a child process; ``stop()`` ends it.
 
+With ``push_url`` it also loads Dovecot's own push_notification plugin with
+the OX driver for LMTP delivery (one unencrypted HTTP PUT of a JSON summary per
+new INBOX message to ``push_url``), with IMAP METADATA kept in a file dict in
+the user's home; the driver only notifies users that have the METADATA key
+``HTTP_NOTIFY_KEY``, which ``set_http_notify()`` sets over IMAP.
+
 Mail is owned by an unprivileged uid (``nobody``) since Dovecot refuses mail
 access as root.
 """
@@ -83,13 +89,28 @@ service anvil {{
 }}
 protocol lmtp {{
   postmaster_address = postmaster@localhost
+{lmtp_extra}}}
+{extra}"""
+
+# The OX driver reads this METADATA key (RFC 5464) of the user; no key, no PUT.
+HTTP_NOTIFY_KEY = "/private/vendor/vendor.dovecot/http-notify"
+
+PUSH_CONF = """\
+mail_attribute_dict = file:%h/dovecot-attributes
+protocol imap {{
+  imap_metadata = yes
+}}
+plugin {{
+  push_notification_driver = ox:url={url}
 }}
 """
+PUSH_LMTP = "  mail_plugins = $mail_plugins notify push_notification\n"
 
 
 class PrivateDovecot:
-    def __init__(self, root, user, password, mail_user="nobody"):
+    def __init__(self, root, user, password, mail_user="nobody", push_url=None):
         self.root = root
+        self.push_url = push_url
         self.user = user
         self.password = password
         pw = pwd.getpwnam(mail_user)
@@ -122,7 +143,11 @@ class PrivateDovecot:
             f.write("%s:{PLAIN}%s:%d:%d::%s\n" % (self.user, self.password, self.uid, self.gid, home))
         with open(self.conf, "w") as f:
             f.write(
-                CONF.format(root=self.root, uid=self.uid, imap_port=self.imap_port, lmtp_port=self.lmtp_port)
+                CONF.format(
+                    root=self.root, uid=self.uid, imap_port=self.imap_port, lmtp_port=self.lmtp_port,
+                    lmtp_extra=PUSH_LMTP if self.push_url else "",
+                    extra=PUSH_CONF.format(url=self.push_url) if self.push_url else "",
+                )
             )
         self.proc = subprocess.Popen(
             ["dovecot", "-F", "-c", self.conf],
@@ -146,6 +171,31 @@ class PrivateDovecot:
             return True
         except OSError:
             return False
+
+    def set_http_notify(self, value=None, timeout=10):
+        """Set the OX driver's METADATA key for the user (``user=<name>``) with SETMETADATA."""
+        value = value or "user=%s" % self.user
+        sock = socket.create_connection(("127.0.0.1", self.imap_port), timeout)
+        f = sock.makefile("rb")
+        try:
+            f.readline()  # greeting
+            for tag, line in (
+                (b"a1", b'LOGIN "%s" "%s"' % (self.user.encode(), self.password.encode())),
+                (b"a2", b'SETMETADATA "" (%s "%s")' % (HTTP_NOTIFY_KEY.encode(), value.encode())),
+                (b"a3", b"LOGOUT"),
+            ):
+                sock.sendall(tag + b" " + line + b"\r\n")
+                while True:
+                    answer = f.readline()
+                    if not answer:
+                        raise RuntimeError("dovecot closed the IMAP connection")
+                    if answer.startswith(tag + b" "):
+                        break
+                if not answer.startswith(tag + b" OK"):
+                    raise RuntimeError("dovecot: %r" % answer)
+        finally:
+            f.close()
+            sock.close()
 
     def version(self):
         try:
