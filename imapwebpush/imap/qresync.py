@@ -9,9 +9,19 @@ mailbox with a large UIDNEXT stays small.
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
-Ranges = List[Tuple[int, int]]
+from imapwebpush.sequence_set import (  # noqa: F401 (re-exported for the server and tests)
+    Ranges,
+    at_least,
+    count,
+    expand,
+    intersect,
+    normalize,
+    ranges_of,
+    render,
+    subtract,
+)
 
 # UIDs are 32-bit (RFC 3501 nz-number); mod-sequences 63-bit (RFC 7162 7).
 _MAX_NUMBER = 2**32 - 1
@@ -36,76 +46,7 @@ class QresyncParams:
 
 
 # -- ranges ------------------------------------------------------------------
-
-
-def normalize(ranges):
-    """Sorted, merged, disjoint ranges of any list of ``(a, b)`` pairs."""
-    out = []
-    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in ranges):
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def ranges_of(uids):
-    """Ranges of an iterable of UIDs (any order, duplicates allowed)."""
-    return normalize((u, u) for u in uids)
-
-
-def expand(ranges):
-    """Every number of ``ranges``, ascending (mind the size)."""
-    return [n for lo, hi in ranges for n in range(lo, hi + 1)]
-
-
-def count(ranges):
-    return sum(hi - lo + 1 for lo, hi in ranges)
-
-
-def render(ranges):
-    """IMAP sequence-set text of ranges: ``1:3,7``."""
-    return ",".join(str(lo) if lo == hi else "%d:%d" % (lo, hi) for lo, hi in ranges)
-
-
-def intersect(a, b):
-    """Ranges in both ``a`` and ``b`` (both normalized)."""
-    out = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo = max(a[i][0], b[j][0])
-        hi = min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def subtract(a, b):
-    """Ranges in ``a`` but not in ``b`` (both normalized)."""
-    out = []
-    j = 0
-    for lo, hi in a:
-        while j < len(b) and b[j][1] < lo:
-            j += 1
-        k = j
-        while lo <= hi and k < len(b) and b[k][0] <= hi:
-            if b[k][0] > lo:
-                out.append((lo, b[k][0] - 1))
-            lo = max(lo, b[k][1] + 1)
-            k += 1
-        if lo <= hi:
-            out.append((lo, hi))
-    return out
-
-
-def at_least(ranges, low):
-    """The part of ``ranges`` at or above ``low``."""
-    return [(max(lo, low), hi) for lo, hi in ranges if hi >= low]
+# The range algebra lives in imapwebpush.sequence_set (the push payloads use it too).
 
 
 def chunks(ranges, size=RANGES_PER_LINE):

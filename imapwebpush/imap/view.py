@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from imapwebpush.imap import qresync
 from imapwebpush.interfaces import IChangeListener
+from imapwebpush.sequence_set import format_set
 from imapwebpush.store import events
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -277,20 +278,4 @@ def parse_sequence_set(text):
 
 def format_uid_set(uids):
     """Compact "1:3,7" text of a list of UIDs, in the given order (for COPYUID pairs)."""
-    out = []
-    start = prev = None
-    for u in uids:
-        if start is None:
-            start = prev = u
-        elif u == prev + 1:
-            prev = u
-        else:
-            out.append(_range_text(start, prev))
-            start = prev = u
-    if start is not None:
-        out.append(_range_text(start, prev))
-    return ",".join(out)
-
-
-def _range_text(lo, hi):
-    return str(lo) if lo == hi else "%d:%d" % (lo, hi)
+    return format_set(uids)

@@ -19,11 +19,12 @@ The rules it keeps:
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from imapwebpush.decisions import MAX_PUSHES_PER_BURST
 from imapwebpush.envelope import parse_envelope, quote, render_envelope
+from imapwebpush.sequence_set import format_sorted_set
 from imapwebpush.webpush.limits import MAX_PLAINTEXT
 
 __all__ = [
@@ -154,24 +155,8 @@ def sync_payload(mailboxes):
 
 
 def uid_set(uids):
-    """Compact RFC 3501 sequence-set of UIDs: ``3:7,9``."""
-    return ",".join(_ranges(sorted(set(uids))))
-
-
-def _ranges(uids):
-    out = []
-    start = prev = None
-    for uid in uids:
-        if start is None:
-            start = prev = uid
-        elif uid == prev + 1:
-            prev = uid
-        else:
-            out.append(str(start) if start == prev else "%d:%d" % (start, prev))
-            start = prev = uid
-    if start is not None:
-        out.append(str(start) if start == prev else "%d:%d" % (start, prev))
-    return out
+    """Compact RFC 3501 sequence-set of UIDs, sorted and merged: ``3:7,9``."""
+    return format_sorted_set(uids)
 
 
 def _short_line(uid, flags):
