@@ -1,40 +1,15 @@
 """Greeting, CAPABILITY, LOGIN, AUTHENTICATE PLAIN (with SASL-IR), STARTTLS, implicit TLS."""
 
 import base64
-import datetime
 import imaplib
 import ssl
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from twisted.internet import ssl as tssl
-
+from imapwebpush.testing import self_signed_tls
 from tests.imap_harness import PASSWORD, USER, IMAPTestCase, Wire
 
 
 def tls_options():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ) + cert.public_bytes(serialization.Encoding.PEM)
-    return tssl.PrivateCertificate.loadPEM(pem).options()
+    return self_signed_tls()[0]
 
 
 def client_context():

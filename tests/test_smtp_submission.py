@@ -1,18 +1,13 @@
 """SMTP submission: AUTH only over TLS, MAIL only after AUTH, local recipients only."""
 
-import datetime
-import os
 import smtplib
 import ssl as stdlib_ssl
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from imapwebpush.smtp.server import SubmissionFactory
+from imapwebpush.testing import tls as testing_tls
 from imapwebpush.store.users import UserChecker
 from imapwebpush.tap import load_tls
 
@@ -21,33 +16,7 @@ from tests.test_smtp import DOMAINS, MESSAGE, SMTPTestMixin
 
 def write_self_signed(folder, name="localhost"):
     """A throw-away certificate and key as PEM files; returns their paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = os.path.join(folder, "cert.pem")
-    key_path = os.path.join(folder, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return cert_path, key_path
+    return testing_tls.write_self_signed(folder, name, hosts=(name,))
 
 
 def client_tls():

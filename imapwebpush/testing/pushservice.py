@@ -26,6 +26,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from imapwebpush.testing.tls import self_signed_tls
 from imapwebpush.webpush import crypto
 from imapwebpush.webpush.limits import MAX_BODY
 
@@ -231,44 +232,6 @@ def verify_vapid(authorization, origin, now, verified=None):
     return claims, key_text, problems
 
 
-def _self_signed_tls():
-    """Server TLS options and the certificate for 127.0.0.1 / localhost, valid for a day."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.x509.oid import NameOID
-    from twisted.internet import ssl
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imapwebpush test push service")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    server = ssl.PrivateCertificate.loadPEM(key_pem + cert_pem)
-    return server.options(), ssl.Certificate.loadPEM(cert_pem)
-
-
 class _Channel(HTTPChannel):
     """HTTP/1.1 channel that tells the service when it closes (so stop() can wait)."""
 
@@ -339,7 +302,7 @@ class PushService:
         site = _Site(self.resource, reactor=self.reactor, parsePOSTFormSubmission=False)
         site.service = self
         if self.tls:
-            options, self.certificate = _self_signed_tls()
+            options, self.certificate = self_signed_tls("imapwebpush test push service")
             self._port = self.reactor.listenSSL(0, site, options, interface="127.0.0.1")
             self.origin = "https://127.0.0.1:%d" % (self._port.getHost().port,)
         else:
