@@ -44,7 +44,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from twisted.internet import defer, reactor, threads
 from twisted.logger import (
