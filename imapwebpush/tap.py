@@ -161,6 +161,16 @@ class Options(usage.Options):
     def __init__(self):
         usage.Options.__init__(self)
         self["domains"] = []
+        self["push-hosts"] = []
+
+    def opt_push_host(self, host):
+        """Only push to this push service host (repeatable; *.example.net: its subdomains)."""
+        host = host.strip().lower().rstrip(".")
+        bare = host[2:] if host.startswith("*.") else host
+        if not _DOMAIN_RE.match(bare):
+            raise usage.UsageError("--push-host: not a host name: %r" % (host,))
+        if host not in self["push-hosts"]:
+            self["push-hosts"].append(host)
 
     def opt_domain(self, domain):
         """A local domain (repeat for several; default: localhost)."""
@@ -280,6 +290,7 @@ def add_webpush(c):
         c.reactor,
         options["vapid-subject"],
         insecure=options["insecure-push-endpoints"],
+        allowlist=options["push-hosts"] or None,
         max_subscriptions=options["max-subscriptions"],
     )
     c.dispatcher = PushDispatcher(

@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from imapwebpush import decisions, tap
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
+from imapwebpush.webpush.policy import EndpointRefused
 
 from tests.test_smtp_submission import write_self_signed
 
@@ -156,6 +157,24 @@ class MakeServiceTests(unittest.TestCase):
         self.assertEqual(c.data_dir, data)
         self.assertIs(top.getServiceNamed("smtp").factory.users, c.users)
         self.assertIs(top.getServiceNamed("imap").factory.portal, c.portal)
+
+    def test_push_host_allowlist(self):
+        """--push-host limits WEBPUSH endpoints to those push services."""
+        options = tap.Options()
+        options.parseOptions(["--data", os.path.abspath(self.mktemp()),
+                              "--push-host", "push.example.net", "--push-host", "*.Push.Example.ORG."])
+        self.assertEqual(options["push-hosts"], ["push.example.net", "*.push.example.org"])
+        policy = tap.makeService(options).components.webpush.policy
+        policy.check_url("https://push.example.net/x")
+        policy.check_url("https://fcm.push.example.org/x")
+        self.assertRaises(EndpointRefused, policy.check_url, "https://elsewhere.example/x")
+        self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+                          ["--data", os.path.abspath(self.mktemp()), "--push-host", "not a host"])
+
+    def test_no_allowlist_by_default(self):
+        options = tap.Options()
+        options.parseOptions(["--data", os.path.abspath(self.mktemp())])
+        tap.makeService(options).components.webpush.policy.check_url("https://elsewhere.example/x")
 
     def test_extra_services_start_first(self):
         """Services put in components.services start before the listeners."""
