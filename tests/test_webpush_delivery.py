@@ -716,6 +716,21 @@ class OutboxUnitTests(unittest.TestCase):
         self.assertEqual(self.rows(), ["a"])
         box.close()
 
+    def test_rows_that_are_not_records_dropped(self):
+        """JSON that is not an object, or whose id is not the row's, is dropped too."""
+        from imapwebpush.webpush.outbox import Outbox
+
+        box = Outbox(self.path)
+        box.put({"id": "a"})
+        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('list', '[1, 2]')")
+        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('noid', '{\"n\": 1}')")
+        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('other', '{\"id\": \"a\"}')")
+        box.close()
+        box = Outbox(self.path)
+        self.assertEqual(box.records(), [{"id": "a"}])
+        self.assertEqual(self.rows(), ["a"])
+        box.close()
+
 
 class TLSTests(unittest.TestCase):
     """Certificates are verified: an untrusted one is a retried TLS failure, a trusted one works."""
@@ -777,5 +792,17 @@ class UnreadableOutboxTests(StubHarness):
         with capturedLogs() as events:
             self.service.startService()
         self.assertTrue(any("unreadable outbox record" in e.get("log_format", "") for e in events))
+        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.result(self.send()).kind, DELIVERED)
+
+    def test_non_object_record_does_not_stop_the_start(self):
+        from imapwebpush.webpush.outbox import Outbox
+
+        self.service.stopService()
+        box = Outbox(self.outbox)
+        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('list', '[1, 2]')")
+        box.close()
+        self.service = self.make_service()
+        self.service.startService()
         self.assertEqual(len(self.service._outbox), 0)
         self.assertEqual(self.result(self.send()).kind, DELIVERED)

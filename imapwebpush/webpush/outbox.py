@@ -94,14 +94,22 @@ class Outbox:
         self._stored.update(row[0] for row in kept)
 
     def records(self):
-        """Every stored record, oldest first; unreadable rows are deleted."""
+        """Every stored record, oldest first; unreadable rows are deleted.
+
+        A row is unreadable unless it holds a JSON object whose ``id`` is the
+        row's, so every record returned can be removed by its ``id``.
+        """
         self.flush()
         out = []
         bad = []
         for delivery_id, text in self._db.execute("SELECT id, record FROM deliveries ORDER BY seq"):
             try:
-                out.append(json.loads(text))
+                record = json.loads(text)
             except ValueError:
+                record = None
+            if isinstance(record, dict) and record.get("id") == delivery_id:
+                out.append(record)
+            else:
                 bad.append(delivery_id)
         for delivery_id in bad:
             self.remove(delivery_id)
