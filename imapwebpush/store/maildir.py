@@ -114,13 +114,10 @@ class StoredMessage:
         self.modseq = modseq
         self.size = size
         self.internaldate = internaldate
-        self.keywords = frozenset(keywords)
-        self.filename = filename  # 'new/<base>' or 'cur/<base>:2,<letters>'
-        self.base, self.system, self.extra = flagsmod.parse_name(filename[4:])
-        self.flags = self.system | self.keywords
+        self._set(filename, keywords)
 
     def _set(self, filename, keywords):
-        self.filename = filename
+        self.filename = filename  # 'new/<base>' or 'cur/<base>:2,<letters>'
         self.base, self.system, self.extra = flagsmod.parse_name(filename[4:])
         self.keywords = frozenset(keywords)
         self.flags = self.system | self.keywords
