@@ -314,23 +314,23 @@ class Mailbox:
         if len(cache) > HEADER_CACHE_SIZE:
             cache.popitem(last=False)
 
-    def _forget(self, msg):
+    def _unindex(self, msg):
+        """Drop ``msg`` from every index but the sorted ``_uids`` list."""
         self._header_cache.pop(msg.uid, None)
         self._by_uid.pop(msg.uid, None)
         if self._by_base.get(msg.base) is msg:
             del self._by_base[msg.base]
         self._in_new.discard(msg.uid)
+
+    def _forget(self, msg):
+        self._unindex(msg)
         i = bisect.bisect_left(self._uids, msg.uid)
         if i < len(self._uids) and self._uids[i] == msg.uid:
             del self._uids[i]
 
     def _forget_many(self, msgs):
         for msg in msgs:
-            self._header_cache.pop(msg.uid, None)
-            self._by_uid.pop(msg.uid, None)
-            if self._by_base.get(msg.base) is msg:
-                del self._by_base[msg.base]
-            self._in_new.discard(msg.uid)
+            self._unindex(msg)
         self._uids = [u for u in self._uids if u in self._by_uid]
 
     def _rename_in_memory(self, msg, filename, keywords):
