@@ -449,7 +449,11 @@ class Mailbox:
             raise MailboxNotFound("Mailbox %s was replaced" % (self.name,))
 
     def refresh(self):
-        """Pick up files added, renamed or removed by other tools; cheap when none were."""
+        """Pick up files added, renamed or removed by other tools; cheap when none were.
+
+        Every read of the index and every change starts here: it stops if the
+        mailbox was deleted, and sees other tools' changes first.
+        """
         self._check_live()
         if self._changed_on_disk():
             self._scan()
@@ -619,16 +623,10 @@ class Mailbox:
             )
         )
 
-    def _begin(self):
-        """Start a change: stop if deleted, pick up other tools' changes first."""
-        self._check_live()
-        if self._changed_on_disk():
-            self._scan()
-
     # -- IStoredMailbox -------------------------------------------------------
 
     def uids(self):
-        self._begin()
+        self.refresh()
         return list(self._uids)
 
     def message(self, uid):
@@ -683,7 +681,7 @@ class Mailbox:
         return [u for first, last in self.vanished_ranges(modseq) for u in range(first, last + 1)]
 
     def add(self, data, flags=(), internaldate=None, origin=None):
-        self._begin()
+        self.refresh()
         data = to_crlf(data)
         if self._max_size is not None and len(data) > self._max_size:
             raise MessageTooLarge(
@@ -724,7 +722,7 @@ class Mailbox:
     def set_flags(self, uids, flags, mode, unchangedsince=None, origin=None):
         if mode not in MODES:
             raise ValueError("mode must be one of %s" % (", ".join(MODES),))
-        self._begin()
+        self.refresh()
         system, keywords = flagsmod.split(flags)
         lowered = {k.lower() for k in keywords}
         failed = []
@@ -795,7 +793,7 @@ class Mailbox:
         return changed, failed
 
     def expunge(self, uids=None, origin=None):
-        self._begin()
+        self.refresh()
         if uids is None:
             candidates = self._uids
         else:
@@ -843,7 +841,7 @@ class Mailbox:
         return self._transfer(uids, destination, origin, move=True)
 
     def _transfer(self, uids, destination, origin, move):
-        self._begin()
+        self.refresh()
         sources = [self._by_uid[u] for u in sorted(set(uids)) if u in self._by_uid]
         if not isinstance(destination, Mailbox):
             # Some other IStoredMailbox: go through its public add().
@@ -853,7 +851,7 @@ class Mailbox:
             if move:
                 self._remove(sources, origin, unlink=True)
             return pairs
-        destination._begin()
+        destination.refresh()
         placed = []
         dirs = set()
         now = self._clock.seconds()
@@ -915,7 +913,7 @@ class Mailbox:
         return pairs, [(m, m.headers()) for m in added]
 
     def claim_recent(self):
-        self._begin()
+        self.refresh()
         claimed = sorted(self._in_new)
         if not claimed:
             return set()
