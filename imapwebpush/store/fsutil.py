@@ -6,6 +6,7 @@ for the store's modules.
 
 import itertools
 import os
+import shutil
 import socket
 
 from imapwebpush.durable import atomic_write, fsync_dir, write_file  # noqa: F401 (re-exported)
@@ -39,6 +40,4 @@ def unique_name(now, size):
 
 def remove_tree(path):
     """Remove a directory tree; its entry must already be unreachable (renamed away)."""
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)

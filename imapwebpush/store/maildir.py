@@ -17,7 +17,6 @@ import bisect
 import errno
 from collections import OrderedDict
 import os
-import shutil
 import time
 
 from twisted.logger import Logger
@@ -27,7 +26,7 @@ from imapwebpush.interfaces import IStoredMailbox, IStoredMessage
 from imapwebpush.store import flags as flagsmod
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
 from imapwebpush.store.events import FlagsChanged, MessageAdded, MessagesExpunged
-from imapwebpush.store.fsutil import fsync_dir, unique_name, write_file
+from imapwebpush.store.fsutil import fsync_dir, remove_tree, unique_name, write_file
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 
 log = Logger()
@@ -981,4 +980,4 @@ def remove_folder(path, trash):
     """Delete a Maildir folder: rename it out of sight (atomic), then remove the files."""
     os.rename(path, trash)
     fsync_dir(os.path.dirname(path))
-    shutil.rmtree(trash, ignore_errors=True)
+    remove_tree(trash)
