@@ -25,13 +25,24 @@ def encode(record):
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
-def _decode(line):
+def _payload(line):
+    """The JSON of one line (no newline) if its checksum matches, else None."""
     if len(line) < 10 or line[8:9] != b" ":
         return None
     payload = line[9:]
     try:
-        if int(line[:8], 16) != zlib.crc32(payload):
-            return None
+        if int(line[:8], 16) == zlib.crc32(payload):
+            return payload
+    except ValueError:
+        pass
+    return None
+
+
+def _decode(line):
+    payload = _payload(line)
+    if payload is None:
+        return None
+    try:
         record = json.loads(payload)
     except ValueError:
         return None
@@ -70,16 +81,11 @@ class Journal:
                 os.fsync(f.fileno())
         lines = data[:end].split(b"\n")[:-1]
         payloads = []
-        crc32 = zlib.crc32
         for number, line in enumerate(lines):
-            payload = line[9:]
-            if len(line) >= 10 and line[8:9] == b" ":
-                try:
-                    if int(line[:8], 16) == crc32(payload):
-                        payloads.append(payload)
-                        continue
-                except ValueError:
-                    pass
+            payload = _payload(line)
+            if payload is not None:
+                payloads.append(payload)
+                continue
             log.warn("skipping damaged line {number} of {path}", number=number + 1, path=self.path)
             bad += 1
         try:
