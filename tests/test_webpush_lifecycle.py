@@ -23,7 +23,7 @@ from imapwebpush.testing.pushservice import Answer
 from imapwebpush.webpush import model
 from imapwebpush.webpush.service import PRUNE_INTERVAL, WebPushService
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, token_hash
-from tests.test_imap_webpush import ENDPOINT, UAKeys, WebPushTestBase
+from tests.test_imap_webpush import ENDPOINT, SUBJECT, UAKeys, WebPushTestBase
 
 ALICE = "alice@example.org"
 
@@ -375,6 +375,39 @@ class AdminTests(OurServerBase):
         self.addCleanup(store.close)
         self.assertEqual(store.accounts(), ["bob@example.org"])
         self.assertEqual(store.token_count(), 1)
+
+    @defer.inlineCallbacks
+    def test_cli_test_push_leaves_the_servers_outbox_alone(self):
+        """`subscriptions test` sends its one push; the server's pending pushes are not resent."""
+        from twisted.internet import reactor
+
+        from imapwebpush.webpush.admin import run_test_push
+        from imapwebpush.webpush.outbox import Outbox
+        from imapwebpush.webpush.service import OUTBOX_FILE, SUBSCRIPTIONS_FILE, VAPID_FOLDER
+        from imapwebpush.webpush.vapid import VapidKeyring
+
+        ua = self.pushservice.new_subscription()
+        key = VapidKeyring(os.path.join(self.data, VAPID_FOLDER), SUBJECT, reactor).current()
+        store = SQLiteSubscriptionStore(os.path.join(self.data, SUBSCRIPTIONS_FILE))
+        store.set_pending(ALICE, "phone-1", ua.endpoint, ua.public_key, ua.auth_secret, key,
+                          reactor.seconds(), 20, token_hash("t"))
+        self.assertIsNotNone(store.acknowledge(ALICE, token_hash("t"), reactor.seconds(), 600))
+        store.close()
+        record = {"id": "0" * 32, "account": ALICE, "subscription_id": "phone-1",
+                  "endpoint": ua.endpoint, "vapid_key": key, "body": "", "urgency": "low",
+                  "ttl": 600, "topic": None, "context": {}, "deadline": reactor.seconds() + 600,
+                  "attempts": 0, "not_before": reactor.seconds(), "last_error": ""}
+        outbox_path = os.path.join(self.data, OUTBOX_FILE)
+        outbox = Outbox(outbox_path)
+        outbox.put(record)
+        outbox.close()
+        line = yield run_test_push(reactor, self.data, ALICE, "phone-1", SUBJECT, insecure=True)
+        self.assertEqual(line, "201 delivered")
+        self.assertEqual([p.plaintext for p in self.pushservice.received(ua)],
+                         [b'* SELECT "INBOX"\r\n'])
+        outbox = Outbox(outbox_path)
+        self.addCleanup(outbox.close)
+        self.assertEqual(outbox.records(), [record])
 
     @defer.inlineCallbacks
     def test_test_push_prints_the_answer(self):

@@ -140,10 +140,41 @@ def send_test_push(webpush, address, subscription_id):
     return d.addCallback(describe_outcome)
 
 
+def run_test_push(reactor, data_dir, address, subscription_id, subject, insecure=False):
+    """Deferred[str]: send one test push from this process and describe the answer.
+
+    The sender gets an outbox of its own in a temporary folder: started on
+    the server's outbox it would resend, and remove, the pushes the running
+    server still has pending.
+    """
+    import shutil
+    import tempfile
+
+    from twisted.internet import defer
+
+    from imapwebpush.webpush.service import OUTBOX_FILE, build_webpush
+
+    @defer.inlineCallbacks
+    def run():
+        folder = tempfile.mkdtemp(prefix="imapwebpush-test-push-")
+        try:
+            webpush = build_webpush(data_dir, reactor, subject, insecure=insecure,
+                                    outbox_path=os.path.join(folder, OUTBOX_FILE))
+            webpush.sender.startService()
+            try:
+                line = yield send_test_push(webpush, address, subscription_id)
+            finally:
+                yield webpush.sender.stopService()
+                webpush.store.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return line
+
+    return run()
+
+
 def subscriptions_test(args, ctx):
     from twisted.internet import defer, task
-
-    from imapwebpush.webpush.service import build_webpush
 
     address = _account(args.address)
     subject = args.subject or "mailto:postmaster@%s" % (address.rpartition("@")[2] or "localhost")
@@ -151,16 +182,12 @@ def subscriptions_test(args, ctx):
 
     @defer.inlineCallbacks
     def run(reactor):
-        webpush = build_webpush(ctx.data_dir(), reactor, subject, insecure=args.insecure)
-        webpush.sender.startService()
         try:
-            line = yield send_test_push(webpush, address, args.id)
+            line = yield run_test_push(reactor, ctx.data_dir(), address, args.id, subject,
+                                       insecure=args.insecure)
             result.append(line)
         except Exception as e:  # CommandError from cli, reported after the reactor stops
             result.append(e)
-        finally:
-            yield webpush.sender.stopService()
-            webpush.store.close()
 
     try:
         task.react(run)

@@ -408,13 +408,16 @@ class WebPushService(service.Service):
 
 def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
                   max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS, dispatcher=None,
-                  http_client=None):
+                  http_client=None, outbox_path=None):
     """The Web Push objects of one server, wired together (what tap.py and the CLI use).
 
     Returns the L{WebPushService}; its ``sender`` is a (not yet started)
     PushDeliveryService whose observer is the service, and ``keyring``,
     ``store`` and ``policy`` are reachable as attributes. Add both
     ``service.sender`` and ``service`` to the server's MultiService.
+    ``outbox_path`` defaults to the server's outbox in ``data_dir``; a process
+    that is not the server (the admin CLI) passes its own, since starting a
+    sender resumes every delivery of its outbox.
     """
     from imapwebpush.webpush.delivery import PushDeliveryService
     from imapwebpush.webpush.http import make_http_client
@@ -432,5 +435,6 @@ def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
     if http_client is None:
         http_client = make_http_client(reactor, policy)
     webpush.sender = PushDeliveryService(reactor, keyring, http_client, policy,
-                                         os.path.join(data_dir, OUTBOX_FILE), observer=webpush)
+                                         outbox_path or os.path.join(data_dir, OUTBOX_FILE),
+                                         observer=webpush)
     return webpush
