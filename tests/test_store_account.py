@@ -333,6 +333,21 @@ class OtherProcessTests(AccountTestCase):
         self.assertNotEqual(fresh.uidvalidity, box.uidvalidity)
         self.assertRaises(MailboxNotFound, box.uids)
 
+    def test_account_replaced_within_one_mtime_tick(self):
+        """The account folder's mtime looks unchanged (same tick) but its identity is new:
+        asking for a mailbox again says the account is gone (no KeyError)."""
+        inbox = self.account.mailbox("INBOX")
+        inbox.add(MESSAGE)
+        self.account.list_mailboxes()  # caches the tree's mtime
+        before = os.stat(self.account.path)
+        with open(os.path.join(self.account.path, "imapwebpush-account"), "w") as f:
+            f.write("another-process")
+        with open(os.path.join(self.account.path, "new", "foreign"), "wb") as f:
+            f.write(MESSAGE)
+        os.utime(self.account.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        self.assertRaises(MailboxNotFound, self.account.mailbox, "INBOX")
+        self.assertRaises(MailboxNotFound, inbox.uids)
+
 
 class LeftoverTests(unittest.TestCase):
     def test_crash_leftovers_removed(self):

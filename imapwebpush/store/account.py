@@ -260,7 +260,9 @@ class Account:
             try:
                 box.check()
             except MailboxNotFound:
-                box = self._mailboxes.pop(name)
+                if self._deleted:
+                    raise  # the whole account was replaced (_verify forgot every mailbox)
+                del self._mailboxes[name]
                 box = None
         if name not in selectable:
             if box is not None:
