@@ -716,6 +716,35 @@ class OutboxUnitTests(unittest.TestCase):
         self.assertEqual(self.rows(), ["a"])
         box.close()
 
+    def test_failed_write_is_kept_for_the_next_flush(self):
+        """A transaction that cannot start (database locked) loses nothing and raises nowhere."""
+        from imapwebpush.webpush.outbox import Outbox
+
+        class Locked:
+            def __init__(self, db):
+                self.db = db
+                self.in_transaction = False
+
+            def execute(self, sql, *args):
+                if sql == "BEGIN":
+                    raise sqlite3.OperationalError("database is locked")
+                return self.db.execute(sql, *args)
+
+        box = Outbox(self.path, self.clock)
+        real = box._db
+        box._db = Locked(real)
+        box.put({"id": "a"})
+        with capturedLogs() as events:
+            self.clock.advance(0)  # the end-of-turn flush fails: logged, not raised
+        self.assertTrue(any("could not write the push outbox" in e.get("log_format", "")
+                            for e in events))
+        self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
+        self.assertEqual(self.rows(), [])
+        box._db = real
+        box.flush()
+        self.assertEqual(self.rows(), ["a"])
+        box.close()
+
     def test_rows_that_are_not_records_dropped(self):
         """JSON that is not an object, or whose id is not the row's, is dropped too."""
         from imapwebpush.webpush.outbox import Outbox

@@ -14,6 +14,8 @@ import json
 import os
 import sqlite3
 
+from twisted.logger import Logger
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -25,6 +27,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 
 class Outbox:
     """Deliveries that have no final outcome yet, keyed by delivery id."""
+
+    log = Logger()
 
     def __init__(self, path, reactor=None):
         folder = os.path.dirname(os.path.abspath(path))
@@ -59,7 +63,14 @@ class Outbox:
         if self._reactor is None:
             self.flush()
         elif self._call is None:
-            self._call = self._reactor.callLater(0, self.flush)
+            self._call = self._reactor.callLater(0, self._flush_later)
+
+    def _flush_later(self):
+        """The end-of-turn flush: a failure is logged (its changes wait for the next flush)."""
+        try:
+            self.flush()
+        except sqlite3.Error:
+            self.log.failure("could not write the push outbox {path}", path=self.path)
 
     def flush(self):
         """Write every noted change in one transaction."""
@@ -73,8 +84,8 @@ class Outbox:
         gone = [(delivery_id,) for delivery_id, text in pending.items() if text is None]
         kept = [(delivery_id, text) for delivery_id, text in pending.items() if text is not None]
         db = self._db
-        db.execute("BEGIN")
         try:
+            db.execute("BEGIN")
             # each id appears once in pending, so deleting first and then upserting is the same
             # as applying the changes in order; executemany keeps a burst of rows in C
             if gone:
@@ -87,8 +98,9 @@ class Outbox:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
-            self._pending = dict(pending, **self._pending)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._pending = dict(pending, **self._pending)  # kept for the next flush
             raise
         self._stored.difference_update(row[0] for row in gone)
         self._stored.update(row[0] for row in kept)
