@@ -460,16 +460,15 @@ class MailStore:
         if clock is None:
             from twisted.internet import reactor as clock
         self.path = path
-        self.root = path
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.path, exist_ok=True)
         self._clock = clock
         self._max_size = max_message_size
         self.bus = ChangeBus()
         self._accounts = {}
-        _sweep(self.root, (".trash-", ".new-"))
+        _sweep(self.path, (".trash-", ".new-"))
 
     def _dir(self, key):
-        return os.path.join(self.root, key)
+        return os.path.join(self.path, key)
 
     def exists(self, address):
         """True when the account has a folder."""
@@ -482,7 +481,7 @@ class MailStore:
     def accounts(self):
         """Sorted addresses of every account with a folder."""
         return sorted(
-            e for e in os.listdir(self.root) if not e.startswith(".") and os.path.isdir(self._dir(e))
+            e for e in os.listdir(self.path) if not e.startswith(".") and os.path.isdir(self._dir(e))
         )
 
     def account(self, address):
@@ -501,7 +500,7 @@ class MailStore:
 
     def _create(self, path):
         """Make an account folder with INBOX and the default mailboxes, atomically."""
-        tmp = os.path.join(self.root, _random_name(".new-"))
+        tmp = os.path.join(self.path, _random_name(".new-"))
         make_folder(tmp, lambda: _allocate_uidvalidity(tmp, self._clock), marker=False)
         atomic_write(os.path.join(tmp, ACCOUNT_ID_FILE), os.urandom(16).hex().encode("ascii"))
         special = {}
@@ -520,10 +519,10 @@ class MailStore:
         try:
             os.rename(tmp, path)
         except OSError:
-            remove_folder(tmp, os.path.join(self.root, _random_name(".trash-")))
+            remove_folder(tmp, os.path.join(self.path, _random_name(".trash-")))
             if not os.path.isdir(path):
                 raise
-        fsync_dir(self.root)
+        fsync_dir(self.path)
 
     def delete_account(self, address):
         """Remove the account's folder; True if there was one. Announces MailboxDeleted per mailbox."""
@@ -535,7 +534,7 @@ class MailStore:
         if account is None:
             account = Account(key, path, self._clock, self.bus, self._max_size)
         gone = account.list_mailboxes()
-        remove_folder(path, os.path.join(self.root, _random_name(".trash-")))
+        remove_folder(path, os.path.join(self.path, _random_name(".trash-")))
         account._gone()
         for name in gone:
             account._publish(MailboxDeleted(key, name))
