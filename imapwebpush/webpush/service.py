@@ -10,7 +10,6 @@ Errors meant for the client are L{CommandError}s carrying the IMAP answer
 (BAD or NO) and a sentence; the command handlers only format them.
 """
 
-import base64
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -127,8 +126,7 @@ def pattern_matcher(pattern):
 
 def new_token():
     """An ACK token: TOKEN_BYTES from the OS CSPRNG, base64url without padding."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(decisions.TOKEN_BYTES)).rstrip(
-        b"=").decode("ascii")
+    return crypto.b64url_encode(secrets.token_bytes(decisions.TOKEN_BYTES))
 
 
 class _HourlyCounter:
