@@ -145,6 +145,8 @@ class ReceivingFactory(smtp.SMTPFactory):
 
     protocol = ReceivingESMTP
     noisy = False
+    # Submission connections get their delivery object at AUTH (SubmissionRealm).
+    delivery_at_auth = False
 
     def __init__(
         self,
@@ -185,7 +187,7 @@ class ReceivingFactory(smtp.SMTPFactory):
         p.portal = self.portal
         p.host = self.domain
         p.max_message_size = self.max_message_size
-        p.delivery = self.delivery()
+        p.delivery = None if self.delivery_at_auth else self.delivery()
         return p
 
 
@@ -212,6 +214,7 @@ class SubmissionFactory(ReceivingFactory):
     """
 
     protocol = SubmissionESMTP
+    delivery_at_auth = True
 
     def __init__(self, mail_store, users, domains, clock, checker, allow_plaintext_auth=False, **kw):
         ReceivingFactory.__init__(self, mail_store, users, domains, clock, **kw)
@@ -220,7 +223,6 @@ class SubmissionFactory(ReceivingFactory):
 
     def buildProtocol(self, addr):
         p = ReceivingFactory.buildProtocol(self, addr)
-        p.delivery = None  # set by AUTH
         p.challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": smtp.LOGINCredentials}
         p.allow_plaintext_auth = self.allow_plaintext_auth
         return p
