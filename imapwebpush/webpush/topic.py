@@ -8,13 +8,13 @@ server secret, base64url without padding, cut to ``MAX_TOPIC_LENGTH`` (32)
 characters (192 bits), which is what RFC 8030 5.4 allows.
 """
 
-import base64
 import hashlib
 import hmac
 import os
 
 from imapwebpush.decisions import MAX_TOPIC_LENGTH
 from imapwebpush.durable import create_exclusive
+from imapwebpush.webpush.crypto import b64url_encode
 
 __all__ = ["topic", "load_or_create_topic_key", "TOPIC_KEY_BYTES"]
 
@@ -28,7 +28,7 @@ def topic(key, account, mailbox):
     # length-prefixed so that no two (account, mailbox) pairs hash the same input
     message = len(a).to_bytes(4, "big") + a + m
     digest = hmac.new(key, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")[:MAX_TOPIC_LENGTH]
+    return b64url_encode(digest)[:MAX_TOPIC_LENGTH]
 
 
 def load_or_create_topic_key(path):
