@@ -34,6 +34,7 @@ from imapwebpush.imap.message import (
     body_structure,
     message_envelope,
     parse_headers,
+    split_header,
     wire_safe,
 )
 from imapwebpush.imap.view import (
@@ -465,10 +466,7 @@ class IMAPServer(imap4.IMAP4Server):
             self.sendNegativeResponse(tag, _text(str(e)))
         else:
             self.log.failure("IMAP command failed", failure, tag=tag)
-            if tag is None:
-                self.sendBadResponse(None, b"Internal server error")
-            else:
-                self.sendBadResponse(tag, b"Internal server error")
+            self.sendBadResponse(tag, b"Internal server error")
 
     # -- responses -------------------------------------------------------------------
 
@@ -516,7 +514,7 @@ class IMAPServer(imap4.IMAP4Server):
 
     # -- argument parsers ------------------------------------------------------------
 
-    def arg_astring(self, line, final=False):
+    def arg_astring(self, line):
         line = line.lstrip(b" ")
         if not line:
             raise Bad("Missing argument")
@@ -544,7 +542,7 @@ class IMAPServer(imap4.IMAP4Server):
         return arg, rest
 
     def arg_finalastring(self, line):
-        return self.arg_astring(line, final=True)
+        return self.arg_astring(line)
 
     def arg_literal(self, line):
         line = line.strip()
@@ -835,9 +833,9 @@ class IMAPServer(imap4.IMAP4Server):
                 seq = view.seq(uid)
             except KeyError:
                 continue
-            flags = " ".join(view.flags_of(uid, stored.flags)).encode("utf-8")
             self.sendUntaggedResponse(
-                b"%d FETCH (UID %d FLAGS (%s) MODSEQ (%d))" % (seq, uid, flags, stored.modseq)
+                b"%d FETCH (UID %d %s MODSEQ (%d))"
+                % (seq, uid, view.flags_item(uid, stored.flags), stored.modseq)
             )
 
     def _enable_condstore(self):
@@ -1085,14 +1083,12 @@ class IMAPServer(imap4.IMAP4Server):
             raise Bad("Too many arguments")
         else:
             self.view.mailbox.expunge(origin=self)
+        code = b""
         if self.qresync_enabled:
-            # Every expunge is told before this line, so the value is safe (RFC 7162 3.2).
-            self._send_updates()
-            self.sendPositiveResponse(
-                tag, b"[HIGHESTMODSEQ %d] EXPUNGE completed" % (self.view.mailbox.highestmodseq,)
-            )
-            return
-        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+            # The tagged answer follows every pending EXPUNGE (_respond tells them first),
+            # so the value is safe (RFC 7162 3.2).
+            code = b"[HIGHESTMODSEQ %d] " % (self.view.mailbox.highestmodseq,)
+        self.sendPositiveResponse(tag, code + b"EXPUNGE completed")
 
     select_EXPUNGE = (do_EXPUNGE, arg_rest)
 
@@ -1195,7 +1191,7 @@ class IMAPServer(imap4.IMAP4Server):
                 new_flags, modseq = stored.flags, stored.modseq
             items = []
             if not silent:
-                items.append(b"FLAGS (" + " ".join(view.flags_of(u, new_flags)).encode() + b")")
+                items.append(view.flags_item(u, new_flags))
             if uid:
                 items.append(b"UID %d" % (u,))
             if view.condstore:
@@ -1234,11 +1230,12 @@ class IMAPServer(imap4.IMAP4Server):
         want_modseq = changedsince is not None or names_modseq
         if want_modseq:
             self._enable_condstore()
-        targets = self._resolve(seqset, uid)
-        expunged = [u for _, u in targets if view.is_ghost(u)]
-        targets = [(s, u) for s, u in targets if not view.is_ghost(u)]
+        expunged = []  # named by the client, expunged by another session
         messages = []
-        for seq, u in targets:
+        for seq, u in self._resolve(seqset, uid):
+            if view.is_ghost(u):
+                expunged.append(u)
+                continue
             try:
                 stored = view.mailbox.message(u)
             except KeyError:
@@ -1298,7 +1295,7 @@ class IMAPServer(imap4.IMAP4Server):
     @staticmethod
     def _sets_seen(attr):
         if attr.type == "body":
-            return not attr.peek and (attr.empty or attr.header or attr.text or attr.mime or attr.part)
+            return not attr.peek and IMAPServer._is_section(attr)
         return attr.type in ("rfc822", "rfc822text")
 
     def _fetch_response(self, seq, uid, stored, attrs, by_uid, want_modseq, seen_changes):
@@ -1318,7 +1315,7 @@ class IMAPServer(imap4.IMAP4Server):
                     items.append(b"UID %d" % (uid,))
             elif kind == "flags":
                 has_flags = True
-                items.append(b"FLAGS (" + " ".join(view.flags_of(uid, flags)).encode() + b")")
+                items.append(view.flags_item(uid, flags))
             elif kind == "internaldate":
                 items.append(b"INTERNALDATE " + _internaldate(stored.internaldate))
             elif kind == "rfc822size":
@@ -1333,7 +1330,7 @@ class IMAPServer(imap4.IMAP4Server):
                     message = StoredMessage(stored, flags)
                 items.append(self._fetch_content(attr, message))
         if uid in seen_changes and not has_flags:
-            items.append(b"FLAGS (" + " ".join(view.flags_of(uid, flags)).encode() + b")")
+            items.append(view.flags_item(uid, flags))
         if want_modseq or (view.condstore and (has_flags or uid in seen_changes)):
             items.append(b"MODSEQ (%d)" % (modseq,))
         return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
@@ -1423,7 +1420,7 @@ class IMAPServer(imap4.IMAP4Server):
                 stored = view.mailbox.message(u)
             except KeyError:
                 continue
-            if predicate(_SearchItem(index + 1, u, stored, view, uid)):
+            if predicate(_SearchItem(index + 1, u, stored, view)):
                 found.append(u if uid else index + 1)
                 highest = max(highest, stored.modseq)
         line = b"SEARCH" + b"".join(b" %d" % (n,) for n in found)
@@ -1482,20 +1479,13 @@ class IMAPServer(imap4.IMAP4Server):
                 raise Bad("Expected a number after %s" % (key.decode("ascii", "replace"),))
             return int(value)
 
-        flag_keys = {
-            b"ANSWERED": "\\Answered",
-            b"DELETED": "\\Deleted",
-            b"DRAFT": "\\Draft",
-            b"FLAGGED": "\\Flagged",
-            b"SEEN": "\\Seen",
-        }
         if key == b"ALL":
             return lambda m: True
-        if key in flag_keys:
-            flag = flag_keys[key]
+        if key in _SEARCH_FLAGS:
+            flag = _SEARCH_FLAGS[key]
             return lambda m: flag in m.flags
-        if key[:2] == b"UN" and key[2:] in flag_keys:
-            flag = flag_keys[key[2:]]
+        if key[:2] == b"UN" and key[2:] in _SEARCH_FLAGS:
+            flag = _SEARCH_FLAGS[key[2:]]
             return lambda m: flag not in m.flags
         if key == b"RECENT":
             return lambda m: m.recent
@@ -1565,6 +1555,15 @@ class IMAPServer(imap4.IMAP4Server):
             return lambda m: m.in_set(ranges, False)
         raise Bad("Unknown search key %s" % (key.decode("ascii", "replace"),))
 
+
+# SEARCH keys that test a system flag (UN<key> tests its absence)
+_SEARCH_FLAGS = {
+    b"ANSWERED": "\\Answered",
+    b"DELETED": "\\Deleted",
+    b"DRAFT": "\\Draft",
+    b"FLAGGED": "\\Flagged",
+    b"SEEN": "\\Seen",
+}
 
 _MODSEQ_ATTR = re.compile(rb"(?i)(?<![\w.\[])MODSEQ(?![\w.\]])")
 
@@ -1716,7 +1715,7 @@ class _FetchStreamer:
 class _SearchItem:
     """One message as SEARCH predicates see it; parses the message only when asked."""
 
-    def __init__(self, seq, uid, stored, view, by_uid):
+    def __init__(self, seq, uid, stored, view):
         self.seq = seq
         self.uid = uid
         self.stored = stored
@@ -1748,8 +1747,6 @@ class _SearchItem:
             self._raw = self.stored.read()
         data = self._raw
         if not whole:
-            from imapwebpush.imap.message import split_header
-
             data = split_header(data)[1]
         return data.decode("utf-8", "replace").casefold()
 
