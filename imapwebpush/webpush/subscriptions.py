@@ -361,24 +361,20 @@ class SQLiteSubscriptionStore:
         without a success; expired tokens are erased too.
         """
         with self._transaction() as db:
-            gone = []
-            for account, sid in db.execute(
-                    "SELECT account, id FROM subscriptions WHERE state=? AND pending_since<=?",
-                    (PENDING, now - pending_lifetime)).fetchall():
-                gone.append((account, sid, "pending and not acknowledged in %d s"
-                             % pending_lifetime))
-            for account, sid in db.execute(
-                    "SELECT account, id FROM subscriptions WHERE first_failure<=?",
-                    (now - failing_lifetime,)).fetchall():
-                if (account, sid) not in [(a, s) for a, s, _ in gone]:
-                    gone.append((account, sid, "failing for %d s without a success"
-                                 % failing_lifetime))
-            for account, sid, _ in gone:
-                db.execute("DELETE FROM subscriptions WHERE account=? AND id=?", (account, sid))
-                db.execute("DELETE FROM tokens WHERE account=? AND subscription_id=?",
-                           (account, sid))
+            reasons = {}  # (account, id) -> reason; the first reason found wins
+            for query, args, reason in (
+                    ("state=? AND pending_since<=?", (PENDING, now - pending_lifetime),
+                     "pending and not acknowledged in %d s" % pending_lifetime),
+                    ("first_failure<=?", (now - failing_lifetime,),
+                     "failing for %d s without a success" % failing_lifetime)):
+                for key in db.execute(
+                        "SELECT account, id FROM subscriptions WHERE " + query, args).fetchall():
+                    reasons.setdefault(tuple(key), reason)
+            db.executemany("DELETE FROM subscriptions WHERE account=? AND id=?", list(reasons))
+            db.executemany("DELETE FROM tokens WHERE account=? AND subscription_id=?",
+                           list(reasons))
             db.execute("DELETE FROM tokens WHERE issued<=?", (now - token_lifetime,))
-        return gone
+        return [key + (reason,) for key, reason in reasons.items()]
 
 
 class _Transaction:
