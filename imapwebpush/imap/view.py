@@ -229,8 +229,12 @@ class SessionView:
             flags.add(RECENT)
         return sorted(flags)
 
+    def flags_item(self, uid, flags):
+        """The ``FLAGS (...)`` item of a FETCH response: ``flags`` plus \\Recent if it is."""
+        return b"FLAGS (" + " ".join(self.flags_of(uid, flags)).encode("utf-8") + b")"
+
     def fetch_flags_line(self, uid, flags, modseq):
-        parts = [b"FLAGS (" + " ".join(self.flags_of(uid, flags)).encode("utf-8") + b")"]
+        parts = [self.flags_item(uid, flags)]
         parts.append(b"UID %d" % (uid,))
         if self.condstore:
             parts.append(b"MODSEQ (%d)" % (modseq,))
