@@ -52,7 +52,9 @@ def to_crlf(data):
     if isinstance(data, str):
         data = data.encode("utf-8")
     data = bytes(data)
-    if b"\n" not in data:
+    # Mail from SMTP and most IMAP clients is CRLF already: counting (no
+    # allocation) is cheaper than two copies that would change nothing.
+    if data.count(b"\n") == data.count(b"\r\n"):
         return data
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
