@@ -110,6 +110,11 @@ class EndpointPolicy:
             pattern.startswith("*.") and host.endswith(pattern[1:]) for pattern in self.allowlist
         )
 
+    def check_scheme(self, scheme):
+        """https only, or http too when insecure (``scheme`` in lower case)."""
+        if scheme != "https" and not (self.insecure and scheme == "http"):
+            raise EndpointRefused("the endpoint must be an https URL")
+
     def check_host(self, host):
         """Apply the allowlist to a host name (lower case, no brackets)."""
         if not self._host_allowed(host):
@@ -141,10 +146,7 @@ class EndpointPolicy:
             port = parts.port
         except ValueError as e:
             raise EndpointRefused("the endpoint is not a valid URL: %s" % (e,))
-        scheme = parts.scheme.lower()
-        allowed = ("https", "http") if self.insecure else ("https",)
-        if scheme not in allowed:
-            raise EndpointRefused("the endpoint must be an https URL")
+        self.check_scheme(parts.scheme.lower())
         if "@" in parts.netloc:
             raise EndpointRefused("the endpoint must not contain userinfo")
         if "#" in url:
@@ -278,9 +280,8 @@ class CheckingEndpointFactory:
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         # Refusals surface as a failed connect, as Agent expects, not as an exception.
-        if scheme not in (("https", "http") if self._policy.insecure else ("https",)):
-            return _RefusedEndpoint("the endpoint must be an https URL")
         try:
+            self._policy.check_scheme(scheme)
             self._policy.check_host(host)
         except EndpointRefused as e:
             return _RefusedEndpoint(e.reason)
