@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 from imapwebpush import decisions
 from imapwebpush.smtp.delivery import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.store.users import USERS_FILE, UsersFileError, read_users_file
 
 DEFAULT_DATA = "imapwebpush-data"
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
@@ -209,7 +210,10 @@ class Options(usage.Options):
             self["endpoints"][name] = parse_endpoint(name, description)
         try:
             self["data"] = prepare_data_dir(self["data"])
-        except DataDirError as e:
+            users_file = os.path.join(self["data"], USERS_FILE)
+            if os.path.exists(users_file):
+                read_users_file(users_file)  # a broken file: one line now, not a traceback later
+        except (DataDirError, UsersFileError) as e:
             raise usage.UsageError("--data: %s" % (e,))
 
 

@@ -105,6 +105,17 @@ class OptionsTests(unittest.TestCase):
             self.usage_error(), "--data: data folder %s is not usable: Permission denied" % (self.data,)
         )
 
+    def test_broken_users_file(self):
+        os.mkdir(self.data)
+        with open(os.path.join(self.data, "users.json"), "w") as f:
+            f.write('{"users": [')
+        message = self.usage_error()
+        self.assertTrue(
+            message.startswith("--data: cannot parse %s: " % (os.path.join(self.data, "users.json"),)),
+            message,
+        )
+        self.assertNotIn("\n", message)
+
     def test_tls(self):
         folder = self.mktemp()
         os.mkdir(folder)

@@ -133,6 +133,26 @@ class Verifier:
         return hmac.compare_digest(digest, self.expected)
 
 
+def read_users_file(path):
+    """The ``users`` object of the users file at ``path``, every record checked.
+
+    Raises L{UsersFileError} saying which file and why.
+    """
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+        users = doc["users"]
+        if not isinstance(users, dict):
+            raise ValueError("'users' is not an object")
+        for record in users.values():
+            Verifier(record)
+    except OSError as e:
+        raise UsersFileError("cannot read %s: %s" % (path, e.strerror or e))
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsersFileError("cannot parse %s: %s" % (path, e))
+    return users
+
+
 @implementer(IUserDatabase)
 class UserDatabase:
     """The users of one data folder.
@@ -176,19 +196,7 @@ class UserDatabase:
             if stamp is None:
                 self._users, self._stamp = {}, None
                 return
-            try:
-                with open(self.path, "rb") as f:
-                    doc = json.loads(f.read().decode("utf-8"))
-                users = doc["users"]
-                if not isinstance(users, dict):
-                    raise ValueError("'users' is not an object")
-                for record in users.values():
-                    Verifier(record)
-            except OSError as e:
-                raise UsersFileError("cannot read %s: %s" % (self.path, e.strerror or e))
-            except (ValueError, KeyError, TypeError) as e:
-                raise UsersFileError("cannot parse %s: %s" % (self.path, e))
-            self._users, self._stamp = users, stamp
+            self._users, self._stamp = read_users_file(self.path), stamp
 
     def exists(self, address):
         try:
