@@ -9,6 +9,7 @@ check and the connection (rebinding) gains nothing.
 """
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from twisted.internet import defer
@@ -22,6 +23,7 @@ from zope.interface import implementer
 from imapwebpush.decisions import CONNECT_TIMEOUT, MAX_ENDPOINT_OCTETS
 from imapwebpush.interfaces import IEndpointPolicy
 
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
@@ -35,6 +37,24 @@ class EndpointRefused(Exception):
 
     def __str__(self):
         return self.reason
+
+
+def has_space_or_control(text):
+    """True when ``text`` holds a space, an ASCII control character or DEL (never in a URL)."""
+    return _SPACE_OR_CONTROL.search(text) is not None
+
+
+def _is_ip_literal(host):
+    """Whether ``host`` (no brackets) is an IP address rather than a name."""
+    # every IPv4 literal ends with a digit and every IPv6 one has a colon: most
+    # names are told apart without ip_address() raising (it runs for every push)
+    if not (":" in host or host[-1:].isdigit()):
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def address_problem(text):
@@ -139,7 +159,7 @@ class EndpointPolicy:
             raise EndpointRefused(
                 "the endpoint is %d octets, more than %d" % (len(encoded), MAX_ENDPOINT_OCTETS)
             )
-        if any(c <= " " or c == "\x7f" for c in url):
+        if has_space_or_control(url):
             raise EndpointRefused("the endpoint contains spaces or control characters")
         try:
             parts = urlsplit(url)
@@ -158,11 +178,8 @@ class EndpointPolicy:
             raise EndpointRefused("the endpoint has port 0")
         host = host.rstrip(".")
         self.check_host(host)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return None
-        self.check_address(host)
+        if _is_ip_literal(host):
+            self.check_address(host)
         return None
 
 
@@ -205,10 +222,9 @@ class _CheckedTCPEndpoint:
     @defer.inlineCallbacks
     def connect(self, factory):
         host = self._host
-        try:
-            ipaddress.ip_address(host)
+        if _is_ip_literal(host):
             addresses = [host]
-        except ValueError:
+        else:
             addresses = yield self._resolver(host, self._port)
         if not addresses:
             raise EndpointRefused("%s did not resolve to any address" % (host,))

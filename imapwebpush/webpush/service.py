@@ -22,6 +22,7 @@ from zope.interface import implementer
 from imapwebpush import decisions
 from imapwebpush.interfaces import IPushOutcomeObserver
 from imapwebpush.webpush import crypto, model
+from imapwebpush.webpush.policy import has_space_or_control
 from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_hash
 
 # How often the store is swept for stale subscriptions and tokens (not a SPEC number:
@@ -86,7 +87,7 @@ def check_endpoint(endpoint):
     raw = endpoint.encode("utf-8", "surrogateescape")
     if len(raw) > decisions.MAX_ENDPOINT_OCTETS:
         raise BadArguments("endpoint is longer than %d octets" % decisions.MAX_ENDPOINT_OCTETS)
-    if not endpoint.isascii() or any(c <= " " or c == "\x7f" for c in endpoint):
+    if not endpoint.isascii() or has_space_or_control(endpoint):
         raise BadArguments("endpoint must be a URL of printable ASCII without spaces")
     try:
         parts = urlsplit(endpoint)
