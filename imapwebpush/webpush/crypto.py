@@ -146,7 +146,7 @@ def encrypt(plaintext, p256dh, auth, salt=None, private_key=None):
         raise ValueError("the salt must be %d octets" % (SALT_LENGTH,))
     if private_key is None:
         private_key = ec.generate_private_key(ec.SECP256R1())
-    as_public = private_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    as_public = public_bytes(private_key)
     ecdh_secret = private_key.exchange(ec.ECDH(), ua_public)
     # RFC 8291 3.4: IKM = HKDF(salt=auth, ikm=ecdh_secret, info="WebPush: info" 0 ua as, L=32)
     ikm = _hmac(_hmac(auth, ecdh_secret), _KEY_INFO + p256dh + as_public + b"\x01")
