@@ -280,6 +280,32 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
             self.assertEqual(fresh.message(uid).flags, self.inbox.message(uid).flags)
             self.assertEqual(fresh.message(uid).modseq, self.inbox.message(uid).modseq)
 
+    def fill_journal(self, uid):
+        """Change ``uid`` until the next journal line makes the journal compact itself."""
+        seen = "add"
+        while self.inbox._records < 2 * self.inbox.count() + 256:
+            self.inbox.set_flags([uid], ["\\Seen"], seen)
+            seen = "remove" if seen == "add" else "add"
+
+    def test_add_that_compacts_is_kept(self):
+        first = self.inbox.add(MESSAGE)
+        self.fill_journal(first)
+        second = self.inbox.add(MESSAGE, flags=["$Second"])
+        third = self.inbox.add(MESSAGE)
+        fresh = self.reopen()
+        self.assertEqual(fresh.uids(), [first, second, third])
+        self.assertEqual(fresh.message(second).keywords, frozenset(["$Second"]))
+        self.assertEqual(fresh.highestmodseq, self.inbox.highestmodseq)
+
+    def test_flag_change_that_compacts_is_kept(self):
+        uid = self.inbox.add(MESSAGE)
+        self.fill_journal(uid)
+        self.inbox.set_flags([uid], ["$Last"], "add")
+        fresh = self.reopen()
+        self.assertEqual(fresh.message(uid).keywords, frozenset(["$Last"]))
+        self.assertEqual(fresh.message(uid).modseq, self.inbox.message(uid).modseq)
+        self.assertEqual(fresh.highestmodseq, self.inbox.highestmodseq)
+
 
 class ForeignFileTests(StoreTestMixin, unittest.TestCase):
     def drop(self, sub, name, data):

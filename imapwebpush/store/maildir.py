@@ -248,8 +248,7 @@ class Mailbox:
                 )
             self._compact()
         self._scan()
-        if self._records > 2 * len(self._uids) + 256:
-            self._compact()
+        self._compact_if_grown()
 
     def _apply(self, r):
         """Apply one journal record to memory; returns the highest UID it names."""
@@ -390,9 +389,13 @@ class Mailbox:
             self._tomb_count = count
 
     def _write(self, records):
-        """Append records to the journal, compacting it when it has grown."""
+        """Append records to the journal; memory changes only after this returns."""
         self._journal.append(records)
         self._records += len(records)
+
+    def _compact_if_grown(self):
+        """Rewrite a grown journal from memory; call it once memory holds every change
+        written (a snapshot taken earlier would drop the newest lines)."""
         if self._records > 2 * len(self._uids) + 256:
             self._compact()
 
@@ -527,6 +530,7 @@ class Mailbox:
         if added:
             self._take_mtimes()  # _adopt may have rewritten files
         self._write(records)
+        self._compact_if_grown()
         for msg in added:
             log.info(
                 "{mailbox}: adopted {filename} as UID {uid}",
@@ -714,6 +718,7 @@ class Mailbox:
         self.uidnext = uid + 1
         self.highestmodseq += 1
         self._remember(msg)
+        self._compact_if_grown()
         self._take_mtimes()
         headers = header_block(data)
         self._cache_headers(uid, headers)
@@ -788,6 +793,7 @@ class Mailbox:
             msg.modseq = modseq
             changed[msg.uid] = (msg.flags, modseq)
             changes.append((msg.uid, msg.flags, modseq))
+        self._compact_if_grown()
         if dirs:
             self._take_mtimes()
         self._publish(FlagsChanged(self._account.address, self.name, tuple(changes), origin=origin))
@@ -828,6 +834,7 @@ class Mailbox:
         self.highestmodseq = modseq
         self._forget_many(doomed)
         self._bury(modseq, removed)
+        self._compact_if_grown()
         self._take_mtimes()
         event = MessagesExpunged(self._account.address, self.name, tuple(removed), modseq, origin=origin)
         if not announce:
@@ -910,6 +917,7 @@ class Mailbox:
         self.highestmodseq = modseq
         for msg in added:
             self._remember(msg)
+        self._compact_if_grown()
         self._take_mtimes()
         return pairs, [(m, m.headers()) for m in added]
 
@@ -935,6 +943,7 @@ class Mailbox:
         self._write(records)
         for msg, rel in done:
             self._rename_in_memory(msg, rel, msg.keywords)
+        self._compact_if_grown()
         self._take_mtimes()
         return set(m.uid for m, _ in done)
 
