@@ -824,6 +824,30 @@ class UnreadableOutboxTests(StubHarness):
         self.assertEqual(len(self.service._outbox), 0)
         self.assertEqual(self.result(self.send()).kind, DELIVERED)
 
+    def test_record_with_a_bad_field_is_dropped(self):
+        """A field of the wrong value is caught at start, not when the push is tried."""
+        from imapwebpush.webpush.outbox import Outbox
+
+        self.assertEqual(self.result(self.send()).kind, DELIVERED)
+        self.service.stopService()
+        box = Outbox(self.outbox)
+        good = {"id": "a" * 32, "account": "alice", "subscription_id": "s",
+                "endpoint": "https://push.example.net/x", "vapid_key": self.keyring.current(),
+                "body": "AAAA", "urgency": "low", "ttl": 60, "topic": None, "context": {},
+                "deadline": self.clock.seconds() + 60, "attempts": 0,
+                "not_before": self.clock.seconds(), "last_error": ""}
+        for n, bad in enumerate([{"urgency": "urgent"}, {"topic": 7}, {"ttl": "60"},
+                                 {"context": None}, {"attempts": None}]):
+            box.put(dict(good, id="%032d" % n, **bad))
+        box.close()
+        self.service = self.make_service()
+        with capturedLogs() as events:
+            self.service.startService()
+        self.assertEqual(
+            len([e for e in events if "unreadable outbox record" in e.get("log_format", "")]), 5)
+        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.pending(), 0)
+
     def test_non_object_record_does_not_stop_the_start(self):
         from imapwebpush.webpush.outbox import Outbox
 

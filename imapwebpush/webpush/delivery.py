@@ -70,6 +70,27 @@ def check_topic(topic):
         )
 
 
+# What a record read back from the outbox must hold to be resumed (send() writes them).
+_RECORD_FIELDS = {
+    "account": str, "subscription_id": str, "endpoint": str, "vapid_key": str, "body": str,
+    "urgency": str, "ttl": int, "deadline": (int, float), "not_before": (int, float),
+    "attempts": int, "context": dict,
+}
+
+
+def _check_record(record):
+    """ValueError unless an outbox record has every field send() wrote, each of its type."""
+    for name, kind in _RECORD_FIELDS.items():
+        if not isinstance(record.get(name), kind):
+            raise ValueError("%s is missing or not a %s" % (name, kind))
+    if record["urgency"] not in URGENCIES:
+        raise ValueError("unknown Urgency %r" % (record["urgency"],))
+    if "topic" not in record:
+        raise ValueError("topic is missing")
+    if record["topic"] is not None:
+        check_topic(record["topic"])
+
+
 def parse_retry_after(values, now):
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); default 60."""
     if not values:
@@ -234,11 +255,9 @@ class PushDeliveryService(Service):
         resumed = 0
         for record in self._outbox.records():
             try:
+                _check_record(record)
                 delivery = _Delivery(record, None)
-                record["deadline"] + record["ttl"] + record["not_before"] + record["attempts"]
-                record["account"], record["subscription_id"], record["vapid_key"]
-                record["urgency"], record["topic"], record["context"]
-            except (KeyError, TypeError, ValueError):
+            except ValueError:
                 self.log.warn("dropping an unreadable outbox record {id}", id=record.get("id"))
                 self._outbox.remove(record.get("id"))
                 continue
