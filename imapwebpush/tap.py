@@ -164,22 +164,22 @@ class Options(usage.Options):
         self["domains"] = []
         self["push-hosts"] = []
 
+    def _add_name(self, key, option, what, text, wildcard=False):
+        """Check a repeatable host-name option and add it to ``self[key]`` once."""
+        name = text.strip().lower().rstrip(".")
+        bare = name[2:] if wildcard and name.startswith("*.") else name
+        if not _DOMAIN_RE.match(bare):
+            raise usage.UsageError("--%s: not a %s name: %r" % (option, what, name))
+        if name not in self[key]:
+            self[key].append(name)
+
     def opt_push_host(self, host):
         """Only push to this push service host (repeatable; *.example.net: its subdomains)."""
-        host = host.strip().lower().rstrip(".")
-        bare = host[2:] if host.startswith("*.") else host
-        if not _DOMAIN_RE.match(bare):
-            raise usage.UsageError("--push-host: not a host name: %r" % (host,))
-        if host not in self["push-hosts"]:
-            self["push-hosts"].append(host)
+        self._add_name("push-hosts", "push-host", "host", host, wildcard=True)
 
     def opt_domain(self, domain):
         """A local domain (repeat for several; default: localhost)."""
-        domain = domain.strip().lower().rstrip(".")
-        if not _DOMAIN_RE.match(domain):
-            raise usage.UsageError("--domain: not a domain name: %r" % (domain,))
-        if domain not in self["domains"]:
-            self["domains"].append(domain)
+        self._add_name("domains", "domain", "domain", domain)
 
     def postOptions(self):
         if not self["domains"]:
