@@ -164,15 +164,19 @@ def user_passwd(args, ctx):
     ctx.print("password changed for %s" % (address,))
 
 
+def _password_stdin(parser):
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first line of stdin"
+    )
+
+
 def register_user(subparsers):
     group = subparsers.add_parser("user", help="add, list, delete users; change passwords")
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     add = actions.add_parser("add", help="create a user and its mailboxes")
     add.add_argument("address", help="local@domain (lower-cased)")
-    add.add_argument(
-        "--password-stdin", action="store_true", help="read the password from the first line of stdin"
-    )
+    _password_stdin(add)
     add.set_defaults(func=user_add)
 
     lst = actions.add_parser("list", help="print every user, one a line")
@@ -184,9 +188,7 @@ def register_user(subparsers):
 
     passwd = actions.add_parser("passwd", help="change a user's password")
     passwd.add_argument("address")
-    passwd.add_argument(
-        "--password-stdin", action="store_true", help="read the password from the first line of stdin"
-    )
+    _password_stdin(passwd)
     passwd.set_defaults(func=user_passwd)
 
 
