@@ -31,11 +31,16 @@ def _keyring(ctx, subject=_NO_SUBJECT, clock=None):
         raise _error("VAPID keys: %s" % (e,))
 
 
-def _store(ctx):
+def _subscriptions_path(ctx):
     from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
+
+    return os.path.join(ctx.data_dir(), SUBSCRIPTIONS_FILE)
+
+
+def _store(ctx):
     from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
 
-    return SQLiteSubscriptionStore(os.path.join(ctx.data_dir(), SUBSCRIPTIONS_FILE))
+    return SQLiteSubscriptionStore(_subscriptions_path(ctx))
 
 
 def _account(text):
@@ -73,20 +78,13 @@ def register_vapid(subparsers):
 
 def forget_account(ctx, address):
     """Erase every subscription of a deleted account (SPEC 4); returns how many."""
-    path = os.path.join(ctx.data_dir(), _subscriptions_file())
-    if not os.path.exists(path):
+    if not os.path.exists(_subscriptions_path(ctx)):
         return 0
     store = _store(ctx)
     try:
         return store.delete_account(_account(address))
     finally:
         store.close()
-
-
-def _subscriptions_file():
-    from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
-
-    return SUBSCRIPTIONS_FILE
 
 
 def format_subscription(sub, now):
