@@ -165,6 +165,36 @@ class FetchTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_one_section_attribute_then_modifiers(self):
+        """An unparenthesised BODY[...] with spaces, then (CHANGEDSINCE n): both are read."""
+        inbox = self.inbox()
+        inbox.add(MESSAGE, ["\\Seen"])
+        base = inbox.highestmodseq
+        inbox.add(MESSAGE, ["\\Seen"])
+        second = inbox.message(2).modseq
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            lines = w.cmd(
+                "f1", "FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.9> (CHANGEDSINCE %d)" % base
+            )
+            w.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(
+                lines,
+                [
+                    "* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)]<0> {9}",
+                    "Subject:  MODSEQ (%d))" % second,  # 9 octets: "Subject: "
+                    "f1 OK FETCH completed",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
     def test_bad_fetch_requests(self):
         self.inbox().add(MESSAGE)
 

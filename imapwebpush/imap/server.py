@@ -1214,8 +1214,12 @@ class IMAPServer(imap4.IMAP4Server):
         if rest[:1] == b"(":
             end = _matching_paren(rest)
         else:
-            end = rest.find(b" ") if b"[" not in rest.split(b" ", 1)[0] else len(rest)
-            end = len(rest) if end == -1 else end
+            # one attribute; a section (BODY[HEADER.FIELDS (A B)]) may hold spaces up to its "]"
+            first = rest.find(b" ")
+            if first != -1 and b"[" in rest[:first]:
+                close = rest.find(b"]")
+                first = -1 if close == -1 else rest.find(b" ", close)
+            end = len(rest) if first == -1 else first
         attr_text, modifiers = rest[:end], rest[end:].strip()
         try:
             changedsince, vanished = qresync.parse_fetch_modifiers(modifiers)
