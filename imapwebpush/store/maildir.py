@@ -69,6 +69,19 @@ def header_block(data):
     return data[: end + 4]
 
 
+def _place(tmp, target, data, mtime):
+    """Write ``data`` to ``tmp`` (in tmp/), fsync, rename it to ``target``; no leftover on failure."""
+    try:
+        write_file(tmp, data, mtime=mtime)
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def make_folder(path, uidvalidity, marker=True):
     """Create the Maildir at ``path`` (cur, new, tmp, journal) and fsync it.
 
@@ -585,8 +598,7 @@ class Mailbox:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-            write_file(tmp, fixed, mtime=stat.st_mtime)
-            os.rename(tmp, os.path.join(self.path, sub, new_entry))
+            _place(tmp, os.path.join(self.path, sub, new_entry), fixed, stat.st_mtime)
             if new_entry != entry:
                 os.unlink(path)
             fsync_dir(os.path.join(self.path, sub))
@@ -701,16 +713,7 @@ class Mailbox:
             rel = "cur/" + base + flagsmod.info(system)
         else:
             rel = "new/" + base
-        tmp = os.path.join(self.path, "tmp", base)
-        try:
-            write_file(tmp, data, mtime=internaldate)
-            os.rename(tmp, os.path.join(self.path, rel))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        _place(os.path.join(self.path, "tmp", base), os.path.join(self.path, rel), data, internaldate)
         fsync_dir(os.path.join(self.path, rel[:3]))
         uid = self.uidnext
         msg = StoredMessage(self, uid, rel, self.highestmodseq + 1, len(data), float(internaldate), keywords)
@@ -970,8 +973,7 @@ def _copy_file(msg, destination, base, target):
     tmp = os.path.join(destination.path, "tmp", base)
     with open(source, "rb") as f:
         data = f.read()
-    write_file(tmp, data, mtime=msg.internaldate)
-    os.rename(tmp, target)
+    _place(tmp, target, data, msg.internaldate)
 
 
 def _move_file(msg, destination, base, target):
