@@ -238,6 +238,30 @@ class LifecycleTests(OurServerBase):
         self.assertEqual(lines, [b"a2 OK LWEBPUSH completed"])
 
 
+    @defer.inlineCallbacks
+    def test_pruning_goes_on_after_a_failed_sweep(self):
+        import sqlite3
+
+        client = yield self.connect()
+        ua = self.pushservice.new_subscription()
+        yield self.webpush(client, "a1", "phone-1", ua)
+        yield self.pushservice.wait_for(1, ua)
+        prune = self.store.prune
+        failures = []
+
+        def busy_once(*args):
+            if not failures:
+                failures.append(1)
+                raise sqlite3.OperationalError("database is locked")
+            return prune(*args)
+
+        self.store.prune = busy_once
+        self.service.startService()
+        self.assertEqual(len(self.flushLoggedErrors(sqlite3.OperationalError)), 1)
+        self.clock.advance(decisions.PENDING_LIFETIME)
+        self.assertIsNone(self.store.get(ALICE, "phone-1"))
+
+
 class OutcomeRuleTests(unittest.TestCase):
     """WebPushService.pushOutcome against the store, with a task.Clock."""
 

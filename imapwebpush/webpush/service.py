@@ -193,10 +193,9 @@ class WebPushService(service.Service):
 
     def startService(self):
         service.Service.startService(self)
-        self._pruner = task.LoopingCall(self.prune)
+        self._pruner = task.LoopingCall(self._prune_logged)
         self._pruner.clock = self.clock
-        self._pruner.start(PRUNE_INTERVAL, now=True).addErrback(
-            lambda f: self.log.failure("pruning subscriptions stopped", f))
+        self._pruner.start(PRUNE_INTERVAL, now=True)
 
     def stopService(self):
         if self._pruner is not None and self._pruner.running:
@@ -383,6 +382,14 @@ class WebPushService(service.Service):
         # TOO_LARGE is about one body, not about the subscription.
 
     # -- pruning -------------------------------------------------------------------------
+
+    def _prune_logged(self):
+        """One sweep of the pruning loop; a failure (database busy) waits for the next one."""
+        try:
+            self.prune()
+        except Exception:
+            self.log.failure("pruning webpush subscriptions failed; trying again in {interval} s",
+                             interval=PRUNE_INTERVAL)
 
     def prune(self):
         """Delete never-acknowledged pending and long-failing subscriptions."""
