@@ -15,9 +15,9 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from imapwebpush.decisions import CONNECT_TIMEOUT
+from imapwebpush.webpush.delivery import DEFAULT_MAX_PER_HOST  # the pool keeps what the sender may use
 from imapwebpush.webpush.policy import CheckingEndpointFactory
 
-DEFAULT_MAX_PER_HOST = 16
 CACHED_CONNECTION_TIMEOUT = 120  # seconds an idle connection to a push service is kept
 URI_CACHE = 4096  # endpoints whose request URI is kept ready
 ENDPOINT_CACHE = 256  # push service (scheme, host, port) whose connect endpoint is kept
