@@ -130,26 +130,21 @@ class SQLiteSubscriptionStore:
 
     # -- ISubscriptionStore (reads) ----------------------------------------
 
+    def _select(self, where, args):
+        """The subscriptions matching ``where`` (SQL after WHERE), as L{Subscription}s."""
+        rows = self._db.execute(
+            "SELECT " + _COLUMNS + " FROM subscriptions WHERE " + where, args).fetchall()
+        return [_row_to_subscription(r) for r in rows]
+
     def get(self, account, subscription_id):
-        row = self._db.execute(
-            "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? AND id=?",
-            (account, subscription_id),
-        ).fetchone()
-        return None if row is None else _row_to_subscription(row)
+        found = self._select("account=? AND id=?", (account, subscription_id))
+        return found[0] if found else None
 
     def list(self, account):
-        rows = self._db.execute(
-            "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? ORDER BY id",
-            (account,),
-        ).fetchall()
-        return [_row_to_subscription(r) for r in rows]
+        return self._select("account=? ORDER BY id", (account,))
 
     def active(self, account):
-        rows = self._db.execute(
-            "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? AND state=? ORDER BY id",
-            (account, ACTIVE),
-        ).fetchall()
-        return [_row_to_subscription(r) for r in rows]
+        return self._select("account=? AND state=? ORDER BY id", (account, ACTIVE))
 
     def accounts(self):
         """Sorted accounts that have at least one subscription."""
@@ -290,15 +285,13 @@ class SQLiteSubscriptionStore:
         "until this connection ends". None when the subscription is unknown.
         """
         with self._transaction() as db:
-            before = db.execute(
-                "SELECT " + _COLUMNS + " FROM subscriptions WHERE account=? AND id=?",
-                (account, subscription_id)).fetchone()
-            if before is None:
+            before = self._select("account=? AND id=?", (account, subscription_id))
+            if not before:
                 return None
             db.execute(
                 "UPDATE subscriptions SET silenced_until=?, silenced_connection=?"
                 " WHERE account=? AND id=?", (until, connection, account, subscription_id))
-        return _row_to_subscription(before), self.get(account, subscription_id)
+        return before[0], self.get(account, subscription_id)
 
     def end_connection(self, connection):
         """End every silence tied to ``connection``; the (account, id) pairs it ended."""
