@@ -75,6 +75,16 @@ def subtract(a, b):
     return out
 
 
+def with_star(ranges, star):
+    """Parsed ``(low, high)`` pairs with ``*`` (None) taken as ``star``, each put low-high."""
+    out = []
+    for lo, hi in ranges:
+        lo = star if lo is None else lo
+        hi = star if hi is None else hi
+        out.append((lo, hi) if lo <= hi else (hi, lo))
+    return out
+
+
 def at_least(ranges, low):
     """The part of ``ranges`` at or above ``low``."""
     return [(max(lo, low), hi) for lo, hi in ranges if hi >= low]

@@ -5,6 +5,8 @@ from twisted.trial import unittest
 
 from imapwebpush.imap import qresync
 from imapwebpush.imap.qresync import QresyncError, QresyncParams
+from imapwebpush.imap.view import parse_sequence_set
+from imapwebpush.sequence_set import with_star
 from tests.imap_harness import IMAPTestCase, message
 
 
@@ -35,6 +37,11 @@ class RangeTests(unittest.TestCase):
 
     def test_at_least(self):
         self.assertEqual(qresync.at_least([(1, 3), (5, 9), (12, 12)], 6), [(6, 9), (12, 12)])
+
+    def test_with_star(self):
+        parsed = parse_sequence_set(b"*:4,2,7:*,9:3,*")
+        self.assertEqual(with_star(parsed, 8), [(4, 8), (2, 2), (7, 8), (3, 9), (8, 8)])
+        self.assertEqual(with_star([], 8), [])
 
     def test_long_vanished_is_cut_into_lines(self):
         ranges = [(n * 3, n * 3) for n in range(1, 1201)]

@@ -43,6 +43,7 @@ from imapwebpush.imap.view import (
     format_uid_set,
     parse_sequence_set,
 )
+from imapwebpush.sequence_set import with_star
 from imapwebpush.store import errors
 
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
@@ -1287,10 +1288,7 @@ class IMAPServer(imap4.IMAP4Server):
         star = max(mailbox.uidnext - 1, view.uids[-1] if view.uids else 0)
         if star < 1:
             return
-        asked = qresync.normalize(
-            (star if lo is None else lo, star if hi is None else hi)
-            for lo, hi in parse_sequence_set(seqset)
-        )
+        asked = qresync.normalize(with_star(parse_sequence_set(seqset), star))
         gone = qresync.intersect(mailbox.vanished_ranges(changedsince), asked)
         gone = qresync.subtract(gone, qresync.ranges_of(view.uids))
         for line in qresync.vanished_lines(gone, earlier=True):
@@ -1538,7 +1536,7 @@ class IMAPServer(imap4.IMAP4Server):
                 ranges = parse_sequence_set(arg())
             except ValueError as e:
                 raise Bad(str(e))
-            return lambda m: m.in_set(ranges, True)
+            return self._in_set(ranges, True)
         if key == b"MODSEQ":
             value = arg()
             if not value.isdigit():
@@ -1556,8 +1554,16 @@ class IMAPServer(imap4.IMAP4Server):
                 ranges = parse_sequence_set(key)
             except ValueError as e:
                 raise Bad(str(e))
-            return lambda m: m.in_set(ranges, False)
+            return self._in_set(ranges, False)
         raise Bad("Unknown search key %s" % (key.decode("ascii", "replace"),))
+
+    def _in_set(self, ranges, by_uid):
+        """SEARCH predicate of a sequence set (by UID or number); ``*`` is the last message."""
+        uids = self.view.uids
+        bounds = with_star(ranges, (uids[-1] if uids else 0) if by_uid else len(uids))
+        if by_uid:
+            return lambda m: any(lo <= m.uid <= hi for lo, hi in bounds)
+        return lambda m: any(lo <= m.seq <= hi for lo, hi in bounds)
 
 
 # SEARCH keys that test a system flag (UN<key> tests its absence)
@@ -1723,7 +1729,6 @@ class _SearchItem:
         self.seq = seq
         self.uid = uid
         self.stored = stored
-        self.view = view
         self.flags = stored.flags
         self.recent = uid in view.recent
         self._headers = None
@@ -1767,16 +1772,3 @@ class _SearchItem:
             return None
         return parsed[:3]
 
-    def in_set(self, ranges, by_uid):
-        if by_uid:
-            star = self.view.uids[-1] if self.view.uids else 0
-            n = self.uid
-        else:
-            star = len(self.view.uids)
-            n = self.seq
-        for lo, hi in ranges:
-            lo = star if lo is None else lo
-            hi = star if hi is None else hi
-            if min(lo, hi) <= n <= max(lo, hi):
-                return True
-        return False
