@@ -1,5 +1,6 @@
 """SELECT, EXAMINE, \\Recent, CLOSE, UNSELECT, STATUS."""
 
+from imapwebpush.imap.view import SessionView
 from tests.imap_harness import MESSAGE, IMAPTestCase, message
 
 
@@ -83,6 +84,34 @@ class SelectTests(IMAPTestCase):
             )
             # the failed SELECT left the session in the authenticated state
             self.assertEqual(fetch, ["f1 BAD FETCH is not allowed in this state"])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_select_failing_half_way_leaves_no_listener(self):
+        """A SELECT that fails after its view was made takes the view off the change bus."""
+        self.inbox().add(MESSAGE)
+        bus = self.account().bus
+        before = len(bus.listeners())
+
+        def unreadable(view):
+            raise OSError("message file unreadable")
+
+        self.patch(SessionView, "unseen_first", unreadable)
+
+        def client():
+            w = self.wire()
+            w.login()
+            lines = w.cmd("s1", "SELECT INBOX")
+            fetch = w.cmd("f1", "FETCH 1 FLAGS")
+            w.close()
+            return lines, fetch
+
+        def check(result):
+            lines, fetch = result
+            self.assertEqual(lines[-1], "s1 BAD Internal server error")
+            self.assertEqual(fetch, ["f1 BAD FETCH is not allowed in this state"])
+            self.assertEqual(len(bus.listeners()), before)
+            self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
         return self.in_thread(client).addCallback(check)
 

@@ -792,6 +792,22 @@ class IMAPServer(imap4.IMAP4Server):
         if getattr(mailbox, "noselect", False):
             raise No("[CANNOT] Mailbox cannot be selected")
         view = SessionView(self.mail_account, mailbox, self, readonly, self._view_changed)
+        try:
+            self._announce(view, readonly, condstore, resync)
+        except BaseException:
+            view.close()  # a selection that failed half-way must not stay on the change bus
+            raise
+        self.view = view
+        self.state = "select"
+        mode = b"[READ-ONLY]" if readonly else b"[READ-WRITE]"
+        self.sendPositiveResponse(tag, mode + b" " + command + b" completed")
+
+    auth_SELECT = select_SELECT = (_select, arg_astring, arg_rest, False, b"SELECT")
+    auth_EXAMINE = select_EXAMINE = (_select, arg_astring, arg_rest, True, b"EXAMINE")
+
+    def _announce(self, view, readonly, condstore, resync):
+        """The untagged answers of SELECT/EXAMINE for a new ``view`` (RFC 3501 6.3.1)."""
+        mailbox = view.mailbox
         if condstore:
             self.condstore_enabled = True
         view.condstore = self.condstore_enabled
@@ -813,13 +829,6 @@ class IMAPServer(imap4.IMAP4Server):
         )
         if resync is not None and resync.uidvalidity == mailbox.uidvalidity:
             self._resync(view, resync)
-        self.view = view
-        self.state = "select"
-        mode = b"[READ-ONLY]" if readonly else b"[READ-WRITE]"
-        self.sendPositiveResponse(tag, mode + b" " + command + b" completed")
-
-    auth_SELECT = select_SELECT = (_select, arg_astring, arg_rest, False, b"SELECT")
-    auth_EXAMINE = select_EXAMINE = (_select, arg_astring, arg_rest, True, b"EXAMINE")
 
     def _resync(self, view, params):
         """What a QRESYNC client missed since its last look (RFC 7162 3.2.5.1):
