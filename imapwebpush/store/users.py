@@ -175,7 +175,17 @@ class UserDatabase:
         self._stamp = None
         self._lock = threading.Lock()
         # Checked against when the user is unknown, so both cases cost one scrypt.
-        self._dummy = Verifier(hash_password(os.urandom(16), self.scrypt_params))
+        # A random hash never matches and, unlike hashing a random password,
+        # costs no scrypt at start-up (every admin command makes one of these).
+        self._dummy = Verifier(
+            {
+                "scrypt": dict(
+                    self.scrypt_params,
+                    salt=_b64(os.urandom(SALT_BYTES)),
+                    hash=_b64(os.urandom(HASH_BYTES)),
+                )
+            }
+        )
         self._reload()
 
     # -- reading -----------------------------------------------------------
