@@ -109,11 +109,15 @@ class CopyMoveTests(IMAPTestCase):
             w.login()
             w.cmd("e1", "EXAMINE INBOX")
             move = w.cmd("m1", "MOVE 1 Trash")
+            nowhere = w.cmd("m2", "MOVE 1 Nowhere")
             w.close()
-            return move
+            return move, nowhere
 
-        def check(move):
+        def check(result):
+            move, nowhere = result
             self.assertEqual(move, ["m1 NO [READ-ONLY] The mailbox was opened with EXAMINE"])
+            # not [TRYCREATE]: creating the mailbox would not let the MOVE succeed
+            self.assertEqual(nowhere, ["m2 NO [READ-ONLY] The mailbox was opened with EXAMINE"])
             self.assertEqual(self.trash.uids(), [])
 
         return self.in_thread(client).addCallback(check)

@@ -1119,6 +1119,8 @@ class IMAPServer(imap4.IMAP4Server):
     select_UID = (do_UID, imap4.IMAP4Server.arg_atom, arg_rest)
 
     def do_COPY(self, tag, seqset, raw_name, uid=False, move=False):
+        if move:
+            self._writable()  # first: no [TRYCREATE] or [EXPUNGEISSUED] that retrying cannot mend
         name = self._mailbox_name(raw_name)
         pairs_of = self._resolve(seqset, uid)
         try:
@@ -1131,7 +1133,6 @@ class IMAPServer(imap4.IMAP4Server):
             # copy nothing (a UID command just skips it: its EXPUNGE is told before the OK).
             raise No(_EXPUNGEISSUED)
         if move:
-            self._writable()
             pairs = self.view.mailbox.move(uids, destination, origin=self) if uids else []
         else:
             pairs = self.view.mailbox.copy(uids, destination, origin=self) if uids else []
