@@ -82,7 +82,7 @@ def _check_record(record):
     """ValueError unless an outbox record has every field send() wrote, each of its type."""
     for name, kind in _RECORD_FIELDS.items():
         if not isinstance(record.get(name), kind):
-            raise ValueError("%s is missing or not a %s" % (name, kind))
+            raise ValueError("%s is missing or of the wrong type" % (name,))
     if record["urgency"] not in URGENCIES:
         raise ValueError("unknown Urgency %r" % (record["urgency"],))
     if "topic" not in record:
@@ -257,9 +257,10 @@ class PushDeliveryService(Service):
             try:
                 _check_record(record)
                 delivery = _Delivery(record, None)
-            except ValueError:
-                self.log.warn("dropping an unreadable outbox record {id}", id=record.get("id"))
-                self._outbox.remove(record.get("id"))
+            except ValueError as e:  # Outbox.records() gives only objects with their id
+                self.log.warn("dropping an unreadable outbox record {id}: {reason}",
+                              id=record["id"], reason=e)
+                self._outbox.remove(record["id"])
                 continue
             if now > record["deadline"]:
                 self.log.info(
