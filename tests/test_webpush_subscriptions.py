@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 from imapwebpush.interfaces import ISubscriptionStore
 from imapwebpush.webpush import model
 from imapwebpush.webpush.subscriptions import (
-    SQLiteSubscriptionStore, SubscriptionLimitReached, token_hash)
+    LAST_SUCCESS_RESOLUTION, SQLiteSubscriptionStore, SubscriptionLimitReached, token_hash)
 
 NOW = 1_700_000_000.0
 KEY1 = "K" * 87
@@ -104,6 +104,18 @@ class StoreTests(unittest.TestCase):
         health = self.store.health("a@example.org", "s1")
         self.assertEqual((health["rejections"], health["first_failure"], health["last_success"]),
                          (0, None, NOW + 7))
+        # Later successes within the resolution write nothing; past it, the time moves.
+        changes = self.store._db.total_changes
+        self.store.record_success("a@example.org", "s1", NOW + 8)
+        self.assertEqual(self.store._db.total_changes, changes)
+        self.assertEqual(self.store.health("a@example.org", "s1")["last_success"], NOW + 7)
+        self.store.record_success("a@example.org", "s1", NOW + 7 + LAST_SUCCESS_RESOLUTION)
+        self.assertEqual(self.store.health("a@example.org", "s1")["last_success"],
+                         NOW + 7 + LAST_SUCCESS_RESOLUTION)
+        # A failure in between is cleared by the next success at once.
+        self.store.record_failure("a@example.org", "s1", NOW + 100, False)
+        self.store.record_success("a@example.org", "s1", NOW + 101)
+        self.assertEqual(self.store.health("a@example.org", "s1")["first_failure"], None)
         self.assertTrue(self.store.make_pending("a@example.org", "s1", NOW + 8))
         self.assertFalse(self.store.make_pending("a@example.org", "s1", NOW + 8))
         self.assertEqual(self.store.get("a@example.org", "s1").state, model.PENDING)

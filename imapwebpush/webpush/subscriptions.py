@@ -21,6 +21,11 @@ from zope.interface import implementer
 from imapwebpush.interfaces import ISubscriptionStore
 from imapwebpush.webpush.model import ACTIVE, PENDING, Subscription
 
+# ``last_success`` is kept to this many seconds: a delivered push rewrites the
+# row only when it clears failures or the recorded time is older than this.
+LAST_SUCCESS_RESOLUTION = 60
+
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -310,11 +315,19 @@ class SQLiteSubscriptionStore:
                        " WHERE silenced_connection IS NOT NULL")
 
     def record_success(self, account, subscription_id, now):
-        """A push was delivered: failure counters reset."""
+        """A push was delivered: failure counters reset.
+
+        Called for every delivered push, so it writes only when there is
+        something to change: failure counters to clear, or a ``last_success``
+        older than LAST_SUCCESS_RESOLUTION. An UPDATE that matches no row
+        modifies no page, and its commit costs no fsync.
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE subscriptions SET rejections=0, first_failure=NULL, last_success=?"
-                " WHERE account=? AND id=?", (now, account, subscription_id))
+                " WHERE account=? AND id=? AND (rejections != 0 OR first_failure IS NOT NULL"
+                " OR last_success IS NULL OR last_success <= ?)",
+                (now, account, subscription_id, now - LAST_SUCCESS_RESOLUTION))
 
     def record_failure(self, account, subscription_id, now, rejected):
         """A push failed; returns (consecutive rejections, first failure time) or None.
