@@ -99,9 +99,10 @@ class AckTests(WebPushTestBase):
 
     @defer.inlineCallbacks
     def test_lock_after_too_many_failures(self):
+        """SPEC 3.3: *more than* 10 failures in the hour lock ACKWEBPUSH: the 11th is still checked."""
         client = yield self.connect()
         _, _, token = yield self.subscribe(client)
-        for i in range(decisions.ACK_FAILURES_PER_HOUR):
+        for i in range(decisions.ACK_FAILURES_PER_HOUR + 1):
             lines = yield client.command(b"f%d ACKWEBPUSH AAAAAAAAAAAAAAAAAAAAAA" % i)
             self.assertEqual(lines, [b"f%d NO unknown, expired or already used token" % i])
         lines = yield client.command(b"a1 ACKWEBPUSH " + token.encode())

@@ -183,7 +183,8 @@ class WebPushService(service.Service):
         self.dispatcher = dispatcher
         self.max_subscriptions = max_subscriptions
         self._verifications = _HourlyCounter(decisions.VERIFICATIONS_PER_HOUR)
-        self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR)
+        # SPEC 3.3: *more than* ACK_FAILURES_PER_HOUR failures lock ACKWEBPUSH
+        self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR + 1)
         self._pruner = None
 
     def now(self):
