@@ -281,6 +281,15 @@ class IPushSender(Interface):
         """
 
 
+    def cancel(account, subscription_id):
+        """Drop every push to that subscription that is queued or waiting to be retried.
+
+        For a subscription deleted or replaced: "deleted subscriptions stop at
+        once". Each gets the outcome CANCELLED; a request already in flight
+        finishes. Returns how many were dropped.
+        """
+
+
 class IPushOutcomeObserver(Interface):
     """Applies what push services answered (delete on 404/410, pending after 3 rejections)."""
 

@@ -55,6 +55,7 @@ class RecordingSender:
 
     def __init__(self):
         self.sent = []  # (target, payload, urgency, ttl, topic, context, deferred)
+        self.cancelled = []  # (account, subscription id) of each cancel()
         self.on_send = None  # called with (target, payload) before recording, if set
 
     def send(self, target, payload, urgency, ttl, topic=None, context=None):
@@ -63,6 +64,11 @@ class RecordingSender:
         d = defer.Deferred()
         self.sent.append((target, payload, urgency, ttl, topic, context or {}, d))
         return d
+
+    def cancel(self, account, subscription_id):
+        """Record the cancellation; the test fires outcomes itself."""
+        self.cancelled.append((account, subscription_id))
+        return 0
 
     def tokens(self):
         out = []

@@ -27,6 +27,7 @@ from imapwebpush.webpush.delivery import PushDeliveryService, parse_retry_after
 from imapwebpush.webpush.http import make_http_client
 from imapwebpush.webpush.limits import MAX_PLAINTEXT
 from imapwebpush.webpush.model import (
+    CANCELLED,
     DELIVERED,
     EXPIRED,
     FAILED,
@@ -190,6 +191,26 @@ class AnswerTableTests(StubHarness):
         self.assertEqual([p.status for p in self.pushservice.pushes], [429, 201, 201])
         # the TTL header counts down while it waits
         self.assertEqual(self.pushservice.pushes[1].headers["ttl"], "480")
+
+    def test_cancel_drops_waiting_pushes_of_that_subscription_only(self):
+        """A deleted subscription stops at once: nothing waiting for it is sent later."""
+        other = self.pushservice.new_subscription()
+        self.sub.respond(Answer.retry_after("120"))
+        waiting = self.send()
+        queued = self.send()
+        self.stub.flush()
+        kept = self.service.send(target_for(other, self.keyring.current(), sid="laptop"),
+                                 PAYLOAD, "high", 600)
+        self.assertEqual(self.service.cancel("alice@example.org", "phone-1"), 2)
+        for d in (waiting, queued):
+            outcome = self.successResultOf(d)
+            self.assertEqual((outcome.kind, outcome.subscription_id), (CANCELLED, "phone-1"))
+        self.assertEqual(self.result(kept).kind, DELIVERED)
+        self.assertEqual(self.service.pending(), 0)
+        self.assertEqual(len(self.service._outbox), 0)
+        self.advance(600)
+        self.assertEqual([p.status for p in self.pushservice.received(self.sub)], [429])
+        self.assertEqual(self.service.cancel("alice@example.org", "phone-1"), 0)
 
     def test_retry_after_other_endpoint_not_held(self):
         other = self.pushservice.new_subscription()

@@ -201,6 +201,31 @@ class SubscribeOverIMAP(unittest.TestCase):
         self.assertNotEqual(before, after)
         self.assertEqual(after, rotated)
 
+    @defer.inlineCallbacks
+    def test_deleted_subscription_stops_at_once(self):
+        """WEBPUSH id NIL while a push waits for a retry: the push is never sent."""
+        device = self.pushservice.new_subscription()
+        device.respond(Answer.retry_after("1", status=503))
+        server = yield self.start()
+        activate(server, device)
+        yield self.send(server, "waiting")
+        [refused] = yield self.pushservice.wait_for(1, device)
+        self.assertEqual(refused.status, 503)
+        port = server.ports["imap"]
+
+        def delete():
+            imap = imaplib.IMAP4("127.0.0.1", port)
+            try:
+                imap.login(ALICE, PASSWORD)
+                return imap._simple_command("WEBPUSH", "phone", "NIL")[0]
+            finally:
+                imap.logout()
+
+        self.assertEqual((yield self.client(server, delete)), "OK")
+        self.assertEqual(server.components.webpush.sender.pending(), 0)
+        yield task.deferLater(reactor, 1.5, lambda: None)  # past the Retry-After
+        self.assertEqual(len(self.pushservice.received(device)), 1)
+
 
 def activate(server, device, sid="phone"):
     """Make ``device`` an active subscription of ALICE, as WEBPUSH + ACKWEBPUSH leave it."""

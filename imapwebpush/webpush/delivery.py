@@ -30,6 +30,7 @@ from imapwebpush.decisions import DEFAULT_RETRY_AFTER, MAX_RESPONSE_BODY, MAX_TO
 from imapwebpush.interfaces import IPushSender
 from imapwebpush.webpush import crypto
 from imapwebpush.webpush.model import (
+    CANCELLED,
     DELIVERED,
     EXPIRED,
     FAILED,
@@ -363,6 +364,22 @@ class PushDeliveryService(Service):
         self._enqueue(delivery)
         self._pump()
         return d
+
+    def cancel(self, account, subscription_id):
+        dropped = [
+            d for d in self._deliveries.values()
+            if d.request is None
+            and d.record["account"] == account
+            and d.record["subscription_id"] == subscription_id
+        ]
+        for delivery in dropped:
+            queue = self._queues.get(delivery.origin)
+            if queue is not None and delivery in queue:
+                queue.remove(delivery)
+                if not queue:
+                    del self._queues[delivery.origin]
+            self._final(delivery, CANCELLED, reason="the subscription was deleted or replaced")
+        return len(dropped)
 
     # -- scheduling --------------------------------------------------------
 

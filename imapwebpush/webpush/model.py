@@ -70,6 +70,7 @@ TOO_LARGE = "too_large"  # 413: re-render smaller, never the same body again
 REJECTED = "rejected"  # 400, 401, 403: not retried; 3 in a row make it pending
 EXPIRED = "expired"  # retried until its TTL passed
 FAILED = "failed"  # 3xx, refused by policy, or another final failure
+CANCELLED = "cancelled"  # its subscription was deleted or replaced before it was sent
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,8 @@ class WebPushService(service.Service):
         self._verifications.add(account, now)
         self.log.info("webpush subscription {subscription} of {account} is pending"
                       " verification", account=account, subscription=subscription_id)
+        if existing is not None:
+            self._cancel(account, subscription_id)  # nothing more for the old version
         self._send_verification(sub, current, token)
         return sub, current
 
@@ -273,9 +275,15 @@ class WebPushService(service.Service):
         check_id(subscription_id)
         deleted = self.store.delete(account, subscription_id)
         if deleted:
+            self._cancel(account, subscription_id)
             self.log.info("webpush subscription {subscription} of {account} deleted by"
                           " the client", account=account, subscription=subscription_id)
         return deleted
+
+    def _cancel(self, account, subscription_id):
+        """Deleted or replaced subscriptions stop at once: drop their waiting pushes."""
+        if self.sender is not None:
+            self.sender.cancel(account, subscription_id)
 
     # -- ACKWEBPUSH ---------------------------------------------------------------
 
@@ -362,6 +370,7 @@ class WebPushService(service.Service):
             self.store.record_success(account, sid, now)
         elif outcome.kind == model.GONE:
             self.store.delete(account, sid)
+            self._cancel(account, sid)
             self.log.info("webpush subscription {subscription} of {account} deleted: the push"
                           " service answered {status} ({reason})", account=account,
                           subscription=sid, status=outcome.status, reason=outcome.reason)
@@ -370,12 +379,14 @@ class WebPushService(service.Service):
             rejections, first = self.store.record_failure(account, sid, now, rejected)
             if now - first >= decisions.FAILING_SUBSCRIPTION_LIFETIME:
                 self.store.delete(account, sid)
+                self._cancel(account, sid)
                 self.log.info("webpush subscription {subscription} of {account} deleted:"
                               " failing since {since} without a success (last: {status} {reason})",
                               account=account, subscription=sid, since=first,
                               status=outcome.status, reason=outcome.reason)
             elif rejected and rejections >= decisions.REJECTIONS_BEFORE_PENDING:
                 if self.store.make_pending(account, sid, now):
+                    self._cancel(account, sid)
                     self.log.info("webpush subscription {subscription} of {account} is pending"
                                   " again after {n} rejections (last: {status} {reason})",
                                   account=account, subscription=sid, n=rejections,
@@ -397,6 +408,7 @@ class WebPushService(service.Service):
         for account, sid, reason in self.store.prune(
                 self.now(), decisions.PENDING_LIFETIME,
                 decisions.FAILING_SUBSCRIPTION_LIFETIME, decisions.TOKEN_LIFETIME):
+            self._cancel(account, sid)
             self.log.info("webpush subscription {subscription} of {account} deleted: {reason}",
                           account=account, subscription=sid, reason=reason)
 
