@@ -224,7 +224,8 @@ class CoalescingTests(Base):
             {"kind": "mailbox", "mailboxes": ["INBOX"], "endpoint": "https://push.example/phone"},
         )])
 
-    def test_one_push_per_mailbox_with_its_topic(self):
+    def test_mailboxes_due_together_share_one_push(self):
+        """SPEC 5.3: one push, one "* SELECT" per mailbox; about two mailboxes, so no Topic."""
         self.publish(
             MessagesExpunged(ALICE, "INBOX", (1,), 2),
             MessagesExpunged(ALICE, "Archive", (2,), 3),
@@ -232,9 +233,24 @@ class CoalescingTests(Base):
         )
         self.clock.advance(decisions.DEFAULT_COALESCE_WINDOW)
         self.assertEqual([(p, t) for _, p, _, _, t, _ in self.sender.sent], [
-            (b'* SELECT "INBOX"\r\n* VANISHED 1,3\r\n', topic(KEY, ALICE, "INBOX")),
-            (b'* SELECT "Archive"\r\n* VANISHED 2\r\n', topic(KEY, ALICE, "Archive")),
+            (b'* SELECT "INBOX"\r\n* VANISHED 1,3\r\n* SELECT "Archive"\r\n* VANISHED 2\r\n', None),
         ])
+
+    def test_one_mailbox_push_has_its_topic(self):
+        self.publish(MessagesExpunged(ALICE, "INBOX", (1,), 2),
+                     FlagsChanged(ALICE, "INBOX", ((4, frozenset(["\\Seen"]), 5),)))
+        self.clock.advance(decisions.DEFAULT_COALESCE_WINDOW)
+        self.assertEqual([t for _, _, _, _, t, _ in self.sender.sent], [topic(KEY, ALICE, "INBOX")])
+
+    def test_split_pushes_of_one_mailbox_have_no_topic(self):
+        """Pushes that each hold part of one mailbox's news must not replace each other."""
+        dispatcher = PushDispatcher(self.clock, self.subs, self.sender, KEY, budget=200)
+        dispatcher.changed(FlagsChanged(ALICE, "INBOX", tuple(
+            (uid, frozenset(["\\Seen", "$Label%d" % uid]), uid) for uid in range(1, 12))))
+        self.clock.advance(decisions.DEFAULT_COALESCE_WINDOW)
+        self.assertGreater(len(self.sender.sent), 1)
+        self.assertEqual({t for _, _, _, _, t, _ in self.sender.sent}, {None})
+        dispatcher.stop()
 
     def test_move_is_new_mail_now_and_vanished_later(self):
         self.publish(added(1, "Archive"), MessagesExpunged(ALICE, "INBOX", (8,), 5))

@@ -7,9 +7,10 @@ two queues:
   burst appended in one go (500 messages from one SMTP transaction or one
   APPEND loop) shares pushes instead of making one push per message;
 * flag changes, expunges and mailbox changes wait ``coalesce_window``
-  seconds from the first of them and are merged: one push per mailbox (its
-  Topic lets the push service replace an older undelivered one), one for the
-  mailbox tree.
+  seconds from the first of them and are merged: as many mailboxes as fit
+  share a push, one ``* SELECT`` each (SPEC 5.3); a push that alone speaks of
+  one mailbox carries that mailbox's Topic, so the push service may replace an
+  older undelivered one; the mailbox tree gets pushes of its own.
 
 A flush renders the payload once per account (``payload.render``) and sends
 it to every *active* subscription of the account: pending ones get nothing;
@@ -230,11 +231,11 @@ class PushDispatcher(service.Service):
             return
         mailboxes, tree = _merge(events)
         planned = []
-        for mailbox, section in mailboxes.items():
-            topic = topic_for(self._topic_key, account, mailbox)
-            for push in render([section], self._budget):
-                planned.append(_Planned(push, KIND_MAILBOX, decisions.URGENCY_OTHER,
-                                        decisions.TTL_OTHER, topic))
+        # SPEC 5.3: what is due at the same time shares pushes, one "* SELECT" per mailbox.
+        pushes = render(list(mailboxes.values()), self._budget)
+        for push in pushes:
+            planned.append(_Planned(push, KIND_MAILBOX, decisions.URGENCY_OTHER,
+                                    decisions.TTL_OTHER, self._mailboxTopic(account, push, pushes)))
         if tree:
             section = Section(None, tuple(ListUpdate(n, gone) for n, gone in tree.items()))
             pushes = render([section], self._budget)
@@ -251,6 +252,19 @@ class PushDispatcher(service.Service):
         if not pending.new and not pending.other and pending.new_call is None \
                 and pending.other_call is None:
             del self._accounts[account]
+
+    def _mailboxTopic(self, account, push, pushes):
+        """The mailbox's Topic when this push alone speaks of that one mailbox.
+
+        A push about several mailboxes, or one of several pushes about the same
+        mailbox, has no Topic: the push service must not let it replace another.
+        """
+        if len(push.mailboxes) != 1:
+            return None
+        [mailbox] = push.mailboxes
+        if sum(1 for p in pushes if mailbox in p.mailboxes) != 1:
+            return None
+        return topic_for(self._topic_key, account, mailbox)
 
     def _listTopic(self, account, push):
         names = {item.name for s in push.sections for item in s.items}
