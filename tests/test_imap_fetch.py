@@ -218,6 +218,34 @@ class FetchTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_zero_section_part_is_bad(self):
+        # RFC 3501 9: section-part = nz-number *("." nz-number); part 0 names nothing
+        self.inbox().add(MULTIPART)
+
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+            answers = [
+                w.cmd("z%d" % n, "FETCH 1 " + attr)
+                for n, attr in enumerate(
+                    ["BODY[0]", "BODY[1.0]", "BODY.PEEK[0]", "(FLAGS BODY[0.MIME])", "BODY[0.HEADER]"]
+                )
+            ]
+            flags = w.cmd("f1", "FETCH 1 (FLAGS)")
+            w.close()
+            return answers, flags
+
+        def check(result):
+            answers, flags = result
+            self.assertEqual(
+                answers,
+                [["z%d BAD section part numbers start at 1" % n] for n in range(5)],
+            )
+            self.assertEqual(flags[0], "* 1 FETCH (FLAGS (\\Recent))")
+
+        return self.in_thread(client).addCallback(check)
+
     def test_large_fetch_is_streamed_in_order(self):
         body = b"x" * 60000 + b"\r\n"
         inbox = self.inbox()

@@ -1640,6 +1640,10 @@ def _fetch_attributes(attr_text):
         except Exception as e:
             raise Bad("Bad FETCH attribute: %s" % (e,))
         attrs = tuple(parser.result)
+        if any(p < 0 for a in attrs for p in (getattr(a, "part", None) or ())):
+            # twisted reads BODY[0] as 0-based part -1 (the last part); RFC 3501 9:
+            # section-part = nz-number *("." nz-number)
+            raise Bad("section part numbers start at 1")
     elif not names_modseq:
         raise Bad("Missing FETCH attributes")
     result = (attrs, names_modseq, any(IMAPServer._sets_seen(a) for a in attrs))
