@@ -44,6 +44,52 @@ class MailboxTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_list_children_of_many_mailboxes_in_one_pass(self):
+        # \\HasChildren from one set of parent names per LIST, not every name against
+        # every other: the name list is walked a fixed number of times, whatever its size
+        account = self.account()
+        account.create_mailbox("Lists/a/b")
+        account.create_mailbox("Listsx")
+        for n in range(300):
+            account.create_mailbox("Many/m%03d" % n)
+        walks = []
+
+        class Counted(list):
+            def __iter__(self):
+                walks.append(1)
+                return super().__iter__()
+
+        real = account.list_mailboxes
+        self.patch(account, "list_mailboxes", lambda: Counted(real()))
+
+        def client():
+            w = self.wire()
+            w.login()
+            lists = w.cmd("l1", 'LIST "" "Lists*"')
+            walks.clear()
+            many = w.cmd("l2", 'LIST "" "*"')
+            w.close()
+            return lists, many, len(walks)
+
+        def check(result):
+            lists, many, walked = result
+            self.assertEqual(
+                lists,
+                [
+                    '* LIST (\\HasChildren) "/" "Lists"',
+                    '* LIST (\\HasChildren) "/" "Lists/a"',
+                    '* LIST (\\HasNoChildren) "/" "Lists/a/b"',
+                    '* LIST (\\HasNoChildren) "/" "Listsx"',
+                    "l1 OK LIST completed",
+                ],
+            )
+            self.assertEqual(len(many), 1 + 4 + 4 + 301 + 1)  # INBOX, specials, Lists*, Many*, tag
+            self.assertIn('* LIST (\\HasChildren) "/" "Many"', many)
+            self.assertIn('* LIST (\\HasNoChildren) "/" "Many/m299"', many)
+            self.assertLessEqual(walked, 2)
+
+        return self.in_thread(client).addCallback(check)
+
     def test_create_delete_rename(self):
         def client():
             w = self.wire()

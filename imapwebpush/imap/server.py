@@ -918,7 +918,8 @@ class IMAPServer(imap4.IMAP4Server):
                 pieces.append(re.escape(piece))
         return re.compile("".join(pieces) + r"\Z", re.DOTALL)
 
-    def _mailbox_attributes(self, name, names):
+    def _mailbox_attributes(self, name, parents):
+        """LIST attributes of ``name``; ``parents`` is ``_parent_names`` of the listing."""
         attrs = []
         selectable = getattr(self.mail_account, "is_selectable", None)
         if selectable is None:
@@ -931,10 +932,7 @@ class IMAPServer(imap4.IMAP4Server):
             selectable = selectable(name)
         if not selectable:
             attrs.append("\\Noselect")
-        prefix = name + DELIMITER
-        attrs.append(
-            "\\HasChildren" if any(n.startswith(prefix) for n in names) else "\\HasNoChildren"
-        )
+        attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
         special = self.mail_account.special_use(name)
         if special:
             attrs.append(special)
@@ -947,9 +945,10 @@ class IMAPServer(imap4.IMAP4Server):
             return
         regexp = self._pattern(ref, pattern)
         names = self.mail_account.list_mailboxes()
+        parents = _parent_names(names)
         for name in names:
             if regexp.match(name):
-                attrs = self._mailbox_attributes(name, names)
+                attrs = self._mailbox_attributes(name, parents)
                 self.sendUntaggedResponse(
                     b"LIST (" + " ".join(attrs).encode() + b') "/" ' + _quote_name(name)
                 )
@@ -1614,6 +1613,21 @@ def _unquote_field(name):
 _FETCH_CACHE = collections.OrderedDict()
 _FETCH_CACHE_SIZE = 64
 _FETCH_CACHE_KEY_LIMIT = 1024
+
+
+def _parent_names(names):
+    """Every name that some name in ``names`` lies under (``a`` and ``a/b`` for ``a/b/c``).
+
+    Built once per LIST: asking "does any name start with ``name/``?" of each name
+    compared every mailbox with every other (2,000 mailboxes: half a second a LIST).
+    """
+    parents = set()
+    for n in names:
+        at = n.find(DELIMITER)
+        while at != -1:
+            parents.add(n[:at])
+            at = n.find(DELIMITER, at + 1)
+    return parents
 
 
 def _fetch_attributes(attr_text):
