@@ -371,6 +371,43 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
         self.patch(maildir.time, "time", lambda: later)
         self.assertEqual(self.inbox.uids(), [u1, u1 + 1])
 
+    def test_aged_delivery_relists_only_new(self):
+        """After our own add to new/, the aged snapshot re-lists new/ only, not a big cur/."""
+        from imapwebpush.store import maildir
+
+        old = [self.inbox.add(MESSAGE, flags=["\\Seen"]) for _ in range(3)]
+        cur = os.path.join(self.inbox.path, "cur")
+        os.utime(cur, (T0 - 3600, T0 - 3600))  # cur/ last changed long ago
+        self.inbox.uids()
+        uid = self.inbox.add(MESSAGE)
+        later = os.stat(os.path.join(self.inbox.path, "new")).st_mtime + maildir._MTIME_TRUST + 1
+        self.patch(maildir.time, "time", lambda: later)
+        listed = []
+        real_listdir = os.listdir
+
+        def listdir(path):
+            listed.append(os.path.basename(path))
+            return real_listdir(path)
+
+        self.patch(os, "listdir", listdir)
+        self.assertEqual(self.inbox.uids(), old + [uid])
+        self.assertEqual(listed, ["new"])
+        listed[:] = []
+        self.assertEqual(self.inbox.uids(), old + [uid])
+        self.assertEqual(listed, [])
+
+    def test_same_base_name_dropped_into_new_while_cur_is_trusted(self):
+        """A second file named like a message of the unlisted cur/ gets a UID of its own."""
+        uid = self.inbox.add(MESSAGE, flags=["\\Seen"])
+        cur = os.path.join(self.inbox.path, "cur")
+        os.utime(cur, (T0 - 3600, T0 - 3600))
+        self.inbox.uids()
+        self.drop("new", self.inbox.message(uid).base, b"Subject: twin\r\n\r\n")
+        self.assertEqual(self.inbox.uids(), [uid, uid + 1])
+        self.assertEqual(self.reopen().uids(), [uid, uid + 1])
+        bodies = sorted(self.inbox.message(u).read() for u in (uid, uid + 1))
+        self.assertEqual(bodies, sorted([MESSAGE, b"Subject: twin\r\n\r\n"]))
+
     def test_file_vanishing_during_store_is_noticed(self):
         u1 = self.inbox.add(MESSAGE)
         u2 = self.inbox.add(MESSAGE)

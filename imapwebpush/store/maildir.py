@@ -46,6 +46,8 @@ VANISHED_HISTORY = 10000
 # scan when it has aged (as Dovecot does).
 _MTIME_TRUST = 2.0
 
+_SUBS = ("new", "cur")
+
 
 def to_crlf(data):
     """``data`` with every line ending as CRLF (bare LF becomes CRLF)."""
@@ -213,8 +215,8 @@ class Mailbox:
         self._in_new = set()
         self._records = 0
         self._deleted = False
-        self._mtimes = None
-        self._mtimes_trusted = False
+        self._mtimes = None  # (new/, cur/) mtimes in ns at our last look
+        self._mtimes_trusted = (False, False)
         self._header_cache = OrderedDict()
         self._dirty = False  # something vanished under us: scan at the next look
         self.uidvalidity = 0
@@ -437,18 +439,37 @@ class Mailbox:
             self._deleted = True
             raise MailboxNotFound("Mailbox %s does not exist any more" % (self.name,))
 
-    def _take_mtimes(self):
-        self._mtimes = self._stat_dirs()
+    def _take_mtimes(self, subs=_SUBS):
+        """Remember the mtimes of ``subs`` (their contents are known to memory now)."""
+        now = self._stat_dirs()
+        if self._mtimes is None:
+            subs = _SUBS
         # Wall clock on purpose: it is compared with file-system timestamps.
-        self._mtimes_trusted = time.time() - max(self._mtimes) / 1e9 > _MTIME_TRUST
+        wall = time.time()
+        mtimes = list(self._mtimes or now)
+        trusted = list(self._mtimes_trusted)
+        for i, sub in enumerate(_SUBS):
+            if sub in subs:
+                # A snapshot once trusted stays so while the mtime stands still.
+                trusted[i] = (trusted[i] and mtimes[i] == now[i]) or (
+                    wall - now[i] / 1e9 > _MTIME_TRUST
+                )
+                mtimes[i] = now[i]
+        self._mtimes = tuple(mtimes)
+        self._mtimes_trusted = tuple(trusted)
 
     def _changed_on_disk(self):
+        """The sub-folders (of new, cur) whose listing may differ from memory."""
         if self._mtimes is None or self._dirty:
-            return True
+            return _SUBS
         now = self._stat_dirs()
-        if now != self._mtimes:
-            return True
-        return not self._mtimes_trusted and time.time() - max(now) / 1e9 > _MTIME_TRUST
+        wall = time.time()
+        return tuple(
+            sub
+            for i, sub in enumerate(_SUBS)
+            if now[i] != self._mtimes[i]
+            or (not self._mtimes_trusted[i] and wall - now[i] / 1e9 > _MTIME_TRUST)
+        )
 
     def check(self):
         """Raise MailboxNotFound if the folder was deleted or replaced behind our back."""
@@ -472,17 +493,25 @@ class Mailbox:
         mailbox was deleted, and sees other tools' changes first.
         """
         self._check_live()
-        if self._changed_on_disk():
-            self._scan()
+        subs = self._changed_on_disk()
+        if subs:
+            self._scan(subs)
 
-    def _scan(self):
-        """Reconcile memory with new/ and cur/ (one listdir each)."""
+    def _scan(self, subs=None):
+        """Reconcile memory with ``subs`` of new/ and cur/ (one listdir each; both by default).
+
+        A sub-folder whose mtime has not moved (and is old enough to trust)
+        holds what memory says, so a mailbox of thousands of messages in cur/
+        costs one listing of new/ after a delivery, not of both.
+        """
         if self._mtimes is not None:
             self._check_identity()
+        if subs is None or len(self._by_base) != len(self._by_uid):
+            subs = _SUBS
         self._dirty = False
-        self._take_mtimes()
+        self._take_mtimes(subs)
         found = {}
-        for sub in ("new", "cur"):
+        for sub in subs:
             folder = os.path.join(self.path, sub)
             for entry in os.listdir(folder):
                 if entry.startswith("."):
@@ -495,9 +524,23 @@ class Mailbox:
                         continue
                     base = rel[4:].partition(":")[0]
                 found[base] = rel
+        if subs != _SUBS:
+            for base in found:
+                msg = self._by_base.get(base)
+                if msg is not None and msg.filename[:3] not in subs:
+                    # The same base name in a folder we did not list: let the
+                    # full scan decide which file keeps the UID.
+                    return self._scan(_SUBS)
+            if subs == ("new",):
+                known = [self._by_uid[u] for u in self._in_new]
+            else:
+                known = [m for m in self._by_uid.values() if m.filename[:3] in subs]
+        else:
+            known = list(self._by_base.values())
         gone = []
         moved = []
-        for base, msg in list(self._by_base.items()):
+        for msg in known:
+            base = msg.base
             rel = found.pop(base, None)
             if rel is None:
                 gone.append(msg)
@@ -541,7 +584,7 @@ class Mailbox:
                 added.append(msg)
                 records.append(self._record(msg))
         if added:
-            self._take_mtimes()  # _adopt may have rewritten files
+            self._take_mtimes(subs)  # _adopt may have rewritten files
         self._write(records)
         self._compact_if_grown()
         for msg in added:
