@@ -266,6 +266,64 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(fresh.uidvalidity, self.inbox.uidvalidity)
         self.assertEqual(fresh.uids(), [u1, u1 + 1])
 
+    def assertSameAsRestart(self):
+        """A freshly started server sees exactly what memory holds."""
+        fresh = self.reopen()
+
+        def state(box):
+            return (
+                box.uidvalidity,
+                box.uidnext,
+                box.highestmodseq,
+                [(m.uid, m.filename, m.flags, m.modseq) for m in map(box.message, box.uids())],
+            )
+
+        self.assertEqual(state(fresh), state(self.inbox))
+
+    def test_failed_journal_append_during_scan_changes_no_counter(self):
+        u1 = self.inbox.add(MESSAGE)
+        before = (self.inbox.uidnext, self.inbox.highestmodseq)
+        msg = self.inbox.message(u1)
+        os.rename(msg.path(), os.path.join(self.inbox.path, "cur", msg.base + ":2,S"))
+        for n in range(2):
+            with open(os.path.join(self.inbox.path, "new", "1699999999.drop%d.host" % n), "wb") as f:
+                f.write(MESSAGE)
+        journal = self.inbox._journal
+
+        def full(records):
+            raise OSError(28, "No space left on device")
+
+        self.patch(journal, "append", full)
+        self.assertRaises(OSError, self.inbox.uids)
+        self.assertEqual((self.inbox.uidnext, self.inbox.highestmodseq), before)
+        self.assertEqual(self.inbox.count(), 1)
+        self.assertEqual(msg.flags, frozenset())
+        del journal.append
+        # The retry (here a delivery) first finishes the scan that failed.
+        u4 = self.inbox.add(MESSAGE)
+        self.assertEqual(self.inbox.uids(), [u1, u1 + 1, u1 + 2, u1 + 3])
+        self.assertEqual(u4, u1 + 3)
+        self.assertEqual(msg.flags, frozenset(["\\Seen"]))
+        self.assertSameAsRestart()
+
+    def test_failed_journal_append_during_add_changes_no_counter(self):
+        u1 = self.inbox.add(MESSAGE)
+        before = (self.inbox.uidnext, self.inbox.highestmodseq)
+        journal = self.inbox._journal
+
+        def full(records):
+            raise OSError(28, "No space left on device")
+
+        self.patch(journal, "append", full)
+        self.assertRaises(OSError, self.inbox.add, MESSAGE)
+        self.assertEqual((self.inbox.uidnext, self.inbox.highestmodseq), before)
+        self.assertEqual(self.inbox.count(), 1)
+        del journal.append
+        u3 = self.inbox.add(MESSAGE)
+        self.assertEqual(self.inbox.uids(), [u1, u1 + 1, u3])
+        self.assertEqual(u3, u1 + 2)
+        self.assertSameAsRestart()
+
     def test_compaction_keeps_state(self):
         uids = [self.inbox.add(MESSAGE) for _ in range(5)]
         for i in range(200):

@@ -554,38 +554,32 @@ class Mailbox:
                     gone.append(msg)
         if not (gone or moved or found):
             return
-        records = []
+        # Counters and memory change only once the journal holds the lines: a
+        # failed write (disk full) leaves memory as the journal says, and the
+        # next look scans again.
+        try:
+            records, renames, expunged, expunged_at, added, uidnext, modseq = self._reconcile(
+                moved, gone, found
+            )
+            if added:
+                self._take_mtimes(subs)  # _adopt may have rewritten files
+            self._write(records)
+        except BaseException:
+            self._dirty = True
+            raise
+        self.uidnext = uidnext
+        self.highestmodseq = modseq
         flag_changes = []
-        expunged = []
-        added = []
-        if moved:
-            modseq = None
-            for msg, rel in moved:
-                _, system, _ = flagsmod.parse_name(rel[4:])
-                if system != msg.system:
-                    if modseq is None:
-                        self.highestmodseq += 1
-                        modseq = self.highestmodseq
-                    msg.modseq = modseq
-                    self._rename_in_memory(msg, rel, msg.keywords)
-                    flag_changes.append((msg.uid, msg.flags, modseq))
-                else:
-                    self._rename_in_memory(msg, rel, msg.keywords)
-                records.append(self._record(msg, "f"))
+        for msg, rel, msg_modseq, flags_changed in renames:
+            self._rename_in_memory(msg, rel, msg.keywords)
+            msg.modseq = msg_modseq
+            if flags_changed:
+                flag_changes.append((msg.uid, msg.flags, msg_modseq))
         if gone:
-            self.highestmodseq += 1
-            expunged = sorted(m.uid for m in gone)
             self._forget_many(gone)
-            records.append({"t": "x", "u": expunged, "m": self.highestmodseq})
-            self._bury(self.highestmodseq, expunged)
-        for base, rel in sorted(found.items(), key=self._age):
-            msg = self._adopt(rel)
-            if msg is not None:
-                added.append(msg)
-                records.append(self._record(msg))
-        if added:
-            self._take_mtimes(subs)  # _adopt may have rewritten files
-        self._write(records)
+            self._bury(expunged_at, expunged)
+        for msg in added:
+            self._remember(msg)
         self._compact_if_grown()
         for msg in added:
             log.info(
@@ -602,6 +596,48 @@ class Mailbox:
             )
         for msg in added:
             self._announce(msg, None)
+
+    def _reconcile(self, moved, gone, found):
+        """Journal lines for what a scan found, without touching memory.
+
+        Returns (records, renames, expunged UIDs, their modseq, adopted
+        messages, the new UIDNEXT, the new HIGHESTMODSEQ); renames are
+        (message, file name, modseq, whether its flags changed).
+        """
+        records = []
+        renames = []
+        expunged = []
+        expunged_at = None
+        added = []
+        modseq = self.highestmodseq
+        uidnext = self.uidnext
+        flag_modseq = None
+        for msg, rel in moved:
+            _, system, _ = flagsmod.parse_name(rel[4:])
+            msg_modseq = msg.modseq
+            if system != msg.system:
+                if flag_modseq is None:
+                    modseq += 1
+                    flag_modseq = modseq
+                msg_modseq = flag_modseq
+            record = {"t": "f", "u": msg.uid, "f": rel, "m": msg_modseq}
+            if msg.keywords:
+                record["k"] = sorted(msg.keywords)
+            records.append(record)
+            renames.append((msg, rel, msg_modseq, system != msg.system))
+        if gone:
+            modseq += 1
+            expunged_at = modseq
+            expunged = sorted(m.uid for m in gone)
+            records.append({"t": "x", "u": expunged, "m": modseq})
+        for base, rel in sorted(found.items(), key=self._age):
+            msg = self._adopt(rel, uidnext, modseq + 1)
+            if msg is not None:
+                uidnext += 1
+                modseq += 1
+                added.append(msg)
+                records.append(self._record(msg))
+        return records, renames, expunged, expunged_at, added, uidnext, modseq
 
     def _age(self, item):
         try:
@@ -621,8 +657,9 @@ class Mailbox:
             return None
         return sub + "/" + target
 
-    def _adopt(self, rel):
-        """Give a file found on disk a UID; returns its message or None if it vanished."""
+    def _adopt(self, rel, uid, modseq):
+        """A message for a file found on disk, to get ``uid`` (not yet remembered);
+        None if the file vanished."""
         path = os.path.join(self.path, rel)
         try:
             with open(path, "rb") as f:
@@ -647,12 +684,7 @@ class Mailbox:
             fsync_dir(os.path.join(self.path, sub))
             rel = sub + "/" + new_entry
             data = fixed
-        uid = self.uidnext
-        self.uidnext += 1
-        self.highestmodseq += 1
-        msg = StoredMessage(self, uid, rel, self.highestmodseq, len(data), stat.st_mtime, ())
-        self._remember(msg)
-        return msg
+        return StoredMessage(self, uid, rel, modseq, len(data), stat.st_mtime, ())
 
     # -- helpers ------------------------------------------------------------
 
