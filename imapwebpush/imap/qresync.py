@@ -117,6 +117,19 @@ def _tokens(text):
     return stack[0]
 
 
+def _parenthesised(text, not_a_list, malformed):
+    """The items of one non-empty parenthesised list, None for empty text, else QresyncError."""
+    text = text.strip()
+    if not text:
+        return None
+    if not (text.startswith(b"(") and text.endswith(b")")):
+        raise QresyncError(not_a_list)
+    tokens = _tokens(text)
+    if len(tokens) != 1 or not isinstance(tokens[0], list) or not tokens[0]:
+        raise QresyncError(malformed)
+    return tokens[0]
+
+
 def parse_select_params(text):
     """``(condstore, qresync)`` of the optional parameter list of SELECT/EXAMINE.
 
@@ -125,15 +138,10 @@ def parse_select_params(text):
     ``(False, None)``. ``qresync`` is a L{QresyncParams} or None. Raises
     L{QresyncError} for anything else.
     """
-    text = text.strip()
-    if not text:
+    items = _parenthesised(text, "SELECT parameters must be a parenthesised list",
+                           "malformed SELECT parameters")
+    if items is None:
         return False, None
-    if not (text.startswith(b"(") and text.endswith(b")")):
-        raise QresyncError("SELECT parameters must be a parenthesised list")
-    tokens = _tokens(text)
-    if len(tokens) != 1 or not isinstance(tokens[0], list) or not tokens[0]:
-        raise QresyncError("malformed SELECT parameters")
-    items = tokens[0]
     condstore = False
     qresync = None
     i = 0
@@ -197,15 +205,9 @@ def parse_fetch_modifiers(text):
     ``text`` is the modifier list with its parentheses (or empty: ``(None, False)``).
     VANISHED without CHANGEDSINCE is refused (RFC 7162 3.2.6).
     """
-    text = text.strip()
-    if not text:
+    items = _parenthesised(text, "Malformed FETCH modifiers", "Malformed FETCH modifiers")
+    if items is None:
         return None, False
-    if not (text.startswith(b"(") and text.endswith(b")")):
-        raise QresyncError("Malformed FETCH modifiers")
-    tokens = _tokens(text)
-    if len(tokens) != 1 or not isinstance(tokens[0], list) or not tokens[0]:
-        raise QresyncError("Malformed FETCH modifiers")
-    items = tokens[0]
     changedsince = None
     vanished = False
     i = 0
