@@ -157,3 +157,23 @@ class IMAPTestCase(unittest.TestCase):
         return threads.blockingCallFromThread(
             reactor, lambda: self.account().mailbox(mailbox).add(data, flags)
         )
+
+
+class ExpungedElsewhereCase(IMAPTestCase):
+    """Three \\Seen messages in INBOX, and a second session that can expunge message 2.
+
+    For RFC 2180 tests: a command naming a message another session expunged.
+    """
+
+    def setUp(self):
+        super().setUp()
+        for n in range(3):
+            self.inbox().add(message("m%d" % n), ["\\Seen"])
+
+    def expunge_2_elsewhere(self):
+        b = self.wire()
+        b.login()
+        b.cmd("s1", "SELECT INBOX")
+        b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+        b.cmd("x1", "EXPUNGE")
+        b.close()

@@ -1,6 +1,6 @@
 """COPY, MOVE, UID variants: COPYUID, TRYCREATE, expunges seen by the mover."""
 
-from tests.imap_harness import IMAPTestCase, message
+from tests.imap_harness import ExpungedElsewhereCase, IMAPTestCase, message
 
 
 class CopyMoveTests(IMAPTestCase):
@@ -123,22 +123,12 @@ class CopyMoveTests(IMAPTestCase):
         return self.in_thread(client).addCallback(check)
 
 
-class ExpungedByOtherSessionTests(IMAPTestCase):
+class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
     """RFC 2180 4.4 / RFC 5530: COPY or MOVE naming a message another session expunged."""
 
     def setUp(self):
         super().setUp()
-        for n in range(3):
-            self.inbox().add(message("m%d" % n), ["\\Seen"])
         self.trash = self.account().mailbox("Trash")
-
-    def expunge_2_elsewhere(self):
-        b = self.wire()
-        b.login()
-        b.cmd("s1", "SELECT INBOX")
-        b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
-        b.cmd("x1", "EXPUNGE")
-        b.close()
 
     def test_copy_and_move_by_number_copy_nothing(self):
         def client():

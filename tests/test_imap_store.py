@@ -1,6 +1,6 @@
 """STORE (with .SILENT, UNCHANGEDSINCE), EXPUNGE and UID EXPUNGE."""
 
-from tests.imap_harness import IMAPTestCase, message
+from tests.imap_harness import ExpungedElsewhereCase, IMAPTestCase, message
 
 
 class StoreTests(IMAPTestCase):
@@ -106,21 +106,8 @@ class StoreTests(IMAPTestCase):
         return self.in_thread(client).addCallback(check)
 
 
-class ExpungedByOtherSessionTests(IMAPTestCase):
+class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
     """RFC 2180 4.2 / RFC 5530: STORE naming a message another session expunged."""
-
-    def setUp(self):
-        super().setUp()
-        for n in range(3):
-            self.inbox().add(message("m%d" % n), ["\\Seen"])
-
-    def expunge_2_elsewhere(self):
-        b = self.wire()
-        b.login()
-        b.cmd("s1", "SELECT INBOX")
-        b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
-        b.cmd("x1", "EXPUNGE")
-        b.close()
 
     def test_store_by_number_fails_and_changes_nothing(self):
         def client():
