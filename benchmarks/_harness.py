@@ -34,9 +34,9 @@ def mail_dir(data_dir):
     """Where the server keeps the accounts of ``data_dir`` (the same rule as the server)."""
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
-    from imapwebpush.tap import mail_path
+    from imapwebpush import datadir
 
-    return mail_path(data_dir)
+    return datadir.mail(data_dir)
 
 
 def add_user(data_dir, address, password):

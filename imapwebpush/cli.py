@@ -5,17 +5,36 @@ Why groups in a list: each group (``user`` here; ``vapid`` and
 ``register(subparsers)`` that adds its sub-parser and sets ``func`` on each
 action. Adding a group is one line in L{GROUPS}.
 
-An action is ``func(args, ctx) -> int or None``; it raises L{CommandError} for
-anything the user can fix, which ``main`` prints as one line
+An action is ``func(args, ctx) -> int or None``; it raises L{CommandError}
+for anything the user can fix, which ``main`` prints as one line
 (``imapwebpush: error: ...``) with exit status 1 (or the error's ``status``).
-Usage errors exit with 2, as argparse does.
+The Web Push groups raise their own L{AdminError}, printed the same way
+(exit status 2 for an L{AdminUsageError}). Usage errors exit with 2, as
+argparse does.
 """
 
 import argparse
 import getpass
 import sys
 
-from imapwebpush import __version__
+from imapwebpush import __version__, datadir
+from imapwebpush.datadir import DEFAULT_DATA, DataDirError
+from imapwebpush.store.account import MailStore
+from imapwebpush.store.users import (
+    InvalidAddress,
+    UnknownUser,
+    UserDatabase,
+    UserExists,
+    UsersFileError,
+    normalize_address,
+)
+from imapwebpush.webpush.admin import (
+    AdminError,
+    AdminUsageError,
+    forget_account,
+    register_subscriptions,
+    register_vapid,
+)
 
 
 class CommandError(Exception):
@@ -45,26 +64,19 @@ class Context:
     def data_dir(self):
         """The prepared data folder (created when missing, like the server does)."""
         if self._data_dir is None:
-            from imapwebpush.tap import DataDirError, prepare_data_dir
-
             try:
-                self._data_dir = prepare_data_dir(self.args.data)
+                self._data_dir = datadir.prepare(self.args.data)
             except DataDirError as e:
                 raise CommandError(str(e))
         return self._data_dir
 
     def mail_store(self):
         if self._mail_store is None:
-            from imapwebpush.store.account import MailStore
-            from imapwebpush.tap import mail_path
-
-            self._mail_store = MailStore(mail_path(self.data_dir()))
+            self._mail_store = MailStore(datadir.mail(self.data_dir()))
         return self._mail_store
 
     def users(self):
         if self._users is None:
-            from imapwebpush.store.users import UserDatabase, UsersFileError
-
             try:
                 self._users = UserDatabase(self.data_dir(), mail_store=self.mail_store())
             except UsersFileError as e:
@@ -100,8 +112,6 @@ def _read_password(args, ctx, prompt):
 
 
 def _address(text):
-    from imapwebpush.store.users import InvalidAddress, normalize_address
-
     try:
         return normalize_address(text)
     except InvalidAddress as e:
@@ -112,8 +122,6 @@ def _user_errors(action):
     """Turn the user database's errors into one-line CommandErrors."""
 
     def wrapped(args, ctx):
-        from imapwebpush.store.users import UnknownUser, UserExists, UsersFileError
-
         try:
             return action(args, ctx)
         except (UserExists, UnknownUser, UsersFileError) as e:
@@ -147,8 +155,6 @@ def user_list(args, ctx):
 def user_delete(args, ctx):
     address = _address(args.address)
     ctx.users().delete(address)
-    from imapwebpush.webpush.admin import forget_account
-
     forget_account(ctx, address)  # SPEC 4: deleting the account deletes its subscriptions
     ctx.print("deleted %s and its mailboxes" % (address,))
 
@@ -192,15 +198,11 @@ def register_user(subparsers):
     passwd.set_defaults(func=user_passwd)
 
 
-from imapwebpush.webpush.admin import register_subscriptions, register_vapid  # noqa: E402
-
 # Each entry: register(subparsers) adding one command group.
 GROUPS = [register_user, register_vapid, register_subscriptions]
 
 
 def build_parser():
-    from imapwebpush.tap import DEFAULT_DATA
-
     parser = argparse.ArgumentParser(
         prog="imapwebpush",
         description="Administer an imapwebpush data folder (run the server with 'twistd -n imapwebpush').",
@@ -238,6 +240,9 @@ def main(argv=None, stdin=None, stdout=None, stderr=None, getpass_=None):
     except CommandError as e:
         print("imapwebpush: error: %s" % (e,), file=stderr)
         return e.status
+    except AdminError as e:
+        print("imapwebpush: error: %s" % (e,), file=stderr)
+        return 2 if isinstance(e, AdminUsageError) else 1
     except KeyboardInterrupt:
         print("imapwebpush: interrupted", file=stderr)
         return 130

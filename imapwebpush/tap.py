@@ -16,7 +16,6 @@ and tells which ports it got; the end-to-end tests use it.
 
 import os
 import re
-import tempfile
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
@@ -26,60 +25,19 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from imapwebpush import decisions
-from imapwebpush.smtp.delivery import DEFAULT_MAX_MESSAGE_SIZE
-from imapwebpush.store.users import USERS_FILE, UsersFileError, read_users_file
+from imapwebpush import datadir, decisions
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.datadir import DEFAULT_DATA, DataDirError
+from imapwebpush.store.users import UsersFileError, read_users_file
 
-DEFAULT_DATA = "imapwebpush-data"
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
 DEFAULT_SMTP = "tcp:2525:interface=127.0.0.1"
 DEFAULT_DOMAIN = "localhost"
 DISABLED = ("", "none", "off")
-MAIL_DIR = "mail"  # DATA/mail/<address>/ holds each account's Maildir++ folders
-
-
-def mail_path(data_dir):
-    """Where the mail store of a data folder lives."""
-    return os.path.join(data_dir, MAIL_DIR)
-
 
 _DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
 
 log = Logger()
-
-
-class DataDirError(Exception):
-    """The data folder cannot be used; the message says why in one line."""
-
-
-def prepare_data_dir(path, create=True):
-    """Make sure ``path`` is a usable data folder; return its absolute path.
-
-    Creates the folder itself (mode 0700) when its parent exists, so the
-    defaults work with no setup; never creates missing parents, since a typo in
-    ``--data`` should be reported, not silently obeyed.
-    """
-    path = os.path.abspath(path)
-    if not os.path.isdir(path):
-        if os.path.exists(path):
-            raise DataDirError("data folder %s exists and is not a folder" % (path,))
-        if not create:
-            raise DataDirError("data folder %s does not exist" % (path,))
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            raise DataDirError("cannot create data folder %s: %s does not exist" % (path, parent))
-        try:
-            os.mkdir(path, 0o700)
-        except OSError as e:
-            raise DataDirError("cannot create data folder %s: %s" % (path, e.strerror or e))
-    try:
-        os.listdir(path)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise DataDirError("data folder %s is not usable: %s" % (path, e.strerror or e))
-    return path
 
 
 def load_tls(cert_path, key_path=None):
@@ -209,8 +167,8 @@ class Options(usage.Options):
                 continue
             self["endpoints"][name] = parse_endpoint(name, description)
         try:
-            self["data"] = prepare_data_dir(self["data"])
-            users_file = os.path.join(self["data"], USERS_FILE)
+            self["data"] = datadir.prepare(self["data"])
+            users_file = datadir.users(self["data"])
             if os.path.exists(users_file):
                 read_users_file(users_file)  # a broken file: one line now, not a traceback later
         except (DataDirError, UsersFileError) as e:
@@ -262,16 +220,12 @@ def build_components(options, reactor=None):
     from imapwebpush.store.users import UserChecker, UserDatabase
 
     c = Components(options, reactor)
-    # The accounts live in DATA/mail/; the users file is DATA/users.json.
-    c.mail_store = MailStore(mail_path(c.data_dir), clock=reactor)
+    c.mail_store = MailStore(datadir.mail(c.data_dir), clock=reactor)
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
     c.checker = UserChecker(c.users)
     add_webpush(c)
     c.portal = Portal(IMAPRealm(c.mail_store, avatar_factory=c.avatar_factory), [c.checker])
     return c
-
-
-TOPIC_KEY_FILE = "webpush-topic.key"
 
 
 def add_webpush(c):
@@ -301,7 +255,7 @@ def add_webpush(c):
         c.reactor,
         c.webpush.store,
         c.webpush.sender,
-        load_or_create_topic_key(os.path.join(c.data_dir, TOPIC_KEY_FILE)),
+        load_or_create_topic_key(datadir.topic_key(c.data_dir)),
         coalesce_window=options["push-coalesce"],
     )
     c.webpush.dispatcher = c.dispatcher

@@ -8,7 +8,7 @@ from twisted.application import service
 from twisted.python import usage
 from twisted.trial import unittest
 
-from imapwebpush import decisions, tap
+from imapwebpush import datadir, decisions, tap
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.webpush.policy import EndpointRefused
@@ -100,7 +100,7 @@ class OptionsTests(unittest.TestCase):
         def refuse(*args, **kw):
             raise PermissionError(13, "Permission denied")
 
-        self.patch(tap.tempfile, "mkstemp", refuse)
+        self.patch(datadir.tempfile, "mkstemp", refuse)
         self.assertEqual(
             self.usage_error(), "--data: data folder %s is not usable: Permission denied" % (self.data,)
         )

@@ -12,7 +12,7 @@ from twisted.cred.portal import Portal
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from imapwebpush import decisions
+from imapwebpush import datadir, decisions
 from imapwebpush.imap.avatar import Avatar
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
@@ -354,9 +354,7 @@ class AdminTests(OurServerBase):
         self.assertEqual(out, "%s current\n%s old\n" % (second, first))
 
     def test_subscriptions_list_and_delete(self):
-        from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
-
-        store = SQLiteSubscriptionStore(os.path.join(self.data, SUBSCRIPTIONS_FILE))
+        store = SQLiteSubscriptionStore(datadir.subscriptions(self.data))
         keys = UAKeys()
         for account, sid in [(ALICE, "phone-1"), (ALICE, "laptop"), ("bob@example.org", "x")]:
             store.set_pending(account, sid, ENDPOINT, keys.p256dh, keys.auth, "K" * 87,
@@ -377,16 +375,22 @@ class AdminTests(OurServerBase):
         status, out, _ = self.cli("subscriptions", "list", ALICE)
         self.assertEqual(out, "%s phone-1 pending NIL %s -\n" % (ALICE, ENDPOINT))
 
+    def test_subscriptions_of_a_bad_address_is_a_usage_error(self):
+        """The admin group's own error becomes one line and exit status 2, like `user`'s."""
+        for action in (("list", "no-at-sign"), ("delete", "no-at-sign", "phone-1")):
+            status, out, err = self.cli("subscriptions", *action)
+            self.assertEqual((status, out, err), (
+                2, "", "imapwebpush: error: not a valid address (expected local@domain):"
+                       " 'no-at-sign'\n"))
+
     def test_deleting_the_user_deletes_its_subscriptions(self):
         import io
 
         from imapwebpush.cli import main
-        from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
-
         out = io.StringIO()
         self.assertEqual(main(["--data", self.data, "user", "add", ALICE, "--password-stdin"],
                               stdin=io.StringIO("pw\n"), stdout=out, stderr=out), 0, out)
-        path = os.path.join(self.data, SUBSCRIPTIONS_FILE)
+        path = datadir.subscriptions(self.data)
         store = SQLiteSubscriptionStore(path)
         keys = UAKeys()
         for account in (ALICE, "bob@example.org"):
@@ -407,12 +411,11 @@ class AdminTests(OurServerBase):
 
         from imapwebpush.webpush.admin import run_test_push
         from imapwebpush.webpush.outbox import Outbox
-        from imapwebpush.webpush.service import OUTBOX_FILE, SUBSCRIPTIONS_FILE, VAPID_FOLDER
         from imapwebpush.webpush.vapid import VapidKeyring
 
         ua = self.pushservice.new_subscription()
-        key = VapidKeyring(os.path.join(self.data, VAPID_FOLDER), SUBJECT, reactor).current()
-        store = SQLiteSubscriptionStore(os.path.join(self.data, SUBSCRIPTIONS_FILE))
+        key = VapidKeyring(datadir.vapid(self.data), SUBJECT, reactor).current()
+        store = SQLiteSubscriptionStore(datadir.subscriptions(self.data))
         store.set_pending(ALICE, "phone-1", ua.endpoint, ua.public_key, ua.auth_secret, key,
                           reactor.seconds(), 20, token_hash("t"))
         self.assertIsNotNone(store.acknowledge(ALICE, token_hash("t"), reactor.seconds(), 600))
@@ -421,7 +424,7 @@ class AdminTests(OurServerBase):
                   "endpoint": ua.endpoint, "vapid_key": key, "body": "", "urgency": "low",
                   "ttl": 600, "topic": None, "context": {}, "deadline": reactor.seconds() + 600,
                   "attempts": 0, "not_before": reactor.seconds(), "last_error": ""}
-        outbox_path = os.path.join(self.data, OUTBOX_FILE)
+        outbox_path = datadir.outbox(self.data)
         outbox = Outbox(outbox_path)
         outbox.put(record)
         outbox.close()

@@ -21,7 +21,7 @@ from zope.interface import alsoProvides, implementer
 
 from imapwebpush import decisions
 from imapwebpush.interfaces import IWebPushAccount
-from imapwebpush.webpush.service import BadArguments, CommandError
+from imapwebpush.webpush.service import BadArguments, ClientError
 
 log = Logger()
 
@@ -171,7 +171,7 @@ class WebPushCommandsMixin:
             return
         try:
             work(wp.account, wp.webpush)
-        except CommandError as e:
+        except ClientError as e:
             message = e.message.encode("utf-8", "replace")
             if e.code:
                 message = b"[" + e.code + b"] " + message

@@ -20,9 +20,9 @@ from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
 from twisted.mail.smtp import SMTPBadRcpt, SMTPServerError
 from zope.interface import implementer
 
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, INBOX
 from imapwebpush.store.users import InvalidAddress, normalize_address
 
-DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 ORIGIN = "smtp"  # the ``origin`` token of store changes made by SMTP delivery
 
 _HELO_UNSAFE = re.compile(rb"[^\x21-\x7e]")
@@ -96,7 +96,7 @@ class _RecipientMessage:
         try:
             data = self.trace + envelope.body()
             account = self.delivery.mail_store.account(self.address)
-            uid = account.mailbox("INBOX").add(
+            uid = account.mailbox(INBOX).add(
                 data, internaldate=self.delivery.clock.seconds(), origin=ORIGIN
             )
         except Exception:

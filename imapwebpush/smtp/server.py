@@ -18,7 +18,8 @@ from twisted.mail._except import IllegalClientResponse
 from twisted.mail.imap4 import PLAINCredentials
 from zope.interface import implementer
 
-from imapwebpush.smtp.delivery import DEFAULT_MAX_MESSAGE_SIZE, LocalDelivery
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.smtp.delivery import LocalDelivery
 
 
 class ReceivingESMTP(ESMTP):

@@ -26,11 +26,10 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from imapwebpush import datadir
 from imapwebpush.durable import atomic_write
 from imapwebpush.interfaces import IUserDatabase
 
-USERS_FILE = "users.json"
-LOCK_FILE = ".users.lock"
 FORMAT_VERSION = 1
 
 # scrypt cost: N=2**14, r=8, p=1 needs 16 MiB and takes tens of ms (the
@@ -157,7 +156,7 @@ def read_users_file(path):
 class UserDatabase:
     """The users of one data folder.
 
-    @param data_dir: the data folder; the users live in ``data_dir/users.json``.
+    @param data_dir: the data folder; the users live in L{datadir.users}.
     @param mail_store: an L{imapwebpush.interfaces.IMailStore} or None. When
         given, ``add`` creates the account's mailboxes and ``delete`` removes them.
     @param scrypt_params: dict with ``n``, ``r``, ``p`` for new hashes (tests
@@ -168,7 +167,7 @@ class UserDatabase:
 
     def __init__(self, data_dir, mail_store=None, scrypt_params=None):
         self.data_dir = data_dir
-        self.path = os.path.join(data_dir, USERS_FILE)
+        self.path = datadir.users(data_dir)
         self.mail_store = mail_store
         self.scrypt_params = dict(scrypt_params or DEFAULT_SCRYPT)
         self._users = {}
@@ -242,7 +241,7 @@ class UserDatabase:
 
     def _locked_update(self, change):
         """Run ``change(users)`` on a fresh copy under the lock file, then save atomically."""
-        lock_path = os.path.join(self.data_dir, LOCK_FILE)
+        lock_path = datadir.users_lock(self.data_dir)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

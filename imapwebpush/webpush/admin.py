@@ -2,49 +2,56 @@
 ``subscriptions list [ADDRESS] | delete ADDRESS ID | test ADDRESS ID``.
 
 Registered in ``imapwebpush.cli.GROUPS``; each action is ``func(args, ctx)``
-(see cli.py). Imports are lazy so ``imapwebpush --help`` stays cheap.
-A running server notices ``vapid rotate`` at its next GETVAPID or WEBPUSH (it
-checks the keyring's ``current`` file), so no restart is needed.
+(see cli.py) and raises L{AdminError} for what the user can fix, which the
+command prints as one line. A running server notices ``vapid rotate`` at its
+next GETVAPID or WEBPUSH (it checks the keyring's ``current`` file), so no
+restart is needed.
 """
 
 import os
+import shutil
+import tempfile
+import time
+
+from twisted.internet import defer, task
+
+from imapwebpush import datadir
+from imapwebpush.store.users import InvalidAddress, normalize_address
+from imapwebpush.webpush.service import ClientError, build_webpush
+from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
+from imapwebpush.webpush.vapid import VapidKeyring
 
 # The keyring wants a contact for JWTs; these commands sign nothing except `test`.
 _NO_SUBJECT = "mailto:postmaster@localhost"
 
 
-def _error(message, status=1):
-    from imapwebpush.cli import CommandError
+class AdminError(Exception):
+    """Something the user of an admin command can fix; the message is one line for them."""
 
-    return CommandError(message, status)
+
+class AdminUsageError(AdminError):
+    """The command line itself is wrong (an argument that is not an address)."""
 
 
 def _keyring(ctx, subject=_NO_SUBJECT, clock=None):
-    from imapwebpush.webpush.service import VAPID_FOLDER
-    from imapwebpush.webpush.vapid import VapidKeyring
-
     if clock is None:
         from twisted.internet import reactor as clock
     try:
-        return VapidKeyring(os.path.join(ctx.data_dir(), VAPID_FOLDER), subject, clock)
+        return VapidKeyring(datadir.vapid(ctx.data_dir()), subject, clock)
     except (OSError, ValueError) as e:
-        raise _error("VAPID keys: %s" % (e,))
-
-
-def _subscriptions_path(ctx):
-    from imapwebpush.webpush.service import SUBSCRIPTIONS_FILE
-
-    return os.path.join(ctx.data_dir(), SUBSCRIPTIONS_FILE)
+        raise AdminError("VAPID keys: %s" % (e,))
 
 
 def _store(ctx):
-    from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
-
-    return SQLiteSubscriptionStore(_subscriptions_path(ctx))
+    return SQLiteSubscriptionStore(datadir.subscriptions(ctx.data_dir()))
 
 
 def _account(text):
-    return text.strip().lower()
+    """The account an address names, as the store keys it (usage error if not an address)."""
+    try:
+        return normalize_address(text)
+    except InvalidAddress as e:
+        raise AdminUsageError(str(e))
 
 
 # -- vapid -------------------------------------------------------------------------
@@ -78,7 +85,7 @@ def register_vapid(subparsers):
 
 def forget_account(ctx, address):
     """Erase every subscription of a deleted account (SPEC 4); returns how many."""
-    if not os.path.exists(_subscriptions_path(ctx)):
+    if not os.path.exists(datadir.subscriptions(ctx.data_dir())):
         return 0
     store = _store(ctx)
     try:
@@ -94,8 +101,6 @@ def format_subscription(sub, now):
 
 
 def subscriptions_list(args, ctx):
-    import time
-
     store = _store(ctx)
     try:
         accounts = [_account(args.address)] if args.address else store.accounts()
@@ -110,7 +115,7 @@ def subscriptions_delete(args, ctx):
     store = _store(ctx)
     try:
         if not store.delete(_account(args.address), args.id):
-            raise _error("no subscription %s for %s" % (args.id, _account(args.address)))
+            raise AdminError("no subscription %s for %s" % (args.id, _account(args.address)))
     finally:
         store.close()
     ctx.print("deleted %s of %s" % (args.id, _account(args.address)))
@@ -127,14 +132,10 @@ def describe_outcome(outcome):
 
 def send_test_push(webpush, address, subscription_id):
     """Deferred[str]: send one push through ``webpush`` (started sender) and describe the answer."""
-    from twisted.internet import defer
-
-    from imapwebpush.webpush.service import CommandError as WebPushError
-
     try:
         d = webpush.test_push(_account(address), subscription_id)
-    except WebPushError as e:
-        return defer.fail(_error(e.message))
+    except ClientError as e:
+        return defer.fail(AdminError(e.message))
     return d.addCallback(describe_outcome)
 
 
@@ -145,19 +146,12 @@ def run_test_push(reactor, data_dir, address, subscription_id, subject, insecure
     the server's outbox it would resend, and remove, the pushes the running
     server still has pending.
     """
-    import shutil
-    import tempfile
-
-    from twisted.internet import defer
-
-    from imapwebpush.webpush.service import OUTBOX_FILE, build_webpush
-
     @defer.inlineCallbacks
     def run():
         folder = tempfile.mkdtemp(prefix="imapwebpush-test-push-")
         try:
             webpush = build_webpush(data_dir, reactor, subject, insecure=insecure,
-                                    outbox_path=os.path.join(folder, OUTBOX_FILE))
+                                    outbox_path=datadir.outbox(folder))
             webpush.sender.startService()
             try:
                 line = yield send_test_push(webpush, address, subscription_id)
@@ -172,8 +166,6 @@ def run_test_push(reactor, data_dir, address, subscription_id, subject, insecure
 
 
 def subscriptions_test(args, ctx):
-    from twisted.internet import defer, task
-
     address = _account(args.address)
     subject = args.subject or "mailto:postmaster@%s" % (address.rpartition("@")[2] or "localhost")
     result = []
@@ -184,14 +176,14 @@ def subscriptions_test(args, ctx):
             line = yield run_test_push(reactor, ctx.data_dir(), address, args.id, subject,
                                        insecure=args.insecure)
             result.append(line)
-        except Exception as e:  # CommandError from cli, reported after the reactor stops
+        except Exception as e:  # AdminError (or the CLI's), reported after the reactor stops
             result.append(e)
 
     try:
         task.react(run)
     except SystemExit as e:
         if e.code:
-            raise _error("the test push could not be sent")
+            raise AdminError("the test push could not be sent")
     if result and isinstance(result[0], Exception):
         raise result[0]
     ctx.print(result[0] if result else "no answer")

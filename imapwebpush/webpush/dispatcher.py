@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from imapwebpush import decisions
+from imapwebpush.constants import INBOX
 from imapwebpush.interfaces import IChangeListener, IPushDispatcher
 from imapwebpush.store.events import (
     FlagsChanged,
@@ -56,9 +57,7 @@ from imapwebpush.webpush.payload import (
 )
 from imapwebpush.webpush.topic import topic as topic_for
 
-__all__ = ["PushDispatcher", "INBOX"]
-
-INBOX = "INBOX"
+__all__ = ["PushDispatcher"]
 
 # kinds of push, also put in the delivery context
 KIND_NEW = "new"

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from imapwebpush.constants import DELIMITER
 from imapwebpush.decisions import MAX_PUSHES_PER_BURST
 from imapwebpush.envelope import parse_envelope, quote, render_envelope
 from imapwebpush.sequence_set import format_sorted_set
@@ -38,11 +39,9 @@ __all__ = [
     "uid_set",
     "select_line",
     "sync_payload",
-    "DELIMITER",
 ]
 
 CRLF = b"\r\n"
-DELIMITER = "/"  # the hierarchy delimiter of the store (IStoredMailbox.name)
 _VANISHED_RANGES_PER_RESPONSE = 100  # keeps one VANISHED response well under any budget
 
 

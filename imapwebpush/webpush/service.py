@@ -6,7 +6,7 @@ verification push (SPEC 3.3, 4); applies what push services answer
 (L{IPushOutcomeObserver}, SPEC 6.1); and prunes stale subscriptions on a
 L{LoopingCall} driven by the injected clock.
 
-Errors meant for the client are L{CommandError}s carrying the IMAP answer
+Errors meant for the client are L{ClientError}s carrying the IMAP answer
 (BAD or NO) and a sentence; the command handlers only format them.
 """
 
@@ -19,9 +19,11 @@ from twisted.internet import task
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from imapwebpush import decisions
+from imapwebpush import datadir, decisions
+from imapwebpush.constants import INBOX
 from imapwebpush.interfaces import IPushOutcomeObserver
 from imapwebpush.webpush import crypto, model
+from imapwebpush.webpush.payload import select_line
 from imapwebpush.webpush.policy import has_space_or_control
 from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_hash
 
@@ -29,21 +31,16 @@ from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_ha
 # it only bounds how late a 24 h / 7 day deadline is applied).
 PRUNE_INTERVAL = 300
 
-# Where the Web Push state lives inside the data folder.
-SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
-VAPID_FOLDER = "vapid"
-OUTBOX_FILE = "webpush-outbox.sqlite"
-
 # Length of a rate-limit window (SPEC 3.3 and 4 speak of "per hour").
 HOUR = 3600
 
 # The payload of a push sent by the admin `subscriptions test` command: a generic
 # sync of INBOX (SPEC 5.4), harmless for any client.
-TEST_PUSH_PAYLOAD = b'* SELECT "INBOX"\r\n'
+TEST_PUSH_PAYLOAD = select_line(INBOX)
 
 
-class CommandError(Exception):
-    """A client error: ``answer`` is b"BAD" or b"NO", ``code`` an optional response code."""
+class ClientError(Exception):
+    """An IMAP client's WEBPUSH command failed: ``answer`` is b"BAD" or b"NO", ``code`` an optional response code."""
 
     answer = b"NO"
 
@@ -53,13 +50,13 @@ class CommandError(Exception):
         self.code = code
 
 
-class BadArguments(CommandError):
+class BadArguments(ClientError):
     """Missing, extra or ill-formed arguments: tagged BAD, nothing changed."""
 
     answer = b"BAD"
 
 
-class Refused(CommandError):
+class Refused(ClientError):
     """The server will not do it (limit, policy, rate limit, wrong token): tagged NO."""
 
     answer = b"NO"
@@ -444,16 +441,14 @@ def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
     from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
     from imapwebpush.webpush.vapid import VapidKeyring
 
-    import os
-
-    store = SQLiteSubscriptionStore(os.path.join(data_dir, SUBSCRIPTIONS_FILE))
-    keyring = VapidKeyring(os.path.join(data_dir, VAPID_FOLDER), subject, reactor)
+    store = SQLiteSubscriptionStore(datadir.subscriptions(data_dir))
+    keyring = VapidKeyring(datadir.vapid(data_dir), subject, reactor)
     policy = EndpointPolicy(allowlist=allowlist, insecure=insecure)
     webpush = WebPushService(store, keyring, policy, reactor, dispatcher=dispatcher,
                              max_subscriptions=max_subscriptions)
     if http_client is None:
         http_client = make_http_client(reactor, policy)
     webpush.sender = PushDeliveryService(reactor, keyring, http_client, policy,
-                                         outbox_path or os.path.join(data_dir, OUTBOX_FILE),
+                                         outbox_path or datadir.outbox(data_dir),
                                          observer=webpush)
     return webpush

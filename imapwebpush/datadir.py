@@ -1,0 +1,102 @@
+"""The data folder's layout: every name directly under ``--data``, in one place.
+
+Why one module: the server (tap.py), the admin command (cli.py and the Web
+Push admin groups) and the rooms that own each file must agree on where a
+file lives; a second spelling of a name is a server that cannot see what the
+admin command wrote. Each function takes the data folder and returns the path
+of one thing in it::
+
+    DATA/
+      users.json                     users()          (store/users.py)
+      .users.lock                    users_lock()     (store/users.py)
+      mail/                          mail()           (store/account.py: one folder per account)
+      vapid/                         vapid()          (webpush/vapid.py)
+      webpush-subscriptions.sqlite   subscriptions()  (webpush/subscriptions.py)
+      webpush-outbox.sqlite          outbox()         (webpush/outbox.py)
+      webpush-topic.key              topic_key()      (webpush/topic.py)
+
+What lies inside ``mail/`` (Maildir++ folders and their index files) is the
+store's own layout, described in docs/store.rst.
+"""
+
+import os
+import tempfile
+
+DEFAULT_DATA = "imapwebpush-data"  # relative to the working directory
+
+USERS_FILE = "users.json"
+USERS_LOCK_FILE = ".users.lock"
+MAIL_FOLDER = "mail"
+VAPID_FOLDER = "vapid"
+SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
+OUTBOX_FILE = "webpush-outbox.sqlite"
+TOPIC_KEY_FILE = "webpush-topic.key"
+
+
+def users(data_dir):
+    """The users and their password hashes (JSON, mode 0600)."""
+    return os.path.join(data_dir, USERS_FILE)
+
+
+def users_lock(data_dir):
+    """The advisory lock taken while the users file is rewritten."""
+    return os.path.join(data_dir, USERS_LOCK_FILE)
+
+
+def mail(data_dir):
+    """The mail store: ``mail/<address>/`` holds each account's Maildir++ folders."""
+    return os.path.join(data_dir, MAIL_FOLDER)
+
+
+def vapid(data_dir):
+    """The VAPID keyring folder (one PEM file per key and a ``current`` file)."""
+    return os.path.join(data_dir, VAPID_FOLDER)
+
+
+def subscriptions(data_dir):
+    """The Web Push subscriptions (SQLite)."""
+    return os.path.join(data_dir, SUBSCRIPTIONS_FILE)
+
+
+def outbox(data_dir):
+    """The pushes waiting for delivery or a retry (SQLite)."""
+    return os.path.join(data_dir, OUTBOX_FILE)
+
+
+def topic_key(data_dir):
+    """The secret behind the Topic header of pushes."""
+    return os.path.join(data_dir, TOPIC_KEY_FILE)
+
+
+class DataDirError(Exception):
+    """The data folder cannot be used; the message says why in one line."""
+
+
+def prepare(path, create=True):
+    """Make sure ``path`` is a usable data folder; return its absolute path.
+
+    Creates the folder itself (mode 0700) when its parent exists, so the
+    defaults work with no setup; never creates missing parents, since a typo in
+    ``--data`` should be reported, not silently obeyed.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise DataDirError("data folder %s exists and is not a folder" % (path,))
+        if not create:
+            raise DataDirError("data folder %s does not exist" % (path,))
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise DataDirError("cannot create data folder %s: %s does not exist" % (path, parent))
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as e:
+            raise DataDirError("cannot create data folder %s: %s" % (path, e.strerror or e))
+    try:
+        os.listdir(path)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataDirError("data folder %s is not usable: %s" % (path, e.strerror or e))
+    return path
