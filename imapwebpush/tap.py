@@ -29,6 +29,7 @@ from imapwebpush import datadir, decisions
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
 from imapwebpush.store.users import UsersFileError, read_users_file
+from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
 DEFAULT_SMTP = "tcp:2525:interface=127.0.0.1"
@@ -104,6 +105,13 @@ class Options(usage.Options):
             int,
         ],
         [
+            "max-pattern-length",
+            None,
+            DEFAULT_MAX_PATTERN_LENGTH,
+            "Longest LIST/LSUB (reference + pattern) or LWEBPUSH pattern, in characters.",
+            int,
+        ],
+        [
             "push-coalesce",
             None,
             decisions.DEFAULT_COALESCE_WINDOW,
@@ -146,6 +154,8 @@ class Options(usage.Options):
             raise usage.UsageError("--max-message-size must be a positive number of octets")
         if self["max-subscriptions"] <= 0:
             raise usage.UsageError("--max-subscriptions must be positive")
+        if self["max-pattern-length"] <= 0:
+            raise usage.UsageError("--max-pattern-length must be positive")
         if self["push-coalesce"] < 0:
             raise usage.UsageError("--push-coalesce must not be negative")
         if self["vapid-subject"] is None:
@@ -250,6 +260,7 @@ def add_webpush(c):
         insecure=options["insecure-push-endpoints"],
         allowlist=options["push-hosts"] or None,
         max_subscriptions=options["max-subscriptions"],
+        max_pattern_length=options["max-pattern-length"],
     )
     c.dispatcher = PushDispatcher(
         c.reactor,

@@ -78,3 +78,24 @@ class LWebPushTests(WebPushTestBase):
         self.assertEqual(lines, [b"a BAD Illegal syntax: Missing argument"])
         lines = yield client.command(b"b LWEBPUSH * *")
         self.assertEqual(lines, [b"b BAD Illegal syntax: Too many arguments for command: b'*'"])
+
+    @defer.inlineCallbacks
+    def test_hostile_pattern_answers(self):
+        # '*******x' against a 64-character id backtracked for seconds with a regex.
+        client = yield self.connect()
+        long_id = "a" * 64
+        yield self.subscribe(client, long_id, ENDPOINT)
+        lines = yield client.command(b"a LWEBPUSH *******x")
+        self.assertEqual(lines, [b"a OK LWEBPUSH completed"])
+        lines = yield client.command(b"b LWEBPUSH %*%*%*a")
+        self.assertEqual(lines, [self.line(long_id.encode(), ENDPOINT), b"b OK LWEBPUSH completed"])
+
+    @defer.inlineCallbacks
+    def test_pattern_length_limit(self):
+        self.service.max_pattern_length = 10
+        client = yield self.connect()
+        yield self.subscribe(client, "phone-1", ENDPOINT)
+        lines = yield client.command(b"a LWEBPUSH *********1")
+        self.assertEqual(lines, [self.line(b"phone-1", ENDPOINT, b"NIL"), b"a OK LWEBPUSH completed"])
+        lines = yield client.command(b"b LWEBPUSH **********1")
+        self.assertEqual(lines, [b"b NO [LIMIT] pattern is 11 characters, more than 10"])

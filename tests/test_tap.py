@@ -12,6 +12,7 @@ from imapwebpush import datadir, decisions, tap
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.webpush.policy import EndpointRefused
+from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 from tests.test_smtp_submission import write_self_signed
 
@@ -65,6 +66,14 @@ class OptionsTests(unittest.TestCase):
         self.assertIn("--vapid-subject", self.usage_error("--vapid-subject", "postmaster"))
         self.assertIn("--max-subscriptions", self.usage_error("--max-subscriptions", "0"))
         self.assertIn("--push-coalesce", self.usage_error("--push-coalesce", "-1"))
+
+    def test_max_pattern_length(self):
+        self.assertEqual(self.parse()["max-pattern-length"], DEFAULT_MAX_PATTERN_LENGTH)
+        o = self.parse("--max-pattern-length", "64")
+        self.assertEqual(tap.makeService(o).components.webpush.max_pattern_length, 64)
+        self.assertEqual(
+            self.usage_error("--max-pattern-length", "0"), "--max-pattern-length must be positive"
+        )
 
     def test_bad_endpoint(self):
         message = self.usage_error("--imap", "tcp:notaport")

@@ -8,6 +8,7 @@ from twisted.mail import imap4
 from zope.interface import implementer
 
 from imapwebpush.store.errors import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
+from imapwebpush.wildcard import list_pattern
 
 DELIMITER = "/"
 
@@ -98,11 +99,11 @@ class Avatar:
         that only has children (``a`` of ``a/b``) cannot be selected, so it comes
         with a L{NoselectName}, whose flags twisted's LIST shows as ``(\\Noselect)``.
         """
-        pattern = imap4.wildcardToRegexp(ref + wildcard, DELIMITER)
+        pattern = list_pattern(ref + wildcard, max_length=None)  # linear time: no cap needed here
         is_selectable = getattr(self.mail_account, "is_selectable", None)
         out = []
         for name in self.mail_account.list_mailboxes():
-            if pattern.fullmatch(name) is None:
+            if not pattern.match(name):
                 continue
             if is_selectable is not None and not is_selectable(name):
                 out.append((name, NoselectName()))

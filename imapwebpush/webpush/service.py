@@ -10,7 +10,6 @@ Errors meant for the client are L{ClientError}s carrying the IMAP answer
 (BAD or NO) and a sentence; the command handlers only format them.
 """
 
-import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ from imapwebpush.webpush import crypto, model
 from imapwebpush.webpush.payload import select_line
 from imapwebpush.webpush.policy import has_space_or_control
 from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_hash
+from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, compile_pattern
 
 # How often the store is swept for stale subscriptions and tokens (not a SPEC number:
 # it only bounds how late a 24 h / 7 day deadline is applied).
@@ -116,10 +116,16 @@ def parse_auth(text):
         raise BadArguments(str(e))
 
 
-def pattern_matcher(pattern):
-    """LWEBPUSH: ``*`` and ``%`` both match any run of characters; the rest literally."""
-    rx = "".join(".*" if c in "*%" else re.escape(c) for c in pattern)
-    return re.compile(r"\A" + rx + r"\Z", re.DOTALL).match
+def pattern_matcher(pattern, max_length=DEFAULT_MAX_PATTERN_LENGTH):
+    """LWEBPUSH: ``*`` and ``%`` both match any run of characters; the rest literally.
+
+    Linear time whatever the pattern (L{imapwebpush.wildcard}); a pattern longer
+    than ``max_length`` is a NO [LIMIT].
+    """
+    try:
+        return compile_pattern(pattern, delimiter=None, max_length=max_length).match
+    except PatternTooLong as e:
+        raise Refused(str(e), code=b"LIMIT")
 
 
 def new_token():
@@ -165,13 +171,15 @@ class WebPushService(service.Service):
         because the sender is usually built with this service as its observer.
     @param dispatcher: an optional L{IPushDispatcher}, told when silences end early.
     @param max_subscriptions: per-account limit (SPEC 4).
+    @param max_pattern_length: longest LWEBPUSH pattern, in characters.
     """
 
     name = "webpush"
     log = Logger()
 
     def __init__(self, store, keyring, policy, clock, sender=None, dispatcher=None,
-                 max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS):
+                 max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS,
+                 max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH):
         self.store = store
         self.keyring = keyring
         self.policy = policy
@@ -179,6 +187,7 @@ class WebPushService(service.Service):
         self.sender = sender
         self.dispatcher = dispatcher
         self.max_subscriptions = max_subscriptions
+        self.max_pattern_length = max_pattern_length
         self._verifications = _HourlyCounter(decisions.VERIFICATIONS_PER_HOUR)
         # SPEC 3.3: *more than* ACK_FAILURES_PER_HOUR failures lock ACKWEBPUSH
         self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR + 1)
@@ -306,7 +315,7 @@ class WebPushService(service.Service):
 
     def list(self, account, pattern):
         """Subscriptions whose id matches the pattern, sorted by id."""
-        match = pattern_matcher(pattern)
+        match = pattern_matcher(pattern, self.max_pattern_length)
         return [s for s in self.store.list(account) if match(s.id)]
 
     # -- SILWEBPUSH -----------------------------------------------------------------
@@ -424,7 +433,8 @@ class WebPushService(service.Service):
 
 def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
                   max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS, dispatcher=None,
-                  http_client=None, outbox_path=None):
+                  http_client=None, outbox_path=None,
+                  max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH):
     """The Web Push objects of one server, wired together (what tap.py and the CLI use).
 
     Returns the L{WebPushService}; its ``sender`` is a (not yet started)
@@ -445,7 +455,8 @@ def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
     keyring = VapidKeyring(datadir.vapid(data_dir), subject, reactor)
     policy = EndpointPolicy(allowlist=allowlist, insecure=insecure)
     webpush = WebPushService(store, keyring, policy, reactor, dispatcher=dispatcher,
-                             max_subscriptions=max_subscriptions)
+                             max_subscriptions=max_subscriptions,
+                             max_pattern_length=max_pattern_length)
     if http_client is None:
         http_client = make_http_client(reactor, policy)
     webpush.sender = PushDeliveryService(reactor, keyring, http_client, policy,
