@@ -153,8 +153,10 @@ def user_list(args, ctx):
 
 @_user_errors
 def user_delete(args, ctx):
-    address = _address(args.address)
-    ctx.users().delete(address)
+    users = ctx.users()
+    # Any entry, even one an older version saved under an invalid address.
+    address = users.entry(args.address) or _address(args.address)
+    users.delete(address)
     forget_account(ctx, address)  # SPEC 4: deleting the account deletes its subscriptions
     ctx.print("deleted %s and its mailboxes" % (address,))
 

@@ -45,7 +45,8 @@ class AddressTests(unittest.TestCase):
     def test_invalid(self):
         for bad in ["", "alice", "@example.org", "alice@", "a@b@c", "al ice@example.org",
                     "alice@exa_mple.org", "alice@-example.org", ".alice@example.org",
-                    "alice..x@example.org", "x" * 65 + "@example.org", "al\u00efce@example.org"]:
+                    "alice..x@example.org", "x" * 65 + "@example.org", "al\u00efce@example.org",
+                    "a/b@example.org", "/etc@example.org"]:
             self.assertRaises(InvalidAddress, normalize_address, bad)
         self.assertRaises(InvalidAddress, normalize_address, b"\xff@example.org")
 

@@ -29,6 +29,7 @@ from zope.interface import implementer
 from imapwebpush import datadir
 from imapwebpush.durable import atomic_write
 from imapwebpush.interfaces import IUserDatabase
+from imapwebpush.store.account import check_address
 
 FORMAT_VERSION = 1
 
@@ -83,7 +84,24 @@ def normalize_address(address):
     labels = domain.split(".")
     if not domain or not all(_LABEL_RE.match(label) for label in labels):
         raise InvalidAddress("not a valid address (bad domain): %r" % (address,))
+    # The address names the account's folder (mail/<address>/): RFC 5322 lets
+    # '/' into a local part, a folder name cannot hold it.
+    if "/" in local:
+        raise InvalidAddress("not a valid address ('/' cannot be in an account folder name): %r" % (address,))
+    try:
+        check_address(text)
+    except ValueError:
+        raise InvalidAddress("not a valid address (cannot name an account folder): %r" % (address,))
     return text
+
+
+def is_valid_address(address):
+    """True when L{normalize_address} accepts ``address``."""
+    try:
+        normalize_address(address)
+    except InvalidAddress:
+        return False
+    return True
 
 
 def _b64(data):
@@ -207,6 +225,23 @@ class UserDatabase:
                 return
             self._users, self._stamp = read_users_file(self.path), stamp
 
+    def entry(self, address):
+        """The key of ``address`` in the users file, or None when it has no entry.
+
+        Normally the normalised address. An older version saved some addresses
+        that cannot name an account folder (``a/b@example.org``) before failing
+        to create it; such a leftover entry is found by its stored spelling
+        (lower-cased), so it can be deleted. Nothing can log in with it.
+        """
+        self._reload()
+        try:
+            key = normalize_address(address)
+        except InvalidAddress:
+            if isinstance(address, bytes):
+                address = address.decode("ascii", "replace")
+            key = address.strip().lower() if isinstance(address, str) else None
+        return key if key in self._users else None
+
     def exists(self, address):
         try:
             address = normalize_address(address)
@@ -270,6 +305,12 @@ class UserDatabase:
         if not password:
             raise ValueError("the password must not be empty")
         record = hash_password(password, self.scrypt_params)
+        if self.exists(address):
+            raise UserExists("user already exists: %s" % (address,))
+        # Mailboxes first: if they cannot be made, no user is saved that could
+        # log in to nothing (an unused account folder is harmless; add reuses it).
+        if self.mail_store is not None:
+            self.mail_store.account(address)
 
         def change(users):
             if address in users:
@@ -277,23 +318,27 @@ class UserDatabase:
             users[address] = record
 
         self._locked_update(change)
-        if self.mail_store is not None:
-            self.mail_store.account(address)
         self.log.info("user {account} added", account=address)
 
     def delete(self, address):
-        """Remove a user (and its mailboxes when a mail store was given); L{UnknownUser}."""
-        address = self._known(address)
+        """Remove a user (and its mailboxes when a mail store was given); L{UnknownUser}.
+
+        Any entry goes, even one an older version saved under an address that
+        cannot name an account folder (it has no mailboxes to remove).
+        """
+        key = self.entry(address)
+        if key is None:
+            key = self._known(address)
 
         def change(users):
-            if address not in users:
-                raise UnknownUser(address)
-            del users[address]
+            if key not in users:
+                raise UnknownUser(key)
+            del users[key]
 
         self._locked_update(change)
-        if self.mail_store is not None:
-            self.mail_store.delete_account(address)
-        self.log.info("user {account} deleted", account=address)
+        if self.mail_store is not None and is_valid_address(key):
+            self.mail_store.delete_account(key)
+        self.log.info("user {account} deleted", account=key)
 
     def set_password(self, address, password):
         """Change a password; L{UnknownUser} if there is no such user."""
