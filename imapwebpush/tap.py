@@ -18,7 +18,6 @@ import os
 import re
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
 from twisted.cred.portal import Portal
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
@@ -315,15 +314,55 @@ def server_factories(c):
     return factories
 
 
-class ListeningService(StreamServerEndpointService):
-    """An endpoint service that fails loudly at start and remembers its port."""
+class ListeningService(service.Service):
+    """Listens on one endpoint while it runs; fails loudly at start and remembers its port.
 
-    _raiseSynchronously = True
+    Twisted's StreamServerEndpointService gives neither the port nor a failure
+    raised at start except through private attributes, hence this one.
+    """
+
     port = None
 
+    def __init__(self, endpoint, factory):
+        self.endpoint = endpoint
+        self.factory = factory
+        self._listening = None
+
     def privilegedStartService(self):
-        StreamServerEndpointService.privilegedStartService(self)
-        self._waitingForPort.addCallback(self._remember)
+        service.Service.privilegedStartService(self)
+        self._listen()
+
+    def startService(self):
+        service.Service.startService(self)
+        if self._listening is None:
+            self._listen()
+
+    def stopService(self):
+        service.Service.stopService(self)
+        listening, self._listening = self._listening, None
+        if listening is None:
+            return None
+        listening.cancel()
+        return listening.addCallback(lambda port: port and port.stopListening())
+
+    def listening(self):
+        """Deferred[port, or None if listening failed]; None before the service starts."""
+        return self._listening
+
+    def _listen(self):
+        """Listen now: a failure the endpoint reports at once is raised, a later one logged."""
+        at_once = []
+
+        def failed(reason):
+            if at_once is not None:
+                at_once.append(reason)
+            elif not reason.check(defer.CancelledError):
+                log.failure("{service} cannot listen", reason, service=self.name)
+
+        self._listening = self.endpoint.listen(self.factory).addCallbacks(self._remember, failed)
+        reasons, at_once = at_once, None
+        if reasons:
+            reasons[0].raiseException()
 
     def _remember(self, port):
         self.port = port
@@ -385,9 +424,7 @@ def start_server(argv, reactor=None):
         d.addBoth(lambda _: failure)
         return d
     top.startService()
-    waits = [
-        child._waitingForPort for child in top if isinstance(child, ListeningService)
-    ]
+    waits = [child.listening() for child in top if isinstance(child, ListeningService)]
     d = defer.gatherResults(waits, consumeErrors=True)
     d.addCallback(lambda _: RunningServer(top))
     return d

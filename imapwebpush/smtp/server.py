@@ -14,15 +14,15 @@ from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.mail.interfaces import IMessageDelivery
 from twisted.mail.smtp import ESMTP, SMTPServerError
-from twisted.mail._except import IllegalClientResponse
-from twisted.mail.imap4 import PLAINCredentials
+from twisted.mail.imap4 import IllegalClientResponse, PLAINCredentials
 from zope.interface import implementer
 
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.smtp.delivery import LocalDelivery
+from imapwebpush.upstream import ESMTPHooks
 
 
-class ReceivingESMTP(ESMTP):
+class ReceivingESMTP(ESMTPHooks, ESMTP):
     """ESMTP for mail addressed to local users: no AUTH, SIZE enforced."""
 
     log = Logger()
@@ -50,7 +50,7 @@ class ReceivingESMTP(ESMTP):
         return ext
 
     def do_MAIL(self, rest):
-        if not self._from:
+        if not self.sender_given():
             m = self.mail_re.match(rest)
             opts = (m.group("opts") or b"") if m else b""
             for opt in opts.split():
@@ -69,7 +69,7 @@ class ReceivingESMTP(ESMTP):
                     return
         ESMTP.do_MAIL(self, rest)
 
-    def _messageHandled(self, resultList):
+    def message_handled(self, resultList):
         failures = [result for ok, result in resultList if not ok]
         if failures:
             # Some copies may already be stored; a retry duplicates them, which
@@ -117,7 +117,7 @@ class SubmissionESMTP(ReceivingESMTP):
             self.mode = smtp.COMMAND
             self.sendCode(501, b"5.5.2 Malformed authentication response")
 
-    def _ebAuthenticated(self, reason):
+    def authentication_failed(self, reason):
         self.challenger = None
         if reason.check(UnauthorizedLogin):
             self.sendCode(535, b"5.7.8 Authentication credentials invalid")

@@ -6,7 +6,6 @@ tests can pass ``treq.testing.StubTreq`` to the delivery service instead.
 
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
-from treq.response import _Response
 from twisted.internet import defer
 from twisted.internet.abstract import isIPv6Address
 from twisted.web.client import URI, Agent, HTTPConnectionPool
@@ -90,11 +89,14 @@ class PushHTTPClient(HTTPClient):
     endpoint (as treq and the Agent would), the body is written at once, and
     no cookie jar or gzip decoding is
     involved (push services use neither: no Cookie or Accept-Encoding header is
-    sent). The answer is the same treq response. Every other call is treq's.
+    sent). The answer is the Agent's IResponse (``code``, ``headers``,
+    ``deliverBody``: what the delivery service reads; ``treq.content`` reads it
+    too). Every other call is treq's.
     """
 
     def __init__(self, agent, pool):
         HTTPClient.__init__(self, agent)
+        self.agent = agent
         self.pool = pool
         self._uris = {}
 
@@ -108,7 +110,6 @@ class PushHTTPClient(HTTPClient):
             and isinstance(kwargs.get("data"), bytes)
         ):
             return self._post(url, kwargs.get("headers"), kwargs["data"])
-        kwargs.setdefault("_stacklevel", 3)
         return HTTPClient.request(self, method, url, **kwargs)
 
     def _post(self, url, headers, data):
@@ -119,14 +120,23 @@ class PushHTTPClient(HTTPClient):
                 self._uris.clear()
             self._uris[url] = target
         uri, host = target
-        if isinstance(headers, Headers):
-            headers = headers.copy()
-        else:
-            headers = self._request_headers(headers, 3)  # a new Headers
+        headers = _new_headers(headers)
         if not headers.hasHeader(b"host"):
             headers.setRawHeaders(b"Host", host)  # so the Agent need not copy the headers to add it
-        d = self._agent.request(b"POST", uri, headers, _BytesProducer(data))
-        return d.addCallback(_Response, self._cookiejar)
+        return self.agent.request(b"POST", uri, headers, _BytesProducer(data))
+
+
+def _new_headers(headers):
+    """A Headers of our own from a Headers, None or a dict of name: value or [values] (as treq takes)."""
+    if isinstance(headers, Headers):
+        return headers.copy()
+    new = Headers()
+    for name, value in (headers or {}).items():
+        if isinstance(value, (bytes, str)):
+            new.addRawHeader(name, value)
+        else:
+            new.setRawHeaders(name, value)
+    return new
 
 
 def _request_target(url):
