@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from imapwebpush import cli, tap
 
-from tests.test_smtp import track_connections
+from tests.harness.connections import ConnectionTracker
 from tests.test_smtp_submission import client_tls, write_self_signed
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -46,17 +46,17 @@ class EndToEndTests(unittest.TestCase):
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK,
              "--submission", LOOPBACK, "--domain", "example.org"] + list(extra)
         )
-        self.addCleanup(self.stop, running)
+        running.connections = ConnectionTracker()
         for child in listeners(running):
-            track_connections(child.factory)
+            running.connections.track(child.factory)
+        self.addCleanup(self.stop, running)
         return running
 
     @defer.inlineCallbacks
     def stop(self, running):
         if running.service.running:
             yield running.stop()
-        for child in listeners(running):
-            yield child.factory.closed()
+        yield running.connections.close(abort=False)
 
     def add_user(self, address, password):
         out, err = io.StringIO(), io.StringIO()

@@ -1,6 +1,6 @@
 """APPEND: APPENDUID, TRYCREATE, flags and dates, LITERAL+, literal size limits."""
 
-from tests.imap_harness import MESSAGE, IMAPTestCase
+from tests.harness.imap import MESSAGE, IMAPTestCase
 
 
 class AppendTests(IMAPTestCase):

@@ -5,7 +5,7 @@ import imaplib
 import ssl
 
 from imapwebpush.testing import self_signed_tls
-from tests.imap_harness import PASSWORD, USER, IMAPTestCase, Wire
+from tests.harness.imap import PASSWORD, USER, IMAPTestCase, Wire
 
 
 def tls_options():

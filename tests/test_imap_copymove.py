@@ -1,6 +1,6 @@
 """COPY, MOVE, UID variants: COPYUID, TRYCREATE, expunges seen by the mover."""
 
-from tests.imap_harness import ExpungedElsewhereCase, IMAPTestCase, message
+from tests.harness.imap import ExpungedElsewhereCase, IMAPTestCase, message
 
 
 class CopyMoveTests(IMAPTestCase):

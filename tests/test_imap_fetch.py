@@ -3,7 +3,7 @@
 from twisted.trial import unittest
 
 from imapwebpush.imap import server
-from tests.imap_harness import MESSAGE, IMAPTestCase
+from tests.harness.imap import MESSAGE, IMAPTestCase
 
 MULTIPART = (
     b"From: a@example.net\r\n"
@@ -280,9 +280,7 @@ class FetchTests(IMAPTestCase):
             w.login()
             w.cmd("s1", "SELECT INBOX")
             w.send("f1 FETCH 1 (ENVELOPE)\r\n")
-            raw = b""
-            while not raw.endswith(b"f1 OK FETCH completed\r\n"):
-                raw += w.sock.recv(65536)
+            raw = w.read_raw_until(b"f1 OK FETCH completed\r\n")
             w.close()
             return raw
 
@@ -348,9 +346,7 @@ class FetchTests(IMAPTestCase):
             w.login()
             w.cmd("s1", "SELECT INBOX")
             w.send("f1 FETCH 1 (ENVELOPE)\r\n")
-            raw = b""
-            while not raw.endswith(b"f1 OK FETCH completed\r\n"):
-                raw += w.sock.recv(65536)
+            raw = w.read_raw_until(b"f1 OK FETCH completed\r\n")
             w.close()
             return raw
 
@@ -390,16 +386,6 @@ class FetchTests(IMAPTestCase):
             )
 
         return self.in_thread(client).addCallback(check)
-
-
-def _read_exactly(w, size):
-    data = b""
-    while len(data) < size:
-        chunk = w.file.read(size - len(data))
-        if not chunk:
-            raise EOFError("server closed the connection")
-        data += chunk
-    return data
 
 
 class FetchWireTests(IMAPTestCase):
@@ -461,7 +447,7 @@ class FetchWireTests(IMAPTestCase):
             for tag in ("f1", "f2"):  # the second time the attribute list comes from the cache
                 w.send("%s UID FETCH %d BODY.PEEK[]\r\n" % (tag, uid))
                 head = w.file.readline()
-                body = _read_exactly(w, len(second))
+                body = w.read_exactly(len(second))
                 tail = w.file.readline() + w.file.readline()
                 got.append(head + body + tail)
             w.send("n1 NOOP\r\n")
@@ -579,7 +565,7 @@ class FetchWireTests(IMAPTestCase):
             for n in range(8):
                 head = w.file.readline()
                 size = int(head.rsplit(b"{", 1)[1].split(b"}")[0])
-                got.append((head, _read_exactly(w, size), w.file.readline(), w.file.readline()))
+                got.append((head, w.read_exactly(size), w.file.readline(), w.file.readline()))
             last = w.file.readline()
             w.close()
             return got, last

@@ -2,7 +2,7 @@
 
 import imapclient
 
-from tests.imap_harness import MESSAGE, PASSWORD, USER, IMAPTestCase, message
+from tests.harness.imap import MESSAGE, PASSWORD, USER, IMAPTestCase, message
 
 
 class IMAPClientTests(IMAPTestCase):

@@ -1,6 +1,6 @@
 """LIST/LSUB (CHILDREN, \\Noselect, SPECIAL-USE), CREATE, DELETE, RENAME, SUBSCRIBE."""
 
-from tests.imap_harness import IMAPTestCase, message
+from tests.harness.imap import IMAPTestCase, message
 
 
 class MailboxTests(IMAPTestCase):

@@ -1,6 +1,6 @@
 """ENABLE, ID, UNSELECT, bad input: unknown commands, tags, long lines, internal errors."""
 
-from tests.imap_harness import IMAPTestCase, message
+from tests.harness.imap import IMAPTestCase, message
 
 
 class MiscTests(IMAPTestCase):

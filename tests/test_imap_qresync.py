@@ -7,7 +7,7 @@ from imapwebpush.imap import qresync
 from imapwebpush.imap.qresync import QresyncError, QresyncParams
 from imapwebpush.imap.view import parse_sequence_set
 from imapwebpush.sequence_set import with_star
-from tests.imap_harness import IMAPTestCase, message
+from tests.harness.imap import IMAPTestCase, message
 
 
 class RangeTests(unittest.TestCase):

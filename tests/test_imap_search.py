@@ -1,6 +1,6 @@
 """SEARCH and UID SEARCH: flags, headers, dates, sizes, sets, OR/NOT, MODSEQ, bad keys."""
 
-from tests.imap_harness import IMAPTestCase, message
+from tests.harness.imap import IMAPTestCase, message
 
 
 class SearchTests(IMAPTestCase):

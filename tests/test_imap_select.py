@@ -1,7 +1,7 @@
 """SELECT, EXAMINE, \\Recent, CLOSE, UNSELECT, STATUS."""
 
 from imapwebpush.imap.view import SessionView
-from tests.imap_harness import MESSAGE, IMAPTestCase, message
+from tests.harness.imap import MESSAGE, IMAPTestCase, message
 
 
 class SelectTests(IMAPTestCase):

@@ -3,7 +3,7 @@
 from twisted.internet import reactor, task, threads
 
 from imapwebpush.imap.server import IMAPServer
-from tests.imap_harness import IMAPTestCase, message
+from tests.harness.imap import IMAPTestCase, message
 
 
 class TwoSessionTests(IMAPTestCase):

@@ -71,7 +71,7 @@ class SilenceTests(WebPushTestBase):
         self.assertEqual(self.dispatcher.ended, [])
         client.transport.loseConnection()
         yield client.closed
-        yield self.factory.lost[0]
+        yield self.connections.lost(0)
         self.assertIsNone(self.store.get("alice", "phone-1").silenced_connection)
         self.assertEqual(self.dispatcher.ended, [("alice", "phone-1")])
 
@@ -81,7 +81,7 @@ class SilenceTests(WebPushTestBase):
         yield client.command(b"a SILWEBPUSH phone-1 NIL")
         lines = yield client.command(b"z LOGOUT")
         self.assertEqual(lines[-1], b"z OK LOGOUT successful")
-        yield self.factory.lost[0]
+        yield self.connections.lost(0)
         self.assertIsNone(self.store.get("alice", "phone-1").silenced_connection)
         self.assertEqual(self.dispatcher.ended, [("alice", "phone-1")])
 
@@ -91,7 +91,7 @@ class SilenceTests(WebPushTestBase):
         second = yield self.connect()
         yield first.command(b"a SILWEBPUSH phone-1 NIL")
         second.transport.loseConnection()
-        yield self.factory.lost[1]
+        yield self.connections.lost(1)
         lines = yield first.command(b"l LWEBPUSH *")
         self.assertEqual(lines[0], LINE + b"CONNECTION")
         self.assertEqual(self.dispatcher.ended, [])
@@ -99,7 +99,7 @@ class SilenceTests(WebPushTestBase):
         third = yield self.connect()
         yield third.command(b"b SILWEBPUSH phone-1 60")
         first.transport.loseConnection()
-        yield self.factory.lost[0]
+        yield self.connections.lost(0)
         lines = yield third.command(b"l LWEBPUSH *")
         self.assertEqual(lines[0], LINE + b"60")
 

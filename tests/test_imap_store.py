@@ -1,6 +1,6 @@
 """STORE (with .SILENT, UNCHANGEDSINCE), EXPUNGE and UID EXPUNGE."""
 
-from tests.imap_harness import ExpungedElsewhereCase, IMAPTestCase, message
+from tests.harness.imap import ExpungedElsewhereCase, IMAPTestCase, message
 
 
 class StoreTests(IMAPTestCase):

@@ -1,29 +1,17 @@
 """Our store behind twisted's own, stock IMAP4Server (Avatar.select gives imap4.IMailbox)."""
 
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.mail import imap4
 
-from tests.imap_harness import MESSAGE, PASSWORD, USER, IMAPTestCase, message
-
-
-class StockServer(imap4.IMAP4Server):
-    def connectionMade(self):
-        self.factory.sessions.append(self)
-        self.lost = defer.Deferred()
-        super().connectionMade()
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        self.lost.callback(None)
+from tests.harness.imap import MESSAGE, PASSWORD, USER, IMAPTestCase, message
 
 
 class StockFactory(protocol.ServerFactory):
     def __init__(self, portal):
         self.portal = portal
-        self.sessions = []
 
     def buildProtocol(self, addr):
-        p = StockServer()
+        p = imap4.IMAP4Server()
         p.factory = self
         p.portal = self.portal
         return p
@@ -70,7 +58,7 @@ class TwistedStackTests(IMAPTestCase):
             self.assertEqual(self.inbox().message(2).flags, frozenset(["\\Flagged"]))
 
         def closed(r):
-            return self.factory.sessions[0].lost.addCallback(lambda _: r)
+            return self.connections.lost(0).addCallback(lambda _: r)
 
         def unsubscribed(_):
             # the stock server never closes its mailbox; the avatar's logout did

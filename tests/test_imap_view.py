@@ -4,7 +4,7 @@ from twisted.trial import unittest
 
 from imapwebpush.imap.view import SessionView, format_uid_set, parse_sequence_set
 from imapwebpush.store.account import MailStore
-from tests.imap_harness import USER, message
+from tests.harness.imap import USER, message
 
 
 class ViewTests(unittest.TestCase):

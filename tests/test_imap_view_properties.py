@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from imapwebpush.imap.view import SessionView
 from imapwebpush.store.account import MailStore
-from tests.imap_harness import USER, message
+from tests.harness.imap import USER, message
 
 operations = st.lists(
     st.one_of(

@@ -12,9 +12,8 @@ import os
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives import serialization
 from twisted.cred import checkers, portal
-from twisted.internet import defer, endpoints, protocol, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 from twisted.mail import imap4
-from twisted.protocols.basic import LineReceiver
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -26,6 +25,8 @@ from imapwebpush.webpush.policy import EndpointPolicy
 from imapwebpush.webpush.service import WebPushService
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
 from imapwebpush.webpush.vapid import VapidKeyring
+from tests.harness.connections import ConnectionTracker
+from tests.harness.wire import connect_line_client
 
 SUBJECT = "mailto:postmaster@example.org"
 START = 1_700_000_000.0
@@ -156,69 +157,12 @@ class ServerFactory(protocol.ServerFactory):
     def __init__(self, portal_, server_class=WebPushIMAPServer):
         self.portal = portal_
         self.server_class = server_class
-        self.lost = []  # one Deferred per connection, fired when the server side closes
 
     def buildProtocol(self, addr):
         p = self.server_class()
         p.portal = self.portal
         p.factory = self
-        done = defer.Deferred()
-        self.lost.append(done)
-        original = p.connectionLost
-
-        def connectionLost(reason):
-            original(reason)
-            done.callback(None)
-        p.connectionLost = connectionLost
         return p
-
-
-class WireClient(LineReceiver):
-    """Sends raw lines and collects the server's lines, exactly as they come."""
-
-    delimiter = b"\r\n"
-    MAX_LENGTH = 1 << 20
-
-    def __init__(self):
-        self.received = []
-        self._pos = 0
-        self._waiters = []
-        self.closed = defer.Deferred()
-
-    def lineReceived(self, line):
-        self.received.append(line)
-        self._poke()
-
-    def connectionLost(self, reason):
-        self.closed.callback(None)
-
-    def _poke(self):
-        while self._waiters:
-            pred, d = self._waiters[0]
-            for i in range(self._pos, len(self.received)):
-                if pred(self.received[i]):
-                    out = self.received[self._pos:i + 1]
-                    self._pos = i + 1
-                    self._waiters.pop(0)
-                    d.callback(out)
-                    break
-            else:
-                return
-
-    def expect(self, pred):
-        d = defer.Deferred()
-        self._waiters.append((pred, d))
-        self._poke()
-        return d
-
-    def command(self, line):
-        """Send one command line; fires with every line up to and including its tagged answer."""
-        tag = line.split(b" ", 1)[0]
-        self.sendLine(line)
-        return self.expect(lambda l: l.startswith(tag + b" "))
-
-    def continuation(self):
-        return self.expect(lambda l: l.startswith(b"+"))
 
 
 class WebPushTestBase(unittest.TestCase):
@@ -236,7 +180,6 @@ class WebPushTestBase(unittest.TestCase):
         self.db_path = os.path.join(base, "subscriptions.sqlite")
         self.store = SQLiteSubscriptionStore(self.db_path)
         self.keyring = VapidKeyring(os.path.join(base, "vapid"), SUBJECT, self.clock)
-        self.clients = []
         self.pushservice = None
         if self.real_push:
             self.start_real_push(base)
@@ -245,8 +188,10 @@ class WebPushTestBase(unittest.TestCase):
             self.policy = EndpointPolicy()
             self.service = self.make_service()
         self.factory = self.make_factory()
-        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
-        self.addCleanup(self._stop)
+        self.connections = ConnectionTracker(reactor)
+        self.addCleanup(self.stop_services)
+        self.addCleanup(self.connections.close, abort=False)  # first: LIFO
+        self.portno = self.connections.listen(self.factory)
 
     real_push = False  # True: real PushDeliveryService and a loopback PushService
 
@@ -286,13 +231,7 @@ class WebPushTestBase(unittest.TestCase):
             self.server_class)
 
     @defer.inlineCallbacks
-    def _stop(self):
-        for client in self.clients:
-            if client.transport is not None and client.transport.connected:
-                client.transport.loseConnection()
-            yield client.closed
-        yield defer.gatherResults(self.factory.lost)
-        yield self.port.stopListening()
+    def stop_services(self):
         if self.pushservice is not None:
             yield self.sender.stopService()
             yield self.pushservice.stop()
@@ -300,18 +239,9 @@ class WebPushTestBase(unittest.TestCase):
             yield self.service.stopService()
         self.store.close()
 
-    @defer.inlineCallbacks
-    def connect(self, user=b"alice"):  # noqa: D401
-        """A WireClient past the greeting, logged in as ``user`` unless it is None."""
-        client = WireClient()
-        ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
-        yield endpoints.connectProtocol(ep, client)
-        self.clients.append(client)
-        yield client.expect(lambda l: l.startswith(b"* OK"))
-        if user is not None:
-            lines = yield client.command(b"L0 LOGIN " + user + b" secret")
-            self.assertTrue(lines[-1].startswith(b"L0 OK "), lines)
-        return client
+    def connect(self, user=b"alice"):
+        """A LineClient past the greeting, logged in as ``user`` unless it is None."""
+        return connect_line_client(self.connections, self.portno, user)
 
     def webpush_line(self, sid, endpoint, keys):
         return ("W WEBPUSH %s %s %s %s" % (sid, endpoint, keys.p256dh_text,

@@ -63,7 +63,7 @@ def client_session(port):
 def command(m, name, *args):
     """(tagged type, tagged text, {untagged name: [data, ...]})."""
     m.untagged_responses.clear()
-    typ, data = m._simple_command(name, *args)
+    typ, data = m.xatom(name, *args)
     untagged = {k: list(v) for k, v in m.untagged_responses.items()}
     return typ, data, untagged
 
@@ -76,9 +76,9 @@ class ForeignStackTests(WebPushTestBase):
     def setUp(self):
         WebPushTestBase.setUp(self)
         self.imap = None
-        self.addCleanup(self._close_imap)  # cleanups run last-in first-out: before _stop
+        self.addCleanup(self.close_imap)  # cleanups run last-in first-out: before the server stops
 
-    def _close_imap(self):
+    def close_imap(self):
         if self.imap is not None:
             return threads.deferToThread(self.imap.shutdown)
 
@@ -87,7 +87,7 @@ class ForeignStackTests(WebPushTestBase):
 
     @defer.inlineCallbacks
     def test_end_to_end_with_imaplib(self):
-        port = self.port.getHost().port
+        port = self.portno
         self.imap = m = yield self.inthread(client_session, port)
         typ, caps = yield self.inthread(m.capability)
         self.assertIn(b"WEBPUSH", caps[0].split())
@@ -124,7 +124,7 @@ class ForeignStackTests(WebPushTestBase):
 
         yield self.inthread(m.logout)
         self.imap = None
-        yield self.factory.lost[0]
+        yield self.connections.lost(0)
         self.assertIsNone(self.store.get("foreign:alice", "phone-1").silenced_connection)
 
         m = self.imap = yield self.inthread(client_session, port)

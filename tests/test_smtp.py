@@ -13,37 +13,10 @@ from twisted.trial import unittest
 from imapwebpush.smtp.server import ReceivingESMTP, ReceivingFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
+from tests.harness.connections import ConnectionTracker
 
 FAST = {"n": 16, "r": 1, "p": 1}
 DOMAINS = ["example.org", "example.net"]
-
-
-def track_connections(factory):
-    """Make ``factory.closed()`` wait until every connection it built is gone.
-
-    Tests wait on it so trial's reactor check finds no half-closed socket.
-    """
-    factory.open_connections = []
-    build = factory.buildProtocol
-
-    def buildProtocol(addr):
-        p = build(addr)
-        done = defer.Deferred()
-        lost = p.connectionLost
-
-        def connectionLost(reason):
-            try:
-                lost(reason)
-            finally:
-                done.callback(None)
-
-        p.connectionLost = connectionLost
-        factory.open_connections.append(done)
-        return p
-
-    factory.buildProtocol = buildProtocol
-    factory.closed = lambda: defer.gatherResults(factory.open_connections)
-    return factory
 
 
 class SMTPTestMixin:
@@ -61,12 +34,10 @@ class SMTPTestMixin:
         self.users.add("bob@example.net", "bob-pw")
 
     def listen(self, factory, listen=None):
-        track_connections(factory)
-        listen = listen or (lambda f: reactor.listenTCP(0, f, interface="127.0.0.1"))
-        port = listen(factory)
-        self.addCleanup(factory.closed)
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
+        """Listen on loopback; after the test, wait until the server closed every connection."""
+        connections = ConnectionTracker(reactor)
+        self.addCleanup(connections.close, abort=False)
+        return connections.listen(factory, listen)
 
     def inbox(self, address):
         """The INBOX as a fresh store reads it from disk: [(uid, bytes)]."""

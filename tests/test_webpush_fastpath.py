@@ -18,6 +18,7 @@ from imapwebpush.webpush import crypto
 from imapwebpush.webpush.http import PushHTTPClient, _EndpointCache, _request_target, make_http_client
 from imapwebpush.webpush.limits import MAX_PLAINTEXT, RECORD_SIZE
 from imapwebpush.webpush.policy import EndpointPolicy
+from tests.harness.connections import ConnectionTracker
 
 
 class EncryptTests(unittest.TestCase):
@@ -64,8 +65,6 @@ class _Recorder(protocol.Protocol):
 
     def connectionMade(self):
         self.data = b""
-        self.factory.connections.append(self)
-        self.closed = defer.Deferred()
 
     def dataReceived(self, data):
         self.data += data
@@ -82,9 +81,6 @@ class _Recorder(protocol.Protocol):
             self.data = b""
             self.transport.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
 
-    def connectionLost(self, reason):
-        self.closed.callback(None)
-
 
 class WireTests(unittest.TestCase):
     """What PushHTTPClient puts on the wire, over loopback."""
@@ -100,19 +96,17 @@ class WireTests(unittest.TestCase):
     def setUp(self):
         factory = protocol.Factory.forProtocol(_Recorder)
         factory.requests = []
-        factory.connections = []
         self.factory = factory
-        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.origin = "http://127.0.0.1:%d" % (self.port.getHost().port,)
+        self.connections = ConnectionTracker(reactor)
+        self.portno = self.connections.listen(factory)
+        self.origin = "http://127.0.0.1:%d" % (self.portno,)
         self.client = make_http_client(reactor, EndpointPolicy(insecure=True))
         self.addCleanup(self.stop)
 
     @defer.inlineCallbacks
     def stop(self):
         yield self.client.pool.closeCachedConnections()
-        yield self.port.stopListening()
-        for connection in self.factory.connections:
-            yield connection.closed
+        yield self.connections.close(abort=False)
 
     @defer.inlineCallbacks
     def test_push_post(self):
@@ -137,7 +131,7 @@ class WireTests(unittest.TestCase):
                 b"Content-Encoding: aes128gcm",
                 b"Content-Type: application/octet-stream",
                 b"Authorization: vapid t=a.b.c, k=key",
-                b"Host: 127.0.0.1:%d" % (self.port.getHost().port,),
+                b"Host: 127.0.0.1:%d" % (self.portno,),
             ]),
         )
         self.assertEqual(body, b"hello")
@@ -151,7 +145,7 @@ class WireTests(unittest.TestCase):
             )
             yield treq.content(response)
         self.assertEqual(len(self.factory.requests), 3)
-        self.assertEqual(len(self.factory.connections), 1)
+        self.assertEqual(len(self.connections.connections), 1)
 
     @defer.inlineCallbacks
     def test_other_requests_are_treqs(self):

@@ -28,22 +28,6 @@ from tests.test_imap_webpush import ENDPOINT, SUBJECT, UAKeys, WebPushTestBase
 ALICE = "alice@example.org"
 
 
-class TrackingIMAPFactory(IMAPFactory):
-    """IMAPFactory that gives each test a Deferred per connection, fired when it closes."""
-
-    def buildProtocol(self, addr):
-        p = IMAPFactory.buildProtocol(self, addr)
-        done = defer.Deferred()
-        self.lost.append(done)
-        original = p.connectionLost
-
-        def connectionLost(reason):
-            original(reason)
-            done.callback(None)
-        p.connectionLost = connectionLost
-        return p
-
-
 class OurServerBase(WebPushTestBase):
     """Our IMAPServer (Maildir store, IMAPRealm, Avatar) with the WEBPUSH mixin."""
 
@@ -54,10 +38,8 @@ class OurServerBase(WebPushTestBase):
         checker.addUser(ALICE.encode(), b"secret")
         realm = IMAPRealm(MailStore(self.mktemp()),
                           avatar_factory=WebPushAvatarFactory(self.service, Avatar))
-        factory = TrackingIMAPFactory(Portal(realm, [checker]), allow_plaintext_auth=True,
-                                      protocol=webpush_server_class(IMAPServer))
-        factory.lost = []
-        return factory
+        return IMAPFactory(Portal(realm, [checker]), allow_plaintext_auth=True,
+                           protocol=webpush_server_class(IMAPServer))
 
     def connect(self, user=ALICE.encode()):
         return WebPushTestBase.connect(self, user)
@@ -183,7 +165,7 @@ class LifecycleTests(OurServerBase):
         self.assertEqual(lines[-2], b"* WEBPUSH phone-1 " + ua.endpoint.encode() + b" CONNECTION")
         lines = yield client.command(b"a3 LOGOUT")
         self.assertEqual(lines[-1][:5], b"a3 OK")
-        yield self.factory.lost[0]
+        yield self.connections.lost(0)
         self.assertIsNone(self.store.get(ALICE, "phone-1").silenced_connection)
         self.assertEqual(self.service.dispatcher.ended, [(ALICE, "phone-1")])
 

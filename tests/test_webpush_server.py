@@ -100,9 +100,9 @@ class SubscribeOverIMAP(unittest.TestCase):
             try:
                 imap.login(ALICE, PASSWORD)
                 capabilities = imap.capability()[1][0].split()
-                imap._simple_command("GETVAPID")
+                imap.xatom("GETVAPID")
                 vapid = imap.response("VAPID")[1][0]
-                typ, _ = imap._simple_command(
+                typ, _ = imap.xatom(
                     "WEBPUSH", "phone", device.endpoint, device.p256dh, device.auth)
                 listed = imap.response("WEBPUSH")[1]
                 return capabilities, vapid, typ, listed
@@ -129,7 +129,7 @@ class SubscribeOverIMAP(unittest.TestCase):
             imap = imaplib.IMAP4("127.0.0.1", port)
             try:
                 imap.login(ALICE, PASSWORD)
-                typ, _ = imap._simple_command("ACKWEBPUSH", token.decode("ascii"))
+                typ, _ = imap.xatom("ACKWEBPUSH", token.decode("ascii"))
                 return typ, imap.response("WEBPUSH")[1]
             finally:
                 imap.logout()
@@ -187,7 +187,7 @@ class SubscribeOverIMAP(unittest.TestCase):
             imap = imaplib.IMAP4("127.0.0.1", port)
             try:
                 imap.login(ALICE, PASSWORD)
-                imap._simple_command("GETVAPID")
+                imap.xatom("GETVAPID")
                 return imap.response("VAPID")[1][0].decode("ascii")
             finally:
                 imap.logout()
@@ -217,7 +217,7 @@ class SubscribeOverIMAP(unittest.TestCase):
             imap = imaplib.IMAP4("127.0.0.1", port)
             try:
                 imap.login(ALICE, PASSWORD)
-                return imap._simple_command("WEBPUSH", "phone", "NIL")[0]
+                return imap.xatom("WEBPUSH", "phone", "NIL")[0]
             finally:
                 imap.logout()
 

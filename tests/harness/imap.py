@@ -1,21 +1,19 @@
-"""Shared set-up for the IMAP tests: a real MailStore, a real server on 127.0.0.1:0, and
-blocking clients (imaplib, or a raw socket that reads exact wire lines) run in threads."""
+"""Shared set-up for the IMAP tests: a real MailStore, our server on a tracked
+127.0.0.1:0 port, and blocking clients (imaplib, or ``Wire`` for exact lines) run in threads."""
 
 import imaplib
-import socket
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
-from twisted.internet import defer, reactor, threads
+from twisted.internet import reactor, threads
 from twisted.trial import unittest
 
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
-from imapwebpush.imap.server import IMAPServer
 from imapwebpush.store.account import MailStore
+from tests.harness.connections import ConnectionTracker
+from tests.harness.wire import PASSWORD, USER, Wire
 
-USER = "alice@example.org"
-PASSWORD = "secret"
 OTHER = "bob@example.org"
 
 MESSAGE = (
@@ -39,65 +37,8 @@ def message(subject="Hello there", body=b"Body text.\r\n"):
     )
 
 
-class TrackingServer(IMAPServer):
-    """Records its connections so each test can wait for them to close."""
-
-    def connectionMade(self):
-        self.factory.sessions.append(self)
-        self.lost = defer.Deferred()
-        super().connectionMade()
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        self.lost.callback(None)
-
-
-class Wire:
-    """A blocking raw-socket IMAP client for exact wire assertions."""
-
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-        self.greeting = self.readline()
-
-    def readline(self):
-        line = self.file.readline()
-        if not line:
-            raise EOFError("server closed the connection")
-        return line.decode("utf-8", "replace").rstrip("\r\n")
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def until(self, tag):
-        """Lines up to and including the one tagged ``tag``."""
-        lines = []
-        while True:
-            line = self.readline()
-            lines.append(line)
-            if line.startswith(tag + " "):
-                return lines
-
-    def cmd(self, tag, text):
-        self.send("%s %s\r\n" % (tag, text))
-        return self.until(tag)
-
-    def login(self, user=USER, password=PASSWORD):
-        lines = self.cmd("L1", 'LOGIN "%s" "%s"' % (user, password))
-        assert lines[-1].startswith("L1 OK"), lines
-        return lines
-
-    def close(self):
-        try:
-            self.sock.close()
-        finally:
-            self.file.close()
-
-
 class IMAPTestCase(unittest.TestCase):
-    """Starts a MailStore and an IMAP server for each test."""
+    """Starts a MailStore and an IMAP server for each test; every connection is closed after."""
 
     allow_plaintext_auth = True
     tls = None
@@ -109,10 +50,9 @@ class IMAPTestCase(unittest.TestCase):
         checker.addUser(OTHER.encode(), PASSWORD.encode())
         self.portal = Portal(IMAPRealm(self.store), [checker])
         self.factory = self.make_factory()
-        self.factory.sessions = []
-        self.port = reactor.listenTCP(0, self.serving_factory(), interface="127.0.0.1")
-        self.portno = self.port.getHost().port
-        self.addCleanup(self._stop)
+        self.connections = ConnectionTracker(reactor)
+        self.addCleanup(self.connections.close)
+        self.portno = self.connections.listen(self.serving_factory())
 
     def make_factory(self):
         return IMAPFactory(
@@ -120,19 +60,10 @@ class IMAPTestCase(unittest.TestCase):
             self.store,
             tls=self.tls,
             allow_plaintext_auth=self.allow_plaintext_auth,
-            protocol=TrackingServer,
         )
 
     def serving_factory(self):
         return self.factory
-
-    @defer.inlineCallbacks
-    def _stop(self):
-        yield self.port.stopListening()
-        for session in self.factory.sessions:
-            if session.transport is not None and not session.lost.called:
-                session.transport.abortConnection()
-        yield defer.DeferredList([s.lost for s in self.factory.sessions])
 
     def account(self, address=USER):
         return self.store.account(address)

@@ -1,0 +1,12 @@
+"""The shared test harness: what more than one test module needs to talk to a server.
+
+- ``wire``: the IMAP wire clients (a blocking one for client code run in a thread, a
+  Deferred-based one for code on the reactor) that read exact lines.
+- ``connections``: a ``ConnectionTracker`` that listens on 127.0.0.1:0, notes every
+  connection a test's servers accept or its clients open, and closes them all.
+- ``settle``: waiting without the wall clock: run a ``task.Clock`` world until it is
+  quiet, or wait for an event (a push received, a delivery finished) on the reactor.
+- ``imap``: ``IMAPTestCase``, a MailStore and our IMAP server on a tracked port.
+
+docs/testing.rst describes how to use them.
+"""

@@ -1,0 +1,140 @@
+"""IMAP wire clients that read exact lines, for assertions on what a client sees.
+
+``Wire`` is a blocking socket client for test code that runs in a thread (next to
+imaplib or imapclient); ``LineClient`` is its twin on the reactor, whose calls
+return Deferreds. Both send raw text and hand back every line up to a tagged answer.
+"""
+
+import socket
+
+from twisted.internet import defer
+from twisted.protocols.basic import LineReceiver
+
+USER = "alice@example.org"
+PASSWORD = "secret"
+
+
+class Wire:
+    """A blocking raw-socket IMAP client (run it in a thread); lines are text."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.readline()
+
+    def readline(self):
+        line = self.file.readline()
+        if not line:
+            raise EOFError("server closed the connection")
+        return line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def read_exactly(self, size):
+        """``size`` octets (a literal's contents), however the server split them."""
+        data = b""
+        while len(data) < size:
+            chunk = self.file.read(size - len(data))
+            if not chunk:
+                raise EOFError("server closed the connection")
+            data += chunk
+        return data
+
+    def read_raw_until(self, end):
+        """The raw octets up to and including ``end`` (bytes), for non-UTF-8 answers."""
+        data = b""
+        while not data.endswith(end):
+            line = self.file.readline()
+            if not line:
+                raise EOFError("server closed the connection")
+            data += line
+        return data
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def until(self, tag):
+        """Lines up to and including the one tagged ``tag``."""
+        lines = []
+        while True:
+            line = self.readline()
+            lines.append(line)
+            if line.startswith(tag + " "):
+                return lines
+
+    def cmd(self, tag, text):
+        self.send("%s %s\r\n" % (tag, text))
+        return self.until(tag)
+
+    def login(self, user=USER, password=PASSWORD):
+        lines = self.cmd("L1", 'LOGIN "%s" "%s"' % (user, password))
+        assert lines[-1].startswith("L1 OK"), lines
+        return lines
+
+    def close(self):
+        try:
+            self.sock.close()
+        finally:
+            self.file.close()
+
+
+class LineClient(LineReceiver):
+    """The reactor-side wire client: sends raw lines, collects the server's lines as bytes."""
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(self):
+        self.received = []
+        self.closed = defer.Deferred()
+        self._read = 0  # lines already handed to a caller
+        self._waiters = []  # (predicate, Deferred), served in order
+
+    def lineReceived(self, line):
+        self.received.append(line)
+        self._serve()
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+    def _serve(self):
+        while self._waiters:
+            predicate, d = self._waiters[0]
+            for i in range(self._read, len(self.received)):
+                if predicate(self.received[i]):
+                    out = self.received[self._read:i + 1]
+                    self._read = i + 1
+                    self._waiters.pop(0)
+                    d.callback(out)
+                    break
+            else:
+                return
+
+    def expect(self, predicate):
+        """Fires with the unread lines up to and including the first that matches."""
+        d = defer.Deferred()
+        self._waiters.append((predicate, d))
+        self._serve()
+        return d
+
+    def command(self, line):
+        """Send one command line; fires with every line up to and including its tagged answer."""
+        tag = line.split(b" ", 1)[0]
+        self.sendLine(line)
+        return self.expect(lambda received: received.startswith(tag + b" "))
+
+    def continuation(self):
+        return self.expect(lambda received: received.startswith(b"+"))
+
+
+@defer.inlineCallbacks
+def connect_line_client(tracker, port, user=None, password=b"secret"):
+    """A tracked LineClient past the greeting, logged in as ``user`` (bytes) unless None."""
+    client = LineClient()
+    yield tracker.connect(client, port)
+    yield client.expect(lambda line: line.startswith(b"* OK"))
+    if user is not None:
+        lines = yield client.command(b"L0 LOGIN " + user + b" " + password)
+        if not lines[-1].startswith(b"L0 OK "):
+            raise AssertionError(lines)
+    return client
