@@ -11,7 +11,7 @@ import io
 import json
 import os
 
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from imapwebpush import cli, tap
@@ -19,8 +19,8 @@ from imapwebpush.durable import atomic_write
 from imapwebpush.store.users import hash_password
 
 from tests.test_end_to_end import LOOPBACK, listeners
-from tests.test_imap_webpush import WireClient
-from tests.test_smtp import track_connections
+from tests.harness.connections import ConnectionTracker
+from tests.harness.wire import LineClient
 
 FAST = {"n": 16, "r": 1, "p": 1}
 UNHOSTABLE = ["a/b@example.org", "/etc@example.org", "a/./b@example.org"]
@@ -95,25 +95,19 @@ class WireTests(unittest.TestCase):
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--domain", "example.org",
              "--allow-plaintext-auth"]
         )
+        self.connections = ConnectionTracker()
         for child in listeners(self.running):
-            track_connections(child.factory)
-        self.clients = []
+            self.connections.track(child.factory)
 
     @defer.inlineCallbacks
     def tearDown(self):
-        for client in self.clients:
-            client.transport.loseConnection()
-            yield client.closed
         yield self.running.stop()
-        for child in listeners(self.running):
-            yield child.factory.closed()
+        yield self.connections.close(abort=False)
 
     @defer.inlineCallbacks
     def connect(self, name):
-        client = WireClient()
-        ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.running.ports[name])
-        yield endpoints.connectProtocol(ep, client)
-        self.clients.append(client)
+        client = LineClient()
+        yield self.connections.connect(client, self.running.ports[name])
         yield client.expect(lambda line: True)  # the greeting
         return client
 
