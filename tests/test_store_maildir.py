@@ -8,7 +8,8 @@ from twisted.trial import unittest
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
 from imapwebpush.store.events import FlagsChanged, MessageAdded, MessagesExpunged
-from imapwebpush.store.journal import JOURNAL_NAME
+from imapwebpush.store import scan
+from imapwebpush.store.journal import JOURNAL_NAME, Journal
 
 T0 = 1700000000.0
 MESSAGE = b"From: a@example.org\r\nSubject: hello\r\n\r\nBody line\r\n"
@@ -42,6 +43,22 @@ class StoreTestMixin:
 
     def files(self, box, sub):
         return sorted(os.listdir(os.path.join(box.path, sub)))
+
+    def journal_lines(self, box):
+        with open(os.path.join(box.path, JOURNAL_NAME), "rb") as f:
+            return f.read().count(b"\n")
+
+    def compact(self, box, uid):
+        """Change ``uid``'s flags until the journal of ``box`` rewrites itself."""
+        seen = "add"
+        lines = self.journal_lines(box)
+        while True:
+            box.set_flags([uid], ["\\Seen"], seen)
+            seen = "remove" if seen == "add" else "add"
+            now = self.journal_lines(box)
+            if now < lines:
+                return
+            lines = now
 
 
 class AddTests(StoreTestMixin, unittest.TestCase):
@@ -288,17 +305,16 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
         for n in range(2):
             with open(os.path.join(self.inbox.path, "new", "1699999999.drop%d.host" % n), "wb") as f:
                 f.write(MESSAGE)
-        journal = self.inbox._journal
 
-        def full(records):
+        def full(journal, records):
             raise OSError(28, "No space left on device")
 
-        self.patch(journal, "append", full)
+        disk_full = self.patch(Journal, "append", full)
         self.assertRaises(OSError, self.inbox.uids)
         self.assertEqual((self.inbox.uidnext, self.inbox.highestmodseq), before)
         self.assertEqual(self.inbox.count(), 1)
         self.assertEqual(msg.flags, frozenset())
-        del journal.append
+        disk_full.restore()
         # The retry (here a delivery) first finishes the scan that failed.
         u4 = self.inbox.add(MESSAGE)
         self.assertEqual(self.inbox.uids(), [u1, u1 + 1, u1 + 2, u1 + 3])
@@ -309,16 +325,15 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
     def test_failed_journal_append_during_add_changes_no_counter(self):
         u1 = self.inbox.add(MESSAGE)
         before = (self.inbox.uidnext, self.inbox.highestmodseq)
-        journal = self.inbox._journal
 
-        def full(records):
+        def full(journal, records):
             raise OSError(28, "No space left on device")
 
-        self.patch(journal, "append", full)
+        disk_full = self.patch(Journal, "append", full)
         self.assertRaises(OSError, self.inbox.add, MESSAGE)
         self.assertEqual((self.inbox.uidnext, self.inbox.highestmodseq), before)
         self.assertEqual(self.inbox.count(), 1)
-        del journal.append
+        disk_full.restore()
         u3 = self.inbox.add(MESSAGE)
         self.assertEqual(self.inbox.uids(), [u1, u1 + 1, u3])
         self.assertEqual(u3, u1 + 2)
@@ -341,7 +356,7 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
     def fill_journal(self, uid):
         """Change ``uid`` until the next journal line makes the journal compact itself."""
         seen = "add"
-        while self.inbox._records < 2 * self.inbox.count() + 256:
+        while self.journal_lines(self.inbox) < 2 * self.inbox.count() + 256:
             self.inbox.set_flags([uid], ["\\Seen"], seen)
             seen = "remove" if seen == "add" else "add"
 
@@ -416,8 +431,6 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
 
     def test_file_dropped_in_the_same_timestamp_tick(self):
         """A drop that leaves new/'s mtime unchanged is found once the mtime has aged."""
-        from imapwebpush.store import maildir
-
         u1 = self.inbox.add(MESSAGE)
         new = os.path.join(self.inbox.path, "new")
         before = os.stat(new)
@@ -425,21 +438,19 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
             f.write(MESSAGE)
         os.utime(new, ns=(before.st_atime_ns, before.st_mtime_ns))
         self.assertEqual(self.inbox.uids(), [u1])
-        later = before.st_mtime_ns / 1e9 + maildir._MTIME_TRUST + 1
-        self.patch(maildir.time, "time", lambda: later)
+        later = before.st_mtime_ns / 1e9 + scan.MTIME_TRUST + 1
+        self.patch(scan.time, "time", lambda: later)
         self.assertEqual(self.inbox.uids(), [u1, u1 + 1])
 
     def test_aged_delivery_relists_only_new(self):
         """After our own add to new/, the aged snapshot re-lists new/ only, not a big cur/."""
-        from imapwebpush.store import maildir
-
         old = [self.inbox.add(MESSAGE, flags=["\\Seen"]) for _ in range(3)]
         cur = os.path.join(self.inbox.path, "cur")
         os.utime(cur, (T0 - 3600, T0 - 3600))  # cur/ last changed long ago
         self.inbox.uids()
         uid = self.inbox.add(MESSAGE)
-        later = os.stat(os.path.join(self.inbox.path, "new")).st_mtime + maildir._MTIME_TRUST + 1
-        self.patch(maildir.time, "time", lambda: later)
+        later = os.stat(os.path.join(self.inbox.path, "new")).st_mtime + scan.MTIME_TRUST + 1
+        self.patch(scan.time, "time", lambda: later)
         listed = []
         real_listdir = os.listdir
 
@@ -469,8 +480,10 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
     def test_file_vanishing_during_store_is_noticed(self):
         u1 = self.inbox.add(MESSAGE)
         u2 = self.inbox.add(MESSAGE)
+        new = os.path.join(self.inbox.path, "new")
+        before = os.stat(new)
         os.unlink(self.inbox.message(u1).path())
-        self.inbox._mtimes = self.inbox._stat_dirs()  # as if in the same timestamp tick
+        os.utime(new, ns=(before.st_atime_ns, before.st_mtime_ns))  # as if in the same timestamp tick
         changed, _ = self.inbox.set_flags([u1, u2], ["\\Seen"], "add")
         self.assertEqual(list(changed), [u2])
         self.assertEqual(self.inbox.uids(), [u2])

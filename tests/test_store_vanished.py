@@ -3,7 +3,7 @@ in the journal, through restarts, compaction and other tools' removals."""
 
 import os
 
-from imapwebpush.store import maildir
+from imapwebpush.store import index
 from imapwebpush.store.events import MessagesExpunged
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 from twisted.trial import unittest
@@ -92,20 +92,23 @@ class VanishedTests(StoreTestMixin, unittest.TestCase):
         uids = self.add(2)
         start = self.inbox.highestmodseq
         os.unlink(self.inbox.message(uids[0]).path())
-        self.inbox._dirty = True  # as a failed open would; mtimes may not have moved
+        # Make sure new/'s mtime moves even on coarse clocks.
+        new = os.path.join(self.inbox.path, "new")
+        st = os.stat(new)
+        os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
         self.assertEqual(self.inbox.uids(), [uids[1]])
         self.assertEqual(self.inbox.vanished_since(start), [uids[0]])
         self.assertEqual(self.reopen().vanished_since(start), [uids[0]])
 
     def test_trimmed_history_raises_the_floor(self):
-        self.patch(maildir, "VANISHED_HISTORY", 3)
+        self.patch(index, "VANISHED_HISTORY", 3)
         uids = self.add(8)
         start = self.inbox.highestmodseq
         marks = []
         for uid in uids[:6]:  # six expunges of one message each
             self.expunge([uid])
             marks.append(self.inbox.highestmodseq)
-        self.inbox._compact()
+        self.compact(self.inbox, uids[7])
         # The three oldest tombstones are gone; the floor is the last dropped one.
         self.assertEqual(self.inbox.vanished_floor, marks[2])
         self.assertEqual(self.inbox.vanished_since(marks[2]), [4, 5, 6])
@@ -118,13 +121,14 @@ class VanishedTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(fresh.vanished_since(start), [1, 2, 3, 4, 5, 6])
 
     def test_below_the_floor_counts_gaps_and_the_tail(self):
-        self.patch(maildir, "VANISHED_HISTORY", 0)
+        self.patch(index, "VANISHED_HISTORY", 0)
         uids = self.add(6)
         self.expunge([uids[0], uids[2], uids[5]])
-        self.inbox._compact()
-        self.assertEqual(self.inbox.vanished_floor, self.inbox.highestmodseq)
+        expunged_at = self.inbox.highestmodseq
+        self.compact(self.inbox, uids[1])
+        self.assertEqual(self.inbox.vanished_floor, expunged_at)
         self.assertEqual(self.inbox.vanished_ranges(1), [(1, 1), (3, 3), (6, 6)])
-        self.assertEqual(self.inbox.vanished_since(self.inbox.highestmodseq), [])
+        self.assertEqual(self.inbox.vanished_since(expunged_at), [])
 
     def test_legacy_compacted_journal_has_its_floor_at_its_modseq(self):
         """A journal compacted before tombstones were kept lost its expunges."""
@@ -137,7 +141,11 @@ class VanishedTests(StoreTestMixin, unittest.TestCase):
             "n": self.inbox.uidnext,
             "m": self.inbox.highestmodseq,
         }
-        journal.rewrite([state] + [self.inbox._record(self.inbox.message(u)) for u in uids[1:]])
+        added = [
+            {"t": "a", "u": m.uid, "f": m.filename, "m": m.modseq, "s": m.size, "d": m.internaldate}
+            for m in map(self.inbox.message, uids[1:])
+        ]
+        journal.rewrite([state] + added)
         fresh = self.reopen()
         self.assertEqual(fresh.vanished_floor, self.inbox.highestmodseq)
         self.assertEqual(fresh.vanished_since(1), [1])  # below the floor: the gap

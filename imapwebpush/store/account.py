@@ -13,10 +13,12 @@ On disk (``<path>/<address>/``, Maildir++; the server's path is ``<data>/mail``)
 
 import json
 import os
+import time
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from imapwebpush.constants import DELIMITER, INBOX
 from imapwebpush.interfaces import IAccount, IMailStore
 from imapwebpush.store import names
 from imapwebpush.store.bus import ChangeBus, Forwarder
@@ -32,7 +34,6 @@ from imapwebpush.store.maildir import Mailbox, make_folder, remove_folder
 
 log = Logger()
 
-INBOX = names.INBOX
 SUBSCRIPTIONS_FILE = "subscriptions"
 SPECIAL_USE_FILE = "imapwebpush-special-use"
 UIDVALIDITY_FILE = "imapwebpush-uidvalidity"
@@ -71,8 +72,6 @@ _LEFTOVER_AGE = 3600
 def _sweep(path, prefixes):
     """Remove what a crash left behind: trash folders, and half-made folders
     old enough that no other process can still be building them."""
-    import time
-
     try:
         entries = os.listdir(path)
     except FileNotFoundError:
@@ -149,8 +148,8 @@ class Account:
         except FileNotFoundError:
             return None
 
-    def _verify(self):
-        """MailboxNotFound (and every object stops working) if the folder was replaced."""
+    def check(self):
+        """MailboxNotFound (and every object stops working) if the folder was deleted or replaced."""
         if self._deleted or self._identity() != self._ino:
             self._gone()
             raise MailboxNotFound("Account %s does not exist any more" % (self.address,))
@@ -159,7 +158,7 @@ class Account:
         """This account's folder was removed: every object of it stops working."""
         self._deleted = True
         for box in self._mailboxes.values():
-            box._deleted = True
+            box.mark_gone()
         self._mailboxes.clear()
 
     # -- persistence helpers -------------------------------------------------
@@ -261,12 +260,12 @@ class Account:
                 box.check()
             except MailboxNotFound:
                 if self._deleted:
-                    raise  # the whole account was replaced (_verify forgot every mailbox)
+                    raise  # the whole account was replaced (check() forgot every mailbox)
                 del self._mailboxes[name]
                 box = None
         if name not in selectable:
             if box is not None:
-                box._deleted = True
+                box.mark_gone()
                 del self._mailboxes[name]
             raise MailboxNotFound("Mailbox %s does not exist" % (name,))
         if box is None:
@@ -293,7 +292,7 @@ class Account:
     def has_children(self, name):
         name = names.normalise(name)
         _, every = self._tree()
-        prefix = name + names.SEPARATOR
+        prefix = name + DELIMITER
         return any(n.startswith(prefix) for n in every)
 
     def is_selectable(self, name):
@@ -338,7 +337,7 @@ class Account:
         self._tree_stamp = None
         box = self._mailboxes.pop(name, None)
         if box is not None:
-            box._deleted = True
+            box.mark_gone()
         if self._special.pop(name, None) is not None:
             self._save_special()
         self._publish(MailboxDeleted(self.address, name, origin=origin))
@@ -374,12 +373,18 @@ class Account:
             os.rename(source, target)
         fsync_dir(self.path)
         self._tree_stamp = None
+        self._carry_over(moves)
+        for made in created:
+            self._publish(MailboxCreated(self.address, made, origin=origin))
+        for was, now in moves:
+            self._publish(MailboxRenamed(self.address, was, now, origin=origin))
+
+    def _carry_over(self, moves):
+        """Mailbox objects, special use and subscriptions follow renamed mailboxes."""
         for was, now in moves:
             box = self._mailboxes.pop(was, None)
             if box is not None:
-                box.name = now
-                box.path = self._folder_path(now)
-                box._journal.path = os.path.join(box.path, os.path.basename(box._journal.path))
+                box.moved_to(now, self._folder_path(now))
                 self._mailboxes[now] = box
         if any(was in self._special for was, _ in moves):
             for was, now in moves:
@@ -392,10 +397,6 @@ class Account:
                     self._subscriptions.discard(was)
                     self._subscriptions.add(now)
             self._save_subscriptions()
-        for made in created:
-            self._publish(MailboxCreated(self.address, made, origin=origin))
-        for was, now in moves:
-            self._publish(MailboxRenamed(self.address, was, now, origin=origin))
 
     def _rename_inbox(self, new, origin):
         """RFC 3501 6.3.5: move INBOX's messages to a new mailbox; INBOX stays, empty."""
@@ -458,6 +459,7 @@ class MailStore:
 
     def __init__(self, path, clock=None, max_message_size=None):
         if clock is None:
+            # Late: importing the reactor installs the default one.
             from twisted.internet import reactor as clock
         self.path = path
         os.makedirs(self.path, exist_ok=True)

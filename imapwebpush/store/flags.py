@@ -7,9 +7,13 @@ stored: a message is recent while its file is in new/.
 
 import re
 
-RECENT = "\\Recent"
+from imapwebpush.constants import RECENT, SYSTEM_FLAGS
+
 DELETED = "\\Deleted"
 SEEN = "\\Seen"
+
+# The modes of set_flags (IMAP STORE FLAGS, +FLAGS, -FLAGS).
+MODES = ("replace", "add", "remove")
 
 _LETTERS = {
     "\\Draft": "D",
@@ -19,10 +23,10 @@ _LETTERS = {
     "\\Deleted": "T",
 }
 _BY_LETTER = {v: k for k, v in _LETTERS.items()}
-_CANONICAL = {k.lower(): k for k in _LETTERS}
-SYSTEM_FLAGS = frozenset(_LETTERS)
+_CANONICAL = {k.lower(): k for k in SYSTEM_FLAGS}
+_RECENT = RECENT.lower()
 
-_SIZE = re.compile(r",S=(\d+)")
+_SIZE = re.compile(r",S=\d+")
 
 
 def split(flags):
@@ -37,7 +41,7 @@ def split(flags):
         if isinstance(flag, bytes):
             flag = flag.decode("utf-8", "replace")
         lowered = flag.lower()
-        if lowered == "\\recent":
+        if lowered == _RECENT:
             continue
         canonical = _CANONICAL.get(lowered)
         if canonical is not None:
@@ -69,11 +73,25 @@ def info(system, extra=""):
     return ":2," + "".join(sorted(letters))
 
 
-def size_from_name(base):
-    """The ',S=' size of a Maildir base name, or None."""
-    match = _SIZE.search(base)
-    return int(match.group(1)) if match else None
-
-
 def without_size(base):
+    """A Maildir base name without its ',S=<size>'."""
     return _SIZE.sub("", base)
+
+
+def change(mode, system, keywords, given_system, given_keywords):
+    """(system flags, keywords) of a message after a STORE of ``mode`` with the given ones.
+
+    Keywords are compared ignoring case; one the message has keeps its spelling.
+    """
+    if mode == "replace":
+        return given_system, given_keywords
+    if mode == "add":
+        have = {k.lower() for k in keywords}
+        return system | given_system, keywords | {k for k in given_keywords if k.lower() not in have}
+    lowered = {k.lower() for k in given_keywords}
+    return system - given_system, frozenset(k for k in keywords if k.lower() not in lowered)
+
+
+def same_keywords(one, other):
+    """True when two keyword sets are equal ignoring case."""
+    return {k.lower() for k in one} == {k.lower() for k in other}

@@ -1,4 +1,4 @@
-"""Maildir file-system steps: name a Maildir file, remove a tree.
+"""Maildir file-system steps: name a Maildir file, place it, remove a tree.
 
 The durable writes themselves live in L{imapwebpush.durable}, re-exported here
 for the store's modules.
@@ -36,6 +36,19 @@ def unique_name(now, size):
         _HOST,
         size,
     )
+
+
+def place_file(tmp, target, data, mtime):
+    """Write ``data`` to ``tmp`` (in tmp/), fsync, rename it to ``target``; no leftover on failure."""
+    try:
+        write_file(tmp, data, mtime=mtime)
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def remove_tree(path):

@@ -13,10 +13,9 @@ other character ('.', '%', '/', '\\\\', ':', control characters...) becomes
 '%XX' runs back as UTF-8, so encode/decode is a bijection.
 """
 
+from imapwebpush.constants import DELIMITER, INBOX
 from imapwebpush.store.errors import InvalidMailboxName
 
-SEPARATOR = "/"
-INBOX = "INBOX"
 MAX_FOLDER_OCTETS = 255  # a folder is one directory entry
 
 _SAFE = frozenset(
@@ -32,18 +31,18 @@ def normalise(name):
         raise InvalidMailboxName("Mailbox name is empty")
     if "\0" in name or "\r" in name or "\n" in name:
         raise InvalidMailboxName("Mailbox name contains NUL, CR or LF")
-    if name.startswith(SEPARATOR) or name.endswith(SEPARATOR):
+    if name.startswith(DELIMITER) or name.endswith(DELIMITER):
         raise InvalidMailboxName("Mailbox name starts or ends with '/'")
-    if SEPARATOR * 2 in name:
+    if DELIMITER * 2 in name:
         raise InvalidMailboxName("Mailbox name contains an empty level ('//')")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidMailboxName("Mailbox name is not valid Unicode")
-    parts = name.split(SEPARATOR)
+    parts = name.split(DELIMITER)
     if parts[0].upper() == INBOX:
         parts[0] = INBOX
-    return SEPARATOR.join(parts)
+    return DELIMITER.join(parts)
 
 
 def _encode_part(part):
@@ -85,7 +84,7 @@ def folder_for(name):
     """The folder (directory entry) of a normalised name; '' for INBOX."""
     if name == INBOX:
         return ""
-    folder = "." + ".".join(_encode_part(p) for p in name.split(SEPARATOR))
+    folder = "." + ".".join(_encode_part(p) for p in name.split(DELIMITER))
     if len(folder.encode("utf-8")) > MAX_FOLDER_OCTETS:
         raise InvalidMailboxName("Mailbox name is too long")
     return folder
@@ -102,7 +101,7 @@ def name_for_folder(folder):
         return None
     if any(not p for p in decoded):
         return None
-    name = SEPARATOR.join(decoded)
+    name = DELIMITER.join(decoded)
     try:
         canonical = normalise(name)
     except InvalidMailboxName:
@@ -114,10 +113,10 @@ def name_for_folder(folder):
 
 def parents(name):
     """The ancestors of a normalised name, outermost first: 'a/b/c' -> ['a', 'a/b']."""
-    parts = name.split(SEPARATOR)
-    return [SEPARATOR.join(parts[:i]) for i in range(1, len(parts))]
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
 
 
 def is_inside(name, ancestor):
     """True when ``name`` is ``ancestor`` or below it."""
-    return name == ancestor or name.startswith(ancestor + SEPARATOR)
+    return name == ancestor or name.startswith(ancestor + DELIMITER)

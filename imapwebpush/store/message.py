@@ -1,0 +1,155 @@
+"""A stored message: one file in new/ or cur/ of a mailbox, read on demand.
+
+Its UID, flags and modseq come from the mailbox's index (``index.py``), which
+keeps them in step with the journal; its bytes stay on disk. Header blocks,
+read for FETCH ENVELOPE and push payloads, are kept in a small cache per
+mailbox so a busy mailbox does not reopen the same files.
+"""
+
+import os
+from collections import OrderedDict
+
+from zope.interface import implementer
+
+from imapwebpush.interfaces import IStoredMessage
+from imapwebpush.store import flags as flagsmod
+
+# Header blocks kept in memory per mailbox (FETCH ENVELOPE, push payloads).
+HEADER_CACHE_SIZE = 2048
+
+
+def to_crlf(data):
+    """``data`` with every line ending as CRLF (bare LF becomes CRLF)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    data = bytes(data)
+    # Mail from SMTP and most IMAP clients is CRLF already: counting (no
+    # allocation) is cheaper than two copies that would change nothing.
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def header_block(data):
+    """The raw header block of a message: up to and including the blank line."""
+    if data.startswith(b"\r\n"):
+        return b"\r\n"
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data
+    return data[: end + 4]
+
+
+class HeaderCache:
+    """The header blocks of the messages of one mailbox read last, by UID."""
+
+    def __init__(self):
+        self._blocks = OrderedDict()
+
+    def get(self, uid):
+        """The cached block of ``uid`` (now the freshest), or None."""
+        block = self._blocks.get(uid)
+        if block is not None:
+            self._blocks.move_to_end(uid)
+        return block
+
+    def put(self, uid, block):
+        self._blocks[uid] = block
+        if len(self._blocks) > HEADER_CACHE_SIZE:
+            self._blocks.popitem(last=False)
+
+    def drop(self, uid):
+        self._blocks.pop(uid, None)
+
+
+@implementer(IStoredMessage)
+class StoredMessage:
+    """A message of a L{imapwebpush.store.maildir.Mailbox}; its attributes
+    follow the mailbox's changes (the index calls L{set_file})."""
+
+    __slots__ = (
+        "uid",
+        "flags",
+        "modseq",
+        "size",
+        "internaldate",
+        "system",
+        "keywords",
+        "extra",
+        "filename",
+        "base",
+        "_mailbox",
+    )
+
+    def __init__(self, mailbox, uid, filename, modseq, size, internaldate, keywords):
+        self._mailbox = mailbox
+        self.uid = uid
+        self.modseq = modseq
+        self.size = size
+        self.internaldate = internaldate
+        self.set_file(filename, keywords)
+
+    def set_file(self, filename, keywords):
+        """Take a new file name and keywords (memory only: the index's step)."""
+        self.filename = filename  # 'new/<base>' or 'cur/<base>:2,<letters>'
+        self.base, self.system, self.extra = flagsmod.parse_name(filename[4:])
+        self.keywords = frozenset(keywords)
+        self.flags = self.system | self.keywords
+
+    @property
+    def recent(self):
+        """True while the file is in new/ (not yet claimed by a session)."""
+        return self.filename.startswith("new/")
+
+    def path(self):
+        return os.path.join(self._mailbox.path, self.filename)
+
+    def open(self):
+        """The message as a binary file object (the caller closes it), for partial reads.
+
+        KeyError when the message is gone (expunged, or removed by another tool).
+        """
+        try:
+            return open(self.path(), "rb")
+        except FileNotFoundError:
+            pass
+        # Renamed by another tool since our last look? Rescan once.
+        self._mailbox.refresh()
+        try:
+            current = self._mailbox.message(self.uid)
+        except KeyError:
+            current = None
+        if current is not self:
+            raise KeyError(self.uid)
+        try:
+            return open(self.path(), "rb")
+        except FileNotFoundError:
+            raise KeyError(self.uid)
+
+    def read(self):
+        with self.open() as f:
+            return f.read()
+
+    def headers(self):
+        cache = self._mailbox.header_cache
+        block = cache.get(self.uid)
+        if block is not None:
+            return block
+        with self.open() as f:
+            data = bytearray()
+            while True:
+                start = max(0, len(data) - 3)
+                chunk = f.read(16384)
+                data += chunk
+                if not chunk or data.find(b"\r\n\r\n", start) >= 0 or data.startswith(b"\r\n"):
+                    block = header_block(bytes(data))
+                    break
+        cache.put(self.uid, block)
+        return block
+
+    def __repr__(self):
+        return "<StoredMessage uid=%d flags=%s modseq=%d>" % (
+            self.uid,
+            sorted(self.flags),
+            self.modseq,
+        )
