@@ -17,9 +17,10 @@ and tells which ports it got; the end-to-end tests use it.
 import os
 import re
 
+from OpenSSL import crypto
 from twisted.application import service
 from twisted.cred.portal import Portal
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, ssl
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -27,7 +28,17 @@ from twisted.python.failure import Failure
 from imapwebpush import datadir, decisions
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
-from imapwebpush.store.users import UsersFileError, read_users_file
+from imapwebpush.imap.avatar import Avatar
+from imapwebpush.imap.factory import IMAPFactory
+from imapwebpush.imap.realm import IMAPRealm
+from imapwebpush.imap.server import IMAPServer
+from imapwebpush.imap.webpush_commands import WebPushAvatarFactory, webpush_server_class
+from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
+from imapwebpush.store.account import MailStore
+from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
+from imapwebpush.webpush.dispatcher import PushDispatcher
+from imapwebpush.webpush.service import build_webpush
+from imapwebpush.webpush.topic import load_or_create_topic_key
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
@@ -46,8 +57,6 @@ def load_tls(cert_path, key_path=None):
     ``key_path`` defaults to ``cert_path`` (one file with both). Raises
     ValueError with a one-line reason.
     """
-    from OpenSSL import crypto
-    from twisted.internet import ssl
 
     def read(path, what):
         try:
@@ -224,10 +233,6 @@ def build_components(options, reactor=None):
     """Make the mail store, the users, the checker and the IMAP portal."""
     if reactor is None:
         from twisted.internet import reactor
-    from imapwebpush.imap.realm import IMAPRealm
-    from imapwebpush.store.account import MailStore
-    from imapwebpush.store.users import UserChecker, UserDatabase
-
     c = Components(options, reactor)
     c.mail_store = MailStore(datadir.mail(c.data_dir), clock=reactor)
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
@@ -245,12 +250,6 @@ def add_webpush(c):
     starts before the WebPush service and the dispatcher, and stops after
     them, so nothing is sent through a stopped sender.
     """
-    from imapwebpush.imap.avatar import Avatar
-    from imapwebpush.imap.webpush_commands import WebPushAvatarFactory
-    from imapwebpush.webpush.dispatcher import PushDispatcher
-    from imapwebpush.webpush.service import build_webpush
-    from imapwebpush.webpush.topic import load_or_create_topic_key
-
     options = c.options
     c.webpush = build_webpush(
         c.data_dir,
@@ -278,10 +277,6 @@ def add_webpush(c):
 
 def server_factories(c):
     """``{name: protocol factory}`` for each listener that has an endpoint."""
-    from imapwebpush.imap.factory import IMAPFactory
-    from imapwebpush.imap.server import IMAPServer
-    from imapwebpush.imap.webpush_commands import webpush_server_class
-    from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 
     options = c.options
     wanted = options["endpoints"]

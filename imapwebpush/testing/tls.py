@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from twisted.internet import ssl
 
 __all__ = ["self_signed_pem", "self_signed_tls", "write_self_signed"]
 
@@ -48,8 +49,6 @@ def self_signed_pem(common_name="localhost", hosts=("127.0.0.1", "localhost")):
 
 def self_signed_tls(common_name="localhost", hosts=("127.0.0.1", "localhost")):
     """Twisted server TLS options and the L{twisted.internet.ssl.Certificate} clients may trust."""
-    from twisted.internet import ssl
-
     key_pem, cert_pem = self_signed_pem(common_name, hosts)
     server = ssl.PrivateCertificate.loadPEM(key_pem + cert_pem)
     return server.options(), ssl.Certificate.loadPEM(cert_pem)

@@ -187,8 +187,3 @@ def decrypt(body, private_key, auth):
 def public_bytes(private_key):
     """The 65-octet uncompressed point of a P-256 private key."""
     return private_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-
-
-def private_key_from_raw(raw):
-    """A P-256 private key from its 32-octet scalar (test vectors carry keys this way)."""
-    return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())

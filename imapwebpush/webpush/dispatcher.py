@@ -164,14 +164,14 @@ class PushDispatcher(service.Service):
             pending.new.append((next(self._order), event))
             if pending.new_call is None:
                 pending.new_call = self._clock.callLater(
-                    0, self._guarded, self._flushNew, event.account)
+                    0, self._guarded, self._flush_new, event.account)
         elif isinstance(event, (FlagsChanged, MessagesExpunged, MailboxCreated,
                                 MailboxRenamed, MailboxDeleted)):
             pending = self._pending(event.account)
             pending.other.append(event)
             if pending.other_call is None:
                 pending.other_call = self._clock.callLater(
-                    self._window, self._guarded, self._flushOther, event.account)
+                    self._window, self._guarded, self._flush_other, event.account)
 
     def _pending(self, account):
         pending = self._accounts.get(account)
@@ -185,7 +185,7 @@ class PushDispatcher(service.Service):
         if self._stopped:
             return
         try:
-            self._silenceOver((account, subscription_id))
+            self._silence_over((account, subscription_id))
         except Exception:
             self.log.failure("push dispatcher: silence end of {account} {subscription} failed",
                              account=account, subscription=subscription_id)
@@ -198,7 +198,7 @@ class PushDispatcher(service.Service):
         except Exception:
             self.log.failure("push dispatcher: flush for {account} failed", account=account)
 
-    def _flushNew(self, account):
+    def _flush_new(self, account):
         pending = self._accounts.get(account)
         if pending is None:
             return
@@ -217,9 +217,9 @@ class PushDispatcher(service.Service):
             urgency = (decisions.URGENCY_NEW_MAIL_INBOX if INBOX in push.mailboxes
                        else decisions.URGENCY_NEW_MAIL_OTHER)
             planned.append(_Planned(push, KIND_NEW, urgency, decisions.TTL_NEW_MAIL, None))
-        self._fanOut(account, planned, subs)
+        self._fan_out(account, planned, subs)
 
-    def _flushOther(self, account):
+    def _flush_other(self, account):
         pending = self._accounts.get(account)
         if pending is None:
             return
@@ -234,7 +234,7 @@ class PushDispatcher(service.Service):
         pushes = render(list(mailboxes.values()), self._budget)
         for push in pushes:
             planned.append(_Planned(push, KIND_MAILBOX, decisions.URGENCY_OTHER,
-                                    decisions.TTL_OTHER, self._mailboxTopic(account, push, pushes)))
+                                    decisions.TTL_OTHER, self._mailbox_topic(account, push, pushes)))
         if tree:
             section = Section(None, tuple(ListUpdate(n, gone) for n, gone in tree.items()))
             pushes = render([section], self._budget)
@@ -244,15 +244,15 @@ class PushDispatcher(service.Service):
                               n=decisions.MAX_PUSHES_PER_BURST)
             for push in pushes:
                 planned.append(_Planned(push, KIND_LIST, decisions.URGENCY_OTHER,
-                                        decisions.TTL_OTHER, self._listTopic(account, push)))
-        self._fanOut(account, planned, subs)
+                                        decisions.TTL_OTHER, self._list_topic(account, push)))
+        self._fan_out(account, planned, subs)
 
     def _forget(self, account, pending):
         if not pending.new and not pending.other and pending.new_call is None \
                 and pending.other_call is None:
             del self._accounts[account]
 
-    def _mailboxTopic(self, account, push, pushes):
+    def _mailbox_topic(self, account, push, pushes):
         """The mailbox's Topic when this push alone speaks of that one mailbox.
 
         A push about several mailboxes, or one of several pushes about the same
@@ -265,13 +265,13 @@ class PushDispatcher(service.Service):
             return None
         return topic_for(self._topic_key, account, mailbox)
 
-    def _listTopic(self, account, push):
+    def _list_topic(self, account, push):
         names = {item.name for s in push.sections for item in s.items}
         if len(names) == 1:
             return topic_for(self._topic_key, account, names.pop())
         return None  # about several mailboxes: must not replace another push
 
-    def _fanOut(self, account, planned, subs):
+    def _fan_out(self, account, planned, subs):
         if not planned:
             return
         now = self._clock.seconds()
@@ -285,7 +285,7 @@ class PushDispatcher(service.Service):
             queue = list(planned)
             if key in self._silences:
                 # the silence ended without a word from the commands: resync first
-                queue[:0] = self._syncPushes(account, self._popSilence(key))
+                queue[:0] = self._sync_pushes(account, self._pop_silence(key))
             self._run(sub, queue, fresh=True)
 
     # -- sending -----------------------------------------------------------
@@ -349,7 +349,7 @@ class PushDispatcher(service.Service):
         topic = planned.topic
         return [
             _Planned(p, planned.kind, planned.urgency, planned.ttl,
-                     self._listTopic(sub.account, p) if planned.kind == KIND_LIST else topic,
+                     self._list_topic(sub.account, p) if planned.kind == KIND_LIST else topic,
                      planned.generation + 1)
             for p in smaller
         ]
@@ -379,38 +379,38 @@ class PushDispatcher(service.Service):
                 if silence.timer is not None and silence.timer.active():
                     silence.timer.cancel()
                 silence.timer = self._clock.callLater(
-                    max(0, until - self._clock.seconds()), self._silenceTimer, key)
+                    max(0, until - self._clock.seconds()), self._silence_timer, key)
 
-    def _silenceTimer(self, key):
+    def _silence_timer(self, key):
         silence = self._silences.get(key)
         if silence is not None:
             silence.timer = None
         try:
-            self._silenceOver(key)
+            self._silence_over(key)
         except Exception:
             self.log.failure("push dispatcher: silence timer failed")
 
-    def _popSilence(self, key):
+    def _pop_silence(self, key):
         silence = self._silences.pop(key)
         if silence.timer is not None and silence.timer.active():
             silence.timer.cancel()
         return list(silence.mailboxes)
 
-    def _silenceOver(self, key):
+    def _silence_over(self, key):
         silence = self._silences.get(key)
         if silence is None:
             return
         sub = self._subscriptions.get(*key)
         if sub is None or sub.state != model.ACTIVE:
-            self._popSilence(key)
+            self._pop_silence(key)
             return
         if sub.is_silenced(self._clock.seconds()):
             self._dropped(sub, [])  # extended: wait for the new end
             return
-        queue = self._syncPushes(key[0], self._popSilence(key))
+        queue = self._sync_pushes(key[0], self._pop_silence(key))
         self._run(sub, queue, fresh=True)
 
-    def _syncPushes(self, account, mailboxes):
+    def _sync_pushes(self, account, mailboxes):
         """One generic sync push per mailbox, each with its Topic (SPEC 3.5)."""
         planned = []
         for mailbox in mailboxes:

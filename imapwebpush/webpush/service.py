@@ -22,9 +22,12 @@ from imapwebpush import datadir, decisions
 from imapwebpush.constants import INBOX
 from imapwebpush.interfaces import IPushOutcomeObserver
 from imapwebpush.webpush import crypto, model
+from imapwebpush.webpush.delivery import PushDeliveryService
+from imapwebpush.webpush.http import make_http_client
 from imapwebpush.webpush.payload import select_line
-from imapwebpush.webpush.policy import has_space_or_control
-from imapwebpush.webpush.subscriptions import SubscriptionLimitReached, token_hash
+from imapwebpush.webpush.policy import EndpointPolicy, has_space_or_control
+from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, SubscriptionLimitReached, token_hash
+from imapwebpush.webpush.vapid import VapidKeyring
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, compile_pattern
 
 # How often the store is swept for stale subscriptions and tokens (not a SPEC number:
@@ -445,12 +448,6 @@ def build_webpush(data_dir, reactor, subject, insecure=False, allowlist=None,
     that is not the server (the admin CLI) passes its own, since starting a
     sender resumes every delivery of its outbox.
     """
-    from imapwebpush.webpush.delivery import PushDeliveryService
-    from imapwebpush.webpush.http import make_http_client
-    from imapwebpush.webpush.policy import EndpointPolicy
-    from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
-    from imapwebpush.webpush.vapid import VapidKeyring
-
     store = SQLiteSubscriptionStore(datadir.subscriptions(data_dir))
     keyring = VapidKeyring(datadir.vapid(data_dir), subject, reactor)
     policy = EndpointPolicy(allowlist=allowlist, insecure=insecure)
