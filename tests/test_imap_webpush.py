@@ -482,6 +482,17 @@ class WebPushCommandTests(WebPushTestBase):
         self.assertEqual(self.sender.sent, [])
 
     @defer.inlineCallbacks
+    def test_numeric_host_refused_at_webpush_time(self):
+        client = yield self.connect()
+        keys = UAKeys()
+        for host in [b"2130706433", b"0x7f.1", b"127.1", b"0177.0.0.1"]:
+            lines = yield client.command(self.webpush_line("phone-1", "https://%s/x" % host.decode(), keys))
+            self.assertEqual(lines, [b"W NO endpoint refused: the endpoint host " + host
+                                     + b" is a number but not a dotted-quad IPv4 address"])
+        self.assertEqual(self.store.list("alice"), [])
+        self.assertEqual(self.sender.sent, [])
+
+    @defer.inlineCallbacks
     def test_limit(self):
         client = yield self.connect()
         self.service.max_subscriptions = 2

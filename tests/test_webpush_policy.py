@@ -117,6 +117,19 @@ class URLTests(unittest.TestCase):
         self.assertIn("private", self.refused("https://[fd00::1]/x"))
         self.assertIn("embeds 10.0.0.1", self.refused("https://[::ffff:10.0.0.1]/x"))
 
+    def test_numeric_hosts_refused_early(self):
+        # Resolvers read all of these as 127.0.0.1; they are refused before any lookup.
+        for host in ["2130706433", "0x7f.1", "0X7F.0.0.1", "127.1", "0177.0.0.1", "017700000001",
+                     "0x7f000001", "1.2.3.4.5", "example.123"]:
+            for policy in (self.policy, EndpointPolicy(insecure=True)):
+                self.assertEqual(
+                    self.refused("https://%s/x" % (host,), policy),
+                    "the endpoint host %s is a number but not a dotted-quad IPv4 address" % (host.lower(),),
+                )
+        self.policy.check_url("https://8.8.8.8/x")
+        self.policy.check_url("https://123.example.net/x")
+        self.policy.check_url("https://push.0x7f.example/x")
+
     def test_allowlist(self):
         policy = EndpointPolicy(allowlist=["push.example.net", "*.push.apple.com"])
         policy.check_url("https://push.example.net/x")

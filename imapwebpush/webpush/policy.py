@@ -26,6 +26,7 @@ from imapwebpush.interfaces import IEndpointPolicy
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NUMERIC_LABEL = re.compile(r"\A(0x[0-9a-f]*|[0-9]+)\Z", re.IGNORECASE)
 
 
 class EndpointRefused(Exception):
@@ -55,6 +56,16 @@ def _is_ip_literal(host):
     except ValueError:
         return False
     return True
+
+
+def _ends_in_number(host):
+    """Whether the last label of ``host`` is a number (decimal, or hex with 0x).
+
+    Such a host is an IPv4 address to the resolver (inet_aton reads
+    ``2130706433``, ``0x7f.1``, ``127.1`` and ``0177.0.0.1`` as 127.0.0.1)
+    and to WHATWG URL parsers: never a name.
+    """
+    return _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]) is not None
 
 
 def address_problem(text):
@@ -136,7 +147,16 @@ class EndpointPolicy:
             raise EndpointRefused("the endpoint must be an https URL")
 
     def check_host(self, host):
-        """Apply the allowlist to a host name (lower case, no brackets)."""
+        """Apply the allowlist to a host (lower case, no brackets); refuse numeric non-IP forms.
+
+        A host ending in a number must be a plain IP address (``192.0.2.1``):
+        other numeric spellings of an address would pass as names here and
+        only meet the address checks at connect time.
+        """
+        if _ends_in_number(host) and not _is_ip_literal(host):
+            raise EndpointRefused(
+                "the endpoint host %s is a number but not a dotted-quad IPv4 address" % (host,)
+            )
         if not self._host_allowed(host):
             raise EndpointRefused("push service host %s is not on the allowlist" % (host,))
 
