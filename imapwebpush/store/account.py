@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from imapwebpush.constants import DELIMITER, INBOX
 from imapwebpush.interfaces import IAccount, IMailStore
+from imapwebpush.private import make_folders
 from imapwebpush.store import names
 from imapwebpush.store.bus import ChangeBus, Forwarder
 from imapwebpush.store.errors import (
@@ -462,7 +463,7 @@ class MailStore:
             # Late: importing the reactor installs the default one.
             from twisted.internet import reactor as clock
         self.path = path
-        os.makedirs(self.path, exist_ok=True)
+        make_folders(self.path)
         self._clock = clock
         self._max_size = max_message_size
         self.bus = ChangeBus()

@@ -16,6 +16,8 @@ import sqlite3
 
 from twisted.logger import Logger
 
+from imapwebpush.private import FOLDER_MODE, connect_sqlite
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,18 +33,14 @@ class Outbox:
     log = Logger()
 
     def __init__(self, path, reactor=None):
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), FOLDER_MODE, exist_ok=True)
         self.path = path
         self._reactor = reactor
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # 0600 with its -wal and -shm: the records hold endpoint URLs (secrets).
+        self._db = connect_sqlite(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
-        try:
-            os.chmod(path, 0o600)
-        except OSError:
-            pass
         self._stored = {row[0] for row in self._db.execute("SELECT id FROM deliveries")}
         self._pending = {}  # id -> record to write, or None to delete
         self._call = None

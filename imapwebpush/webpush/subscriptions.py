@@ -12,13 +12,12 @@ The store decides nothing about limits or timing policy: the caller passes
 
 import hashlib
 import hmac
-import os
-import sqlite3
 import struct
 
 from zope.interface import implementer
 
 from imapwebpush.interfaces import ISubscriptionStore
+from imapwebpush.private import connect_sqlite
 from imapwebpush.webpush.model import ACTIVE, PENDING, Subscription
 
 # ``last_success`` is kept to this many seconds: a delivered push rewrites the
@@ -112,9 +111,8 @@ class SQLiteSubscriptionStore:
 
     def __init__(self, path):
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
-        if path != ":memory:":
-            os.chmod(path, 0o600)  # endpoints and keys are the users' secrets
+        # 0600, side files too: endpoints and keys are the users' secrets.
+        self._db = connect_sqlite(path, isolation_level=None)
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=2000")
