@@ -16,7 +16,7 @@ import smtplib
 import sqlite3
 import stat
 
-from twisted.internet import defer, reactor, task, tcp, threads
+from twisted.internet import defer, reactor, threads
 from twisted.logger import capturedLogs
 from twisted.trial import unittest
 
@@ -25,6 +25,10 @@ from imapwebpush.private import connect_sqlite
 from imapwebpush.store.account import MailStore
 from imapwebpush.tap import start_server
 from imapwebpush.testing import PushService
+
+from tests.harness.connections import ConnectionTracker
+from tests.harness.settle import OutcomeWatch
+from tests.test_end_to_end import listeners
 
 ALICE = "alice@example.org"
 PASSWORD = "secret"
@@ -64,28 +68,24 @@ class PermissionsTests(unittest.TestCase):
                 "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
                 "--allow-plaintext-auth", "--insecure-push-endpoints",
             ], reactor)
+        self.connections = ConnectionTracker()
+        for child in listeners(self.server):
+            self.connections.track(child.factory)
+        self.outcomes = OutcomeWatch(self.server.components.webpush.sender)
         self.addCleanup(self.stop)
 
     @defer.inlineCallbacks
     def stop(self):
-        sender = self.server.components.webpush.sender
-        for _ in range(200):
-            if sender.pending() == 0:
-                break
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        yield self.outcomes.idle()  # no push left in flight
         yield self.server.stop()
+        yield self.connections.close(abort=False)
 
     @defer.inlineCallbacks
     def client(self, work):
         """Run blocking client code in a thread; wait until the server closed its side."""
         result = yield threads.deferToThread(work)
-        ports = set(self.server.ports.values())
-        for _ in range(500):
-            if not any(isinstance(r, tcp.Server) and r.getHost().port in ports
-                       for r in reactor.getReaders() + reactor.getWriters()):
-                return result
-            yield task.deferLater(reactor, 0.01, lambda: None)
-        self.fail("the server kept a client connection open")
+        yield self.connections.idle()
+        return result
 
     @defer.inlineCallbacks
     def test_every_path_is_private(self):
