@@ -5,6 +5,7 @@ from twisted.mail import imap4
 from zope.interface import implementer
 
 from imapwebpush.imap.avatar import Avatar
+from imapwebpush.store.users import normalize_address
 
 
 @implementer(IRealm)
@@ -22,8 +23,6 @@ class IMAPRealm:
     def requestAvatar(self, avatarId, mind, *interfaces):
         if imap4.IAccount not in interfaces:
             raise NotImplementedError("IMAPRealm only gives imap4.IAccount avatars")
-        if isinstance(avatarId, bytes):
-            avatarId = avatarId.decode("utf-8")
-        account = self.mail_store.account(avatarId.lower())
+        account = self.mail_store.account(normalize_address(avatarId))
         avatar = self.avatar_factory(account)
         return imap4.IAccount, avatar, getattr(avatar, "logout", lambda: None)
