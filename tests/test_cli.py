@@ -8,7 +8,7 @@ import sys
 
 from twisted.trial import unittest
 
-from imapwebpush import cli
+from imapwebpush import cli, datadir
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
 
@@ -49,9 +49,9 @@ class CLITests(unittest.TestCase):
         self.assertEqual((r.status, r.out, r.err), (0, "added alice@example.org\n", ""))
         self.assertEqual(self.prompts, ["Password for alice@example.org: ", "Repeat password: "])
         self.assertTrue(UserDatabase(self.data).check("alice@example.org", "pw1"))
-        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.data, "users.json")).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(datadir.users(self.data)).st_mode), 0o600)
         # The account's mailboxes exist.
-        self.assertIn("INBOX", MailStore(os.path.join(self.data, "mail")).account("alice@example.org").list_mailboxes())
+        self.assertIn("INBOX", MailStore(datadir.mail(self.data)).account("alice@example.org").list_mailboxes())
 
     def test_add_password_mismatch(self):
         r = self.run_cli("user", "add", "alice@example.org", passwords=["pw1", "pw2"])
@@ -97,12 +97,12 @@ class CLITests(unittest.TestCase):
 
     def test_delete(self):
         self.run_cli("user", "add", "--password-stdin", "alice@example.org", stdin="pw\n")
-        store = MailStore(os.path.join(self.data, "mail"))
+        store = MailStore(datadir.mail(self.data))
         store.account("alice@example.org").mailbox("INBOX").add(b"Subject: x\r\n\r\nhi\r\n")
         r = self.run_cli("user", "delete", "Alice@example.org")
         self.assertEqual((r.status, r.out), (0, "deleted alice@example.org and its mailboxes\n"))
         self.assertEqual(UserDatabase(self.data).users(), [])
-        self.assertEqual(MailStore(os.path.join(self.data, "mail")).accounts(), [])
+        self.assertEqual(MailStore(datadir.mail(self.data)).accounts(), [])
 
     def test_delete_unknown(self):
         r = self.run_cli("user", "delete", "nobody@example.org")
@@ -138,7 +138,7 @@ class CLITests(unittest.TestCase):
 
     def test_corrupt_users_file(self):
         os.mkdir(self.data)
-        with open(os.path.join(self.data, "users.json"), "w") as f:
+        with open(datadir.users(self.data), "w") as f:
             f.write("[")
         r = self.run_cli("user", "list")
         self.assertEqual(r.status, 1)

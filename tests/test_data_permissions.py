@@ -20,7 +20,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.logger import capturedLogs
 from twisted.trial import unittest
 
-from imapwebpush import cli
+from imapwebpush import cli, datadir
 from imapwebpush.private import connect_sqlite
 from imapwebpush.store.account import MailStore
 from imapwebpush.tap import start_server
@@ -117,11 +117,11 @@ class PermissionsTests(unittest.TestCase):
 
         found = modes(self.data)
         # The traffic reached every kind of file this test is about.
-        for path in ["users.json", "mail", os.path.join("mail", ALICE), "vapid",
-                     "webpush-subscriptions.sqlite", "webpush-outbox.sqlite",
-                     "webpush-outbox.sqlite-wal", "webpush-outbox.sqlite-shm"]:
+        for path in [datadir.USERS_FILE, datadir.MAIL_FOLDER, os.path.join(datadir.MAIL_FOLDER, ALICE),
+                     datadir.VAPID_FOLDER, datadir.SUBSCRIPTIONS_FILE, datadir.OUTBOX_FILE,
+                     datadir.OUTBOX_FILE + "-wal", datadir.OUTBOX_FILE + "-shm"]:
             self.assertIn(path, found)
-        self.assertTrue(any(p.startswith(os.path.join("mail", ALICE, ".Archive.2026", "cur"))
+        self.assertTrue(any(p.startswith(os.path.join(datadir.MAIL_FOLDER, ALICE, ".Archive.2026", "cur"))
                             for p in found), sorted(found))
         loose = {path: oct(mode) for path, (is_dir, mode) in found.items()
                  if mode != (0o700 if is_dir else 0o600)}
@@ -164,7 +164,7 @@ class OlderDataFolderTests(unittest.TestCase):
         )
 
     def test_mail_folder(self):
-        path = os.path.join(self.dir, "mail")
+        path = datadir.mail(self.dir)
         os.mkdir(path, 0o755)
         MailStore(path)
-        self.assertEqual(modes(self.dir), {"mail": (True, 0o700)})
+        self.assertEqual(modes(self.dir), {datadir.MAIL_FOLDER: (True, 0o700)})

@@ -13,7 +13,7 @@ import smtplib
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from imapwebpush import cli, tap
+from imapwebpush import cli, datadir, tap
 
 from tests.harness.connections import ConnectionTracker
 from tests.test_smtp_submission import client_tls, write_self_signed
@@ -101,8 +101,8 @@ class EndToEndTests(unittest.TestCase):
         self.assertTrue(body.startswith(b"Return-Path: <carol@remote.example>\r\nReceived: from "))
         self.assertTrue(body.endswith(MESSAGE))
         # The data folder layout docs/operating.rst describes.
-        self.assertTrue(os.path.isfile(os.path.join(self.data, "users.json")))
-        self.assertTrue(os.path.isdir(os.path.join(self.data, "mail", "alice@example.org")))
+        self.assertTrue(os.path.isfile(datadir.users(self.data)))
+        self.assertTrue(os.path.isdir(os.path.join(datadir.mail(self.data), "alice@example.org")))
 
         yield self.stop(running)
 

@@ -16,7 +16,7 @@ from twisted.internet import defer, reactor, task, tcp, threads
 from twisted.logger import capturedLogs
 from twisted.trial import unittest
 
-from imapwebpush import decisions
+from imapwebpush import datadir, decisions
 from imapwebpush.store.account import MailStore
 from imapwebpush.testing import Answer, PushService
 from imapwebpush.webpush.delivery import PushDeliveryService
@@ -134,7 +134,7 @@ class EndToEnd(PushHarness):
     def setUp(self):
         tmp = self.mktemp()
         os.makedirs(tmp)
-        yield self.wire(MailStore(os.path.join(tmp, "mail"), clock=reactor), tmp)
+        yield self.wire(MailStore(datadir.mail(tmp), clock=reactor), tmp)
 
     @defer.inlineCallbacks
     def test_new_message(self):

@@ -10,6 +10,7 @@ import smtplib
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
+from imapwebpush import datadir
 from imapwebpush.smtp.server import ReceivingESMTP, ReceivingFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
@@ -27,7 +28,7 @@ class SMTPTestMixin:
     def make_world(self):
         self.data = self.mktemp()
         os.mkdir(self.data)
-        self.store_path = os.path.join(self.data, "mail")
+        self.store_path = datadir.mail(self.data)
         self.store = MailStore(self.store_path, clock=reactor)
         self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
         self.users.add("alice@example.org", "alice-pw")

@@ -116,11 +116,11 @@ class OptionsTests(unittest.TestCase):
 
     def test_broken_users_file(self):
         os.mkdir(self.data)
-        with open(os.path.join(self.data, "users.json"), "w") as f:
+        with open(datadir.users(self.data), "w") as f:
             f.write('{"users": [')
         message = self.usage_error()
         self.assertTrue(
-            message.startswith("--data: cannot parse %s: " % (os.path.join(self.data, "users.json"),)),
+            message.startswith("--data: cannot parse %s: " % (datadir.users(self.data),)),
             message,
         )
         self.assertNotIn("\n", message)

@@ -9,6 +9,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from imapwebpush import datadir
 from imapwebpush.interfaces import IUserDatabase
 from imapwebpush.store import users as users_module
 from imapwebpush.store.users import (
@@ -59,7 +60,7 @@ class UserDatabaseTests(unittest.TestCase):
         self.db = UserDatabase(self.dir, mail_store=self.store, scrypt_params=FAST)
 
     def read_file(self):
-        with open(os.path.join(self.dir, "users.json")) as f:
+        with open(datadir.users(self.dir)) as f:
             return json.load(f)
 
     def test_interface(self):
@@ -80,7 +81,7 @@ class UserDatabaseTests(unittest.TestCase):
     def test_file_format_and_mode(self):
         self.db.add("alice@example.org", "correct horse")
         self.db.add("bob@example.org", "correct horse")
-        path = os.path.join(self.dir, "users.json")
+        path = datadir.users(self.dir)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         raw = open(path, "rb").read()
         self.assertNotIn(b"correct horse", raw)
@@ -135,7 +136,7 @@ class UserDatabaseTests(unittest.TestCase):
         self.assertRaises(InvalidAddress, self.db.add, "alice", "pw")
         self.assertRaises(ValueError, self.db.add, "alice@example.org", "")
         self.assertEqual(self.db.users(), [])
-        self.assertFalse(os.path.exists(os.path.join(self.dir, "users.json")))
+        self.assertFalse(os.path.exists(datadir.users(self.dir)))
 
     def test_delete(self):
         self.db.add("alice@example.org", "pw")
@@ -162,7 +163,7 @@ class UserDatabaseTests(unittest.TestCase):
     def test_atomic_write(self):
         """A crash before the rename leaves the old file whole and no tmp file visible as users."""
         self.db.add("alice@example.org", "pw")
-        path = os.path.join(self.dir, "users.json")
+        path = datadir.users(self.dir)
         before = open(path, "rb").read()
 
         def crash(src, dst):
@@ -172,11 +173,11 @@ class UserDatabaseTests(unittest.TestCase):
         self.assertRaises(OSError, self.db.add, "bob@example.org", "pw")
         self.assertEqual(open(path, "rb").read(), before)
         self.assertEqual(UserDatabase(self.dir).users(), ["alice@example.org"])
-        self.assertEqual(sorted(n for n in os.listdir(self.dir) if not n.startswith(".")), ["users.json"])
+        self.assertEqual(sorted(n for n in os.listdir(self.dir) if not n.startswith(".")), [datadir.USERS_FILE])
 
     def test_rewrite_replaces_file(self):
         self.db.add("alice@example.org", "pw")
-        path = os.path.join(self.dir, "users.json")
+        path = datadir.users(self.dir)
         inode = os.stat(path).st_ino
         self.db.add("bob@example.org", "pw")
         self.assertNotEqual(os.stat(path).st_ino, inode)
@@ -184,11 +185,11 @@ class UserDatabaseTests(unittest.TestCase):
         self.assertEqual(leftovers, [])
 
     def test_corrupt_file(self):
-        with open(os.path.join(self.dir, "users.json"), "w") as f:
+        with open(datadir.users(self.dir), "w") as f:
             f.write("{not json")
         e = self.assertRaises(users_module.UsersFileError, UserDatabase, self.dir)
         self.assertIn("cannot parse", str(e))
-        self.assertIn("users.json", str(e))
+        self.assertIn(datadir.USERS_FILE, str(e))
 
 
 class CheckerTests(unittest.TestCase):
@@ -221,7 +222,7 @@ class CheckerTests(unittest.TestCase):
         self.assertEqual(len(self.threaded), 3)
 
     def test_corrupt_file_refuses_logins(self):
-        with open(os.path.join(self.dir, "users.json"), "w") as f:
+        with open(datadir.users(self.dir), "w") as f:
             f.write("{broken")
         d = self.checker.requestAvatarId(UsernamePassword(b"alice@example.org", b"pw"))
         self.failureResultOf(d, UnauthorizedLogin)

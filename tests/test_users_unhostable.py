@@ -14,7 +14,7 @@ import os
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from imapwebpush import cli, tap
+from imapwebpush import cli, datadir, tap
 from imapwebpush.durable import atomic_write
 from imapwebpush.store.users import hash_password
 
@@ -34,7 +34,7 @@ def run_cli(data, *argv, stdin=""):
 
 def add_leftover(data, address, password):
     """Put ``address`` into users.json the way an older version did: no check, no folder."""
-    path = os.path.join(data, "users.json")
+    path = datadir.users(data)
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -58,7 +58,7 @@ class AdminTests(unittest.TestCase):
                 % (address,),
             )
         self.assertEqual(run_cli(self.data, "user", "list")[:2], (0, ""))
-        self.assertEqual(os.listdir(os.path.join(self.data, "mail")), [])
+        self.assertEqual(os.listdir(datadir.mail(self.data)), [])
 
     def test_delete_removes_a_leftover_entry(self):
         run_cli(self.data, "user", "add", "--password-stdin", "alice@example.org", stdin="pw\n")
@@ -72,7 +72,7 @@ class AdminTests(unittest.TestCase):
             status, out, err = run_cli(self.data, "user", "delete", address.upper())
             self.assertEqual((status, out, err), (0, "deleted %s and its mailboxes\n" % (address,), ""))
         self.assertEqual(run_cli(self.data, "user", "list")[1], "alice@example.org\n")
-        self.assertEqual(os.listdir(os.path.join(self.data, "mail")), ["alice@example.org"])
+        self.assertEqual(os.listdir(datadir.mail(self.data)), ["alice@example.org"])
 
     def test_delete_of_an_invalid_address_without_entry(self):
         status, out, err = run_cli(self.data, "user", "delete", "a/b@example.org")
