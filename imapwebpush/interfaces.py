@@ -135,9 +135,6 @@ class IStoredMailbox(Interface):
         Below ``vanished_floor``: every UID under UIDNEXT not in the mailbox.
         """
 
-    def vanished_since(modseq):
-        """The same as a sorted list of UIDs."""
-
 
 class IAccount(Interface):
     """One user's mailboxes and change bus."""

@@ -18,7 +18,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from imapwebpush.interfaces import IStoredMailbox
-from imapwebpush.sequence_set import expand
 from imapwebpush.store import flags as flagsmod
 from imapwebpush.store import scan
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
@@ -273,10 +272,6 @@ class Mailbox:
         RFC 7162 3.2.5.1 allows.
         """
         return self._index.vanished_ranges(modseq)
-
-    def vanished_since(self, modseq):
-        """Sorted UIDs expunged with a modseq above ``modseq`` (see ``vanished_ranges``)."""
-        return expand(self.vanished_ranges(modseq))
 
     # -- IStoredMailbox: changes ----------------------------------------------
 
