@@ -19,7 +19,7 @@ from zope.interface import Attribute, Interface
 
 
 class IChangeListener(Interface):
-    """Receives the typed change events of ``imapwebpush.store.events``."""
+    """Receives the typed change events of ``imapwebpush.events``."""
 
     def changed(event):
         """Called once per event, after the change is durable. Must not raise."""
@@ -263,6 +263,8 @@ class IEndpointPolicy(Interface):
 class IPushSender(Interface):
     """Gets one encrypted, signed push to a push service, with the retries of SPEC 6.1."""
 
+    running = Attribute("bool: true while sends can be delivered (IService.running)")
+
     def send(target, payload, urgency, ttl, topic=None, context=None):
         """Send ``payload`` (bytes, at most MAX_PLAINTEXT) to the L{PushTarget}.
 
@@ -361,9 +363,85 @@ class IPushDispatcher(Interface):
 class IWebPushAccount(Interface):
     """What the WEBPUSH command handlers need from a logged-in avatar.
 
-    An existing Twisted IMAP stack gains WEBPUSH by making its avatar adaptable
-    to this interface and using our server subclass or its mixin.
+    An existing Twisted IMAP stack gains WEBPUSH by making its avatar provide
+    this interface (``WebPush.account(name)``, ``WebPushAvatarFactory``, the
+    ``PushingMemoryAccount`` mixin) and using our server subclass or its mixin.
+
+    ``account`` is the one name of the user on the push side: subscriptions are
+    stored under it, and every event about the user's mail
+    (L{IWebPushNotifier}) must carry exactly this string.
     """
 
     account = Attribute("str: the account id the subscriptions belong to")
-    webpush = Attribute("the server-wide WebPush service (store, keyring, verifier, dispatcher)")
+    webpush = Attribute("the server-wide L{IWebPushService}")
+
+
+class IWebPushService(Interface):
+    """The server-wide service behind the WEBPUSH commands (SPEC 3 and 4).
+
+    Synchronous: each call reads or writes the subscription store and returns.
+    Errors meant for the client are raised as
+    L{imapwebpush.webpush.service.CommandError} (a BAD or NO and a sentence).
+    """
+
+    def now():
+        """The clock's time, in seconds."""
+
+    def vapid_key():
+        """The current VAPID public key text (GETVAPID)."""
+
+    def subscribe(account, subscription_id, endpoint, p256dh_text, auth_text):
+        """Create or update a subscription and send its verification push.
+
+        Returns ``(Subscription, vapid key text)``. Refused (NO) when push
+        delivery is not running, since no verification push could be sent.
+        """
+
+    def unsubscribe(account, subscription_id):
+        """Delete (idempotent); True when it existed."""
+
+    def acknowledge(account, token):
+        """Spend an ACKWEBPUSH token: the now active Subscription."""
+
+    def list(account, pattern):
+        """Subscriptions whose id matches the LWEBPUSH pattern, sorted by id."""
+
+    def silence(account, subscription_id, seconds, connection):
+        """SILWEBPUSH: silence for ``seconds``, until ``connection`` ends (None), or end it (0)."""
+
+    def connection_ended(connection):
+        """An IMAP connection ended: the silences tied to it end."""
+
+
+class IWebPushNotifier(Interface):
+    """How a mail store that is not ours tells the push side what changed.
+
+    Call after the change is durable. ``account`` must be the
+    L{IWebPushAccount.account} of the user (the account the subscriptions were
+    made under); an account that has no subscription and was never handed out
+    by ``WebPush.account()`` is logged once, since its events push nothing.
+    ``mailbox`` uses ``/`` as delimiter; INBOX may be spelled in any case.
+    Flags are IMAP flag strings (``\\Seen``, ``$Label``). None of these raise:
+    a bad argument is logged in one line and dropped.
+    """
+
+    def message_added(account, mailbox, uid, flags=(), headers=b""):
+        """A message with ``uid`` arrived in ``mailbox``; ``headers`` its raw header block."""
+
+    def flags_changed(account, mailbox, changes):
+        """Flags changed: ``changes`` maps uid -> the message's flags now."""
+
+    def expunged(account, mailbox, uids):
+        """Messages with these UIDs were removed from ``mailbox``."""
+
+    def mailbox_created(account, mailbox):
+        """A mailbox was created."""
+
+    def mailbox_renamed(account, old, new):
+        """``old`` is now called ``new``."""
+
+    def mailbox_deleted(account, mailbox):
+        """A mailbox was deleted."""
+
+    def publish(event):
+        """Pass on an event of L{imapwebpush.events} built by the caller."""

@@ -32,13 +32,11 @@ from imapwebpush.imap.avatar import Avatar
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
 from imapwebpush.imap.server import IMAPServer
-from imapwebpush.imap.webpush_commands import WebPushAvatarFactory, webpush_server_class
+from imapwebpush.imap.webpush_commands import webpush_server_class
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
-from imapwebpush.webpush.dispatcher import PushDispatcher
-from imapwebpush.webpush.service import build_webpush
-from imapwebpush.webpush.topic import load_or_create_topic_key
+from imapwebpush.webpush.assembly import WebPush
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
@@ -223,7 +221,7 @@ class Components:
         self.users = None
         self.checker = None
         self.portal = None
-        self.webpush = None  # the WebPushService (subscriptions, keyring, sender)
+        self.webpush = None  # the WebPush service (subscriptions, keyring, sender, dispatcher)
         self.dispatcher = None  # the PushDispatcher on the mail store's bus
         self.avatar_factory = None  # makes IMAP avatars that provide IWebPushAccount
         self.services = []
@@ -243,36 +241,27 @@ def build_components(options, reactor=None):
 
 
 def add_webpush(c):
-    """Wire the Web Push side: subscriptions, VAPID keys, delivery, dispatcher.
+    """Wire the Web Push side: one L{WebPush} service on the mail store's bus.
 
     The dispatcher listens to the store-wide change bus, so every change made
-    by SMTP, IMAP or the admin command reaches it once. The delivery service
-    starts before the WebPush service and the dispatcher, and stops after
-    them, so nothing is sent through a stopped sender.
+    by SMTP, IMAP or the admin command reaches it once. ``WebPush`` starts its
+    sender first and stops it last, and it is added before the listeners.
     """
     options = c.options
-    c.webpush = build_webpush(
+    c.webpush = WebPush(
         c.data_dir,
         c.reactor,
-        options["vapid-subject"],
+        subject=options["vapid-subject"],
         insecure=options["insecure-push-endpoints"],
         allowlist=options["push-hosts"] or None,
         max_subscriptions=options["max-subscriptions"],
         max_pattern_length=options["max-pattern-length"],
-    )
-    c.dispatcher = PushDispatcher(
-        c.reactor,
-        c.webpush.store,
-        c.webpush.sender,
-        load_or_create_topic_key(datadir.topic_key(c.data_dir)),
         coalesce_window=options["push-coalesce"],
     )
-    c.webpush.dispatcher = c.dispatcher
+    c.dispatcher = c.webpush.dispatcher
     c.mail_store.bus.subscribe(c.dispatcher)
-    c.avatar_factory = WebPushAvatarFactory(c.webpush, Avatar)
-    c.services.extend(
-        [("push-delivery", c.webpush.sender), ("webpush", c.webpush), ("push-dispatcher", c.dispatcher)]
-    )
+    c.avatar_factory = c.webpush.avatar_factory(Avatar)
+    c.services.append(("webpush", c.webpush))
 
 
 def server_factories(c):

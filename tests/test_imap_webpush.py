@@ -52,6 +52,7 @@ class UAKeys:
 
 @implementer(IPushSender)
 class RecordingSender:
+    running = True  # a started IPushSender
     """An IPushSender that records what it is asked to send; outcomes are fired by the test."""
 
     def __init__(self):

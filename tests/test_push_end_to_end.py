@@ -271,7 +271,7 @@ class ServerEndToEnd(PushHarness):
         ], reactor)
         self.addCleanup(self.server.stop)
         c = self.server.components
-        self.store, self.webpush, self.dispatcher = c.mail_store, c.webpush, c.dispatcher
+        self.store, self.webpush, self.dispatcher = c.mail_store, c.webpush.service, c.dispatcher
         self.sender, self.keyring, self.subscriptions = c.webpush.sender, c.webpush.keyring, c.webpush.store
         yield self.meet_phone()
 

@@ -12,7 +12,7 @@ from imapwebpush.store.errors import (
     MailboxNotFound,
     NotAllowed,
 )
-from imapwebpush.store.events import (
+from imapwebpush.events import (
     MailboxCreated,
     MailboxDeleted,
     MailboxRenamed,

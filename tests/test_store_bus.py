@@ -5,7 +5,7 @@ from zope.interface.verify import verifyObject
 
 from imapwebpush.interfaces import IChangeBus
 from imapwebpush.store.bus import ChangeBus, Forwarder
-from imapwebpush.store.events import MailboxCreated
+from imapwebpush.events import MailboxCreated
 
 
 def event(n):

@@ -7,7 +7,7 @@ from twisted.trial import unittest
 
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
-from imapwebpush.store.events import FlagsChanged, MessageAdded, MessagesExpunged
+from imapwebpush.events import FlagsChanged, MessageAdded, MessagesExpunged
 from imapwebpush.store import scan
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 

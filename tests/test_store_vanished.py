@@ -5,7 +5,7 @@ import os
 
 from imapwebpush.sequence_set import expand
 from imapwebpush.store import index
-from imapwebpush.store.events import MessagesExpunged
+from imapwebpush.events import MessagesExpunged
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 from twisted.trial import unittest
 

@@ -168,8 +168,10 @@ class MakeServiceTests(unittest.TestCase):
         self.assertIsInstance(top, service.MultiService)
         self.assertEqual(
             sorted(child.name for child in top),
-            ["imap", "push-delivery", "push-dispatcher", "smtp", "submission", "webpush"],
+            ["imap", "smtp", "submission", "webpush"],
         )
+        self.assertEqual([child.name for child in top.getServiceNamed("webpush")],
+                         ["push-delivery", "subscriptions", "push-dispatcher"])
         self.assertIsInstance(top.getServiceNamed("imap").factory, IMAPFactory)
         self.assertIsInstance(top.getServiceNamed("smtp").factory, ReceivingFactory)
         self.assertIsInstance(top.getServiceNamed("submission").factory, SubmissionFactory)
@@ -211,7 +213,7 @@ class MakeServiceTests(unittest.TestCase):
         top = tap.makeService(options)
         self.assertEqual(
             [child.name for child in top],
-            ["push-delivery", "webpush", "push-dispatcher", "background", "imap", "smtp"],
+            ["webpush", "background", "imap", "smtp"],
         )
 
     def test_plugin(self):

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 from imapwebpush import decisions
 from imapwebpush.interfaces import IChangeListener, IPushDispatcher, IPushSender, ISubscriptionStore
-from imapwebpush.store.events import (
+from imapwebpush.events import (
     FlagsChanged,
     MailboxCreated,
     MailboxDeleted,
@@ -79,6 +79,8 @@ class FakeSubscriptions:
 @implementer(IPushSender)
 class RecordingSender:
     """Records every send; answers DELIVERED, or the kinds scripted per subscription id."""
+
+    running = True
 
     def __init__(self):
         self.sent = []

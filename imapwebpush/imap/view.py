@@ -15,7 +15,7 @@ from zope.interface import implementer
 from imapwebpush.imap import qresync
 from imapwebpush.interfaces import IChangeListener
 from imapwebpush.sequence_set import format_set, with_star
-from imapwebpush.store import events
+from imapwebpush import events
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 RECENT = "\\Recent"

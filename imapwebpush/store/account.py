@@ -29,7 +29,7 @@ from imapwebpush.store.errors import (
     MailboxNotFound,
     NotAllowed,
 )
-from imapwebpush.store.events import MailboxCreated, MailboxDeleted, MailboxRenamed
+from imapwebpush.events import MailboxCreated, MailboxDeleted, MailboxRenamed
 from imapwebpush.store.fsutil import atomic_write, fsync_dir, remove_tree
 from imapwebpush.store.maildir import Mailbox, make_folder, remove_folder
 

@@ -14,6 +14,7 @@ other character ('.', '%', '/', '\\\\', ':', control characters...) becomes
 """
 
 from imapwebpush.constants import DELIMITER, INBOX
+from imapwebpush.events import canonical_mailbox
 from imapwebpush.store.errors import InvalidMailboxName
 
 MAX_FOLDER_OCTETS = 255  # a folder is one directory entry
@@ -39,10 +40,7 @@ def normalise(name):
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidMailboxName("Mailbox name is not valid Unicode")
-    parts = name.split(DELIMITER)
-    if parts[0].upper() == INBOX:
-        parts[0] = INBOX
-    return DELIMITER.join(parts)
+    return canonical_mailbox(name)
 
 
 def _encode_part(part):

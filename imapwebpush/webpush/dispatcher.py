@@ -37,7 +37,7 @@ from zope.interface import implementer
 from imapwebpush import decisions
 from imapwebpush.constants import INBOX
 from imapwebpush.interfaces import IChangeListener, IPushDispatcher
-from imapwebpush.store.events import (
+from imapwebpush.events import (
     FlagsChanged,
     MailboxCreated,
     MailboxDeleted,

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from imapwebpush import datadir, decisions
 from imapwebpush.constants import INBOX
-from imapwebpush.interfaces import IPushOutcomeObserver
+from imapwebpush.interfaces import IPushOutcomeObserver, IWebPushService
 from imapwebpush.webpush import crypto, model
 from imapwebpush.webpush.delivery import PushDeliveryService
 from imapwebpush.webpush.http import make_http_client
@@ -162,7 +162,7 @@ class _HourlyCounter:
         self._windows[account] = (now if start is None else start, n + 1)
 
 
-@implementer(IPushOutcomeObserver)
+@implementer(IWebPushService, IPushOutcomeObserver)
 class WebPushService(service.Service):
     """The object behind L{IWebPushAccount.webpush}: one per server.
 
@@ -195,6 +195,7 @@ class WebPushService(service.Service):
         # SPEC 3.3: *more than* ACK_FAILURES_PER_HOUR failures lock ACKWEBPUSH
         self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR + 1)
         self._pruner = None
+        self._said_not_running = False
 
     def now(self):
         return self.clock.seconds()
@@ -233,6 +234,7 @@ class WebPushService(service.Service):
         p256dh = parse_p256dh(p256dh_text)
         auth = parse_auth(auth_text)
         self._check_policy(endpoint)
+        self._check_delivery()
         now = self.now()
         current = self.keyring.current()
         existing = self.store.get(account, subscription_id)
@@ -261,6 +263,18 @@ class WebPushService(service.Service):
             self._cancel(account, subscription_id)  # nothing more for the old version
         self._send_verification(sub, current, token)
         return sub, current
+
+    def _check_delivery(self):
+        """Refuse before anything changes when no verification push could go out."""
+        if self.sender is not None and self.sender.running:
+            self._said_not_running = False
+            return
+        if not self._said_not_running:
+            self._said_not_running = True
+            self.log.error("WEBPUSH refused: push delivery is not running (start the push"
+                           " sender, e.g. the WebPush service, with the server)")
+        raise Refused("push delivery is not running on this server; try again later",
+                      code=b"UNAVAILABLE")
 
     def _check_policy(self, endpoint):
         try:
