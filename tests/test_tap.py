@@ -70,7 +70,7 @@ class OptionsTests(unittest.TestCase):
     def test_max_pattern_length(self):
         self.assertEqual(self.parse()["max-pattern-length"], DEFAULT_MAX_PATTERN_LENGTH)
         o = self.parse("--max-pattern-length", "64")
-        self.assertEqual(tap.makeService(o).components.webpush.max_pattern_length, 64)
+        self.assertEqual(tap.makeService(o).components.webpush.service.max_pattern_length, 64)
         self.assertEqual(
             self.usage_error("--max-pattern-length", "0"), "--max-pattern-length must be positive"
         )
