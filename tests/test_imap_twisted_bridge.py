@@ -8,7 +8,7 @@ PushService as decrypted pushes.
 """
 
 from twisted.cred import checkers, portal
-from twisted.internet import defer, endpoints, reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.logger import capturedLogs
 from twisted.mail import imap4
 from twisted.trial import unittest
@@ -24,7 +24,9 @@ from imapwebpush.imap.webpush_commands import webpush_server_class
 from imapwebpush.interfaces import IWebPushAccount
 from imapwebpush.testing import PushService
 from imapwebpush.testing.memory_mailbox import MemoryMailbox
-from tests.test_imap_webpush import ServerFactory, WireClient
+from tests.harness.connections import ConnectionTracker
+from tests.harness.wire import connect_line_client
+from tests.test_imap_webpush import ServerFactory
 
 SUBJECT = "mailto:postmaster@example.org"
 MESSAGE = b"From: Fred <fred@example.org>\r\nSubject: lunch?\r\n\r\nAt noon.\r\n"
@@ -74,14 +76,10 @@ class BridgeOverIMAP(unittest.TestCase):
         self.realm = Realm(self.webpush)
         self.factory = ServerFactory(portal.Portal(self.realm, [checker]),
                                      webpush_server_class(imap4.IMAP4Server))
-        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
-        self.addCleanup(self.port.stopListening)
-        self.client = WireClient()
-        ep = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
-        yield endpoints.connectProtocol(ep, self.client)
-        self.addCleanup(lambda: self.client.closed)
-        self.addCleanup(lambda: self.client.transport.loseConnection())
-        yield self.client.expect(lambda line: line.startswith(b"* OK"))
+        tracker = ConnectionTracker()
+        self.addCleanup(tracker.close)
+        port = tracker.listen(self.factory)
+        self.client = yield connect_line_client(tracker, port)
         lines = yield self.client.command(b"a LOGIN alice secret")
         self.assertEqual(lines[-1], b"a OK LOGIN succeeded")
 

@@ -21,7 +21,7 @@ from imapwebpush.interfaces import IStoredMailbox
 from imapwebpush.store import flags as flagsmod
 from imapwebpush.store import scan
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
-from imapwebpush.store.events import FlagsChanged, MessageAdded, MessagesExpunged
+from imapwebpush.events import FlagsChanged, MessageAdded, MessagesExpunged
 from imapwebpush.store.fsutil import fsync_dir, place_file, remove_tree, unique_name, write_file
 from imapwebpush.store.index import MessageIndex, record_of
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
