@@ -33,39 +33,23 @@ OUTBOX_FILE = "webpush-outbox.sqlite"
 TOPIC_KEY_FILE = "webpush-topic.key"
 
 
-def users(data_dir):
-    """The users and their password hashes (JSON, mode 0600)."""
-    return os.path.join(data_dir, USERS_FILE)
+def _entry(name, doc):
+    """The function that gives the path of ``name`` in a data folder."""
+
+    def path(data_dir):
+        return os.path.join(data_dir, name)
+
+    path.__doc__ = doc
+    return path
 
 
-def users_lock(data_dir):
-    """The advisory lock taken while the users file is rewritten."""
-    return os.path.join(data_dir, USERS_LOCK_FILE)
-
-
-def mail(data_dir):
-    """The mail store: ``mail/<address>/`` holds each account's Maildir++ folders."""
-    return os.path.join(data_dir, MAIL_FOLDER)
-
-
-def vapid(data_dir):
-    """The VAPID keyring folder (one PEM file per key and a ``current`` file)."""
-    return os.path.join(data_dir, VAPID_FOLDER)
-
-
-def subscriptions(data_dir):
-    """The Web Push subscriptions (SQLite)."""
-    return os.path.join(data_dir, SUBSCRIPTIONS_FILE)
-
-
-def outbox(data_dir):
-    """The pushes waiting for delivery or a retry (SQLite)."""
-    return os.path.join(data_dir, OUTBOX_FILE)
-
-
-def topic_key(data_dir):
-    """The secret behind the Topic header of pushes."""
-    return os.path.join(data_dir, TOPIC_KEY_FILE)
+users = _entry(USERS_FILE, "The users and their password hashes (JSON, mode 0600).")
+users_lock = _entry(USERS_LOCK_FILE, "The advisory lock taken while the users file is rewritten.")
+mail = _entry(MAIL_FOLDER, "The mail store: ``mail/<address>/`` holds each account's Maildir++ folders.")
+vapid = _entry(VAPID_FOLDER, "The VAPID keyring folder (one PEM file per key and a ``current`` file).")
+subscriptions = _entry(SUBSCRIPTIONS_FILE, "The Web Push subscriptions (SQLite).")
+outbox = _entry(OUTBOX_FILE, "The pushes waiting for delivery or a retry (SQLite).")
+topic_key = _entry(TOPIC_KEY_FILE, "The secret behind the Topic header of pushes.")
 
 
 class DataDirError(Exception):

@@ -198,15 +198,26 @@ class PushDispatcher(service.Service):
         except Exception:
             self.log.failure("push dispatcher: flush for {account} failed", account=account)
 
-    def _flush_new(self, account):
+    def _take(self, account, new):
+        """(events, active subscriptions): the account's waiting new-mail events or the others.
+
+        The subscriptions are empty when nothing waits or nobody listens (most
+        accounts): then nothing is rendered.
+        """
         pending = self._accounts.get(account)
         if pending is None:
-            return
-        events, pending.new, pending.new_call = pending.new, [], None
+            return [], ()
+        if new:
+            events, pending.new, pending.new_call = pending.new, [], None
+        else:
+            events, pending.other, pending.other_call = pending.other, [], None
         self._forget(account, pending)
-        subs = self._subscriptions.active(account)
+        return events, self._subscriptions.active(account)
+
+    def _flush_new(self, account):
+        events, subs = self._take(account, new=True)
         if not subs:
-            return  # most accounts have no subscription: render nothing
+            return
         sections = OrderedDict()
         for order, event in events:
             sections.setdefault(event.mailbox, []).append(
@@ -220,12 +231,7 @@ class PushDispatcher(service.Service):
         self._fan_out(account, planned, subs)
 
     def _flush_other(self, account):
-        pending = self._accounts.get(account)
-        if pending is None:
-            return
-        events, pending.other, pending.other_call = pending.other, [], None
-        self._forget(account, pending)
-        subs = self._subscriptions.active(account)
+        events, subs = self._take(account, new=False)
         if not subs:
             return
         mailboxes, tree = _merge(events)
