@@ -19,8 +19,8 @@ addresses; a group is a start and an end marker, an empty group included):
 
 In both, CR, LF and NUL (which no IMAP string may hold) become spaces.
 
-This module is IMAP syntax shared by ``imapwebpush.imap`` and
-``imapwebpush.webpush``; it imports neither.
+This module is shared by ``imapwebpush.imap`` and ``imapwebpush.webpush`` and
+imports neither; its strings are written by L{imapwebpush.wire}.
 """
 
 import base64
@@ -30,14 +30,14 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from imapwebpush import wire
+
 __all__ = [
     "Address",
     "Envelope",
     "parse_envelope",
     "render_envelope",
     "render_envelope_wire",
-    "quote",
-    "truncate_utf8",
     "decode_encoded_words",
 ]
 
@@ -435,37 +435,9 @@ def parse_envelope(headers, decode_words=True):
 # Rendering
 # ---------------------------------------------------------------------------
 
-_NOT_QUOTABLE = re.compile("[\r\n\x00]")
-
-
-def truncate_utf8(text, max_bytes):
-    """``text`` cut to at most ``max_bytes`` UTF-8 octets, at a character boundary."""
-    data = text.encode("utf-8", "replace")
-    if len(data) <= max_bytes:
-        return text
-    return data[:max(0, max_bytes)].decode("utf-8", "ignore")
-
-
-def quote(text, max_bytes=None):
-    """An IMAP quoted string for ``text`` (str): CR, LF, NUL become spaces.
-
-    With ``max_bytes`` the text is first cut to that many UTF-8 octets at a
-    character boundary, then quoted, so no escape and no sequence is cut.
-    """
-    text = _NOT_QUOTABLE.sub(" ", text)
-    # lone surrogates (from a file-system name) cannot be UTF-8: replace them
-    text = text.encode("utf-8", "replace").decode("utf-8")
-    if max_bytes is not None:
-        text = truncate_utf8(text, max_bytes)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _wire_string(text):
     """An IMAP string (bytes) of ``text`` with its octets unchanged: quoted when 7-bit, else a literal."""
-    data = _NOT_QUOTABLE.sub(" ", text).encode("utf-8", "surrogateescape")
-    if any(b > 0x7F for b in data):
-        return b"{%d}\r\n" % (len(data),) + data
-    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return wire.string(wire.printable(text).encode("utf-8", "surrogateescape"))
 
 
 def _render(envelope, string, nil, join):
@@ -504,7 +476,7 @@ _BYTES = {k: v.encode("ascii") for k, v in _STR.items()}
 
 def render_envelope(envelope, max_string_bytes=None):
     """The ENVELOPE text (str) for a push: quoted strings only, each capped at ``max_string_bytes``."""
-    return _render(envelope, lambda value: quote(value, max_string_bytes), "NIL", _STR)
+    return _render(envelope, lambda value: wire.push_quoted(value, max_string_bytes), "NIL", _STR)
 
 
 def render_envelope_wire(envelope):

@@ -8,11 +8,11 @@ from imapwebpush.envelope import (
     Address,
     decode_encoded_words,
     parse_envelope,
-    quote,
     render_envelope,
     render_envelope_wire,
-    truncate_utf8,
 )
+from imapwebpush.wire import push_quoted as quote
+from imapwebpush.wire import truncate_utf8
 
 RFC3501 = (
     b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"

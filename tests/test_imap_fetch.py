@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from imapwebpush.imap import server
+from imapwebpush.imap import fetch
 from tests.harness.imap import MESSAGE, IMAPTestCase
 
 MULTIPART = (
@@ -584,33 +584,33 @@ class FetchWireTests(IMAPTestCase):
 
 
 class FetchAttributeCacheTests(unittest.TestCase):
-    """The parsed FETCH attribute lists kept between commands (server._fetch_attributes)."""
+    """The parsed FETCH attribute lists kept between commands (fetch.fetch_attributes)."""
 
     def setUp(self):
-        saved = dict(server._FETCH_CACHE)
-        server._FETCH_CACHE.clear()
+        saved = dict(fetch._FETCH_CACHE)
+        fetch._FETCH_CACHE.clear()
 
         def restore():
-            server._FETCH_CACHE.clear()
-            server._FETCH_CACHE.update(saved)
+            fetch._FETCH_CACHE.clear()
+            fetch._FETCH_CACHE.update(saved)
 
         self.addCleanup(restore)
 
     def test_same_text_same_result_and_bounded(self):
-        first = server._fetch_attributes(b"(FLAGS BODY.PEEK[])")
-        for n in range(server._FETCH_CACHE_SIZE * 2):
-            server._fetch_attributes(b"(FLAGS BODY.PEEK[]<0.%d>)" % (n + 1,))
+        first = fetch.fetch_attributes(b"(FLAGS BODY.PEEK[])")
+        for n in range(fetch._FETCH_CACHE_SIZE * 2):
+            fetch.fetch_attributes(b"(FLAGS BODY.PEEK[]<0.%d>)" % (n + 1,))
             # kept in use: it stays while older, unused texts are dropped
-            self.assertIs(server._fetch_attributes(b"(FLAGS BODY.PEEK[])"), first)
-        self.assertEqual(len(server._FETCH_CACHE), server._FETCH_CACHE_SIZE)
-        self.assertNotIn(b"(FLAGS BODY.PEEK[]<0.1>)", server._FETCH_CACHE)
+            self.assertIs(fetch.fetch_attributes(b"(FLAGS BODY.PEEK[])"), first)
+        self.assertEqual(len(fetch._FETCH_CACHE), fetch._FETCH_CACHE_SIZE)
+        self.assertNotIn(b"(FLAGS BODY.PEEK[]<0.1>)", fetch._FETCH_CACHE)
         attrs, modseq, sets_seen = first
         self.assertEqual([a.type for a in attrs], ["flags", "body"])
         self.assertEqual((modseq, sets_seen), (False, False))
-        self.assertEqual(server._fetch_attributes(b"(BODY[] MODSEQ)")[1:], (True, True))
+        self.assertEqual(fetch.fetch_attributes(b"(BODY[] MODSEQ)")[1:], (True, True))
 
     def test_errors_are_not_kept(self):
         for _ in range(2):
-            self.assertRaises(server.Bad, server._fetch_attributes, b"(NONSENSE)")
-            self.assertRaises(server.Bad, server._fetch_attributes, b"()")
-        self.assertEqual(len(server._FETCH_CACHE), 0)
+            self.assertRaises(fetch.Bad, fetch.fetch_attributes, b"(NONSENSE)")
+            self.assertRaises(fetch.Bad, fetch.fetch_attributes, b"()")
+        self.assertEqual(len(fetch._FETCH_CACHE), 0)

@@ -3,40 +3,40 @@ what a resynchronising client is told), then the server over loopback with exact
 
 from twisted.trial import unittest
 
+from imapwebpush import wire
 from imapwebpush.imap import qresync
 from imapwebpush.imap.qresync import QresyncError, QresyncParams
-from imapwebpush.imap.view import parse_sequence_set
-from imapwebpush.sequence_set import with_star
+from imapwebpush.wire import parse_sequence_set, with_star
 from tests.harness.imap import IMAPTestCase, message
 
 
 class RangeTests(unittest.TestCase):
     def test_normalize_merges_and_sorts(self):
-        self.assertEqual(qresync.normalize([(7, 9), (1, 2), (3, 3), (12, 10), (8, 8)]), [(1, 3), (7, 12)])
+        self.assertEqual(wire.normalize([(7, 9), (1, 2), (3, 3), (12, 10), (8, 8)]), [(1, 3), (7, 12)])
 
     def test_ranges_of_and_render(self):
-        ranges = qresync.ranges_of([9, 3, 4, 5, 7, 4])
+        ranges = wire.ranges_of([9, 3, 4, 5, 7, 4])
         self.assertEqual(ranges, [(3, 5), (7, 7), (9, 9)])
-        self.assertEqual(qresync.render(ranges), "3:5,7,9")
-        self.assertEqual(qresync.render([]), "")
-        self.assertEqual(qresync.expand(ranges), [3, 4, 5, 7, 9])
-        self.assertEqual(qresync.count(ranges), 5)
+        self.assertEqual(wire.render(ranges), "3:5,7,9")
+        self.assertEqual(wire.render([]), "")
+        self.assertEqual(wire.expand(ranges), [3, 4, 5, 7, 9])
+        self.assertEqual(wire.count(ranges), 5)
 
     def test_intersect(self):
         a = [(1, 5), (8, 10), (20, 30)]
         b = [(3, 9), (25, 25), (29, 40)]
-        self.assertEqual(qresync.intersect(a, b), [(3, 5), (8, 9), (25, 25), (29, 30)])
-        self.assertEqual(qresync.intersect(a, []), [])
+        self.assertEqual(wire.intersect(a, b), [(3, 5), (8, 9), (25, 25), (29, 30)])
+        self.assertEqual(wire.intersect(a, []), [])
 
     def test_subtract(self):
         a = [(1, 10), (20, 30)]
         b = [(3, 4), (10, 21), (25, 25)]
-        self.assertEqual(qresync.subtract(a, b), [(1, 2), (5, 9), (22, 24), (26, 30)])
-        self.assertEqual(qresync.subtract(a, []), a)
-        self.assertEqual(qresync.subtract(a, [(1, 100)]), [])
+        self.assertEqual(wire.subtract(a, b), [(1, 2), (5, 9), (22, 24), (26, 30)])
+        self.assertEqual(wire.subtract(a, []), a)
+        self.assertEqual(wire.subtract(a, [(1, 100)]), [])
 
     def test_at_least(self):
-        self.assertEqual(qresync.at_least([(1, 3), (5, 9), (12, 12)], 6), [(6, 9), (12, 12)])
+        self.assertEqual(wire.at_least([(1, 3), (5, 9), (12, 12)], 6), [(6, 9), (12, 12)])
 
     def test_with_star(self):
         parsed = parse_sequence_set(b"*:4,2,7:*,9:3,*")
@@ -81,7 +81,7 @@ class SelectParamTests(unittest.TestCase):
         )
         seqs, uids = params.seq_match
         self.assertEqual(seqs[:3], [(5000, 5000), (7500, 7500), (9000, 9000)])
-        self.assertEqual(qresync.count(seqs), 13)
+        self.assertEqual(wire.count(seqs), 13)
         self.assertEqual(uids[-1], (29997, 29997))
 
     def test_match_data_without_known_uids(self):
@@ -148,8 +148,8 @@ class FakeMailbox:
     def vanished_ranges(self, modseq):
         if modseq < self.vanished_floor:
             present = set(self._uids)
-            return qresync.ranges_of(u for u in range(1, max(self._uids) + 1) if u not in present)
-        return qresync.ranges_of(u for m, us in self._vanished.items() if m > modseq for u in us)
+            return wire.ranges_of(u for u in range(1, max(self._uids) + 1) if u not in present)
+        return wire.ranges_of(u for m, us in self._vanished.items() if m > modseq for u in us)
 
     def changed_since(self, modseq):
         return [u for u in self._uids if self._modseqs[u] > modseq]

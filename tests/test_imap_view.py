@@ -2,8 +2,9 @@
 
 from twisted.trial import unittest
 
-from imapwebpush.imap.view import SessionView, format_uid_set, parse_sequence_set
+from imapwebpush.imap.view import SessionView
 from imapwebpush.store.account import MailStore
+from imapwebpush.wire import format_set, parse_sequence_set
 from tests.harness.imap import USER, message
 
 
@@ -69,10 +70,10 @@ class ViewTests(unittest.TestCase):
         for bad in ("0", "1:", "a", "1,,2", "*:*:*", ""):
             self.assertRaises(ValueError, parse_sequence_set, bad)
 
-    def test_format_uid_set(self):
-        self.assertEqual(format_uid_set([1, 2, 3, 7, 9, 10]), "1:3,7,9:10")
-        self.assertEqual(format_uid_set([5, 4]), "5,4")
-        self.assertEqual(format_uid_set([]), "")
+    def test_format_set(self):
+        self.assertEqual(format_set([1, 2, 3, 7, 9, 10]), "1:3,7,9:10")
+        self.assertEqual(format_set([5, 4]), "5,4")
+        self.assertEqual(format_set([]), "")
 
     def test_other_mailboxes_are_ignored(self):
         self.account.mailbox("Trash").add(message("elsewhere"))

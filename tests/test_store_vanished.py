@@ -3,10 +3,10 @@ in the journal, through restarts, compaction and other tools' removals."""
 
 import os
 
-from imapwebpush.sequence_set import expand
 from imapwebpush.store import index
 from imapwebpush.events import MessagesExpunged
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
+from imapwebpush.wire import expand
 from twisted.trial import unittest
 
 from tests.test_store_maildir import MESSAGE, StoreTestMixin

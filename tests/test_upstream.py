@@ -4,10 +4,13 @@ A failure here after an upgrade names what changed upstream; fix upstream.py
 (and only it), then move the tested upper bound in setup.cfg.
 """
 
+import select
+import socket
+
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet import defer, task
+from twisted.internet import defer, protocol, reactor, task, tcp
 from twisted.internet.testing import StringTransport
 from twisted.mail import smtp
 from twisted.mail.imap4 import PLAINCredentials
@@ -15,6 +18,7 @@ from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
 from twisted.trial import unittest
 from zope.interface import implementer
 
+from imapwebpush import upstream
 from imapwebpush.upstream import ESMTPHooks
 
 
@@ -112,3 +116,84 @@ class ESMTPHooksTests(unittest.TestCase):
         self.assertFalse(self.proto.sender_given())
         self.send(b"MAIL FROM:<a@example.net>", b"RCPT TO:<b@example.org>", b"DATA")
         self.assertFalse(self.proto.sender_given())
+
+
+class SendNowTests(unittest.TestCase):
+    """``send_now`` writes a plain TCP transport's buffer at once (tcp.Server internals)."""
+
+    def test_tcp_server_attributes(self):
+        for name in ("TLS", "producer", "connected", "disconnecting", "doWrite"):
+            self.assertTrue(
+                hasattr(tcp.Server, name),
+                "twisted.internet.tcp.Server has no %s any more: imapwebpush.upstream.send_now"
+                " must follow" % (name,),
+            )
+
+    def test_sent_before_the_reactor_turns(self):
+        """Written and sent inside one callback: the client has the octets without a reactor turn."""
+        connected = defer.Deferred()
+
+        class Greeter(protocol.Protocol):
+            def connectionMade(self):
+                self.transport.write(b"ping")
+                upstream.send_now(self.transport)
+                readable, _, _ = select.select([client], [], [], 2)  # no reactor turn in between
+                connected.callback(client.recv(10) if readable else b"")
+
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Greeter), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+        self.addCleanup(client.close)
+
+        def check(data):
+            self.assertEqual(data, b"ping", "send_now no longer sends a tcp.Server's buffer at once")
+
+        return connected.addCallback(check)
+
+    def test_other_transports_are_left_alone(self):
+        transport = StringTransport()
+        transport.write(b"held")
+        upstream.send_now(transport)
+        self.assertEqual(transport.value(), b"held")
+
+
+class FetchParserTests(unittest.TestCase):
+    """``FetchParser`` is Twisted's private FETCH attribute parser, plus HEADER.FIELDS names as sent."""
+
+    def parse(self, text):
+        parser = upstream.FetchParser()
+        parser.parseString(text)
+        return parser.result
+
+    def test_private_parser_exists(self):
+        from twisted.mail import imap4
+
+        self.assertTrue(
+            callable(getattr(getattr(imap4, "_FetchParser", None), "state_header_list", None)),
+            "twisted.mail.imap4._FetchParser.state_header_list is gone: imapwebpush.upstream.FetchParser"
+            " must follow (or become our own parser)",
+        )
+
+    def test_attributes(self):
+        flags, uid, envelope, size, body = self.parse(b"(FLAGS UID ENVELOPE RFC822.SIZE BODY[])")
+        self.assertEqual(
+            [a.type for a in (flags, uid, envelope, size, body)],
+            ["flags", "uid", "envelope", "rfc822size", "body"],
+        )
+        self.assertTrue(body.empty)
+        self.assertFalse(body.peek)
+        self.assertIsNone(body.partialBegin)
+
+    def test_section_part_mime_and_partial(self):
+        [body] = self.parse(b"BODY.PEEK[1.2.MIME]<5.10>")
+        self.assertTrue(body.peek)
+        self.assertEqual(list(body.part), [0, 1])  # 0-based
+        self.assertTrue(body.mime)
+        self.assertEqual((body.partialBegin, body.partialLength), (5, 10))
+
+    def test_header_fields_as_sent(self):
+        [body] = self.parse(b'BODY.PEEK[HEADER.FIELDS.NOT (Subject "X-Tuid")]')
+        header = body.header
+        self.assertTrue(header.negate)
+        self.assertEqual(header.raw_fields, [b"Subject", b'"X-Tuid"'])
+        self.assertEqual(header.fields, [b"SUBJECT", b"X-TUID"])

@@ -7,10 +7,10 @@ here so code written for twisted's IMAP stack (and its adapters) can use the ava
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from imapwebpush.constants import DELIMITER
+from imapwebpush.imap.twisted_mailbox import TwistedMailbox
 from imapwebpush.store.errors import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 from imapwebpush.wildcard import list_pattern
-
-DELIMITER = "/"
 
 
 @implementer(imap4.IAccount, imap4.INamespacePresenter)
@@ -63,8 +63,6 @@ class Avatar:
 
     def select(self, name, rw=True):
         """A twisted imap4.IMailbox over the store's mailbox, or None."""
-        from imapwebpush.imap.twisted_mailbox import TwistedMailbox
-
         try:
             stored = self.mail_account.mailbox(name)
         except (MailboxNotFound, InvalidMailboxName):

@@ -3,7 +3,8 @@
 from twisted.internet import protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from imapwebpush.imap.server import DEFAULT_MAX_MESSAGE_SIZE, IMAPServer
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.imap.server import IMAPServer
 
 
 class IMAPFactory(protocol.ServerFactory):

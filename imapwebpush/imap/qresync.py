@@ -7,24 +7,13 @@ form ``Mailbox.vanished_ranges`` answers in, so "every UID but these" over a
 mailbox with a large UIDNEXT stays small.
 """
 
-from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from imapwebpush.sequence_set import (  # noqa: F401 (re-exported for the server and tests)
-    Ranges,
-    at_least,
-    count,
-    expand,
-    intersect,
-    normalize,
-    ranges_of,
-    render,
-    subtract,
-)
+from imapwebpush import wire
+from imapwebpush.wire import Ranges, at_least, count, intersect, normalize, render
 
-# UIDs are 32-bit (RFC 3501 nz-number); mod-sequences 63-bit (RFC 7162 7).
-_MAX_NUMBER = 2**32 - 1
+# UIDs are 32-bit (RFC 3501 nz-number, wire.MAX_NUMBER); mod-sequences 63-bit (RFC 7162 7).
 _MAX_MODSEQ = 2**63 - 1
 
 # Ranges per VANISHED response: keeps each line a few KiB at most.
@@ -46,7 +35,7 @@ class QresyncParams:
 
 
 # -- ranges ------------------------------------------------------------------
-# The range algebra lives in imapwebpush.sequence_set (the push payloads use it too).
+# The range algebra lives in imapwebpush.wire (the push payloads use it too).
 
 
 def chunks(ranges, size=RANGES_PER_LINE):
@@ -57,7 +46,7 @@ def chunks(ranges, size=RANGES_PER_LINE):
 # -- parsing ---------------------------------------------------------------------
 
 
-def _number(token, what, limit=_MAX_NUMBER, zero=False):
+def _number(token, what, limit=wire.MAX_NUMBER, zero=False):
     if not token.isdigit() or (token.startswith(b"0") and token != b"0"):
         raise QresyncError("%s must be a number" % (what,))
     value = int(token)
@@ -66,26 +55,18 @@ def _number(token, what, limit=_MAX_NUMBER, zero=False):
     return value
 
 
-def parse_set(token, what="UID set", star=None):
-    """Normalized ranges of a sequence-set; ``*`` is refused unless ``star`` gives its value."""
+def parse_set(token, what="UID set"):
+    """The ranges of a sequence-set as written (``*`` refused), or QresyncError."""
     if isinstance(token, str):
         token = token.encode("ascii", "replace")
     if not token:
         raise QresyncError("empty %s" % (what,))
-    pairs = []
-    for item in token.split(b","):
-        ends = item.split(b":")
-        if len(ends) > 2:
-            raise QresyncError("bad %s" % (what,))
-        values = []
-        for end in ends:
-            if end == b"*":
-                if star is None:
-                    raise QresyncError("* is not allowed in a %s" % (what,))
-                values.append(star)
-            else:
-                values.append(_number(end, what))
-        pairs.append((values[0], values[-1]))
+    try:
+        pairs = wire.parse_sequence_set(token)
+    except wire.ParseError:
+        raise QresyncError("bad %s" % (what,))
+    if any(lo is None or hi is None for lo, hi in pairs):
+        raise QresyncError("* is not allowed in a %s" % (what,))
     return pairs
 
 
@@ -275,13 +256,7 @@ def changed_uids(params, mailbox):
     known = params.known_uids
     if known is None:
         return changed
-    starts = [lo for lo, _ in known]
-    out = []
-    for u in changed:
-        i = bisect_left(starts, u + 1) - 1
-        if i >= 0 and known[i][1] >= u:
-            out.append(u)
-    return out
+    return [u for u in changed if wire.contains(known, u)]
 
 
 def vanished_lines(ranges, earlier=False):

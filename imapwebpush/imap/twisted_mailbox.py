@@ -13,8 +13,10 @@ from twisted.internet import defer
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from imapwebpush import wire
+from imapwebpush.constants import DELIMITER, SYSTEM_FLAGS
 from imapwebpush.imap.message import StoredMessage
-from imapwebpush.imap.view import SYSTEM_FLAGS, SessionView
+from imapwebpush.imap.view import SessionView
 
 _MODES = {1: "add", -1: "remove", 0: "replace"}
 
@@ -65,7 +67,7 @@ class TwistedMailbox:
         return list(SYSTEM_FLAGS)
 
     def getHierarchicalDelimiter(self):
-        return "/"
+        return DELIMITER
 
     # -- IMailbox ----------------------------------------------------------------
 
@@ -118,14 +120,12 @@ class TwistedMailbox:
         self.listeners.remove(listener)
 
     def addMessage(self, message, flags=(), date=None):
-        from imapwebpush.imap.server import Bad, _parse_datetime
-
         data = message.read() if hasattr(message, "read") else message
         internaldate = None
         if date:
             try:
-                internaldate = _parse_datetime(date if isinstance(date, bytes) else date.encode())
-            except Bad as e:
+                internaldate = wire.parse_datetime(date if isinstance(date, bytes) else date.encode())
+            except wire.ParseError as e:
                 return defer.fail(imap4.IllegalClientResponse(str(e)))
         flags = [f.decode() if isinstance(f, bytes) else f for f in flags]
         flags = [f for f in flags if f.lower() != "\\recent"]

@@ -12,17 +12,11 @@ from bisect import bisect_left, bisect_right
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from imapwebpush import events
+from imapwebpush.constants import RECENT
 from imapwebpush.imap import qresync
 from imapwebpush.interfaces import IChangeListener
-from imapwebpush.sequence_set import format_set, with_star
-from imapwebpush import events
-
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-RECENT = "\\Recent"
-
-
-class Ghost(Exception):
-    """The client names a message that another session expunged; not yet told."""
+from imapwebpush.wire import ranges_of, with_star
 
 
 @implementer(IChangeListener)
@@ -111,7 +105,7 @@ class SessionView:
                 gone.append(event[2])
                 continue
             if gone:
-                lines.extend(qresync.vanished_lines(qresync.ranges_of(gone)))
+                lines.extend(qresync.vanished_lines(ranges_of(gone)))
                 gone = []
             if kind == "expunge":
                 lines.append(b"%d EXPUNGE" % (event[1],))
@@ -123,7 +117,7 @@ class SessionView:
             else:
                 lines.append(b"%d RECENT" % (event[1],))
         if gone:
-            lines.extend(qresync.vanished_lines(qresync.ranges_of(gone)))
+            lines.extend(qresync.vanished_lines(ranges_of(gone)))
         return lines
 
     def take_updates(self, allow_expunge=True):
@@ -183,7 +177,7 @@ class SessionView:
         return len(self.uids)
 
     def resolve(self, ranges, uid):
-        """[(seq, uid)] named by ``parse_sequence_set`` ranges, in sequence order.
+        """[(seq, uid)] named by ``wire.parse_sequence_set`` ranges, in sequence order.
 
         Sequence numbers beyond EXISTS raise ValueError (the client's mistake); UIDs that do
         not exist are skipped, as RFC 3501 says for UID commands.
@@ -247,34 +241,3 @@ class SessionView:
             if "\\Seen" not in flags:
                 return index + 1
         return None
-
-
-def parse_sequence_set(text):
-    """[(low, high)] of an IMAP sequence-set (bytes); None stands for "*".
-
-    Raises ValueError for anything that is not one.
-    """
-    if isinstance(text, bytes):
-        text = text.decode("ascii", "replace")
-    if text.isdigit() and text.isascii() and int(text) > 0:  # one number, the common case
-        return [(int(text), int(text))]
-    ranges = []
-    for item in text.split(","):
-        ends = item.split(":")
-        if len(ends) > 2 or not item:
-            raise ValueError("bad sequence set %r" % (text,))
-        values = []
-        for end in ends:
-            if end == "*":
-                values.append(None)
-            elif end.isdigit() and int(end) > 0:
-                values.append(int(end))
-            else:
-                raise ValueError("bad sequence set %r" % (text,))
-        ranges.append((values[0], values[-1]))
-    return ranges
-
-
-def format_uid_set(uids):
-    """Compact "1:3,7" text of a list of UIDs, in the given order (for COPYUID pairs)."""
-    return format_set(uids)

@@ -7,8 +7,8 @@ The handlers only parse, call the server-wide L{WebPushService} found through
 storage. An avatar that is not ours gains WEBPUSH by being adaptable to
 L{IWebPushAccount} (``registerAdapter``, or ``@implementer`` on a wrapper).
 
-Argument parsing follows IMAP's astring (atom, quoted string, literal); ``NIL``
-is recognised only as an atom, so ``"NIL"`` stays a string.
+Argument parsing is IMAP's astring as L{imapwebpush.wire} reads it (atom, quoted
+string, literal); ``NIL`` is recognised only as an atom, so ``"NIL"`` stays a string.
 """
 
 import re
@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse
 from zope.interface import alsoProvides, implementer
 
-from imapwebpush import decisions
+from imapwebpush import decisions, wire
 from imapwebpush.interfaces import IWebPushAccount
 from imapwebpush.webpush.service import BadArguments, ClientError
 
@@ -27,10 +27,6 @@ log = Logger()
 
 _ABSENT = object()  # an optional argument that was not given
 
-# Characters we refuse in an atom: SP, CTL, 8-bit, and ( ) { " \ (RFC 3501 atom-specials
-# minus the list wildcards % * and resp-special ], which endpoints and patterns use).
-_BAD_ATOM_RE = re.compile(rb'[\x00-\x20\x7f-\xff(){"\\]')
-_STRICT_ATOM_RE = re.compile(r'\A[^\x00-\x20\x7f-\uffff(){%*"\\\]]+\Z')
 _NUMBER_RE = re.compile(r"\A[0-9]{1,20}\Z")
 _TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,256}={0,2}\Z")
 
@@ -42,50 +38,22 @@ class _Str(bytes):
 def _astring(self, line, nil_ok=False):
     """Parse one astring (or NIL atom when ``nil_ok``): (value, rest) or a Deferred of it.
 
-    The rest after a literal starts with its separating space; the rest after
-    an atom or quoted string does not.
+    The syntax is L{imapwebpush.wire}'s (the server's own); its errors become
+    IllegalClientResponse, which any twisted IMAP4Server answers with BAD.
     """
     if line is None:
         raise IllegalClientResponse("Missing argument")
-    if line[:1] == b" ":
-        line = line[1:]
-    if not line:
-        raise IllegalClientResponse("Missing argument")
-    first = line[:1]
-    if first == b'"':
-        out = bytearray()
-        i = 1
-        while i < len(line):
-            ch = line[i:i + 1]
-            if ch == b"\\":
-                nxt = line[i + 1:i + 2]
-                if nxt not in (b'"', b"\\"):
-                    raise IllegalClientResponse("Bad escape in quoted string")
-                out += nxt
-                i += 2
-                continue
-            if ch == b'"':
-                rest = line[i + 1:]
-                if rest and rest[:1] != b" ":
-                    raise IllegalClientResponse("Missing space after quoted string")
-                return _Str(bytes(out)), rest[1:]
-            if ch in (b"\r", b"\n", b"\x00"):
-                raise IllegalClientResponse("CR, LF or NUL in quoted string")
-            out += ch
-            i += 1
-        raise IllegalClientResponse("Unmatched quotes")
-    if first == b"{":
+    try:
+        value, rest = wire.read_nstring(line) if nil_ok else wire.read_astring(line)
+    except wire.ParseError as e:
+        raise IllegalClientResponse(str(e))
+    if isinstance(value, wire.LiteralHeader):
         # The server's own literal reader: it knows its limits and LITERAL+ (if it has it).
         result = self.arg_astring(line)
         if isinstance(result, defer.Deferred):
             return result.addCallback(lambda got: (_Str(got[0]), got[1]))
         return _Str(result[0]), result[1]
-    atom, _, rest = line.partition(b" ")
-    if not atom or _BAD_ATOM_RE.search(atom):
-        raise IllegalClientResponse("Malformed atom %r" % (atom[:40],))
-    if nil_ok and atom.upper() == b"NIL":
-        return None, rest
-    return _Str(atom), rest
+    return (None if value is None else _Str(value)), rest
 
 
 def _arg_astring(self, line):
@@ -116,13 +84,6 @@ def _text(value, what):
         return value.decode("utf-8")
     except UnicodeDecodeError:
         raise BadArguments("%s is not UTF-8" % what)
-
-
-def _quote(text):
-    """An IMAP atom when possible, else a quoted string (endpoints never hold CR/LF)."""
-    if _STRICT_ATOM_RE.match(text) and text.upper() != "NIL":
-        return text.encode("utf-8")
-    return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode("utf-8") + b'"'
 
 
 class WebPushCommandsMixin:
@@ -175,7 +136,10 @@ class WebPushCommandsMixin:
             message = e.message.encode("utf-8", "replace")
             if e.code:
                 message = b"[" + e.code + b"] " + message
-            self._respond(e.answer, tag, message)
+            if e.answer == b"BAD":
+                self.sendBadResponse(tag, message)
+            else:
+                self.sendNegativeResponse(tag, message)
             return
         except Exception:
             log.failure("{command} failed", command=name)
@@ -185,7 +149,7 @@ class WebPushCommandsMixin:
 
     def _webpush_line(self, sub, now):
         self.sendUntaggedResponse(
-            b"WEBPUSH " + sub.id.encode("ascii") + b" " + _quote(sub.endpoint) + b" "
+            b"WEBPUSH " + sub.id.encode("ascii") + b" " + wire.atom_or_quoted(sub.endpoint) + b" "
             + sub.silence_field(now).encode("ascii"))
 
     def _webpush_needs_auth(self, tag, rest):

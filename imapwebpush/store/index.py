@@ -14,9 +14,9 @@ import os
 
 from twisted.logger import Logger
 
-from imapwebpush.sequence_set import ranges_of
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 from imapwebpush.store.message import StoredMessage
+from imapwebpush.wire import ranges_of
 
 log = Logger()
 

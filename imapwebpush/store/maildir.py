@@ -26,6 +26,7 @@ from imapwebpush.store.fsutil import fsync_dir, place_file, remove_tree, unique_
 from imapwebpush.store.index import MessageIndex, record_of
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 from imapwebpush.store.message import HeaderCache, header_block, to_crlf
+from imapwebpush.wire import expand
 
 log = Logger()
 

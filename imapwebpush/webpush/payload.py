@@ -18,15 +18,14 @@ The rules it keeps:
   ``* SELECT "mbox"`` alone, until it fits.
 """
 
-import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from imapwebpush.constants import DELIMITER
+from imapwebpush.constants import DELIMITER, RECENT, SYSTEM_FLAGS
 from imapwebpush.decisions import MAX_PUSHES_PER_BURST
-from imapwebpush.envelope import parse_envelope, quote, render_envelope
-from imapwebpush.sequence_set import format_sorted_set
+from imapwebpush.envelope import parse_envelope, render_envelope
 from imapwebpush.webpush.limits import MAX_PLAINTEXT
+from imapwebpush.wire import format_sorted_set, is_flag, push_quoted
 
 __all__ = [
     "NewMessage",
@@ -128,9 +127,7 @@ class Push:
 # Responses
 # ---------------------------------------------------------------------------
 
-# RFC 3501 flag: "\" atom for system flags, atom for keywords (no atom-specials).
-_FLAG_RE = re.compile(r"\A\\?[^\x00-\x20\x7f(){%*\"\\\]]+\Z")
-_SYSTEM_ORDER = {"\\Answered": 0, "\\Flagged": 1, "\\Deleted": 2, "\\Seen": 3, "\\Draft": 4}
+_SYSTEM_ORDER = {flag: i for i, flag in enumerate(SYSTEM_FLAGS)}
 
 
 def _flag_key(flag):
@@ -139,13 +136,13 @@ def _flag_key(flag):
 
 def _flags(flags):
     """``(\\Seen $Junk)``: valid flag atoms only, system flags first; never \\Recent."""
-    valid = [f for f in flags if f != "\\Recent" and _FLAG_RE.match(f) and f.isascii()]
+    valid = [f for f in flags if f != RECENT and is_flag(f)]
     return "(" + " ".join(sorted(valid, key=_flag_key)) + ")"
 
 
 def select_line(mailbox):
     """``* SELECT "mbox"`` with its CRLF (the generic sync on its own)."""
-    return b"* SELECT " + quote(mailbox).encode("utf-8") + CRLF
+    return b"* SELECT " + push_quoted(mailbox).encode("utf-8") + CRLF
 
 
 def sync_payload(mailboxes):
@@ -189,7 +186,8 @@ def _full_line(item, limit):
 
 def _list_line(item):
     attrs = "(\\NonExistent)" if item.nonexistent else "()"
-    return ("* LIST %s %s " % (attrs, quote(DELIMITER))).encode("utf-8") + quote(item.name).encode("utf-8") + CRLF
+    line = "* LIST %s %s %s" % (attrs, push_quoted(DELIMITER), push_quoted(item.name))
+    return line.encode("utf-8") + CRLF
 
 
 def _lines(item):

@@ -1,0 +1,381 @@
+"""FETCH (and UID FETCH, with CONDSTORE/QRESYNC modifiers), as a mixin of
+L{imapwebpush.imap.core.IMAPCore}, and the streamer that writes its answers.
+
+The attribute list is parsed by Twisted's parser (``upstream.FetchParser``), its result
+cached per text; each message's answer is rendered when the streamer asks for it, so
+a FETCH of many large messages never holds them all in memory. BINARY belongs here.
+"""
+
+import collections
+import re
+
+from twisted.internet import interfaces
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from imapwebpush import upstream, wire
+from imapwebpush.imap import qresync
+from imapwebpush.imap.core import EXPUNGEISSUED, Bad, arg_rest, arg_word
+from imapwebpush.imap.message import StoredMessage, body_structure, message_envelope, wire_safe
+
+_MODSEQ_ATTR = re.compile(rb"(?i)(?<![\w.\[])MODSEQ(?![\w.\]])")
+
+_FETCH_CACHE = collections.OrderedDict()
+_FETCH_CACHE_SIZE = 64
+_FETCH_CACHE_KEY_LIMIT = 1024
+
+
+def split_fetch_arguments(rest):
+    """(attribute text, modifier text) of what follows FETCH's sequence set."""
+    if rest[:1] == b"(":
+        end = wire.matching_paren(rest)
+    else:
+        # one attribute; a section (BODY[HEADER.FIELDS (A B)]) may hold spaces up to its "]"
+        first = rest.find(b" ")
+        if first != -1 and b"[" in rest[:first]:
+            close = rest.find(b"]")
+            first = -1 if close == -1 else rest.find(b" ", close)
+        end = len(rest) if first == -1 else first
+    return rest[:end], rest[end:].strip()
+
+
+def is_section(attr):
+    """True for BODY[...] (a section), False for BODY (the structure)."""
+    return bool(attr.empty or attr.header or attr.text or attr.mime or attr.part)
+
+
+def sets_seen(attr):
+    """True when fetching ``attr`` sets \\Seen (RFC 3501 6.4.5: BODY[...], RFC822, RFC822.TEXT)."""
+    if attr.type == "body":
+        return not attr.peek and is_section(attr)
+    return attr.type in ("rfc822", "rfc822text")
+
+
+def fetch_attributes(attr_text):
+    """(attributes, MODSEQ named?, sets \\Seen?) of a FETCH attribute list, or Bad.
+
+    Clients repeat the same few attribute lists (``BODY.PEEK[]``, ``(FLAGS UID)``...), and
+    twisted's parser took a fifth of a one-message FETCH: results are kept for the 64 most
+    recently used texts (tuples of parser objects nothing changes afterwards).
+    """
+    cached = _FETCH_CACHE.get(attr_text)
+    if cached is not None:
+        _FETCH_CACHE.move_to_end(attr_text)
+        return cached
+    stripped = _MODSEQ_ATTR.sub(b"", attr_text)
+    names_modseq = stripped != attr_text
+    if names_modseq:
+        # "(FLAGS MODSEQ)" leaves "(FLAGS )", which twisted's parser refused (BAD)
+        stripped = b" ".join(stripped.split()).replace(b"( ", b"(").replace(b" )", b")")
+    attrs = ()
+    if stripped.strip(b"() "):
+        parser = upstream.FetchParser()
+        try:
+            parser.parseString(stripped)
+        except Exception as e:
+            raise Bad("Bad FETCH attribute: %s" % (e,))
+        attrs = tuple(parser.result)
+        if any(p < 0 for a in attrs for p in (getattr(a, "part", None) or ())):
+            # twisted reads BODY[0] as 0-based part -1 (the last part); RFC 3501 9:
+            # section-part = nz-number *("." nz-number)
+            raise Bad("section part numbers start at 1")
+    elif not names_modseq:
+        raise Bad("Missing FETCH attributes")
+    result = (attrs, names_modseq, any(sets_seen(a) for a in attrs))
+    if len(attr_text) <= _FETCH_CACHE_KEY_LIMIT:
+        _FETCH_CACHE[attr_text] = result
+        if len(_FETCH_CACHE) > _FETCH_CACHE_SIZE:
+            _FETCH_CACHE.popitem(last=False)  # the least recently used
+    return result
+
+
+def _header_section(header):
+    """HEADER, HEADER.FIELDS (names) or HEADER.FIELDS.NOT (names), names as the client sent them."""
+    if not header.fields:
+        return b"HEADER"
+    names = getattr(header, "raw_fields", None) or header.fields
+    return b"HEADER.FIELDS%s (%s)" % (b".NOT" if header.negate else b"", b" ".join(names))
+
+
+class _Request:
+    """One FETCH command: what was asked, and what the answers need along the way."""
+
+    def __init__(self, attrs, by_uid, want_modseq, seen_changes):
+        self.attrs = attrs
+        self.by_uid = by_uid
+        self.want_modseq = want_modseq
+        self.seen_changes = seen_changes  # uid -> (flags, modseq) this FETCH set \Seen on
+        self.expunged = []  # named by the client, expunged by another session
+
+
+class FetchCommandMixin:
+    """FETCH and UID FETCH."""
+
+    def do_FETCH(self, tag, seqset, rest, uid=False):
+        attr_text, modifiers = split_fetch_arguments(rest)
+        try:
+            changedsince, vanished = qresync.parse_fetch_modifiers(modifiers)
+        except qresync.QresyncError as e:
+            raise Bad(str(e))
+        if vanished:
+            if not uid:
+                raise Bad("VANISHED is only allowed in UID FETCH")  # RFC 7162 3.2.6
+            if not self.qresync_enabled:
+                raise Bad("QRESYNC is not enabled")
+        attrs, names_modseq, any_sets_seen = fetch_attributes(attr_text)
+        want_modseq = changedsince is not None or names_modseq
+        if want_modseq:
+            self._enable_condstore()
+        request = _Request(attrs, uid, want_modseq, {})
+        messages = self._fetch_targets(seqset, uid, changedsince, request.expunged)
+        if vanished:
+            self._fetch_vanished(seqset, changedsince)
+        if any_sets_seen and not self.view.readonly:
+            unseen = [u for _, u, m in messages if "\\Seen" not in m.flags]
+            if unseen:
+                request.seen_changes, _ = self.view.mailbox.set_flags(unseen, ["\\Seen"], "add", origin=self)
+
+        def render(item):
+            return self._fetch_render(item, request)
+
+        def finish():
+            # By UID, a message that is gone is simply not there (its EXPUNGE follows).
+            if request.expunged and not uid:
+                self.sendNegativeResponse(tag, EXPUNGEISSUED.encode("ascii"))
+            else:
+                self.sendPositiveResponse(tag, b"FETCH completed")
+
+        _FetchStreamer(self, messages, render, finish).start()
+
+    select_FETCH = (do_FETCH, arg_word, arg_rest)
+
+    def _fetch_targets(self, seqset, uid, changedsince, expunged):
+        """[(seq, uid, stored message)] to answer; UIDs gone meanwhile go to ``expunged``."""
+        view = self.view
+        messages = []
+        for seq, u in self._resolve(seqset, uid):
+            if view.is_ghost(u):
+                expunged.append(u)
+                continue
+            try:
+                stored = view.mailbox.message(u)
+            except KeyError:
+                expunged.append(u)
+                continue
+            if changedsince is not None and stored.modseq <= changedsince:
+                continue
+            messages.append((seq, u, stored))
+        return messages
+
+    def _fetch_render(self, item, request):
+        """The answer to one message, or b"" when another session expunged it meanwhile."""
+        seq, u, stored = item
+        view = self.view
+        try:
+            return self._fetch_response(seq, u, stored, request)
+        except (KeyError, OSError):
+            if view.is_ghost(u) or u not in view.mailbox.uids():
+                request.expunged.append(u)  # expunged by another session while streaming
+                return b""
+            raise
+
+    def _fetch_vanished(self, seqset, changedsince):
+        """``VANISHED (EARLIER)`` of UID FETCH ... (CHANGEDSINCE n VANISHED) (RFC 7162 3.2.6):
+        the UIDs of the set expunged after ``n``. A message this client still numbers
+        (another session expunged it, not yet told) is left to the plain VANISHED that
+        ends the command."""
+        view = self.view
+        mailbox = view.mailbox
+        star = max(mailbox.uidnext - 1, view.uids[-1] if view.uids else 0)
+        if star < 1:
+            return
+        asked = wire.normalize(wire.with_star(wire.parse_sequence_set(seqset), star))
+        gone = wire.intersect(mailbox.vanished_ranges(changedsince), asked)
+        gone = wire.subtract(gone, wire.ranges_of(view.uids))
+        for line in qresync.vanished_lines(gone, earlier=True):
+            self.sendUntaggedResponse(line)
+
+    def _fetch_response(self, seq, uid, stored, request):
+        view = self.view
+        flags, modseq = stored.flags, stored.modseq
+        seen_changes = request.seen_changes
+        if uid in seen_changes:
+            flags, modseq = seen_changes[uid]
+        items = []
+        if request.by_uid:
+            items.append(b"UID %d" % (uid,))
+        message = None
+        has_flags = False
+        for attr in request.attrs:
+            kind = attr.type
+            if kind == "uid":
+                if not request.by_uid:
+                    items.append(b"UID %d" % (uid,))
+            elif kind == "flags":
+                has_flags = True
+                items.append(view.flags_item(uid, flags))
+            elif kind == "internaldate":
+                items.append(b"INTERNALDATE " + wire.format_internaldate(stored.internaldate))
+            elif kind == "rfc822size":
+                items.append(b"RFC822.SIZE %d" % (stored.size,))
+            else:
+                if message is None:
+                    message = StoredMessage(stored, flags)
+                items.append(self._fetch_content(attr, message))
+        if uid in seen_changes and not has_flags:
+            items.append(view.flags_item(uid, flags))
+        if request.want_modseq or (view.condstore and (has_flags or uid in seen_changes)):
+            items.append(b"MODSEQ (%d)" % (modseq,))
+        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+
+    def _fetch_content(self, attr, message):
+        kind = attr.type
+        if kind == "body" and attr.empty and not attr.part and attr.partialBegin is None:
+            # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
+            return b"BODY[] " + wire.literal(message.raw)
+        if kind == "envelope":
+            return self._fetch_envelope(message)
+        if kind == "bodystructure" or (kind == "body" and not is_section(attr)):
+            return self._fetch_structure(message, kind == "bodystructure")
+        if kind == "rfc822":
+            return b"RFC822 " + wire.literal(message.raw)
+        if kind == "rfc822header":
+            return b"RFC822.HEADER " + wire.literal(message.header)
+        if kind == "rfc822text":
+            return b"RFC822.TEXT " + wire.literal(message.body)
+        return self._fetch_section(attr, message)
+
+    def _fetch_envelope(self, message):
+        try:
+            return b"ENVELOPE " + message_envelope(message.header)
+        except Exception:
+            self.log.failure("ENVELOPE of uid {uid}", uid=message.getUID())
+            return b"ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+
+    def _fetch_structure(self, message, extended):
+        name = b"BODYSTRUCTURE" if extended else b"BODY"
+        try:
+            structure = body_structure(message, extended)
+            return name + b" " + imap4.collapseNestedLists([wire_safe(structure)])
+        except Exception:
+            self.log.failure("BODYSTRUCTURE of uid {uid}", uid=message.getUID())
+            return name + b' ("TEXT" "PLAIN" NIL NIL NIL "7BIT" %d %d)' % (
+                len(message.body),
+                message.body.count(b"\n"),
+            )
+
+    def _fetch_section(self, attr, message):
+        path = tuple(attr.part or ())
+        section = [str(p + 1).encode() for p in path]
+        try:
+            part = message.section(path) if path else message
+        except (KeyError, IndexError):
+            part = None
+        if attr.header or attr.text:
+            if part is not None and path and part.content_type().lower().startswith(b"message/rfc822"):
+                part = part.subparts()[0]
+        if attr.header:
+            header = attr.header
+            section.append(_header_section(header))
+            if part is None:
+                data = b""
+            elif header.fields:
+                fields = [f.decode("ascii", "replace") if isinstance(f, bytes) else f for f in header.fields]
+                data = part.header_fields(fields, header.negate)
+            else:
+                data = part.header
+        elif attr.text:
+            section.append(b"TEXT")
+            data = b"" if part is None else part.body
+        elif attr.mime:
+            section.append(b"MIME")
+            data = b"" if part is None else part.header
+        else:
+            data = b"" if part is None else (part.body if path else part.raw)
+        name = b"BODY[" + b".".join(section) + b"]"
+        if attr.partialBegin is not None:
+            data = data[attr.partialBegin : attr.partialBegin + attr.partialLength]
+            name += b"<%d>" % (attr.partialBegin,)
+        return name + b" " + wire.literal(data)
+
+
+@implementer(interfaces.IPushProducer)
+class _FetchStreamer:
+    """Writes FETCH responses without holding the reactor or filling memory.
+
+    Small answers go out at once. Large ones are written a slice per reactor turn,
+    registered as a streaming producer so a slow client pauses the work (backpressure).
+    """
+
+    SLICE = 256 * 1024
+
+    def __init__(self, server, items, render, finish):
+        self.server = server
+        self.items = items
+        self.index = 0
+        self.render = render
+        self.finish = finish
+        self.paused = False
+        self.stopped = False
+        self.registered = False
+        self.call = None
+
+    def start(self):
+        if not self._slice():
+            return
+        self.server.transport.registerProducer(self, True)
+        self.registered = True
+        self._schedule()
+
+    def _slice(self):
+        """Write up to SLICE octets; False when everything (and the tagged answer) went out."""
+        written = 0
+        write = self.server._write  # held with the rest of the answer while input is handled
+        while self.index < len(self.items) and written < self.SLICE:
+            if self.paused or self.stopped:
+                return True
+            data = self.render(self.items[self.index])
+            self.index += 1
+            write(data)
+            written += len(data)
+        if self.index < len(self.items):
+            return True
+        if self.registered:
+            self.server.transport.unregisterProducer()
+            self.registered = False
+        if not self.stopped:
+            self.finish()
+        return False
+
+    def _schedule(self):
+        if self.call is None and not self.paused and not self.stopped:
+            self.call = self.server.clock.callLater(0, self._run)
+
+    def _run(self):
+        self.call = None
+        self.server.resetTimeout()  # a long download is activity, not an idle client
+        try:
+            more = self._slice()
+        except Exception:
+            self.stopProducing()
+            self.server.log.failure("FETCH stopped half-way")
+            self.server.transport.loseConnection()  # the client cannot resynchronise
+            return
+        if more:
+            self._schedule()
+
+    def pauseProducing(self):
+        self.paused = True
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
+    def resumeProducing(self):
+        self.paused = False
+        self._schedule()
+
+    def stopProducing(self):
+        self.stopped = True
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None

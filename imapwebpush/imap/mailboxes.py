@@ -1,0 +1,222 @@
+"""Commands on mailboxes by name: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB,
+STATUS and APPEND, as a mixin of L{imapwebpush.imap.core.IMAPCore}.
+
+They talk to the account's store API (``self.mail_account``) and never to the
+selected mailbox's session view, except STATUS RECENT of the selected mailbox.
+LIST-EXTENDED and MULTIAPPEND belong here.
+"""
+
+from twisted.mail import imap4
+
+from imapwebpush import wire
+from imapwebpush.constants import DELIMITER, INBOX
+from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list, arg_literal
+from imapwebpush.store import errors
+from imapwebpush.wildcard import list_pattern
+
+_DELIMITER_WIRE = wire.quoted(DELIMITER.encode("ascii"))
+
+
+def parent_names(names):
+    """Every name that some name in ``names`` lies under (``a`` and ``a/b`` for ``a/b/c``).
+
+    Built once per LIST: asking "does any name start with ``name/``?" of each name
+    compared every mailbox with every other (2,000 mailboxes: half a second a LIST).
+    """
+    parents = set()
+    for n in names:
+        at = n.find(DELIMITER)
+        while at != -1:
+            parents.add(n[:at])
+            at = n.find(DELIMITER, at + 1)
+    return parents
+
+
+def _list_pattern(ref, pattern):
+    """The matcher of a LIST/LSUB reference and pattern (mUTF-7 bytes), linear in time."""
+    try:
+        text = wire.decode_mailbox(ref + pattern)
+    except wire.ParseError:
+        raise Bad("Mailbox pattern is not valid modified UTF-7")
+    return list_pattern(text, max_length=None)
+
+
+def _stored_flags(mailbox, uid):
+    try:
+        return mailbox.message(uid).flags
+    except KeyError:
+        return frozenset()
+
+
+class MailboxCommandsMixin:
+    """CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND."""
+
+    def do_CREATE(self, tag, raw_name):
+        name = self._mailbox_name(raw_name)
+        if name == INBOX:
+            raise No("[ALREADYEXISTS] INBOX always exists")
+        if not name:
+            raise Bad("Empty mailbox name")
+        self.mail_account.create_mailbox(name, origin=self)
+        self.sendPositiveResponse(tag, b"CREATE completed")
+
+    auth_CREATE = select_CREATE = (do_CREATE, arg_finalastring)
+
+    def do_DELETE(self, tag, raw_name):
+        name = self._mailbox_name(raw_name)
+        if name == INBOX:
+            raise No("[CANNOT] INBOX cannot be deleted")
+        self.mail_account.delete_mailbox(name, origin=self)
+        self.sendPositiveResponse(tag, b"DELETE completed")
+
+    auth_DELETE = select_DELETE = (do_DELETE, arg_finalastring)
+
+    def do_RENAME(self, tag, raw_old, raw_new):
+        old, new = self._mailbox_name(raw_old), self._mailbox_name(raw_new)
+        if new == INBOX:
+            raise No("[ALREADYEXISTS] INBOX always exists")
+        self.mail_account.rename_mailbox(old, new, origin=self)
+        self.sendPositiveResponse(tag, b"RENAME completed")
+
+    auth_RENAME = select_RENAME = (do_RENAME, arg_astring, arg_finalastring)
+
+    def do_SUBSCRIBE(self, tag, raw_name):
+        self.mail_account.subscribe(self._mailbox_name(raw_name))
+        self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
+
+    auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, arg_finalastring)
+
+    def do_UNSUBSCRIBE(self, tag, raw_name):
+        self.mail_account.unsubscribe(self._mailbox_name(raw_name))
+        self.sendPositiveResponse(tag, b"UNSUBSCRIBE completed")
+
+    auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, arg_finalastring)
+
+    # -- LIST, LSUB ------------------------------------------------------------------------
+
+    def _mailbox_attributes(self, name, parents):
+        """LIST attributes of ``name``; ``parents`` is ``parent_names`` of the listing."""
+        attrs = []
+        selectable = getattr(self.mail_account, "is_selectable", None)
+        if selectable is None:
+            try:
+                self.mail_account.mailbox(name)
+                selectable = True
+            except errors.MailboxNotFound:
+                selectable = False
+        else:
+            selectable = selectable(name)
+        if not selectable:
+            attrs.append("\\Noselect")
+        attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
+        special = self.mail_account.special_use(name)
+        if special:
+            attrs.append(special)
+        return attrs
+
+    def do_LIST(self, tag, ref, pattern):
+        if not pattern:
+            self.sendUntaggedResponse(b"LIST (\\Noselect) " + _DELIMITER_WIRE + b' ""')
+            self.sendPositiveResponse(tag, b"LIST completed")
+            return
+        matches = _list_pattern(ref, pattern)
+        names = self.mail_account.list_mailboxes()
+        parents = parent_names(names)
+        for name in names:
+            if matches(name):
+                attrs = " ".join(self._mailbox_attributes(name, parents)).encode()
+                self.sendUntaggedResponse(
+                    b"LIST (" + attrs + b") " + _DELIMITER_WIRE + b" " + wire.quoted_mailbox(name)
+                )
+        self.sendPositiveResponse(tag, b"LIST completed")
+
+    auth_LIST = select_LIST = (do_LIST, arg_astring, arg_finalastring)
+
+    def do_LSUB(self, tag, ref, pattern):
+        matches = _list_pattern(ref, pattern)
+        existing = set(self.mail_account.list_mailboxes())
+        for name in self.mail_account.subscriptions():
+            if matches(name):
+                attrs = b"" if name in existing else b"\\Noselect"
+                self.sendUntaggedResponse(
+                    b"LSUB (" + attrs + b") " + _DELIMITER_WIRE + b" " + wire.quoted_mailbox(name)
+                )
+        self.sendPositiveResponse(tag, b"LSUB completed")
+
+    auth_LSUB = select_LSUB = (do_LSUB, arg_astring, arg_finalastring)
+
+    # -- STATUS ----------------------------------------------------------------------------
+
+    def do_STATUS(self, tag, raw_name, items):
+        mailbox = self.mail_account.mailbox(self._mailbox_name(raw_name))
+        out = []
+        uids = []  # the mailbox's UIDs, read once if an item needs them
+        for item in items:
+            if not isinstance(item, bytes):
+                raise Bad("Bad STATUS item")
+            key = item.upper()
+            value = self._status_item(mailbox, key, uids)
+            if value is None:
+                raise Bad("Unknown STATUS item %s" % (item.decode("ascii", "replace"),))
+            out.append(b"%s %d" % (key, value))
+        self.sendUntaggedResponse(
+            b"STATUS " + wire.quoted_mailbox(mailbox.name) + b" (" + b" ".join(out) + b")"
+        )
+        self.sendPositiveResponse(tag, b"STATUS completed")
+
+    auth_STATUS = select_STATUS = (do_STATUS, arg_astring, arg_list)
+
+    def _status_item(self, mailbox, key, uids):
+        """The number of one STATUS item (``uids``: a list filled on first use), or None."""
+
+        def all_uids():
+            if not uids:
+                uids.append(mailbox.uids())
+            return uids[0]
+
+        if key == b"MESSAGES":
+            return len(all_uids())
+        if key == b"RECENT":
+            return self._recent_count(mailbox)
+        if key == b"UIDNEXT":
+            return mailbox.uidnext
+        if key == b"UIDVALIDITY":
+            return mailbox.uidvalidity
+        if key == b"UNSEEN":
+            if callable(getattr(mailbox, "unseen", None)):
+                return len(mailbox.unseen())  # store extension, from memory
+            return sum(1 for u in all_uids() if "\\Seen" not in _stored_flags(mailbox, u))
+        if key == b"HIGHESTMODSEQ":
+            return mailbox.highestmodseq
+        return None
+
+    def _recent_count(self, mailbox):
+        view = self.view
+        if view is not None and view.name == mailbox.name:
+            return len(view.recent)
+        recent = getattr(mailbox, "recent", None)  # store extension: UIDs in new/, unclaimed
+        return len(recent()) if callable(recent) else 0
+
+    # -- APPEND ----------------------------------------------------------------------------
+
+    def do_APPEND(self, tag, raw_name, flags, date, message):
+        name = self._mailbox_name(raw_name)
+        try:
+            mailbox = self.mail_account.mailbox(name)
+        except errors.MailboxNotFound:
+            raise No("[TRYCREATE] No such mailbox")
+        data = message.read()
+        flag_names = self._flag_names(flags or [])
+        internaldate = wire.parse_datetime(date) if date else None
+        uid = mailbox.add(data, flag_names, internaldate, origin=self)
+        self.sendPositiveResponse(
+            tag, b"[APPENDUID %d %d] APPEND completed" % (mailbox.uidvalidity, uid)
+        )
+
+    auth_APPEND = select_APPEND = (
+        do_APPEND,
+        arg_astring,
+        imap4.IMAP4Server.opt_plist,
+        imap4.IMAP4Server.opt_datetime,
+        arg_literal,
+    )

@@ -1,0 +1,263 @@
+"""SEARCH criteria (RFC 3501 6.4.4, RFC 7162 MODSEQ) compiled into a predicate over messages.
+
+Pure: no server, no session. ``compile_search(tokens, uids)`` takes the parsed criteria
+(bytes and nested lists, as ``imap4.parseNestedParens`` gives them) and the UIDs the
+session sees, in sequence order (``*`` is the last of them); it answers a L{SearchQuery}
+whose ``predicate`` is called with a L{SearchItem} per message. Bad criteria raise
+L{imapwebpush.wire.ParseError} (the server answers BAD with its text).
+
+A new search key is one function ``_key_NAME(compiler, key, tokens)`` registered in
+``_KEYS``; ESEARCH, SORT and THREAD reuse ``compile_search`` as it is.
+"""
+
+import email.header
+import email.utils
+import time
+
+from imapwebpush import wire
+from imapwebpush.imap.message import parse_headers, split_header
+
+# SEARCH keys that test a system flag (UN<key> tests its absence)
+_SEARCH_FLAGS = {
+    b"ANSWERED": "\\Answered",
+    b"DELETED": "\\Deleted",
+    b"DRAFT": "\\Draft",
+    b"FLAGGED": "\\Flagged",
+    b"SEEN": "\\Seen",
+}
+
+
+class SearchQuery:
+    """A compiled SEARCH: ``predicate(item)``, and whether it named MODSEQ (RFC 7162 3.1.5)."""
+
+    def __init__(self, predicate, uses_modseq):
+        self.predicate = predicate
+        self.uses_modseq = uses_modseq
+
+
+def compile_search(tokens, uids):
+    """The L{SearchQuery} of parsed criteria ``tokens`` over a mailbox whose UIDs are ``uids``."""
+    compiler = _Compiler(uids)
+    predicate = compiler.all_of(list(tokens))
+    return SearchQuery(predicate, compiler.uses_modseq)
+
+
+class _Compiler:
+    def __init__(self, uids):
+        self.uids = uids
+        self.uses_modseq = False
+
+    def all_of(self, tokens):
+        preds = []
+        while tokens:
+            preds.append(self.key(tokens))
+        return lambda m: all(p(m) for p in preds)
+
+    def key(self, tokens):
+        """The predicate of the search key at the head of ``tokens`` (consumed)."""
+        token = tokens.pop(0)
+        if isinstance(token, list):
+            return self.all_of(list(token))
+        key = token.upper()
+        if key in _SEARCH_FLAGS:
+            flag = _SEARCH_FLAGS[key]
+            return lambda m: flag in m.flags
+        if key[:2] == b"UN" and key[2:] in _SEARCH_FLAGS:
+            flag = _SEARCH_FLAGS[key[2:]]
+            return lambda m: flag not in m.flags
+        handler = _KEYS.get(key)
+        if handler is not None:
+            return handler(self, key, tokens)
+        if key[:1].isdigit() or key[:1] == b"*":
+            return self.in_set(key, by_uid=False)
+        raise wire.ParseError("Unknown search key %s" % (key.decode("ascii", "replace"),))
+
+    def in_set(self, text, by_uid):
+        """Predicate of a sequence set (by UID or number); ``*`` is the last message."""
+        ranges = wire.parse_sequence_set(text)
+        uids = self.uids
+        bounds = wire.with_star(ranges, (uids[-1] if uids else 0) if by_uid else len(uids))
+        if by_uid:
+            return lambda m: any(lo <= m.uid <= hi for lo, hi in bounds)
+        return lambda m: any(lo <= m.seq <= hi for lo, hi in bounds)
+
+
+def _arg(key, tokens):
+    if not tokens or isinstance(tokens[0], list):
+        raise wire.ParseError("Missing argument for %s" % (key.decode("ascii", "replace"),))
+    return tokens.pop(0)
+
+
+def _number(key, tokens):
+    value = _arg(key, tokens)
+    if not value.isdigit():
+        raise wire.ParseError("Expected a number after %s" % (key.decode("ascii", "replace"),))
+    return int(value)
+
+
+def _text(value):
+    return value.decode("utf-8", "replace").casefold()
+
+
+def _key_all(compiler, key, tokens):
+    return lambda m: True
+
+
+def _key_recent(compiler, key, tokens):
+    if key == b"RECENT":
+        return lambda m: m.recent
+    if key == b"OLD":
+        return lambda m: not m.recent
+    return lambda m: m.recent and "\\Seen" not in m.flags  # NEW
+
+
+def _key_keyword(compiler, key, tokens):
+    word = _arg(key, tokens).decode("utf-8", "replace").lower()
+    has = key == b"KEYWORD"
+    return lambda m: (word in {f.lower() for f in m.flags}) == has
+
+
+def _key_size(compiler, key, tokens):
+    n = _number(key, tokens)
+    if key == b"LARGER":
+        return lambda m: m.stored.size > n
+    return lambda m: m.stored.size < n
+
+
+def _key_date(compiler, key, tokens):
+    day = wire.parse_date(_arg(key, tokens))
+    compare = {b"BEFORE": lambda d: d < day, b"ON": lambda d: d == day, b"SINCE": lambda d: d >= day}
+    test = compare[key.replace(b"SENT", b"")]
+    if key.startswith(b"SENT"):
+        return lambda m: m.sent_date() is not None and test(m.sent_date())
+    return lambda m: test(m.internal_date())
+
+
+def _key_address(compiler, key, tokens):
+    name = key.decode("ascii").lower()
+    needle = _text(_arg(key, tokens))
+    return lambda m: needle in m.header(name).casefold()
+
+
+def _key_header(compiler, key, tokens):
+    name = _arg(key, tokens).decode("ascii", "replace").lower()
+    needle = _text(_arg(key, tokens))
+    return lambda m: m.has_header(name) and needle in m.header(name).casefold()
+
+
+def _key_body(compiler, key, tokens):
+    needle = _text(_arg(key, tokens))
+    whole = key == b"TEXT"
+    return lambda m: needle in m.text(whole)
+
+
+def _key_not(compiler, key, tokens):
+    inner = compiler.key(tokens)
+    return lambda m: not inner(m)
+
+
+def _key_or(compiler, key, tokens):
+    left = compiler.key(tokens)
+    right = compiler.key(tokens)
+    return lambda m: left(m) or right(m)
+
+
+def _key_uid(compiler, key, tokens):
+    return compiler.in_set(_arg(key, tokens), by_uid=True)
+
+
+def _key_modseq(compiler, key, tokens):
+    value = _arg(key, tokens)
+    if not value.isdigit():
+        # entry-name and entry-type-req (RFC 7162): only the number matters here
+        _arg(key, tokens)
+        value = _arg(key, tokens)
+    if not value.isdigit():
+        raise wire.ParseError("Expected a mod-sequence")
+    compiler.uses_modseq = True
+    n = int(value)
+    return lambda m: m.stored.modseq >= n
+
+
+_KEYS = {
+    b"ALL": _key_all,
+    b"RECENT": _key_recent,
+    b"OLD": _key_recent,
+    b"NEW": _key_recent,
+    b"KEYWORD": _key_keyword,
+    b"UNKEYWORD": _key_keyword,
+    b"LARGER": _key_size,
+    b"SMALLER": _key_size,
+    b"NOT": _key_not,
+    b"OR": _key_or,
+    b"UID": _key_uid,
+    b"MODSEQ": _key_modseq,
+    b"HEADER": _key_header,
+    b"BODY": _key_body,
+    b"TEXT": _key_body,
+}
+_KEYS.update(dict.fromkeys((b"BEFORE", b"ON", b"SINCE", b"SENTBEFORE", b"SENTON", b"SENTSINCE"), _key_date))
+_KEYS.update(dict.fromkeys((b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT"), _key_address))
+
+
+def _decoded_header(value):
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except Exception:
+        return value
+
+
+class SearchItem:
+    """One message as SEARCH predicates see it; parses the message only when asked.
+
+    ``seq`` and ``uid`` are its numbers, ``stored`` the store's message (``flags``,
+    ``size``, ``modseq``, ``internaldate``, ``headers()``, ``read()``), ``recent``
+    whether the session sees it as \\Recent.
+    """
+
+    def __init__(self, seq, uid, stored, recent):
+        self.seq = seq
+        self.uid = uid
+        self.stored = stored
+        self.flags = stored.flags
+        self.recent = recent
+        self._headers = None
+        self._raw = None
+
+    def _fields(self):
+        if self._headers is None:
+            self._headers = {}
+            for name, value, _ in parse_headers(self.stored.headers()):
+                try:
+                    text = value.decode("utf-8")  # raw UTF-8 headers (RFC 6532)
+                except UnicodeDecodeError:
+                    text = value.decode("latin-1")
+                self._headers.setdefault(name, []).append(_decoded_header(text))
+        return self._headers
+
+    def has_header(self, name):
+        return name in self._fields()
+
+    def header(self, name):
+        return " ".join(self._fields().get(name, []))
+
+    def text(self, whole):
+        if self._raw is None:
+            self._raw = self.stored.read()
+        data = self._raw
+        if not whole:
+            data = split_header(data)[1]
+        return data.decode("utf-8", "replace").casefold()
+
+    def internal_date(self):
+        t = time.gmtime(self.stored.internaldate)
+        return (t.tm_year, t.tm_mon, t.tm_mday)
+
+    def sent_date(self):
+        value = self.header("date")
+        if not value:
+            return None
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        return parsed[:3]
