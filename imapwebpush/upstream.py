@@ -10,7 +10,7 @@ The SMTP room's uses:
 * L{ESMTPHooks}: names of our own for the private hooks of
   ``twisted.mail.smtp.ESMTP`` that decide the answer to the final dot
   (``_messageHandled``) and to a failed AUTH (``_ebAuthenticated``), and for
-  its record of the current sender (``_from``).
+  its record of the current transaction (``_from``, ``_to``).
 
 The IMAP room's uses:
 
@@ -45,6 +45,11 @@ class ESMTPHooks:
     def sender_given(self):
         """True once MAIL FROM was accepted, until the transaction ends (DATA, RSET, HELO)."""
         return bool(self._from)
+
+    def forget_transaction(self):
+        """End the current transaction without a reply: what RSET does, silently."""
+        self._from = None
+        self._to = []
 
 
 def send_now(transport):

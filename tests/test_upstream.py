@@ -117,6 +117,14 @@ class ESMTPHooksTests(unittest.TestCase):
         self.send(b"MAIL FROM:<a@example.net>", b"RCPT TO:<b@example.org>", b"DATA")
         self.assertFalse(self.proto.sender_given())
 
+    def test_forget_transaction(self):
+        """Clearing ``_from`` and ``_to`` ends the transaction as RSET does."""
+        self.send(b"MAIL FROM:<a@example.net>", b"RCPT TO:<b@example.org>")
+        self.proto.forget_transaction()
+        self.assertFalse(self.proto.sender_given())
+        self.assertEqual(self.send(b"DATA"), [b"503 Must have valid receiver and originator"],
+                         "ESMTP no longer keeps the transaction in _from and _to")
+
 
 class SendNowTests(unittest.TestCase):
     """``send_now`` writes a plain TCP transport's buffer at once (tcp.Server internals)."""

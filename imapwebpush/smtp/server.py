@@ -36,6 +36,73 @@ class ReceivingESMTP(ESMTPHooks, ESMTP):
         if ISSLTransport.providedBy(self.transport):
             self.canStartTLS = False  # implicit TLS: already encrypted
 
+    # -- commands ------------------------------------------------------------
+
+    _greeted = False  # HELO/EHLO seen (since the last STARTTLS)
+
+    def lineReceived(self, line):
+        try:
+            return ESMTP.lineReceived(self, line)
+        except Exception:
+            # A bug of ours, not the client's: say so once, keep the session.
+            self.log.failure("SMTP command failed")
+            self.mode = smtp.COMMAND
+            self.sendCode(451, b"4.3.0 Local error in processing")
+
+    def state_COMMAND(self, line):
+        # Without SMTPUTF8 a command line is ASCII (RFC 5321 2.4); Twisted would
+        # raise on the first other byte while looking the command up.
+        if not line.isascii():
+            self.sendCode(500, b"5.5.2 Syntax error: command line is not ASCII")
+            return
+        ESMTP.state_COMMAND(self, line)
+
+    def _not_greeted(self):
+        """True (and the 503 sent) when the client has not said HELO/EHLO yet (RFC 5321 4.1.4)."""
+        if self._greeted:
+            return False
+        self.sendCode(503, b"5.5.1 Send HELO or EHLO first")
+        return True
+
+    def do_HELO(self, rest):
+        if not rest.strip():
+            self.sendCode(501, b"5.5.4 HELO needs the client's domain")
+            return
+        ESMTP.do_HELO(self, rest)
+        self._greeted = True
+
+    def do_EHLO(self, rest):
+        if not rest.strip():
+            self.sendCode(501, b"5.5.4 EHLO needs the client's domain")
+            return
+        ESMTP.do_EHLO(self, rest)
+        self._greeted = True
+
+    def ext_STARTTLS(self, rest):
+        started = self.startedTLS
+        ESMTP.ext_STARTTLS(self, rest)
+        if self.startedTLS and not started:
+            # RFC 3207 4.2: forget what the client said in the clear; it must EHLO again.
+            self._greeted = False
+            self.forget_transaction()
+
+    def do_NOOP(self, rest):
+        self.sendCode(250, b"2.0.0 OK")
+
+    def do_VRFY(self, rest):
+        # RFC 5321 3.5.3: 252 when the server will not say whether a user exists.
+        self.sendCode(252, b"2.5.0 Cannot VRFY user, but will accept message and attempt delivery")
+
+    def do_RCPT(self, rest):
+        if self._not_greeted():
+            return
+        ESMTP.do_RCPT(self, rest)
+
+    def do_DATA(self, rest):
+        if self._not_greeted():
+            return
+        ESMTP.do_DATA(self, rest)
+
     def lineLengthExceeded(self, line):
         # Twisted would go back to command mode in the middle of a message and
         # read the rest of it as commands: answer, then hang up instead.
@@ -50,6 +117,8 @@ class ReceivingESMTP(ESMTPHooks, ESMTP):
         return ext
 
     def do_MAIL(self, rest):
+        if self._not_greeted():
+            return
         if not self.sender_given():
             m = self.mail_re.match(rest)
             opts = (m.group("opts") or b"") if m else b""
@@ -101,6 +170,8 @@ class SubmissionESMTP(ReceivingESMTP):
         return ext
 
     def ext_AUTH(self, rest):
+        if self._not_greeted():
+            return
         if not self._auth_allowed():
             self.sendCode(538, b"5.7.11 Encryption required: use STARTTLS first")
             return

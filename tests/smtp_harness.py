@@ -1,0 +1,82 @@
+"""An SMTP server object on an in-memory transport, for tests that read exact reply lines.
+
+Why not loopback: these tests check command ordering, odd bytes and timers, where
+a StringTransport and a task.Clock give the exact wire lines at once and let the
+test move time.
+"""
+
+import os
+
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from imapwebpush.smtp.server import ReceivingFactory
+from imapwebpush.store.account import MailStore
+from imapwebpush.store.users import UserDatabase
+
+FAST = {"n": 16, "r": 1, "p": 1}
+DOMAINS = ["example.org", "example.net"]
+
+
+class SMTPWire:
+    """One connection: ``send(b"LINE")`` returns the reply lines the server wrote for it."""
+
+    def __init__(self, factory, host="192.0.2.1", port=40000):
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.protocol = factory.buildProtocol(self.transport.getPeer())
+        self.protocol.makeConnection(self.transport)
+        self.greeting = self.read()
+
+    def read(self):
+        """The lines written since the last read (CRLF stripped)."""
+        data = self.transport.value()
+        self.transport.clear()
+        return data.split(b"\r\n")[:-1]
+
+    def send(self, line):
+        return self.send_raw(line + b"\r\n")
+
+    def send_raw(self, data):
+        self.protocol.dataReceived(data)
+        return self.read()
+
+    @property
+    def closed(self):
+        return self.transport.disconnecting
+
+    def close(self):
+        if not self.transport.disconnecting:
+            self.transport.loseConnection()
+        self.protocol.connectionLost(None)
+
+
+class SMTPWorldMixin:
+    """A data folder with alice@example.org and bob@example.net, a store, and a clock."""
+
+    max_size = 10000
+
+    def make_world(self):
+        self.clock = task.Clock()
+        self.data = self.mktemp()
+        os.mkdir(self.data)
+        self.store_path = os.path.join(self.data, "mail")
+        self.store = MailStore(self.store_path, clock=self.clock)
+        self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
+        self.users.add("alice@example.org", "alice-pw")
+        self.users.add("bob@example.net", "bob-pw")
+
+    def receiving_factory(self, **kw):
+        kw.setdefault("hostname", "mx.example.org")
+        kw.setdefault("max_message_size", self.max_size)
+        return ReceivingFactory(self.store, self.users, DOMAINS, self.clock, **kw)
+
+    def connect(self, factory, host="192.0.2.1"):
+        wire = SMTPWire(factory, host)
+        self.addCleanup(wire.close)
+        return wire
+
+    def inbox(self, address):
+        """The INBOX as a fresh store reads it from disk: [(uid, bytes)]."""
+        box = MailStore(self.store_path, clock=self.clock).account(address).mailbox("INBOX")
+        return [(uid, box.message(uid).read()) for uid in box.uids()]

@@ -1,0 +1,148 @@
+"""SMTP command rules of RFC 5321 the receiving server must keep, and bad input.
+
+What a client sees, line by line: MAIL/RCPT/DATA before HELO/EHLO are refused
+with 503, NOOP and VRFY are answered, a command line that is not ASCII gets a
+500 and the connection goes on.
+"""
+
+import base64
+import smtplib
+import ssl
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
+from imapwebpush.store.users import UserChecker
+from imapwebpush.tap import load_tls
+from imapwebpush.testing import tls as testing_tls
+from tests.smtp_harness import DOMAINS, SMTPWorldMixin
+from tests.test_smtp import SMTPTestMixin
+
+
+class OrderTests(SMTPWorldMixin, unittest.TestCase):
+    def setUp(self):
+        self.make_world()
+        self.wire = self.connect(self.receiving_factory())
+
+    def test_mail_before_helo(self):
+        self.assertEqual(
+            self.wire.send(b"MAIL FROM:<carol@remote.example>"),
+            [b"503 5.5.1 Send HELO or EHLO first"],
+        )
+
+    def test_rcpt_and_data_before_helo(self):
+        self.assertEqual(
+            self.wire.send(b"RCPT TO:<alice@example.org>"), [b"503 5.5.1 Send HELO or EHLO first"]
+        )
+        self.assertEqual(self.wire.send(b"DATA"), [b"503 5.5.1 Send HELO or EHLO first"])
+
+    def test_after_helo_mail_is_accepted(self):
+        self.assertEqual(self.wire.send(b"MAIL FROM:<carol@remote.example>")[0][:3], b"503")
+        self.assertEqual(self.wire.send(b"HELO client.example")[0][:4], b"250 ")
+        self.assertEqual(self.wire.send(b"MAIL FROM:<carol@remote.example>"), [b"250 Sender address accepted"])
+        self.assertEqual(self.wire.send(b"RCPT TO:<alice@example.org>"), [b"250 Recipient address accepted"])
+        self.assertEqual(self.wire.send(b"DATA"), [b"354 Continue"])
+        self.assertEqual(self.wire.send(b"Subject: hi\r\n\r\nbody\r\n."), [b"250 2.0.0 Message accepted for delivery"])
+        self.assertEqual(len(self.inbox("alice@example.org")), 1)
+
+    def test_noop(self):
+        self.assertEqual(self.wire.send(b"NOOP"), [b"250 2.0.0 OK"])
+        self.assertEqual(self.wire.send(b"noop anything"), [b"250 2.0.0 OK"])
+
+    def test_vrfy(self):
+        self.assertEqual(
+            self.wire.send(b"VRFY alice"),
+            [b"252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"],
+        )
+
+
+class BadInputTests(SMTPWorldMixin, unittest.TestCase):
+    def setUp(self):
+        self.make_world()
+        self.wire = self.connect(self.receiving_factory())
+
+    def test_non_ascii_command(self):
+        """``\\xffHELO x``: a 500, no error logged, and the session goes on."""
+        self.assertEqual(self.wire.send(b"\xffHELO x"), [b"500 5.5.2 Syntax error: command line is not ASCII"])
+        self.assertFalse(self.wire.closed)
+        self.assertEqual(self.wire.send(b"EHLO client.example")[0][:4], b"250-")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_non_ascii_arguments(self):
+        self.wire.send(b"EHLO client.example")
+        for line in (
+            b"MAIL FROM:<caf\xe9@remote.example>",
+            b"HELO \xff\xfe",
+            b"RCPT TO:<\xff@example.org>",
+            b"\xc3\xa9",
+            b"NOOP \x80",
+        ):
+            self.assertEqual(
+                self.wire.send(line), [b"500 5.5.2 Syntax error: command line is not ASCII"], line
+            )
+        self.assertEqual(self.wire.send(b"MAIL FROM:<carol@remote.example>"), [b"250 Sender address accepted"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_non_ascii_in_data_is_kept(self):
+        """Only command lines must be ASCII: 8BITMIME bodies arrive unchanged."""
+        self.wire.send(b"EHLO client.example")
+        self.wire.send(b"MAIL FROM:<carol@remote.example>")
+        self.wire.send(b"RCPT TO:<alice@example.org>")
+        self.wire.send(b"DATA")
+        answer = self.wire.send(b"Subject: caf\xc3\xa9\r\n\r\n\xffbody\r\n.")
+        self.assertEqual(answer, [b"250 2.0.0 Message accepted for delivery"])
+        [(uid, data)] = self.inbox("alice@example.org")
+        self.assertTrue(data.endswith(b"Subject: caf\xc3\xa9\r\n\r\n\xffbody\r\n"), data)
+
+    def test_helo_needs_a_domain(self):
+        self.assertEqual(self.wire.send(b"HELO"), [b"501 5.5.4 HELO needs the client's domain"])
+        self.assertEqual(self.wire.send(b"EHLO  "), [b"501 5.5.4 EHLO needs the client's domain"])
+        self.assertEqual(self.wire.send(b"MAIL FROM:<carol@remote.example>"), [b"503 5.5.1 Send HELO or EHLO first"])
+
+
+class SubmissionOrderTests(SMTPWorldMixin, unittest.TestCase):
+    def setUp(self):
+        self.make_world()
+        factory = SubmissionFactory(
+            self.store, self.users, DOMAINS, self.clock, UserChecker(self.users),
+            allow_plaintext_auth=True, hostname="smtp.example.org",
+        )
+        self.wire = self.connect(factory)
+
+    def test_auth_before_ehlo(self):
+        plain = base64.b64encode(b"\0alice@example.org\0alice-pw")
+        self.assertEqual(self.wire.send(b"AUTH PLAIN " + plain), [b"503 5.5.1 Send HELO or EHLO first"])
+
+
+class StartTLSForgetsTests(SMTPTestMixin, unittest.TestCase):
+    """RFC 3207 4.2: after STARTTLS the client must say EHLO again."""
+
+    def setUp(self):
+        self.make_world()
+        cert, key = testing_tls.write_self_signed(self.data, "localhost", hosts=("localhost",))
+        factory = ReceivingFactory(
+            self.store, self.users, DOMAINS, reactor, tls=load_tls(cert, key), hostname="mx.example.org"
+        )
+        self.port = self.listen(factory)
+
+    @defer.inlineCallbacks
+    def test_mail_after_starttls_needs_ehlo(self):
+        def talk():
+            s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+            try:
+                s.ehlo("client.example")
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                s.starttls(context=context)
+                before = s.docmd("MAIL FROM:<carol@remote.example>")
+                s.ehlo("client.example")
+                after = s.docmd("MAIL FROM:<carol@remote.example>")
+                return before, after
+            finally:
+                s.quit()
+
+        before, after = yield self.in_thread(talk)
+        self.assertEqual(before, (503, b"5.5.1 Send HELO or EHLO first"))
+        self.assertEqual(after, (250, b"Sender address accepted"))
