@@ -14,6 +14,7 @@ of one thing in it::
       webpush-subscriptions.sqlite   subscriptions()  (webpush/subscriptions.py)
       webpush-outbox.sqlite          outbox()         (webpush/outbox.py)
       webpush-topic.key              topic_key()      (webpush/topic.py)
+      spool/                         spool()          (spool.py: SMTP DATA until it is stored)
 
 What lies inside ``mail/`` (Maildir++ folders and their index files) is the
 store's own layout, described in docs/store.rst.
@@ -31,6 +32,7 @@ VAPID_FOLDER = "vapid"
 SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
 OUTBOX_FILE = "webpush-outbox.sqlite"
 TOPIC_KEY_FILE = "webpush-topic.key"
+SPOOL_FOLDER = "spool"
 
 
 def _entry(name, doc):
@@ -50,6 +52,13 @@ vapid = _entry(VAPID_FOLDER, "The VAPID keyring folder (one PEM file per key and
 subscriptions = _entry(SUBSCRIPTIONS_FILE, "The Web Push subscriptions (SQLite).")
 outbox = _entry(OUTBOX_FILE, "The pushes waiting for delivery or a retry (SQLite).")
 topic_key = _entry(TOPIC_KEY_FILE, "The secret behind the Topic header of pushes.")
+
+
+spool = _entry(
+    SPOOL_FOLDER,
+    "Messages being received (SMTP DATA beyond 64 KiB), in unnamed files until stored; on the "
+    "data folder's disk, not in /tmp, where a tmpfs would put them back into RAM.",
+)
 
 
 class DataDirError(Exception):

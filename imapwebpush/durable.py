@@ -19,17 +19,30 @@ def fsync_dir(path):
 
 def write_file(path, data, mtime=None, mode=0o600):
     """Write ``data`` to a new file (it must not exist) and fsync it; no folder fsync."""
+    write_pieces(path, (data,), mtime=mtime, mode=mode)
+
+
+def write_pieces(path, pieces, mtime=None, mode=0o600):
+    """L{write_file} from an iterable of bytes (a message too large to hold); returns its size.
+
+    If ``pieces`` raises, the exception goes on and the partial file stays: the
+    caller removes it, as it would after a failed L{write_file}.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    size = 0
     try:
         os.fchmod(fd, mode)  # whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for data in pieces:
+            view = memoryview(data)
+            size += len(view)
+            while view:
+                view = view[os.write(fd, view):]
         if mtime is not None:
             os.utime(fd, (mtime, mtime))
         os.fsync(fd)
     finally:
         os.close(fd)
+    return size
 
 
 def _temporary(path):

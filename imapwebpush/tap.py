@@ -33,6 +33,7 @@ from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
 from imapwebpush.imap.server import IMAPServer
 from imapwebpush.imap.webpush_commands import webpush_server_class
+from imapwebpush.private import make_folders
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
@@ -269,8 +270,13 @@ def server_factories(c):
 
     options = c.options
     wanted = options["endpoints"]
+    spool = datadir.spool(c.data_dir)
+    make_folders(spool)
     common = dict(
-        tls=c.tls, hostname=c.hostname, max_message_size=options["max-message-size"]
+        tls=c.tls,
+        hostname=c.hostname,
+        max_message_size=options["max-message-size"],
+        spool_dir=spool,
     )
     factories = {}
     if "imap" in wanted:

@@ -10,6 +10,7 @@ from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
 from imapwebpush.events import FlagsChanged, MessageAdded, MessagesExpunged
 from imapwebpush.store import scan
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
+from imapwebpush.store.message import MAX_HEADER_BLOCK
 
 T0 = 1700000000.0
 MESSAGE = b"From: a@example.org\r\nSubject: hello\r\n\r\nBody line\r\n"
@@ -695,9 +696,14 @@ class HeaderBlockTests(StoreTestMixin, unittest.TestCase):
             self.assertEqual(fresh.message(uid).headers(), head + b"\r\n")
 
     def test_no_blank_line_in_a_large_message(self):
-        data = (b"X: " + b"b" * 70 + b"\r\n") * 20000
+        """Cut at the last line end within MAX_HEADER_BLOCK, not kept whole."""
+        line = b"X: " + b"b" * 70 + b"\r\n"
+        data = line * 20000
         uid = self.inbox.add(data)
-        self.assertEqual(self.reopen().message(uid).headers(), data)
+        self.assertEqual(self.reopen().message(uid).headers(), line * (MAX_HEADER_BLOCK // len(line)))
+        small = line * 20
+        uid = self.inbox.add(small)
+        self.assertEqual(self.reopen().message(uid).headers(), small)
 
     def test_empty_header_block(self):
         uid = self.inbox.add(b"\r\nbody only\r\n")

@@ -2,8 +2,13 @@
 
 Why a shared envelope: Twisted hands every DATA line to one message object per
 recipient. Only the first of them keeps the lines, so a message to ten local
-users is held in memory once and written once into each user's INBOX, each copy
+users is received once and written once into each user's INBOX, each copy
 with its own ``Received:`` header naming that recipient.
+
+Why a spool: the lines go into a L{imapwebpush.spool.Spool} (memory up to
+64 KiB, then an unnamed temporary file) as they arrive, and the store copies
+each recipient's copy from it; a line is never kept as an object of its own,
+so a connection in DATA holds a few buffers, whatever the message size.
 
 A message is durable (the store fsyncs it) before ``eomReceived`` returns, so
 the ``250`` the client reads after the final dot means the mail is on disk.
@@ -21,6 +26,7 @@ from twisted.mail.smtp import SMTPBadRcpt, SMTPServerError
 from zope.interface import implementer
 
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, INBOX
+from imapwebpush.spool import Spool
 from imapwebpush.store.users import InvalidAddress, normalize_address
 
 ORIGIN = "smtp"  # the ``origin`` token of store changes made by SMTP delivery
@@ -38,37 +44,54 @@ def _clean(text, limit=255):
 
 
 class _Envelope:
-    """One SMTP transaction (MAIL FROM .. final dot): the body lines, kept once."""
+    """One SMTP transaction (MAIL FROM .. final dot): the body, spooled once for every recipient.
 
-    def __init__(self, origin, max_size, transaction_id):
+    The spool is opened at the first line and closed when the last recipient's
+    message object is done with it (delivered, failed or the client gone).
+    """
+
+    def __init__(self, origin, max_size, transaction_id, spool_dir=None):
         self.origin = origin
         self.max_size = max_size
         self.id = transaction_id
-        self.lines = []
-        self.size = 0
-        self.writer = None  # the one message object that keeps the lines
+        self.spool_dir = spool_dir
+        self.spool = None
+        self.writer = None  # the one message object that writes the lines
         self.delivered = set()  # addresses already given a copy
-        self._body = None
+        self.readers = 0  # message objects not yet done with the spool
 
     def append(self, line):
-        self.size += len(line) + 2
-        if self.size > self.max_size:
-            self.lines = []
+        if self.spool is None:
+            self.spool = Spool(self.spool_dir)
+        if self.spool.size + len(line) + 2 > self.max_size:
+            self.discard()
             raise SMTPServerError(
                 552,
                 b"5.3.4 Message size exceeds fixed maximum message size (%d octets)" % self.max_size,
             )
-        self.lines.append(line)
+        self.spool.write(line)
+        self.spool.write(b"\r\n")
 
-    def body(self):
-        if self._body is None:
-            self._body = b"\r\n".join(self.lines) + b"\r\n"
-            self.lines = []
-        return self._body
+    @property
+    def size(self):
+        return self.spool.size if self.spool is not None else 0
+
+    def reader(self, prefix):
+        """``prefix`` then the body, to be read once."""
+        if self.spool is None:  # no line at all: an empty body after the header block
+            self.spool = Spool(self.spool_dir)
+            self.spool.write(b"\r\n")
+        return self.spool.reader(prefix)
+
+    def done(self):
+        """One message object is finished with the spool; the last one closes it."""
+        self.readers -= 1
+        if self.readers <= 0:
+            self.discard()
 
     def discard(self):
-        self.lines = []
-        self._body = None
+        if self.spool is not None:
+            self.spool.close()
 
 
 @implementer(IMessageSMTP)
@@ -82,6 +105,13 @@ class _RecipientMessage:
         self.envelope = envelope
         self.address = address
         self.trace = trace  # Return-Path and Received header lines, CRLF-terminated
+        self._done = False
+        envelope.readers += 1
+
+    def _finish(self):
+        if not self._done:
+            self._done = True
+            self.envelope.done()
 
     def lineReceived(self, line):
         if self.envelope.writer is None:
@@ -91,13 +121,13 @@ class _RecipientMessage:
 
     def eomReceived(self):
         envelope = self.envelope
-        if self.address in envelope.delivered:
-            return defer.succeed(None)
         try:
-            data = self.trace + envelope.body()
+            if self.address in envelope.delivered:
+                return defer.succeed(None)
+            size = len(self.trace) + envelope.size
             account = self.delivery.mail_store.account(self.address)
             uid = account.mailbox(INBOX).add(
-                data, internaldate=self.delivery.clock.seconds(), origin=ORIGIN
+                envelope.reader(self.trace), internaldate=self.delivery.clock.seconds(), origin=ORIGIN
             )
         except Exception:
             self.log.failure(
@@ -106,10 +136,12 @@ class _RecipientMessage:
                 transaction=envelope.id,
             )
             return defer.fail()
+        finally:
+            self._finish()
         envelope.delivered.add(self.address)
         self.log.info(
             "delivered {size} octets from {sender} to {account} uid {uid} (transaction {transaction})",
-            size=len(data),
+            size=size,
             sender=envelope.origin,
             account=self.address,
             uid=uid,
@@ -118,6 +150,7 @@ class _RecipientMessage:
         return defer.succeed(uid)
 
     def connectionLost(self):
+        self._finish()
         self.envelope.discard()
 
 
@@ -132,6 +165,7 @@ class LocalDelivery:
     @param domains: the local domains (lower-cased strings).
     @param hostname: the name of this server in ``Received:`` headers.
     @param clock: L{twisted.internet.interfaces.IReactorTime}.
+    @param spool_dir: the folder of the DATA spool files (None: the system's temp folder).
     @param authenticated: the address of the authenticated sender on the
         submission port, None on the receiving port. Only changes the answer for
         recipients of other domains (relaying is never done).
@@ -148,6 +182,7 @@ class LocalDelivery:
         clock,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
         authenticated=None,
+        spool_dir=None,
     ):
         self.mail_store = mail_store
         self.users = users
@@ -156,6 +191,7 @@ class LocalDelivery:
         self.clock = clock
         self.max_message_size = max_message_size
         self.authenticated = authenticated
+        self.spool_dir = spool_dir
         self._envelope = None
 
     def receivedHeader(self, helo, origin, recipients):
@@ -164,7 +200,11 @@ class LocalDelivery:
         return None
 
     def validateFrom(self, helo, origin):
-        self._envelope = _Envelope(str(origin), self.max_message_size, os.urandom(8).hex())
+        if self._envelope is not None and not self._envelope.readers:
+            self._envelope.discard()  # MAIL, RCPT, then RSET or MAIL again: never read
+        self._envelope = _Envelope(
+            str(origin), self.max_message_size, os.urandom(8).hex(), self.spool_dir
+        )
         return origin
 
     def validateTo(self, user):

@@ -213,6 +213,8 @@ class ReceivingFactory(smtp.SMTPFactory):
     @param clock: L{twisted.internet.interfaces.IReactorTime}.
     @param tls: a TLS context factory offered with STARTTLS, or None.
     @param hostname: this server's name in the greeting and ``Received:``.
+    @param spool_dir: where DATA beyond 64 KiB waits for the final dot (None: the
+        system's temp folder; tap.py gives a folder of the data folder).
     """
 
     protocol = ReceivingESMTP
@@ -229,6 +231,7 @@ class ReceivingFactory(smtp.SMTPFactory):
         tls=None,
         hostname=None,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+        spool_dir=None,
     ):
         smtp.SMTPFactory.__init__(self)
         self.mail_store = mail_store
@@ -241,6 +244,7 @@ class ReceivingFactory(smtp.SMTPFactory):
             self.hostname = self.hostname.decode("ascii")
         self.domain = self.hostname.encode("ascii")
         self.max_message_size = max_message_size
+        self.spool_dir = spool_dir
 
     def delivery(self, authenticated=None):
         return LocalDelivery(
@@ -251,6 +255,7 @@ class ReceivingFactory(smtp.SMTPFactory):
             self.clock,
             max_message_size=self.max_message_size,
             authenticated=authenticated,
+            spool_dir=self.spool_dir,
         )
 
     def buildProtocol(self, addr):

@@ -9,7 +9,7 @@ import os
 import shutil
 import socket
 
-from imapwebpush.durable import atomic_write, fsync_dir, write_file  # noqa: F401 (re-exported)
+from imapwebpush.durable import atomic_write, fsync_dir, write_file, write_pieces  # noqa: F401 (re-exported)
 
 _counter = itertools.count(1)
 
@@ -40,15 +40,36 @@ def unique_name(now, size):
 
 def place_file(tmp, target, data, mtime):
     """Write ``data`` to ``tmp`` (in tmp/), fsync, rename it to ``target``; no leftover on failure."""
+    stage_file(tmp, (data,), mtime)
+    move_into_place(tmp, target)
+
+
+def stage_file(tmp, pieces, mtime):
+    """Write the bytes of ``pieces`` to ``tmp`` (in tmp/) and fsync; return the size.
+
+    No leftover on failure (``pieces`` may raise, e.g. when a size limit is hit).
+    """
     try:
-        write_file(tmp, data, mtime=mtime)
+        return write_pieces(tmp, pieces, mtime=mtime)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def move_into_place(tmp, target):
+    """Rename a staged file to ``target`` (in new/ or cur/); no leftover on failure."""
+    try:
         os.rename(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
+
+
+def _discard(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def remove_tree(path):

@@ -22,10 +22,18 @@ from imapwebpush.store import flags as flagsmod
 from imapwebpush.store import scan
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
 from imapwebpush.events import FlagsChanged, MessageAdded, MessagesExpunged
-from imapwebpush.store.fsutil import fsync_dir, place_file, remove_tree, unique_name, write_file
+from imapwebpush.store.fsutil import (
+    fsync_dir,
+    move_into_place,
+    place_file,
+    remove_tree,
+    stage_file,
+    unique_name,
+    write_file,
+)
 from imapwebpush.store.index import MessageIndex, record_of
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
-from imapwebpush.store.message import HeaderCache, header_block, to_crlf
+from imapwebpush.store.message import HeaderCache, crlf_pieces, header_block, to_crlf
 from imapwebpush.wire import expand
 
 log = Logger()
@@ -277,34 +285,57 @@ class Mailbox:
     # -- IStoredMailbox: changes ----------------------------------------------
 
     def add(self, data, flags=(), internaldate=None, origin=None):
+        """``data``: bytes, or a binary readable (``readline``) copied to disk piece by piece,
+        so a large message (SMTP's spool) is never held in memory whole."""
         self.refresh()
-        data = to_crlf(data)
-        if self._max_size is not None and len(data) > self._max_size:
-            raise MessageTooLarge(
-                "Message of %d octets is larger than the limit of %d" % (len(data), self._max_size)
-            )
         system, keywords = flagsmod.split(flags)
         now = self._clock.seconds()
         if internaldate is None:
             internaldate = now
-        base = unique_name(now, len(data))
+        staged = headers = None
+        if hasattr(data, "readline"):
+            # Its size, part of the final name, is known once it is written.
+            staged = os.path.join(self.path, "tmp", unique_name(now, 0))
+            size = stage_file(staged, self._limited(crlf_pieces(data)), internaldate)
+        else:
+            data = to_crlf(data)
+            size = len(data)
+            if self._max_size is not None and size > self._max_size:
+                raise MessageTooLarge(
+                    "Message of %d octets is larger than the limit of %d" % (size, self._max_size)
+                )
+            headers = header_block(data)
+        base = unique_name(now, size)
         if system:
             rel = "cur/" + base + flagsmod.info(system)
         else:
             rel = "new/" + base
-        place_file(os.path.join(self.path, "tmp", base), os.path.join(self.path, rel), data, internaldate)
+        target = os.path.join(self.path, rel)
+        if staged is None:
+            place_file(os.path.join(self.path, "tmp", base), target, data, internaldate)
+        else:
+            move_into_place(staged, target)
         fsync_dir(os.path.join(self.path, rel[:3]))
         index = self._index
         uid = index.uidnext
-        msg = index.make(uid, rel, index.highestmodseq + 1, len(data), float(internaldate), keywords)
+        msg = index.make(uid, rel, index.highestmodseq + 1, size, float(internaldate), keywords)
         index.write([record_of(msg)])
         index.advance(uid + 1, msg.modseq)
         index.remember(msg)
         self._after_change()
-        headers = header_block(data)
-        self.header_cache.put(uid, headers)
-        self._announce(msg, origin, headers)
+        if headers is not None:
+            self.header_cache.put(uid, headers)
+        self._announce(msg, origin, headers)  # without headers: read from the file, then cached
         return uid
+
+    def _limited(self, pieces):
+        """``pieces`` unchanged, but L{MessageTooLarge} once they add up to more than the limit."""
+        total = 0
+        for piece in pieces:
+            total += len(piece)
+            if self._max_size is not None and total > self._max_size:
+                raise MessageTooLarge("Message is larger than the limit of %d octets" % (self._max_size,))
+            yield piece
 
     def set_flags(self, uids, flags, mode, unchangedsince=None, origin=None):
         if mode not in flagsmod.MODES:

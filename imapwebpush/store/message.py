@@ -16,6 +16,8 @@ from imapwebpush.store import flags as flagsmod
 
 # Header blocks kept in memory per mailbox (FETCH ENVELOPE, push payloads).
 HEADER_CACHE_SIZE = 2048
+# The longest header block read, cached and announced (Postfix keeps 100 KiB).
+MAX_HEADER_BLOCK = 128 * 1024
 
 
 def to_crlf(data):
@@ -30,14 +32,46 @@ def to_crlf(data):
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def crlf_pieces(source, size=65536):
+    """What L{to_crlf} makes of ``source`` (a binary readable), read and given out in pieces.
+
+    Each piece is at most ``size`` octets plus one (a CR added to a bare LF);
+    every LF ends a piece, so whether it follows a CR is known at once.
+    """
+    carry = b""  # a CR that ended the previous piece: the LF may start the next
+    while True:
+        piece = source.readline(size)
+        if not piece:
+            if carry:
+                yield carry
+            return
+        if carry:
+            piece, carry = carry + piece, b""
+        if piece.endswith(b"\n"):
+            if not piece.endswith(b"\r\n"):
+                piece = piece[:-1] + b"\r\n"
+        elif piece.endswith(b"\r"):
+            piece, carry = piece[:-1], b"\r"
+        if piece:
+            yield piece
+
+
 def header_block(data):
-    """The raw header block of a message: up to and including the blank line."""
+    """The raw header block of a message: up to and including the blank line.
+
+    At most L{MAX_HEADER_BLOCK} octets, cut after a line end: a message of
+    headers only (up to the size limit) would otherwise be kept whole in the
+    header cache and in every MessageAdded event.
+    """
     if data.startswith(b"\r\n"):
         return b"\r\n"
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
+    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK)
+    if end >= 0:
+        return data[: end + 4]
+    if len(data) <= MAX_HEADER_BLOCK:
         return data
-    return data[: end + 4]
+    cut = data.rfind(b"\r\n", 0, MAX_HEADER_BLOCK)
+    return data[: cut + 2] if cut >= 0 else data[:MAX_HEADER_BLOCK]
 
 
 class HeaderCache:
@@ -141,7 +175,12 @@ class StoredMessage:
                 start = max(0, len(data) - 3)
                 chunk = f.read(16384)
                 data += chunk
-                if not chunk or data.find(b"\r\n\r\n", start) >= 0 or data.startswith(b"\r\n"):
+                if (
+                    not chunk
+                    or data.find(b"\r\n\r\n", start) >= 0
+                    or data.startswith(b"\r\n")
+                    or len(data) > MAX_HEADER_BLOCK  # header_block cuts it at a line end
+                ):
                     block = header_block(bytes(data))
                     break
         cache.put(self.uid, block)
