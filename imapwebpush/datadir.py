@@ -52,8 +52,6 @@ vapid = _entry(VAPID_FOLDER, "The VAPID keyring folder (one PEM file per key and
 subscriptions = _entry(SUBSCRIPTIONS_FILE, "The Web Push subscriptions (SQLite).")
 outbox = _entry(OUTBOX_FILE, "The pushes waiting for delivery or a retry (SQLite).")
 topic_key = _entry(TOPIC_KEY_FILE, "The secret behind the Topic header of pushes.")
-
-
 spool = _entry(
     SPOOL_FOLDER,
     "Messages being received (SMTP DATA beyond 64 KiB), in unnamed files until stored; on the "

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from imapwebpush.spool import Spool
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.errors import MessageTooLarge
-from imapwebpush.store.events import MessageAdded
+from imapwebpush.events import MessageAdded
 from imapwebpush.store.message import MAX_HEADER_BLOCK, crlf_pieces, to_crlf
 
 from tests.test_store_maildir import MESSAGE, StoreTestMixin
