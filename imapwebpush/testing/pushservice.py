@@ -157,6 +157,15 @@ def _b64url(text):
     return crypto.b64url_decode(text, "JWT part")
 
 
+class _Unreadable(Exception):
+    """The Authorization header cannot be read far enough to check claims: ``problem`` says why."""
+
+    def __init__(self, key_text, problem):
+        Exception.__init__(self, problem)
+        self.key_text = key_text
+        self.problem = problem
+
+
 def verify_vapid(authorization, origin, now, verified=None):
     """Check an ``Authorization: vapid t=..., k=...`` header (RFC 8292).
 
@@ -165,12 +174,35 @@ def verify_vapid(authorization, origin, now, verified=None):
     token (as RFC 8292 suggests) is not verified again, as push services do.
     The claims are checked every time.
     """
+    try:
+        token, key_text = _vapid_params(authorization)
+        public_key = _vapid_key(key_text)
+        header, claims, signed, signature = _jws_parts(token, key_text)
+    except _Unreadable as e:
+        return {}, e.key_text, [e.problem]
     problems = []
+    if not isinstance(header, dict) or header.get("alg") != "ES256":
+        problems.append("JWT alg is not ES256")
+    if not isinstance(claims, dict):
+        return {}, key_text, problems + ["JWT claims are not an object"]
+    if verified is None or (token, key_text) not in verified:
+        wrong = _signature_problem(public_key, signed, signature)
+        if wrong:
+            problems.append(wrong)
+        elif verified is not None and not problems:
+            if len(verified) >= _VERIFIED_CACHE:
+                verified.clear()
+            verified.add((token, key_text))
+    return claims, key_text, problems + _claim_problems(claims, origin, now)
+
+
+def _vapid_params(authorization):
+    """(t, k) of a ``vapid`` Authorization header."""
     if not authorization:
-        return {}, None, ["no Authorization header"]
+        raise _Unreadable(None, "no Authorization header")
     scheme, _, params = authorization.partition(" ")
     if scheme.lower() != "vapid":
-        return {}, None, ["Authorization scheme is %r, not vapid" % (scheme,)]
+        raise _Unreadable(None, "Authorization scheme is %r, not vapid" % (scheme,))
     values = {}
     for part in params.split(","):
         name, sep, value = part.strip().partition("=")
@@ -178,45 +210,53 @@ def verify_vapid(authorization, origin, now, verified=None):
             values[name.strip().lower()] = value.strip()
     token, key_text = values.get("t"), values.get("k")
     if not token or not key_text:
-        return {}, key_text, ["Authorization lacks t= or k="]
+        raise _Unreadable(key_text, "Authorization lacks t= or k=")
+    return token, key_text
+
+
+def _vapid_key(key_text):
+    """The P-256 public key of k=."""
     try:
         key_raw = _b64url(key_text)
         public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key_raw)
         if len(key_raw) != 65:
             raise ValueError("not an uncompressed point")
     except ValueError as e:
-        return {}, key_text, ["k= is not a P-256 public key: %s" % (e,)]
+        raise _Unreadable(key_text, "k= is not a P-256 public key: %s" % (e,))
+    return public_key
+
+
+def _jws_parts(token, key_text):
+    """(header, claims, signed octets, signature) of the JWS compact serialization t=."""
     parts = token.split(".")
     if len(parts) != 3:
-        return {}, key_text, ["t= is not a JWS compact serialization"]
+        raise _Unreadable(key_text, "t= is not a JWS compact serialization")
     try:
         header = json.loads(_b64url(parts[0]))
         claims = json.loads(_b64url(parts[1]))
         signature = _b64url(parts[2])
     except ValueError as e:
-        return {}, key_text, ["t= cannot be decoded: %s" % (e,)]
-    if not isinstance(header, dict) or header.get("alg") != "ES256":
-        problems.append("JWT alg is not ES256")
-    if not isinstance(claims, dict):
-        return {}, key_text, problems + ["JWT claims are not an object"]
-    if verified is not None and (token, key_text) in verified:
-        pass
-    elif len(signature) != 64:
-        problems.append("JWT signature is not 64 octets")
-    else:
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
-        try:
-            public_key.verify(der, ("%s.%s" % (parts[0], parts[1])).encode("ascii"),
-                              ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            problems.append("JWT signature does not verify with k=")
-        else:
-            if verified is not None and not problems:
-                if len(verified) >= _VERIFIED_CACHE:
-                    verified.clear()
-                verified.add((token, key_text))
+        raise _Unreadable(key_text, "t= cannot be decoded: %s" % (e,))
+    return header, claims, ("%s.%s" % (parts[0], parts[1])).encode("ascii"), signature
+
+
+def _signature_problem(public_key, signed, signature):
+    """Why the ES256 signature is wrong, or None."""
+    if len(signature) != 64:
+        return "JWT signature is not 64 octets"
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    try:
+        public_key.verify(der, signed, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return "JWT signature does not verify with k="
+    return None
+
+
+def _claim_problems(claims, origin, now):
+    """What is wrong with the aud, exp and sub claims."""
+    problems = []
     if claims.get("aud") != origin:
         problems.append("JWT aud is %r, expected %r" % (claims.get("aud"), origin))
     exp = claims.get("exp")
@@ -229,7 +269,7 @@ def verify_vapid(authorization, origin, now, verified=None):
     sub = claims.get("sub")
     if not isinstance(sub, str) or not (sub.startswith("mailto:") or sub.startswith("https:")):
         problems.append("JWT sub must be a mailto: or https: URI, got %r" % (sub,))
-    return claims, key_text, problems
+    return problems
 
 
 class _Channel(HTTPChannel):
