@@ -287,6 +287,7 @@ def server_factories(c):
             allow_plaintext_auth=options["allow-plaintext-auth"],
             clock=c.reactor,
             max_message_size=options["max-message-size"],
+            max_pattern_length=options["max-pattern-length"],
             protocol=webpush_server_class(IMAPServer),
         )
     if "smtp" in wanted:

@@ -70,7 +70,9 @@ class OptionsTests(unittest.TestCase):
     def test_max_pattern_length(self):
         self.assertEqual(self.parse()["max-pattern-length"], DEFAULT_MAX_PATTERN_LENGTH)
         o = self.parse("--max-pattern-length", "64")
-        self.assertEqual(tap.makeService(o).components.webpush.service.max_pattern_length, 64)
+        top = tap.makeService(o)
+        self.assertEqual(top.components.webpush.service.max_pattern_length, 64)
+        self.assertEqual(top.getServiceNamed("imap").factory.max_pattern_length, 64)
         self.assertEqual(
             self.usage_error("--max-pattern-length", "0"), "--max-pattern-length must be positive"
         )

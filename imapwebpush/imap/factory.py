@@ -5,6 +5,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.imap.server import IMAPServer
+from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 
 class IMAPFactory(protocol.ServerFactory):
@@ -19,6 +20,7 @@ class IMAPFactory(protocol.ServerFactory):
     ``protocol``: the IMAPServer (sub)class, e.g. one mixing in WEBPUSH commands.
     ``clock``: IReactorTime for the autologout timers (the reactor by default).
     ``max_message_size``: largest literal (APPEND) accepted, in octets.
+    ``max_pattern_length``: longest LIST/LSUB reference + pattern, in characters.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class IMAPFactory(protocol.ServerFactory):
         protocol=IMAPServer,
         clock=None,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+        max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH,
     ):
         self.portal = portal
         self.mail_store = mail_store
@@ -40,6 +43,7 @@ class IMAPFactory(protocol.ServerFactory):
             from twisted.internet import reactor as clock
         self.clock = clock
         self.max_message_size = max_message_size
+        self.max_pattern_length = max_pattern_length
 
     def buildProtocol(self, addr):
         p = self.protocol(contextFactory=self.tls)
@@ -49,6 +53,7 @@ class IMAPFactory(protocol.ServerFactory):
         p.clock = self.clock
         p.callLater = self.clock.callLater
         p.max_message_size = self.max_message_size
+        p.max_pattern_length = self.max_pattern_length
         return p
 
     def implicit_tls_factory(self):

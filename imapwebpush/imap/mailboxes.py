@@ -12,7 +12,7 @@ from imapwebpush import wire
 from imapwebpush.constants import DELIMITER, INBOX
 from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list, arg_literal
 from imapwebpush.store import errors
-from imapwebpush.wildcard import list_pattern
+from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, list_pattern
 
 _DELIMITER_WIRE = wire.quoted(DELIMITER.encode("ascii"))
 
@@ -32,13 +32,19 @@ def parent_names(names):
     return parents
 
 
-def _list_pattern(ref, pattern):
-    """The matcher of a LIST/LSUB reference and pattern (mUTF-7 bytes), linear in time."""
+def _list_pattern(ref, pattern, max_length):
+    """The matcher of a LIST/LSUB reference and pattern (mUTF-7 bytes), linear in time.
+
+    Longer than ``max_length`` characters together: NO [LIMIT].
+    """
     try:
         text = wire.decode_mailbox(ref + pattern)
     except wire.ParseError:
         raise Bad("Mailbox pattern is not valid modified UTF-7")
-    return list_pattern(text, max_length=None)
+    try:
+        return list_pattern(text, max_length=max_length).match
+    except PatternTooLong as e:
+        raise No("[LIMIT] %s" % (e,))
 
 
 def _stored_flags(mailbox, uid):
@@ -50,6 +56,8 @@ def _stored_flags(mailbox, uid):
 
 class MailboxCommandsMixin:
     """CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND."""
+
+    max_pattern_length = DEFAULT_MAX_PATTERN_LENGTH  # LIST/LSUB reference + pattern, characters
 
     def do_CREATE(self, tag, raw_name):
         name = self._mailbox_name(raw_name)
@@ -119,7 +127,7 @@ class MailboxCommandsMixin:
             self.sendUntaggedResponse(b"LIST (\\Noselect) " + _DELIMITER_WIRE + b' ""')
             self.sendPositiveResponse(tag, b"LIST completed")
             return
-        matches = _list_pattern(ref, pattern)
+        matches = _list_pattern(ref, pattern, self.max_pattern_length)
         names = self.mail_account.list_mailboxes()
         parents = parent_names(names)
         for name in names:
@@ -133,7 +141,7 @@ class MailboxCommandsMixin:
     auth_LIST = select_LIST = (do_LIST, arg_astring, arg_finalastring)
 
     def do_LSUB(self, tag, ref, pattern):
-        matches = _list_pattern(ref, pattern)
+        matches = _list_pattern(ref, pattern, self.max_pattern_length)
         existing = set(self.mail_account.list_mailboxes())
         for name in self.mail_account.subscriptions():
             if matches(name):
