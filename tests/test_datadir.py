@@ -23,6 +23,7 @@ class LayoutTests(unittest.TestCase):
                 "subscriptions": datadir.subscriptions(data),
                 "outbox": datadir.outbox(data),
                 "topic_key": datadir.topic_key(data),
+                "spool": datadir.spool(data),
             },
             {
                 "users": os.path.join(data, "users.json"),
@@ -32,6 +33,7 @@ class LayoutTests(unittest.TestCase):
                 "subscriptions": os.path.join(data, "webpush-subscriptions.sqlite"),
                 "outbox": os.path.join(data, "webpush-outbox.sqlite"),
                 "topic_key": os.path.join(data, "webpush-topic.key"),
+                "spool": os.path.join(data, "spool"),
             },
         )
 
