@@ -20,6 +20,7 @@ import os
 from twisted.application import service
 
 from imapwebpush import datadir, decisions
+from imapwebpush.imap.webpush_commands import WebPushAccount, WebPushAvatarFactory
 from imapwebpush.webpush.dispatcher import PushDispatcher
 from imapwebpush.webpush.notifier import Notifier
 from imapwebpush.webpush.service import build_webpush
@@ -83,8 +84,6 @@ class WebPush(service.MultiService):
         ``name`` is the account the subscriptions are stored under; the events
         about this user's mail must carry the same string.
         """
-        from imapwebpush.imap.webpush_commands import WebPushAccount
-
         self.notifier.account_in_use(name)
         return WebPushAccount(name, self.service)
 
@@ -93,8 +92,6 @@ class WebPush(service.MultiService):
 
         ``account_of(avatar)`` gives the account name (default: ``avatar.address``).
         """
-        from imapwebpush.imap.webpush_commands import WebPushAvatarFactory
-
         account_of = account_of or (lambda avatar: avatar.address)
 
         def named(avatar):
