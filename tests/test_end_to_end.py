@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from imapwebpush import cli, datadir, tap
 
-from tests.harness.connections import ConnectionTracker
+from tests.harness.connections import track_server
 from tests.test_smtp_submission import client_tls, write_self_signed
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -31,11 +31,6 @@ MESSAGE = (
 )
 
 
-def listeners(running):
-    """The listening children of the server (the Web Push services have no factory)."""
-    return [child for child in running.service if isinstance(child, tap.ListeningService)]
-
-
 class EndToEndTests(unittest.TestCase):
     def setUp(self):
         self.data = os.path.abspath(self.mktemp())
@@ -46,9 +41,7 @@ class EndToEndTests(unittest.TestCase):
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK,
              "--submission", LOOPBACK, "--domain", "example.org"] + list(extra)
         )
-        running.connections = ConnectionTracker()
-        for child in listeners(running):
-            running.connections.track(child.factory)
+        running.connections = track_server(running)
         self.addCleanup(self.stop, running)
         return running
 

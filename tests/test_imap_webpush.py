@@ -8,6 +8,8 @@ reads exact wire lines, and a push sender that records verification pushes.
 
 import base64
 import os
+import sqlite3
+from contextlib import closing
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives import serialization
@@ -316,8 +318,9 @@ class WebPushCommandTests(WebPushTestBase):
         def on_send(target, payload):
             token = payload[len(b"* ACKWEBPUSH "):-2]
             # the hash is in the store: spending it now (in a copy) would succeed
-            rows = self.store._db.execute("SELECT COUNT(*) FROM tokens WHERE token_hash=?",
-                                          (token_hash(token),)).fetchone()[0]
+            with closing(sqlite3.connect(self.db_path)) as copy:  # committed, not just ours
+                rows = copy.execute("SELECT COUNT(*) FROM tokens WHERE token_hash=?",
+                                    (token_hash(token),)).fetchone()[0]
             seen.append((rows, self.store.get("alice", "phone-1").state))
         self.sender.on_send = on_send
         client = yield self.connect()

@@ -1,8 +1,10 @@
-"""Mail store changes to decrypted pushes, with every real piece over loopback.
+"""Mail store changes to decrypted pushes, with every real piece.
 
 The Maildir store announces changes on its bus, the PushDispatcher renders
 them, the PushDeliveryService encrypts, signs and POSTs them over HTTP to the
-testing PushService, which checks VAPID and the headers and decrypts. The
+testing PushService, which checks VAPID and the headers and decrypts.
+EndToEnd runs this in memory (StubTreq, task.Clock); ServerEndToEnd runs the
+whole server over loopback, driven by smtplib and imaplib. The
 subscriptions are made the way a client makes them: WEBPUSH (the service sends
 a verification push), then ACKWEBPUSH with the token read from that push.
 """
@@ -12,8 +14,8 @@ import os
 import re
 import smtplib
 
-from twisted.internet import defer, reactor, task, tcp, threads
-from twisted.logger import capturedLogs
+from treq.testing import StubTreq
+from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from imapwebpush import datadir, decisions
@@ -21,16 +23,19 @@ from imapwebpush.store.account import MailStore
 from imapwebpush.testing import Answer, PushService
 from imapwebpush.webpush.delivery import PushDeliveryService
 from imapwebpush.webpush.dispatcher import PushDispatcher
-from imapwebpush.webpush.http import make_http_client
 from imapwebpush.webpush.limits import MAX_BODY, MAX_PLAINTEXT
 from imapwebpush.webpush.policy import EndpointPolicy
 from imapwebpush.webpush.service import WebPushService
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
 from imapwebpush.webpush.topic import load_or_create_topic_key, topic
 from imapwebpush.webpush.vapid import VapidKeyring
+from tests.harness.connections import track_server
+from tests.harness.settle import OutcomeWatch, received_until, settle
 
 ALICE = "alice@example.org"
-WINDOW = 0.05  # coalesce window: short, so the tests do not wait long
+WINDOW = 0.05  # coalesce window: short, so the loopback tests do not wait long
+T0 = 1_700_000_000
+SOON = 10  # seconds: EndToEnd.settle() runs what is due within this, not later timers
 
 MESSAGE = (
     b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
@@ -52,52 +57,20 @@ ENVELOPE = (
 
 
 class PushHarness(unittest.TestCase):
-    """The Web Push pieces on a mail store, and helpers to read what devices receive."""
+    """The Web Push pieces on a mail store, and helpers to read what devices receive.
+
+    Subclasses say how pushes are awaited: ``received(count, device)`` fires with the
+    device's pushes once there are at least ``count``.
+    """
 
     timeout = 60
-
-    @defer.inlineCallbacks
-    def wire(self, mail_store, tmp):
-        """Subscription store, keyring, delivery service and dispatcher on ``mail_store``'s bus."""
-        with capturedLogs():
-            self.policy = EndpointPolicy(insecure=True)
-        self.store = mail_store
-        self.keyring = VapidKeyring(os.path.join(tmp, "vapid"), "mailto:postmaster@example.org",
-                                    reactor)
-        self.subscriptions = SQLiteSubscriptionStore(os.path.join(tmp, "subscriptions.sqlite"))
-        self.addCleanup(self.subscriptions.close)
-        self.webpush = WebPushService(self.subscriptions, self.keyring, self.policy, reactor)
-        self.sender = PushDeliveryService(
-            reactor, self.keyring, make_http_client(reactor, self.policy), self.policy,
-            os.path.join(tmp, "outbox.sqlite"), observer=self.webpush)
-        self.webpush.sender = self.sender
-        self.key = load_or_create_topic_key(os.path.join(tmp, "topic.key"))
-        self.dispatcher = PushDispatcher(reactor, self.subscriptions, self.sender, self.key,
-                                         coalesce_window=WINDOW)
-        self.webpush.dispatcher = self.dispatcher
-        self.store.bus.subscribe(self.dispatcher)
-        self.addCleanup(self.store.bus.unsubscribe, self.dispatcher)
-        for svc in (self.sender, self.webpush, self.dispatcher):
-            svc.startService()
-            self.addCleanup(svc.stopService)
-        yield self.meet_phone()
-
-    @defer.inlineCallbacks
-    def meet_phone(self):
-        """Start the testing push service and subscribe the "phone" device."""
-        self.pushservice = PushService(reactor)
-        yield self.pushservice.start()
-        self.addCleanup(self.pushservice.stop)
-        self.addCleanup(self.settle)  # runs first: no response left in flight at stop
-        self.inbox = self.store.account(ALICE).mailbox("INBOX")
-        self.phone = yield self.subscribe("phone")
 
     @defer.inlineCallbacks
     def subscribe(self, sid, acknowledge=True):
         """WEBPUSH, wait for the verification push, ACKWEBPUSH with its token."""
         device = self.pushservice.new_subscription()
         self.webpush.subscribe(ALICE, sid, device.endpoint, device.p256dh, device.auth)
-        [verification] = yield self.pushservice.wait_for(1, device)
+        [verification] = yield self.received(1, device)
         token = re.match(rb"\A\* ACKWEBPUSH (\S+)\r\n\Z", verification.plaintext).group(1)
         if acknowledge:
             self.webpush.acknowledge(ALICE, token.decode("ascii"))
@@ -107,7 +80,7 @@ class PushHarness(unittest.TestCase):
     def pushes(self, count, device=None):
         """The next ``count`` pushes after the verification one, all checked."""
         device = device or self.phone
-        received = yield self.pushservice.wait_for(count + 1, device)
+        received = yield self.received(count + 1, device)
         received = received[1:]
         for push in received:
             self.assertEqual(push.problems, [])
@@ -116,25 +89,57 @@ class PushHarness(unittest.TestCase):
             push.plaintext.decode("utf-8")
         return received
 
-    @defer.inlineCallbacks
-    def settle(self):
-        """Wait until no delivery is waiting and no dispatcher timer is due soon."""
-        for _ in range(500):
-            yield task.deferLater(reactor, 0.01, lambda: None)
-            if self.sender.pending() == 0 and not self.dispatcher._accounts:
-                return
-        self.fail("deliveries did not settle")
-
-
 
 class EndToEnd(PushHarness):
-    """Changes made through the store API (what APPEND, COPY, STORE... end up calling)."""
+    """Changes made through the store API (what APPEND, COPY, STORE... end up calling).
 
-    @defer.inlineCallbacks
+    Every piece is real but the network and the time: the push service is the
+    testing PushService's resource behind StubTreq, and every timer (coalescing,
+    retries, the outbox's batch) is on a task.Clock. ``settle()`` runs that world
+    until nothing is left to do, so nothing here waits for the wall clock.
+    """
+
     def setUp(self):
         tmp = self.mktemp()
         os.makedirs(tmp)
-        yield self.wire(MailStore(datadir.mail(tmp), clock=reactor), tmp)
+        self.clock = task.Clock()
+        self.clock.advance(T0)
+        self.policy = EndpointPolicy()
+        self.store = MailStore(datadir.mail(tmp), clock=self.clock)
+        self.keyring = VapidKeyring(os.path.join(tmp, "vapid"), "mailto:postmaster@example.org",
+                                    self.clock)
+        self.subscriptions = SQLiteSubscriptionStore(os.path.join(tmp, "subscriptions.sqlite"))
+        self.addCleanup(self.subscriptions.close)
+        self.pushservice = PushService(reactor=self.clock, origin="https://push.example.net")
+        self.http = StubTreq(self.pushservice.resource)
+        self.webpush = WebPushService(self.subscriptions, self.keyring, self.policy, self.clock)
+        self.sender = PushDeliveryService(
+            self.clock, self.keyring, self.http, self.policy, os.path.join(tmp, "outbox.sqlite"),
+            observer=self.webpush)
+        self.webpush.sender = self.sender
+        self.key = load_or_create_topic_key(os.path.join(tmp, "topic.key"))
+        self.dispatcher = PushDispatcher(self.clock, self.subscriptions, self.sender, self.key,
+                                         coalesce_window=WINDOW)
+        self.webpush.dispatcher = self.dispatcher
+        self.store.bus.subscribe(self.dispatcher)
+        self.addCleanup(self.store.bus.unsubscribe, self.dispatcher)
+        for svc in (self.sender, self.webpush, self.dispatcher):
+            svc.startService()
+            self.addCleanup(svc.stopService)
+        self.inbox = self.store.account(ALICE).mailbox("INBOX")
+        self.phone = self.successResultOf(self.subscribe("phone"))
+
+    def settle(self, until=None):
+        """Answer every request and run every timer due soon, until nothing is left to do.
+
+        "Soon" is SOON seconds: coalescing windows and answers, not a silence's end.
+        """
+        settle(self.clock, self.http.flush, until=until, horizon=SOON)
+        return defer.succeed(None)
+
+    def received(self, count, device):
+        self.settle(until=lambda: len(self.pushservice.received(device)) >= count)
+        return defer.succeed(self.pushservice.received(device))
 
     @defer.inlineCallbacks
     def test_new_message(self):
@@ -270,22 +275,26 @@ class ServerEndToEnd(PushHarness):
             "--allow-plaintext-auth", "--insecure-push-endpoints", "--push-coalesce", str(WINDOW),
         ], reactor)
         self.addCleanup(self.server.stop)
+        self.connections = track_server(self.server)
         c = self.server.components
-        self.store, self.webpush, self.dispatcher = c.mail_store, c.webpush.service, c.dispatcher
-        self.sender, self.keyring, self.subscriptions = c.webpush.sender, c.webpush.keyring, c.webpush.store
-        yield self.meet_phone()
+        self.store, self.webpush = c.mail_store, c.webpush.service
+        self.outcomes = OutcomeWatch(c.webpush.sender)
+        self.pushservice = PushService(reactor)
+        yield self.pushservice.start()
+        self.addCleanup(self.pushservice.stop)
+        self.addCleanup(self.outcomes.idle)  # runs first: no push left in flight at stop
+        self.inbox = self.store.account(ALICE).mailbox("INBOX")
+        self.phone = yield self.subscribe("phone")
+
+    def received(self, count, device):
+        return self.pushservice.wait_for(count, device)
 
     @defer.inlineCallbacks
     def client(self, work):
-        """Run blocking client code in a thread; wait until its connections are closed."""
+        """Run blocking client code in a thread; wait until the server closed its side too."""
         result = yield threads.deferToThread(work)
-        ports = set(self.server.ports.values())
-        for _ in range(500):
-            if not any(isinstance(r, tcp.Server) and r.getHost().port in ports
-                       for r in reactor.getReaders() + reactor.getWriters()):
-                return result
-            yield task.deferLater(reactor, 0.01, lambda: None)
-        self.fail("the server kept a client connection open")
+        yield self.connections.idle()
+        return result
 
     def imap(self):
         client = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"])
@@ -348,7 +357,15 @@ class ServerEndToEnd(PushHarness):
                 client.logout()
 
         yield self.client(move_and_expunge)
-        yield self.settle()
+        expected = [
+            b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % ENVELOPE,
+            b'* SELECT "Archive"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen) ENVELOPE %s)\r\n'
+            % ENVELOPE,
+            b'* SELECT "INBOX"\r\n* VANISHED 1:2\r\n',
+        ]
+        # however the coalescing cut them, each push arrives: wait for them one by one
+        yield received_until(self.pushservice, lambda pushes: all(
+            e in [p.plaintext for p in pushes[4:]] for e in expected), self.phone)
         later = [p.plaintext for p in self.pushservice.received(self.phone)[4:]]
         self.assertIn(b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % ENVELOPE, later)
         self.assertIn(b'* SELECT "Archive"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen) ENVELOPE %s)\r\n'

@@ -71,7 +71,7 @@ class LoopbackTests(unittest.TestCase):
 
     def test_subscription(self):
         sub = self.service.new_subscription()
-        self.assertTrue(sub.endpoint.startswith("http://127.0.0.1:%d/push/" % self.service._port.getHost().port))
+        self.assertTrue(sub.endpoint.startswith("http://127.0.0.1:%d/push/" % self.service.port))
         self.assertEqual(len(crypto.parse_p256dh(sub.p256dh)), 65)
         self.assertEqual(len(crypto.parse_auth(sub.auth)), 16)
         self.assertEqual(sub.subscription_info()["keys"], {"p256dh": sub.p256dh, "auth": sub.auth})

@@ -18,8 +18,8 @@ from imapwebpush import cli, datadir, tap
 from imapwebpush.durable import atomic_write
 from imapwebpush.store.users import hash_password
 
-from tests.test_end_to_end import LOOPBACK, listeners
-from tests.harness.connections import ConnectionTracker
+from tests.test_end_to_end import LOOPBACK
+from tests.harness.connections import track_server
 from tests.harness.wire import LineClient
 
 FAST = {"n": 16, "r": 1, "p": 1}
@@ -95,9 +95,7 @@ class WireTests(unittest.TestCase):
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--domain", "example.org",
              "--allow-plaintext-auth"]
         )
-        self.connections = ConnectionTracker()
-        for child in listeners(self.running):
-            self.connections.track(child.factory)
+        self.connections = track_server(self.running)
 
     @defer.inlineCallbacks
     def tearDown(self):

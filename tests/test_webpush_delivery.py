@@ -38,6 +38,7 @@ from imapwebpush.webpush.model import (
 )
 from imapwebpush.webpush.policy import EndpointPolicy
 from imapwebpush.webpush.vapid import VapidKeyring
+from tests.harness.settle import ObservedClock, when
 
 T0 = 1_700_000_000
 PAYLOAD = b'* SELECT "INBOX"\r\n* 4392 UIDFETCH (FLAGS ())\r\n'
@@ -50,6 +51,13 @@ class Recorder:
 
     def pushOutcome(self, outcome):
         self.outcomes.append(outcome)
+
+
+def insert_raw(path, *rows):
+    """Write (id, record text) rows into an outbox file the way a damaged disk might."""
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO deliveries (id, record) VALUES (?, ?)", rows)
+    db.close()
 
 
 class MaxJitter:
@@ -129,7 +137,7 @@ class AnswerTableTests(StubHarness):
         self.assertEqual(push.headers["content-type"], "application/octet-stream")
         self.assertEqual(push.vapid_key, self.keyring.current())
         self.assertEqual(push.claims["aud"], self.origin)
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
 
     def test_200_and_202_are_delivered(self):
         self.sub.respond(Answer(200), Answer(202), Answer(204))
@@ -207,7 +215,7 @@ class AnswerTableTests(StubHarness):
             self.assertEqual((outcome.kind, outcome.subscription_id), (CANCELLED, "phone-1"))
         self.assertEqual(self.result(kept).kind, DELIVERED)
         self.assertEqual(self.service.pending(), 0)
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
         self.advance(600)
         self.assertEqual([p.status for p in self.pushservice.received(self.sub)], [429])
         self.assertEqual(self.service.cancel("alice@example.org", "phone-1"), 0)
@@ -275,7 +283,7 @@ class AnswerTableTests(StubHarness):
         self.assertEqual(outcome.reason, "its TTL of 30 s passed before delivery; last error: push service answered 500: down")
         self.assertEqual(len(self.pushservice.pushes), 4)  # t=0, 2, 6, 14; the next (30) is past the TTL
         self.assertEqual(self.observer.outcomes, [outcome])
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
 
     def test_other_4xx_fail(self):
         self.sub.respond(Answer(405))
@@ -338,8 +346,7 @@ class BadInputTests(StubHarness):
         self.assertIn(reason, outcome.reason)
         self.assertEqual(self.observer.outcomes[-1], outcome)
         self.assertEqual(self.pushservice.pushes, [])
-        if self.service._outbox is not None:
-            self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
 
     def test_payload_too_large(self):
         self.check(self.send(payload=b"x" * (MAX_PLAINTEXT + 1)), TOO_LARGE, "exceeds the 3993-octet limit")
@@ -458,7 +465,7 @@ class OutboxTests(StubHarness):
         [outcome] = self.observer.outcomes
         self.assertEqual((outcome.kind, outcome.context), (DELIVERED, {"event": 7}))
         self.assertEqual(self.pushservice.pushes[1].plaintext, PAYLOAD)
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
 
     def test_in_flight_delivery_kept_on_stop(self):
         self.sub.respond(Answer.hang())
@@ -483,7 +490,7 @@ class OutboxTests(StubHarness):
         [outcome] = self.observer.outcomes
         self.assertEqual(outcome.kind, EXPIRED)
         self.assertEqual(len(self.pushservice.pushes), 1)
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
 
     def test_stop_cancels_timers(self):
         self.sub.respond(Answer(500))
@@ -500,7 +507,7 @@ class LoopbackHarness(unittest.TestCase):
     timeout = 30
 
     def setUp(self):
-        self.clock = Clock()
+        self.clock = ObservedClock()
         self.clock.advance(reactor.seconds())
         self.tmp = self.mktemp()
         os.makedirs(self.tmp)
@@ -569,7 +576,8 @@ class LoopbackTests(LoopbackHarness):
     @defer.inlineCallbacks
     def settle_and_run_timer(self, d=None):
         """Wait until the answer was handled, then jump the clock to the next retry; its delay."""
-        yield self.wait_until(lambda: self.service._in_flight == 0 or (d is not None and d.called))
+        yield when(lambda: self.service.in_flight() == 0 or (d is not None and d.called),
+                   self.clock.next_call, *([d] if d is not None else []))
         if d is not None and d.called:
             return None
         self.clock.advance(0)  # the outbox writes its batch at the end of the turn
@@ -639,16 +647,6 @@ class LoopbackTests(LoopbackHarness):
         self.assertEqual(outcome.kind, EXPIRED)
         self.assertEqual(delays, [2, 4, None])  # t = 0, 2, 6; the next (14) is past the TTL
         self.assertIn("ConnectionRefusedError", outcome.reason)
-
-    @defer.inlineCallbacks
-    def wait_until(self, condition):
-        for _ in range(500):
-            if condition():
-                return
-            d = defer.Deferred()
-            reactor.callLater(0.01, d.callback, None)
-            yield d
-        self.fail("condition never became true")
 
     @defer.inlineCallbacks
     def test_many_pushes_decrypt(self):
@@ -730,8 +728,8 @@ class OutboxUnitTests(unittest.TestCase):
 
         box = Outbox(self.path)
         box.put({"id": "a"})
-        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('bad', '{nope')")
         box.close()
+        insert_raw(self.path, ("bad", "{nope"))
         box = Outbox(self.path)
         self.assertEqual(box.records(), [{"id": "a"}])
         self.assertEqual(self.rows(), ["a"])
@@ -772,10 +770,8 @@ class OutboxUnitTests(unittest.TestCase):
 
         box = Outbox(self.path)
         box.put({"id": "a"})
-        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('list', '[1, 2]')")
-        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('noid', '{\"n\": 1}')")
-        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('other', '{\"id\": \"a\"}')")
         box.close()
+        insert_raw(self.path, ("list", "[1, 2]"), ("noid", '{"n": 1}'), ("other", '{"id": "a"}'))
         box = Outbox(self.path)
         self.assertEqual(box.records(), [{"id": "a"}])
         self.assertEqual(self.rows(), ["a"])
@@ -796,7 +792,7 @@ class TLSTests(unittest.TestCase):
             policy = EndpointPolicy(insecure=True)  # loopback target
         client = make_http_client(reactor, policy, trust_root=pushservice.certificate if trust else None)
         tmp = self.mktemp()
-        clock = Clock()
+        clock = ObservedClock()
         clock.advance(reactor.seconds())
         keyring = VapidKeyring(os.path.join(tmp, "vapid"), "mailto:admin@example.org", reactor)
         service = PushDeliveryService(clock, keyring, client, policy, os.path.join(tmp, "outbox.sqlite"))
@@ -805,12 +801,9 @@ class TLSTests(unittest.TestCase):
         sub = pushservice.new_subscription()
         self.assertTrue(sub.endpoint.startswith("https://127.0.0.1:"))
         d = service.send(target_for(sub, keyring.current()), b"over TLS", "high", 1)
-        for _ in range(500):
-            if d.called or (service._in_flight == 0 and clock.getDelayedCalls()):
-                break
-            wait = defer.Deferred()
-            reactor.callLater(0.01, wait.callback, None)
-            yield wait
+        # the answer (or the TLS failure) is handled: delivered, or a retry is scheduled
+        yield when(lambda: d.called or (service.in_flight() == 0 and clock.getDelayedCalls()),
+                   clock.next_call, d)
         clock.advance(2)  # past the TTL: a failed attempt expires now
         outcome = yield d
         return outcome, pushservice
@@ -842,7 +835,7 @@ class UnreadableOutboxTests(StubHarness):
         with capturedLogs() as events:
             self.service.startService()
         self.assertTrue(any("unreadable outbox record" in e.get("log_format", "") for e in events))
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
         self.assertEqual(self.result(self.send()).kind, DELIVERED)
 
     def test_record_with_a_bad_field_is_dropped(self):
@@ -866,17 +859,16 @@ class UnreadableOutboxTests(StubHarness):
             self.service.startService()
         self.assertEqual(
             len([e for e in events if "unreadable outbox record" in e.get("log_format", "")]), 5)
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
         self.assertEqual(self.service.pending(), 0)
 
     def test_non_object_record_does_not_stop_the_start(self):
         from imapwebpush.webpush.outbox import Outbox
 
         self.service.stopService()
-        box = Outbox(self.outbox)
-        box._db.execute("INSERT INTO deliveries (id, record) VALUES ('list', '[1, 2]')")
-        box.close()
+        Outbox(self.outbox).close()
+        insert_raw(self.outbox, ("list", "[1, 2]"))
         self.service = self.make_service()
         self.service.startService()
-        self.assertEqual(len(self.service._outbox), 0)
+        self.assertEqual(self.service.stored(), 0)
         self.assertEqual(self.result(self.send()).kind, DELIVERED)

@@ -14,7 +14,7 @@ import os
 import re
 import smtplib
 
-from twisted.internet import defer, reactor, task, tcp, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from imapwebpush.store.users import UserDatabase
@@ -23,6 +23,8 @@ from imapwebpush import cli, decisions
 from imapwebpush.testing import Answer, PushService
 from imapwebpush.webpush import crypto
 from imapwebpush.webpush.subscriptions import token_hash
+from tests.harness.connections import track_server
+from tests.harness.settle import OutcomeWatch
 
 ALICE = "alice@example.org"
 PASSWORD = "secret"
@@ -58,6 +60,8 @@ class SubscribeOverIMAP(unittest.TestCase):
             "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
             "--allow-plaintext-auth", "--insecure-push-endpoints",
         ], reactor)
+        server.connections = track_server(server)
+        server.outcomes = OutcomeWatch(server.components.webpush.sender)
         self.addCleanup(self.stop, server)
         return server
 
@@ -65,23 +69,15 @@ class SubscribeOverIMAP(unittest.TestCase):
     def stop(self, server):
         if server.service.running:
             # let answers in flight finish so no connection is left open
-            for _ in range(200):
-                if server.components.webpush.sender.pending() == 0:
-                    break
-                yield task.deferLater(reactor, 0.01, lambda: None)
+            yield server.outcomes.idle()
             yield server.stop()
 
     @defer.inlineCallbacks
     def client(self, server, work):
         """Run blocking client code in a thread; wait until the server closed its side."""
         result = yield threads.deferToThread(work)
-        ports = set(server.ports.values())
-        for _ in range(500):
-            if not any(isinstance(r, tcp.Server) and r.getHost().port in ports
-                       for r in reactor.getReaders() + reactor.getWriters()):
-                return result
-            yield task.deferLater(reactor, 0.01, lambda: None)
-        self.fail("the server kept a client connection open")
+        yield server.connections.idle()
+        return result
 
     def send(self, server, subject):
         def work():

@@ -105,9 +105,9 @@ class StoreTests(unittest.TestCase):
         self.assertEqual((health["rejections"], health["first_failure"], health["last_success"]),
                          (0, None, NOW + 7))
         # Later successes within the resolution write nothing; past it, the time moves.
-        changes = self.store._db.total_changes
+        changes = self.store.rows_changed()
         self.store.record_success("a@example.org", "s1", NOW + 8)
-        self.assertEqual(self.store._db.total_changes, changes)
+        self.assertEqual(self.store.rows_changed(), changes)
         self.assertEqual(self.store.health("a@example.org", "s1")["last_success"], NOW + 7)
         self.store.record_success("a@example.org", "s1", NOW + 7 + LAST_SUCCESS_RESOLUTION)
         self.assertEqual(self.store.health("a@example.org", "s1")["last_success"],

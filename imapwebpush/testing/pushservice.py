@@ -335,6 +335,11 @@ class PushService:
         self._port = None
         self._verified = set()
 
+    @property
+    def port(self):
+        """The TCP port it listens on, or None before ``start()`` and after ``stop()``."""
+        return self._port.getHost().port if self._port is not None else None
+
     # -- life --------------------------------------------------------------
 
     def start(self):

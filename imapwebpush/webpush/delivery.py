@@ -641,3 +641,11 @@ class PushDeliveryService(Service):
     def pending(self):
         """How many deliveries have no final outcome yet (queued, waiting or in flight)."""
         return len(self._deliveries)
+
+    def in_flight(self):
+        """How many POSTs are on the wire now, waiting for their answer."""
+        return self._in_flight
+
+    def stored(self):
+        """How many deliveries the outbox keeps for a restart (0 while stopped)."""
+        return len(self._outbox) if self._outbox is not None else 0

@@ -131,6 +131,14 @@ class SQLiteSubscriptionStore:
             self._db.close()
             self._db = None
 
+    def rows_changed(self):
+        """How many rows this store has inserted, updated or deleted since it opened.
+
+        A hot path that should write nothing (a success within the resolution) is
+        checked by this number staying the same.
+        """
+        return self._db.total_changes
+
     # -- ISubscriptionStore (reads) ----------------------------------------
 
     def _select(self, where, args):

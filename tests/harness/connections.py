@@ -105,3 +105,18 @@ class ConnectionTracker:
             elif abort:
                 transport.abortConnection()
         yield self.idle()
+
+
+def track_server(running, tracker=None):
+    """A tracker (new unless given) watching every listener of a ``tap.start_server`` result.
+
+    ``tracker.idle()`` then fires once the server has closed every connection it
+    accepted: what a test waits for after a blocking client in a thread hung up.
+    """
+    from imapwebpush import tap
+
+    tracker = tracker or ConnectionTracker()
+    for child in running.service:
+        if isinstance(child, tap.ListeningService):  # the Web Push services have no factory
+            tracker.track(child.factory)
+    return tracker
