@@ -26,9 +26,8 @@ from imapwebpush.store.account import MailStore
 from imapwebpush.tap import start_server
 from imapwebpush.testing import PushService
 
-from tests.harness.connections import ConnectionTracker
+from tests.harness.connections import track_server
 from tests.harness.settle import OutcomeWatch
-from tests.test_end_to_end import listeners
 
 ALICE = "alice@example.org"
 PASSWORD = "secret"
@@ -68,9 +67,7 @@ class PermissionsTests(unittest.TestCase):
                 "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
                 "--allow-plaintext-auth", "--insecure-push-endpoints",
             ], reactor)
-        self.connections = ConnectionTracker()
-        for child in listeners(self.server):
-            self.connections.track(child.factory)
+        self.connections = track_server(self.server)
         self.outcomes = OutcomeWatch(self.server.components.webpush.sender)
         self.addCleanup(self.stop)
 
