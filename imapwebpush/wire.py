@@ -19,33 +19,6 @@ from typing import List, NamedTuple, Tuple
 
 import twisted.mail.imap4  # noqa: F401 (registers the "imap4-utf-7" codec: modified UTF-7)
 
-__all__ = [
-    "ParseError",
-    "LiteralHeader",
-    "read_astring",
-    "read_nstring",
-    "literal_header",
-    "matching_paren",
-    "is_tag",
-    "is_atom",
-    "is_flag",
-    "quoted",
-    "literal",
-    "string",
-    "atom_or_quoted",
-    "printable",
-    "push_quoted",
-    "truncate_utf8",
-    "encode_mailbox",
-    "decode_mailbox",
-    "quoted_mailbox",
-    "parse_sequence_set",
-    "with_star",
-    "format_internaldate",
-    "parse_date",
-    "parse_datetime",
-]
-
 
 class ParseError(ValueError):
     """The client's text is not what the grammar allows; the answer is BAD with this text."""
@@ -252,7 +225,7 @@ def truncate_utf8(text, max_bytes):
 def push_quoted(text, max_bytes=None):
     """A quoted string (str) for a UTF-8 push body (SPEC 5.1): never a literal.
 
-    CR, LF and NUL become spaces and lone surrogates U+FFFD, so any text can be
+    CR, LF and NUL become spaces and lone surrogates "?", so any text can be
     quoted. With ``max_bytes`` the text is first cut to that many UTF-8 octets at a
     character boundary, then quoted, so no escape and no UTF-8 sequence is ever cut.
     """

@@ -6,43 +6,10 @@ from twisted.trial import unittest
 from imapwebpush import wire
 from imapwebpush.imap import qresync
 from imapwebpush.imap.qresync import QresyncError, QresyncParams
-from imapwebpush.wire import parse_sequence_set, with_star
 from tests.harness.imap import IMAPTestCase, message
 
 
-class RangeTests(unittest.TestCase):
-    def test_normalize_merges_and_sorts(self):
-        self.assertEqual(wire.normalize([(7, 9), (1, 2), (3, 3), (12, 10), (8, 8)]), [(1, 3), (7, 12)])
-
-    def test_ranges_of_and_render(self):
-        ranges = wire.ranges_of([9, 3, 4, 5, 7, 4])
-        self.assertEqual(ranges, [(3, 5), (7, 7), (9, 9)])
-        self.assertEqual(wire.render(ranges), "3:5,7,9")
-        self.assertEqual(wire.render([]), "")
-        self.assertEqual(wire.expand(ranges), [3, 4, 5, 7, 9])
-        self.assertEqual(wire.count(ranges), 5)
-
-    def test_intersect(self):
-        a = [(1, 5), (8, 10), (20, 30)]
-        b = [(3, 9), (25, 25), (29, 40)]
-        self.assertEqual(wire.intersect(a, b), [(3, 5), (8, 9), (25, 25), (29, 30)])
-        self.assertEqual(wire.intersect(a, []), [])
-
-    def test_subtract(self):
-        a = [(1, 10), (20, 30)]
-        b = [(3, 4), (10, 21), (25, 25)]
-        self.assertEqual(wire.subtract(a, b), [(1, 2), (5, 9), (22, 24), (26, 30)])
-        self.assertEqual(wire.subtract(a, []), a)
-        self.assertEqual(wire.subtract(a, [(1, 100)]), [])
-
-    def test_at_least(self):
-        self.assertEqual(wire.at_least([(1, 3), (5, 9), (12, 12)], 6), [(6, 9), (12, 12)])
-
-    def test_with_star(self):
-        parsed = parse_sequence_set(b"*:4,2,7:*,9:3,*")
-        self.assertEqual(with_star(parsed, 8), [(4, 8), (2, 2), (7, 8), (3, 9), (8, 8)])
-        self.assertEqual(with_star([], 8), [])
-
+class VanishedLineTests(unittest.TestCase):
     def test_long_vanished_is_cut_into_lines(self):
         ranges = [(n * 3, n * 3) for n in range(1, 1201)]
         lines = qresync.vanished_lines(ranges)

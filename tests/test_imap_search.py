@@ -1,5 +1,9 @@
 """SEARCH and UID SEARCH: flags, headers, dates, sizes, sets, OR/NOT, MODSEQ, bad keys."""
 
+from twisted.trial import unittest
+
+from imapwebpush import wire
+from imapwebpush.imap.search import SearchItem, compile_search
 from tests.harness.imap import IMAPTestCase, message
 
 
@@ -143,3 +147,83 @@ class SearchTests(IMAPTestCase):
             self.assertEqual(nonsync, ["* SEARCH 4", "q2 OK SEARCH completed"])
 
         return self.in_thread(client).addCallback(check)
+
+
+class _Stored:
+    """What the search compiler reads of a stored message."""
+
+    def __init__(self, raw, flags=(), size=None, modseq=1, internaldate=1700000000):
+        self.raw = raw
+        self.flags = frozenset(flags)
+        self.size = len(raw) if size is None else size
+        self.modseq = modseq
+        self.internaldate = internaldate
+
+    def headers(self):
+        return self.raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+    def read(self):
+        return self.raw
+
+
+class CompileSearchTests(unittest.TestCase):
+    """imap/search.py on its own: criteria tokens in, a predicate over SearchItems out."""
+
+    def setUp(self):
+        self.messages = [  # (uid, stored, recent)
+            (3, _Stored(message("Invoice 42", b"Pay me.\r\n"), ["\\Seen"], modseq=5), False),
+            (7, _Stored(message("Lunch?", b"Pizza at noon\r\n"), ["\\Flagged", "$Food"], modseq=9), True),
+            (9, _Stored(b"Subject: =?utf-8?q?K=C3=A4se?=\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nx",
+                        internaldate=0), True),
+        ]
+
+    def matching(self, *tokens):
+        query = compile_search(list(tokens), [uid for uid, _, _ in self.messages])
+        return [
+            uid
+            for seq, (uid, stored, recent) in enumerate(self.messages, 1)
+            if query.predicate(SearchItem(seq, uid, stored, recent))
+        ]
+
+    def test_flags_and_recent(self):
+        self.assertEqual(self.matching(b"SEEN"), [3])
+        self.assertEqual(self.matching(b"unseen"), [7, 9])
+        self.assertEqual(self.matching(b"NEW"), [7, 9])
+        self.assertEqual(self.matching(b"OLD"), [3])
+        self.assertEqual(self.matching(b"KEYWORD", b"$food"), [7])
+        self.assertEqual(self.matching(b"UNKEYWORD", b"$Food"), [3, 9])
+
+    def test_headers_text_and_decoded_words(self):
+        self.assertEqual(self.matching(b"SUBJECT", b"lunch"), [7])
+        self.assertEqual(self.matching(b"SUBJECT", "käse".encode()), [9])
+        self.assertEqual(self.matching(b"HEADER", b"Subject", b""), [3, 7, 9])
+        self.assertEqual(self.matching(b"BODY", b"pizza"), [7])
+        self.assertEqual(self.matching(b"TEXT", b"invoice"), [3])
+
+    def test_sets_dates_sizes_and_logic(self):
+        self.assertEqual(self.matching(b"2:*"), [7, 9])
+        self.assertEqual(self.matching(b"UID", b"*"), [9])
+        self.assertEqual(self.matching(b"UID", b"1:7"), [3, 7])
+        self.assertEqual(self.matching(b"SENTON", b"7-Feb-1994"), [9])
+        self.assertEqual(self.matching(b"BEFORE", b"1-Jan-1971"), [9])
+        self.assertEqual(self.matching(b"LARGER", b"73", b"SMALLER", b"90"), [3])
+        self.assertEqual(self.matching(b"OR", b"SEEN", [b"FLAGGED", b"RECENT"]), [3, 7])
+        self.assertEqual(self.matching(b"NOT", b"1"), [7, 9])
+
+    def test_modseq_is_reported(self):
+        query = compile_search([b"MODSEQ", b"6"], [3, 7, 9])
+        self.assertTrue(query.uses_modseq)
+        self.assertFalse(compile_search([b"ALL"], []).uses_modseq)
+        self.assertEqual(self.matching(b"MODSEQ", b'"/flags/\\\\seen"', b"all", b"6"), [7])
+
+    def test_bad_criteria(self):
+        for tokens, text in [
+            ([b"FROB"], "Unknown search key FROB"),
+            ([b"SUBJECT"], "Missing argument for SUBJECT"),
+            ([b"LARGER", b"x"], "Expected a number after LARGER"),
+            ([b"ON", b"someday"], "Bad date: someday"),
+            ([b"UID", b"0"], "bad sequence set '0'"),
+            ([b"MODSEQ", b"x", b"y", b"z"], "Expected a mod-sequence"),
+        ]:
+            e = self.assertRaises(wire.ParseError, compile_search, tokens, [1])
+            self.assertEqual(str(e), text)

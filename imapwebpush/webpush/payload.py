@@ -326,6 +326,21 @@ def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
     mailbox need more. LIST items that do not fit in ``max_pushes`` bodies
     are left out (compare the items of the result with the input).
     """
+    secs = _sections(sections, budget)
+    if not secs:
+        return []
+
+    def budget_of(sec):
+        return budget - len(sec.select)
+
+    new_entries, least = _fit(secs, budget, max_pushes, budget_of)
+    if new_entries:
+        _restore_envelopes(new_entries, max(1, least), secs, budget, budget_of)
+    return [_body(b) for b in _pack(secs, budget)]
+
+
+def _sections(sections, budget):
+    """The L{_Sec} of each section that can be sent at all within ``budget``."""
     secs = []
     for section in sections:
         sec = _prepare(section, budget)
@@ -339,12 +354,15 @@ def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
         elif sec.synced and len(sec.select) > budget:
             continue  # not even the generic sync fits this budget
         secs.append(sec)
-    if not secs:
-        return []
+    return secs
 
-    def budget_of(sec):
-        return budget - len(sec.select)
 
+def _fit(secs, budget, max_pushes, budget_of):
+    """Without envelopes, sync the biggest mailboxes until ``max_pushes`` bodies do.
+
+    Answers the new-message entries that may get their envelope back (oldest first)
+    and the number of bodies they must stay within.
+    """
     while True:
         live = [s for s in secs if not s.synced]
         new_entries = sorted(
@@ -354,33 +372,32 @@ def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
         _assign(new_entries, 0, budget_of)
         least = _count(secs, budget)
         if least <= max_pushes:
-            break
+            return new_entries, least
         candidates = [s for s in live if s.section.mailbox is not None]
         if candidates:
             max(candidates, key=_Sec.weight).synced = True
             continue
         if not live:
-            break  # nothing left but generic syncs: send them all
+            return new_entries, least  # nothing left but generic syncs: send them all
         # Only LIST responses remain and they do not fit: keep what fits.
         _trim_lists(live, secs, budget, max_pushes)
-        new_entries = []
-        least = _count(secs, budget)
-        break
+        return [], _count(secs, budget)
 
-    if new_entries:
-        target = max(1, least)
-        _assign(new_entries, len(new_entries), budget_of)
-        if _count(secs, budget) > target:
-            low, high = 0, len(new_entries) - 1  # keep `low` envelopes fits
-            while low < high:
-                mid = (low + high + 1) // 2
-                _assign(new_entries, mid, budget_of)
-                if _count(secs, budget) <= target:
-                    low = mid
-                else:
-                    high = mid - 1
-            _assign(new_entries, low, budget_of)
-    return [_body(b) for b in _pack(secs, budget)]
+
+def _restore_envelopes(new_entries, target, secs, budget, budget_of):
+    """Give envelopes back to the newest messages, as many as ``target`` bodies hold."""
+    _assign(new_entries, len(new_entries), budget_of)
+    if _count(secs, budget) <= target:
+        return
+    low, high = 0, len(new_entries) - 1  # keep `low` envelopes fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        _assign(new_entries, mid, budget_of)
+        if _count(secs, budget) <= target:
+            low = mid
+        else:
+            high = mid - 1
+    _assign(new_entries, low, budget_of)
 
 
 def _trim_lists(live, secs, budget, max_pushes):
