@@ -102,7 +102,7 @@ class PermissionsTests(unittest.TestCase):
                 assert client.select("INBOX")[0] == "OK"
                 assert client.uid("STORE", "1", "+FLAGS", r"(\Flagged)")[0] == "OK"
                 assert client.subscribe("Archive/2026")[0] == "OK"
-                typ, data = client._simple_command(
+                typ, data = client.xatom(
                     "WEBPUSH", "phone", device.endpoint, device.p256dh, device.auth)
                 assert typ == "OK", data
             finally:

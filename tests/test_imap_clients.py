@@ -89,7 +89,7 @@ class ServerClientTests(unittest.TestCase):
 
     def imapclient(self, login=True):
         c = imapclient.IMAPClient("127.0.0.1", port=self.imap_port, ssl=False, timeout=10)
-        self._clients.append(c)
+        self.open_clients.append(c)
         if login:
             c.login(USER, PASSWORD)
         return c
@@ -103,13 +103,13 @@ class ServerClientTests(unittest.TestCase):
 
     def in_thread(self, fn):
         """Run ``fn`` in a thread; close any client it left open (a failed step) before returning."""
-        self._clients = []
+        self.open_clients = []
 
         def run():
             try:
                 return fn()
             finally:
-                for c in self._clients:
+                for c in self.open_clients:
                     try:
                         c.shutdown()
                     except Exception:
@@ -220,7 +220,7 @@ class ServerClientTests(unittest.TestCase):
         def run():
             self.send(message(b"x"), message(b"y"))
             m = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
-            self._clients.append(m)
+            self.open_clients.append(m)
             r = {"login": m.login(USER, PASSWORD)}
             r["select"] = m.select("INBOX")
             r["search"] = m.search(None, "SUBJECT", "y")

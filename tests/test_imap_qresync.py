@@ -107,19 +107,19 @@ class FetchModifierTests(unittest.TestCase):
 
 class FakeMailbox:
     def __init__(self, uids, modseqs, vanished, floor):
-        self._uids = uids
-        self._modseqs = modseqs
-        self._vanished = vanished  # modseq -> uids
+        self.uids = uids
+        self.modseqs = modseqs
+        self.vanished = vanished  # modseq -> uids
         self.vanished_floor = floor
 
     def vanished_ranges(self, modseq):
         if modseq < self.vanished_floor:
-            present = set(self._uids)
-            return wire.ranges_of(u for u in range(1, max(self._uids) + 1) if u not in present)
-        return wire.ranges_of(u for m, us in self._vanished.items() if m > modseq for u in us)
+            present = set(self.uids)
+            return wire.ranges_of(u for u in range(1, max(self.uids) + 1) if u not in present)
+        return wire.ranges_of(u for m, us in self.vanished.items() if m > modseq for u in us)
 
     def changed_since(self, modseq):
-        return [u for u in self._uids if self._modseqs[u] > modseq]
+        return [u for u in self.uids if self.modseqs[u] > modseq]
 
 
 class WhatToTellTests(unittest.TestCase):

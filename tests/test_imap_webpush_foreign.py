@@ -40,11 +40,11 @@ class ForeignAvatar:
     def __init__(self, name, deployment):
         self.name = name
         self.deployment = deployment
-        self._mailboxes = Mailboxes(name)
-        self._mailboxes.addMailbox("INBOX")
+        self.mailboxes = Mailboxes(name)
+        self.mailboxes.addMailbox("INBOX")
 
     def __getattr__(self, attr):
-        return getattr(self._mailboxes, attr)
+        return getattr(self.mailboxes, attr)
 
 
 registerAdapter(lambda avatar: WebPushAccount("foreign:" + avatar.name,
