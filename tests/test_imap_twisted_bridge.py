@@ -45,19 +45,21 @@ class Account(PushingMemoryAccount):
 
 @implementer(portal.IRealm)
 class Realm:
-    def __init__(self, webpush):
+    def __init__(self, webpush, account_class=None):
         self.webpush = webpush
+        self.account_class = account_class or Account
         self.avatars = {}
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         name = avatarId.decode()
         if name not in self.avatars:
-            self.avatars[name] = Account(name, self.webpush)
+            self.avatars[name] = self.account_class(name, self.webpush)
             self.avatars[name].addMailbox("INBOX")
         return imap4.IAccount, self.avatars[name], lambda: None
 
 
-class BridgeOverIMAP(unittest.TestCase):
+class BridgeHarness(unittest.TestCase):
+    """A stock IMAP4Server with WEBPUSH on loopback, user alice logged in, a PushService."""
 
     timeout = 30
 
@@ -67,21 +69,25 @@ class BridgeOverIMAP(unittest.TestCase):
         yield self.pushservice.start()
         self.addCleanup(self.pushservice.stop)
         with capturedLogs():
-            self.webpush = WebPush(self.mktemp(), reactor, subject=SUBJECT, insecure=True,
-                                   coalesce_window=0.05)
-        self.webpush.startService()
+            self.webpush, account_class, server_class = self.stack()
         self.addCleanup(self.webpush.store.close)
         self.addCleanup(self.webpush.stopService)
+        self.webpush.startService()
         checker = checkers.InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
-        self.realm = Realm(self.webpush)
-        self.factory = ServerFactory(portal.Portal(self.realm, [checker]),
-                                     webpush_server_class(imap4.IMAP4Server))
+        self.realm = Realm(self.webpush, account_class)
+        self.factory = ServerFactory(portal.Portal(self.realm, [checker]), server_class)
         tracker = ConnectionTracker()
         self.addCleanup(tracker.close)
         port = tracker.listen(self.factory)
         self.client = yield connect_line_client(tracker, port)
         lines = yield self.client.command(b"a LOGIN alice secret")
         self.assertEqual(lines[-1], b"a OK LOGIN succeeded")
+
+    def stack(self):
+        """(WebPush, avatar class, IMAP server class) of the server under test."""
+        webpush = WebPush(self.mktemp(), reactor, subject=SUBJECT, insecure=True,
+                          coalesce_window=0.05)
+        return webpush, Account, webpush_server_class(imap4.IMAP4Server)
 
     @defer.inlineCallbacks
     def subscribe(self):
@@ -102,13 +108,21 @@ class BridgeOverIMAP(unittest.TestCase):
         return pushes[n - 1].plaintext
 
     @defer.inlineCallbacks
+    def append(self, message, tag=b"p"):
+        self.client.sendLine(tag + b" APPEND Inbox () {%d}" % len(message))
+        yield self.client.continuation()
+        self.client.transport.write(message)
+        self.client.sendLine(b"")
+        lines = yield self.client.expect(lambda line: line.startswith(tag + b" "))
+        return lines
+
+
+class BridgeOverIMAP(BridgeHarness):
+
+    @defer.inlineCallbacks
     def test_append_store_create_expunge(self):
         phone = yield self.subscribe()
-        self.client.sendLine(b"p APPEND Inbox () {%d}" % len(MESSAGE))
-        yield self.client.continuation()
-        self.client.transport.write(MESSAGE)
-        self.client.sendLine(b"")
-        lines = yield self.client.expect(lambda line: line.startswith(b"p "))
+        lines = yield self.append(MESSAGE)
         self.assertEqual(lines[-1][:5], b"p OK ")
         plaintext = yield self.push(phone, 2)
         self.assertEqual(plaintext, b'* SELECT "INBOX"\r\n* 1 UIDFETCH (FLAGS () ENVELOPE %s)\r\n'

@@ -414,7 +414,10 @@ class PushService:
 
     def wait_for(self, count, subscription=None, delivered=False):
         """A Deferred that fires with the matching pushes once ``count`` of them arrived."""
-        d = defer.Deferred()
+        def forget(d):  # cancelled (a timeout): this waiter is gone
+            self._waiters[:] = [w for w in self._waiters if w[3] is not d]
+
+        d = defer.Deferred(forget)
         self._waiters.append((count, subscription, delivered, d))
         self._notify()
         return d
