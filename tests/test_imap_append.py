@@ -8,9 +8,7 @@ class AppendTests(IMAPTestCase):
         validity = self.inbox().uidvalidity
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.send('a1 APPEND INBOX (\\Seen $Label) "05-Nov-2026 10:11:12 +0100" {%d}\r\n' % len(MESSAGE))
             cont = w.readline()
             w.send(MESSAGE + b"\r\n")
@@ -34,8 +32,7 @@ class AppendTests(IMAPTestCase):
 
     def test_append_literal_plus(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(MESSAGE) + MESSAGE + b"\r\n")
             lines = w.until("a1")
             w.close()
@@ -52,8 +49,7 @@ class AppendTests(IMAPTestCase):
             c = self.imaplib()
             result = c.append("Nowhere", None, None, MESSAGE)
             c.logout()
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.send(b"a1 APPEND Nowhere {%d+}\r\n" % len(MESSAGE) + MESSAGE + b"\r\n")
             lines = w.until("a1")
             after = w.cmd("a2", "NOOP")
@@ -74,8 +70,7 @@ class AppendTests(IMAPTestCase):
         big = b"x" * 200
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             sync = w.cmd("a1", "APPEND INBOX {200}")
             w.send(b"a2 APPEND INBOX {200+}\r\n" + big + b"\r\n")
             nonsync = w.until("a2")
@@ -94,8 +89,7 @@ class AppendTests(IMAPTestCase):
 
     def test_bad_append_arguments(self):
         def client2():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.send("a1 APPEND INBOX (\\Bogus) {5+}\r\nhello\r\n")
             flag = w.until("a1")
             w.send('a2 APPEND INBOX "yesterday" {5+}\r\nhello\r\n')

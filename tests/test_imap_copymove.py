@@ -15,9 +15,7 @@ class CopyMoveTests(IMAPTestCase):
         validity = self.trash.uidvalidity
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             copy = w.cmd("c1", "COPY 1,3 Trash")
             uidcopy = w.cmd("c2", "UID COPY 2 Trash")
             w.close()
@@ -35,9 +33,7 @@ class CopyMoveTests(IMAPTestCase):
 
     def test_copy_to_selected_mailbox_announces_exists(self):
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             lines = w.cmd("c1", "COPY 1 INBOX")
             w.close()
             return lines
@@ -52,9 +48,7 @@ class CopyMoveTests(IMAPTestCase):
         validity = self.trash.uidvalidity
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             move = w.cmd("m1", "MOVE 2:3 Trash")
             uidmove = w.cmd("m2", "UID MOVE 1 Trash")
             w.close()
@@ -82,9 +76,7 @@ class CopyMoveTests(IMAPTestCase):
 
     def test_missing_destination_trycreate(self):
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             copy = w.cmd("c1", "COPY 1 Nowhere")
             move = w.cmd("m1", "MOVE 1 Nowhere")
             c = self.imaplib()
@@ -105,8 +97,7 @@ class CopyMoveTests(IMAPTestCase):
 
     def test_move_readonly_refused(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("e1", "EXAMINE INBOX")
             move = w.cmd("m1", "MOVE 1 Trash")
             nowhere = w.cmd("m2", "MOVE 1 Nowhere")
@@ -132,9 +123,7 @@ class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
 
     def test_copy_and_move_by_number_copy_nothing(self):
         def client():
-            a = self.wire()
-            a.login()
-            a.cmd("s1", "SELECT INBOX")
+            a = self.session(select="INBOX")
             self.expunge_2_elsewhere()
             copy = a.cmd("c1", "COPY 1:3 Trash")
             # the EXPUNGE was told with the NO: now the numbers are 1 and 2
@@ -157,9 +146,7 @@ class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
 
     def test_move_by_number_moves_nothing(self):
         def client():
-            a = self.wire()
-            a.login()
-            a.cmd("s1", "SELECT INBOX")
+            a = self.session(select="INBOX")
             self.expunge_2_elsewhere()
             lines = a.cmd("m1", "MOVE 2:3 Trash")
             a.close()
@@ -174,9 +161,7 @@ class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
 
     def test_uid_copy_skips_it_and_tells_the_expunge(self):
         def client():
-            a = self.wire()
-            a.login()
-            a.cmd("s1", "SELECT INBOX")
+            a = self.session(select="INBOX")
             self.expunge_2_elsewhere()
             lines = a.cmd("c1", "UID COPY 1:3 Trash")
             a.close()

@@ -30,9 +30,7 @@ class FetchTests(IMAPTestCase):
         uid = inbox.add(MESSAGE)
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             peek = w.cmd("f1", "FETCH 1 (BODY.PEEK[])")
             after_peek = w.cmd("f2", "FETCH 1 (FLAGS)")
             body = w.cmd("f3", "FETCH 1 (BODY[])")
@@ -143,9 +141,7 @@ class FetchTests(IMAPTestCase):
         second = inbox.message(2).modseq
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             modseq = w.cmd("f1", "FETCH 1:* (MODSEQ)")
             changed = w.cmd("f2", "FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % base)
             w.close()
@@ -174,9 +170,7 @@ class FetchTests(IMAPTestCase):
         second = inbox.message(2).modseq
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             lines = w.cmd(
                 "f1", "FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.9> (CHANGEDSINCE %d)" % base
             )
@@ -199,9 +193,7 @@ class FetchTests(IMAPTestCase):
         self.inbox().add(MESSAGE)
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             beyond = w.cmd("f1", "FETCH 5 FLAGS")
             junk = w.cmd("f2", "FETCH 1 (NONSENSE)")
             uid_far = w.cmd("f3", "UID FETCH 4000000000:4000000005 FLAGS")
@@ -223,9 +215,7 @@ class FetchTests(IMAPTestCase):
         self.inbox().add(MULTIPART)
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             answers = [
                 w.cmd("z%d" % n, "FETCH 1 " + attr)
                 for n, attr in enumerate(
@@ -276,9 +266,7 @@ class FetchTests(IMAPTestCase):
         self.inbox().add(b"From: J\xc3\xa9r\xc3\xb4me <j@example.net>\r\nSubject: " + subject + b"\r\n\r\nx\r\n")
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.send("f1 FETCH 1 (ENVELOPE)\r\n")
             raw = w.read_raw_until(b"f1 OK FETCH completed\r\n")
             w.close()
@@ -305,9 +293,7 @@ class FetchTests(IMAPTestCase):
         self.inbox().add(b"X-Other: nothing useful\r\n\r\nbody\r\n")
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             full = w.cmd("f1", "FETCH 1 (ENVELOPE)")
             bare = w.cmd("f2", "FETCH 2 (ENVELOPE)")
             w.close()
@@ -342,9 +328,7 @@ class FetchTests(IMAPTestCase):
         self.inbox().add(b"Subject: caf\xe9\r\nTo: \"Ren\xe9\" <r@x.example>\r\n\r\nx\r\n")
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.send("f1 FETCH 1 (ENVELOPE)\r\n")
             raw = w.read_raw_until(b"f1 OK FETCH completed\r\n")
             w.close()
@@ -367,9 +351,7 @@ class FetchTests(IMAPTestCase):
         )
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             lines = w.cmd("f1", "FETCH 1 (BODY)")
             w.close()
             return lines
@@ -395,9 +377,7 @@ class FetchWireTests(IMAPTestCase):
         self.inbox().add(b"Subject: s\r\nX-TUID: abc\r\nFrom: f@example.net\r\n\r\nbody\r\n")
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             out = [
                 w.cmd("f1", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT X-TUID)])"),
                 w.cmd("f2", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject x-tuid)])"),
@@ -440,9 +420,7 @@ class FetchWireTests(IMAPTestCase):
         second = MESSAGE + b"Third line.\r\n"
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             got = []
             for tag in ("f1", "f2"):  # the second time the attribute list comes from the cache
                 w.send("%s UID FETCH %d BODY.PEEK[]\r\n" % (tag, uid))
@@ -479,9 +457,7 @@ class FetchWireTests(IMAPTestCase):
         self.inbox().add(MESSAGE)
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             # One send: a FETCH, a bad FETCH (twice: errors are not cached), an APPEND with a
             # non-synchronizing literal, then NOOP; answers must come in this order.
             w.send(
@@ -510,9 +486,7 @@ class FetchWireTests(IMAPTestCase):
         modseq = self.inbox().message(uid).modseq
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             out = [
                 w.cmd("f1", "FETCH 1 (FLAGS MODSEQ)"),
                 w.cmd("f2", "FETCH 1 (MODSEQ UID)"),
@@ -532,8 +506,7 @@ class FetchWireTests(IMAPTestCase):
 
     def test_logout_answer_arrives_before_close(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.send("a1 NOOP\r\na2 LOGOUT\r\n")
             lines = w.until("a2")
             rest = w.file.read()
@@ -557,9 +530,7 @@ class FetchWireTests(IMAPTestCase):
             inbox.add(b"Subject: big %d\r\n\r\n" % n + body, ["\\Seen"])
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.send(b"".join(b"p%d FETCH %d BODY.PEEK[]\r\n" % (n, n + 1) for n in range(8)) + b"p9 NOOP\r\n")
             got = []
             for n in range(8):

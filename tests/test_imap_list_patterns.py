@@ -21,8 +21,7 @@ class HostilePatternTests(IMAPTestCase):
 
     def talk(self, *commands):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             answers = [w.cmd("t%d" % i, command) for i, command in enumerate(commands)]
             w.close()
             return answers

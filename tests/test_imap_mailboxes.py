@@ -10,8 +10,7 @@ class MailboxTests(IMAPTestCase):
         account.create_mailbox("Caf\xe9")
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             every = w.cmd("l1", 'LIST "" "*"')
             top = w.cmd("l2", 'LIST "" %')
             under = w.cmd("l3", 'LIST "Work/" %')
@@ -63,8 +62,7 @@ class MailboxTests(IMAPTestCase):
         self.patch(account, "list_mailboxes", lambda: Counted(real()))
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             lists = w.cmd("l1", 'LIST "" "Lists*"')
             walks.clear()
             many = w.cmd("l2", 'LIST "" "*"')
@@ -92,8 +90,7 @@ class MailboxTests(IMAPTestCase):
 
     def test_create_delete_rename(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             r = {}
             r["create"] = w.cmd("c1", "CREATE Archive/2026")
             r["again"] = w.cmd("c2", "CREATE Archive/2026")
@@ -170,8 +167,7 @@ class MailboxTests(IMAPTestCase):
 
     def test_namespace(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             lines = w.cmd("n1", "NAMESPACE")
             w.close()
             return lines

@@ -8,8 +8,7 @@ class MiscTests(IMAPTestCase):
         self.inbox().add(message("x"), ["\\Seen"])
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             enable = w.cmd("e1", "ENABLE CONDSTORE X-UNKNOWN")
             unknown = w.cmd("e2", "ENABLE X-UNKNOWN")
             w.cmd("s1", "SELECT INBOX")
@@ -87,9 +86,7 @@ class MiscTests(IMAPTestCase):
         self.patch(type(inbox), "set_flags", broken)
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             store = w.cmd("t1", "STORE 1 +FLAGS (\\Seen)")
             after = w.cmd("n1", "NOOP")
             w.close()

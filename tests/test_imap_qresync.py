@@ -200,8 +200,7 @@ class QresyncWireTests(IMAPTestCase):
 
     def test_capability_and_enable(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             caps = w.cmd("c1", "CAPABILITY")
             enable = w.cmd("e1", "ENABLE QRESYNC")
             again = w.cmd("e2", "ENABLE QRESYNC CONDSTORE")
@@ -225,8 +224,7 @@ class QresyncWireTests(IMAPTestCase):
 
     def test_qresync_parameter_needs_enable(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             bad = w.cmd("s1", "SELECT INBOX (QRESYNC (1 1))")
             w.cmd("e1", "ENABLE QRESYNC")
             malformed = w.cmd("s2", "SELECT INBOX (QRESYNC (1 1 1:*))")
@@ -247,15 +245,12 @@ class QresyncWireTests(IMAPTestCase):
         validity, before = inbox.uidvalidity, inbox.highestmodseq
 
         def client():
-            other = self.wire()
-            other.login()
-            other.cmd("s1", "SELECT INBOX")
+            other = self.session(select="INBOX")
             other.cmd("t1", "STORE 2,4 +FLAGS.SILENT (\\Deleted)")
             other.cmd("x1", "EXPUNGE")
             other.cmd("t2", "UID STORE 5 +FLAGS.SILENT (\\Flagged)")
             other.close()
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("e1", "ENABLE QRESYNC")
             lines = w.cmd("s1", "SELECT INBOX (QRESYNC (%d %d 1:5))" % (validity, before))
             # And once more with nothing new: only the usual lines.
@@ -291,8 +286,7 @@ class QresyncWireTests(IMAPTestCase):
         inbox.set_flags([2, 5], ["\\Answered"], "add")
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("e1", "ENABLE QRESYNC")
             known = w.cmd("s1", "SELECT INBOX (QRESYNC (%d %d 3:5))" % (validity, before))
             stale = w.cmd("s2", "SELECT INBOX (QRESYNC (%d %d 1:5))" % (validity + 1, before))
@@ -321,8 +315,7 @@ class QresyncWireTests(IMAPTestCase):
         start = self.inbox().highestmodseq
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("e1", "ENABLE QRESYNC")
             w.cmd("s1", "SELECT INBOX")
             w.cmd("t1", "STORE 2:3 +FLAGS.SILENT (\\Deleted)")
@@ -433,9 +426,7 @@ class QresyncWireTests(IMAPTestCase):
 
     def test_vanished_modifier_needs_qresync(self):
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             bad = w.cmd("f1", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
             w.close()
             return bad
@@ -447,8 +438,7 @@ class QresyncWireTests(IMAPTestCase):
 
     def test_closed_when_select_replaces_a_mailbox(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             first = w.cmd("s1", "SELECT INBOX")
             second = w.cmd("s2", "EXAMINE Sent")
             missing = w.cmd("s3", "SELECT Nowhere")
@@ -475,16 +465,13 @@ class QresyncWireTests(IMAPTestCase):
         validity, before = inbox.uidvalidity, inbox.highestmodseq
 
         def expunge():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.cmd("t1", "UID STORE 1,3 +FLAGS.SILENT (\\Deleted)")
             w.cmd("x1", "EXPUNGE")
             w.close()
 
         def reconnect():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("e1", "ENABLE QRESYNC")
             lines = w.cmd("s1", "EXAMINE INBOX (QRESYNC (%d %d 1:5))" % (validity, before))
             w.close()

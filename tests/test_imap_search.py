@@ -18,9 +18,7 @@ class SearchTests(IMAPTestCase):
 
     def search(self, *criteria, uid=False):
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             out = [w.cmd("q%d" % i, ("UID SEARCH " if uid else "SEARCH ") + c) for i, c in enumerate(criteria)]
             w.close()
             return out
@@ -128,9 +126,7 @@ class SearchTests(IMAPTestCase):
         word = "cr\u00e8me".encode("utf-8")
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.send(b"q1 SEARCH CHARSET UTF-8 SUBJECT {%d}\r\n" % len(word))
             cont = w.readline()
             w.send(word + b" UNSEEN\r\n")

@@ -12,8 +12,7 @@ class SelectTests(IMAPTestCase):
         validity, uidnext, highest = inbox.uidvalidity, inbox.uidnext, inbox.highestmodseq
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             lines = w.cmd("s1", "SELECT INBOX")
             w.close()
             return lines
@@ -40,11 +39,9 @@ class SelectTests(IMAPTestCase):
         self.inbox().add(MESSAGE)
 
         def client():
-            a = self.wire()
-            a.login()
+            a = self.session()
             examine = a.cmd("e1", "EXAMINE INBOX")
-            b = self.wire()
-            b.login()
+            b = self.session()
             first = b.cmd("s1", "SELECT INBOX")
             flags = b.cmd("f1", "FETCH 1 FLAGS")
             second = a.cmd("s2", "SELECT INBOX")
@@ -65,8 +62,7 @@ class SelectTests(IMAPTestCase):
 
     def test_select_missing_and_state(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("s0", "SELECT INBOX")
             missing = w.cmd("s1", "SELECT Nowhere")
             fetch = w.cmd("f1", "FETCH 1 FLAGS")
@@ -99,8 +95,7 @@ class SelectTests(IMAPTestCase):
         self.patch(SessionView, "unseen_first", unreadable)
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             lines = w.cmd("s1", "SELECT INBOX")
             fetch = w.cmd("f1", "FETCH 1 FLAGS")
             w.close()
@@ -121,9 +116,7 @@ class SelectTests(IMAPTestCase):
         inbox.add(message("b"))
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             unselect = w.cmd("u1", "UNSELECT")
             w.cmd("s2", "SELECT INBOX")
             close = w.cmd("c1", "CLOSE")
@@ -143,8 +136,7 @@ class SelectTests(IMAPTestCase):
         self.inbox().add(message("a"), ["\\Deleted"])
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("e1", "EXAMINE INBOX")
             w.cmd("c1", "CLOSE")
             status = w.cmd("t1", "STATUS INBOX (MESSAGES)")
@@ -171,8 +163,7 @@ class SelectTests(IMAPTestCase):
         )
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             lines = w.cmd(
                 "t1", "STATUS inbox (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
             )
@@ -232,8 +223,7 @@ class SelectTests(IMAPTestCase):
         inbox.add(MESSAGE, ["\\Seen"])
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.cmd("s1", "SELECT INBOX (CONDSTORE)")
             fetch = w.cmd("f1", "FETCH 1 (FLAGS)")
             bad = w.cmd("s2", "SELECT INBOX (FROB)")

@@ -154,9 +154,7 @@ class TwoSessionTests(IMAPTestCase):
 
     def test_idle_sees_smtp_delivery(self):
         def client():
-            a = self.wire()
-            a.login()
-            a.cmd("s1", "SELECT INBOX")
+            a = self.session(select="INBOX")
             a.send("i1 IDLE\r\n")
             a.readline()
             self.deliver(message("from smtp"))
@@ -216,8 +214,7 @@ class AutologoutTests(IMAPTestCase):
 
     def test_idle_keeps_session_for_thirty_minutes(self):
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             w.send("i1 IDLE\r\n")
             cont = w.readline()
             self.advance(IMAPServer.POSTAUTH_TIMEOUT - 1)
@@ -303,9 +300,7 @@ class PipelineTests(IMAPTestCase):
             inbox.add(b"Subject: %d\r\n\r\n" % n + b"y" * 100000 + b"\r\n", ["\\Seen"])
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.send("f1 FETCH 1:* (BODY.PEEK[])\r\nn1 NOOP\r\nn2 NOOP\r\n")
             lines = w.until("n2")
             w.close()

@@ -12,9 +12,7 @@ class StoreTests(IMAPTestCase):
 
     def test_store_modes(self):
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             add = w.cmd("t1", "STORE 1:2 +FLAGS (\\Flagged)")
             remove = w.cmd("t2", "STORE 2 -FLAGS \\Seen")
             replace = w.cmd("t3", "UID STORE 3 FLAGS (\\Answered $Work)")
@@ -53,9 +51,7 @@ class StoreTests(IMAPTestCase):
         inbox.set_flags([2], ["\\Flagged"], "add")
 
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             lines = w.cmd("t1", "STORE 1:2 (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Deleted)" % modseq1)
             w.close()
             return lines
@@ -71,9 +67,7 @@ class StoreTests(IMAPTestCase):
 
     def test_expunge_and_uid_expunge(self):
         def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s1", "SELECT INBOX")
+            w = self.session(select="INBOX")
             w.cmd("t1", "STORE 1:3 +FLAGS.SILENT (\\Deleted)")
             uid_expunge = w.cmd("x1", "UID EXPUNGE 2")
             expunge = w.cmd("x2", "EXPUNGE")
@@ -111,9 +105,7 @@ class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
 
     def test_store_by_number_fails_and_changes_nothing(self):
         def client():
-            a = self.wire()
-            a.login()
-            a.cmd("s1", "SELECT INBOX")
+            a = self.session(select="INBOX")
             self.expunge_2_elsewhere()
             store = a.cmd("t1", "STORE 1:3 +FLAGS (\\Flagged)")
             silent = a.cmd("t2", "STORE 2 FLAGS.SILENT ()")
@@ -139,9 +131,7 @@ class ExpungedByOtherSessionTests(ExpungedElsewhereCase):
 
     def test_uid_store_skips_it_and_tells_the_expunge(self):
         def client():
-            a = self.wire()
-            a.login()
-            a.cmd("s1", "SELECT INBOX")
+            a = self.session(select="INBOX")
             self.expunge_2_elsewhere()
             lines = a.cmd("t1", "UID STORE 1:3 +FLAGS (\\Flagged)")
             a.close()

@@ -74,8 +74,7 @@ class TwistedStackTests(IMAPTestCase):
         self.assertFalse(account.is_selectable("Archive"))
 
         def client():
-            w = self.wire()
-            w.login()
+            w = self.session()
             lines = w.cmd("l1", 'LIST "" Archive*')
             select = w.cmd("s1", "SELECT Archive")
             w.close()

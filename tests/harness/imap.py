@@ -77,6 +77,15 @@ class IMAPTestCase(unittest.TestCase):
     def wire(self):
         return Wire(self.portno)
 
+    def session(self, select=None):
+        """A Wire logged in as alice; with ``select``, that mailbox selected (tag s1)."""
+        w = self.wire()
+        w.login()
+        if select is not None:
+            lines = w.cmd("s1", "SELECT " + select)
+            assert lines[-1].startswith("s1 OK"), lines
+        return w
+
     def imaplib(self, login=True):
         client = imaplib.IMAP4("127.0.0.1", self.portno, timeout=10)
         if login:
