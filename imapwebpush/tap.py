@@ -26,6 +26,12 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from imapwebpush import datadir, decisions
+from imapwebpush.connlimit import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    ConnectionCounter,
+    LimitedFactory,
+)
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
 from imapwebpush.imap.avatar import Avatar
@@ -34,7 +40,12 @@ from imapwebpush.imap.realm import IMAPRealm
 from imapwebpush.imap.server import IMAPServer
 from imapwebpush.imap.webpush_commands import webpush_server_class
 from imapwebpush.private import make_folders
-from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
+from imapwebpush.smtp.server import (
+    DEFAULT_SMTP_DEADLINE,
+    DEFAULT_SMTP_TIMEOUT,
+    ReceivingFactory,
+    SubmissionFactory,
+)
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
 from imapwebpush.webpush.assembly import WebPush
@@ -125,6 +136,35 @@ class Options(usage.Options):
             "Seconds flag/expunge events may wait to be merged into one push.",
             float,
         ],
+        [
+            "max-connections",
+            None,
+            DEFAULT_MAX_CONNECTIONS,
+            "Connections each listener (IMAP, SMTP, submission) holds at once; 0: no cap.",
+            int,
+        ],
+        [
+            "max-connections-per-ip",
+            None,
+            DEFAULT_MAX_CONNECTIONS_PER_IP,
+            "Connections each listener holds at once from one IPv4 address or IPv6 /64; 0: no cap.",
+            int,
+        ],
+        [
+            "smtp-timeout",
+            None,
+            DEFAULT_SMTP_TIMEOUT,
+            "Seconds an SMTP or submission client may stay silent; 0: forever.",
+            int,
+        ],
+        [
+            "smtp-deadline",
+            None,
+            DEFAULT_SMTP_DEADLINE,
+            "Seconds an SMTP or submission client has from connecting (or its last message) to DATA,"
+            " whatever it sends meanwhile; 0: no deadline.",
+            int,
+        ],
     ]
 
     optFlags = [
@@ -165,6 +205,9 @@ class Options(usage.Options):
             raise usage.UsageError("--max-pattern-length must be positive")
         if self["push-coalesce"] < 0:
             raise usage.UsageError("--push-coalesce must not be negative")
+        for name in ("max-connections", "max-connections-per-ip", "smtp-timeout", "smtp-deadline"):
+            if self[name] < 0:
+                raise usage.UsageError("--%s must not be negative (0: no limit)" % (name,))
         if self["vapid-subject"] is None:
             self["vapid-subject"] = "mailto:postmaster@%s" % (self["domains"][0],)
         elif not self["vapid-subject"].startswith(("mailto:", "https:")):
@@ -277,6 +320,8 @@ def server_factories(c):
         hostname=c.hostname,
         max_message_size=options["max-message-size"],
         spool_dir=spool,
+        timeout=options["smtp-timeout"],
+        deadline=options["smtp-deadline"],
     )
     factories = {}
     if "imap" in wanted:
@@ -372,6 +417,8 @@ def makeService(options, reactor=None):
         svc.setName(name)
         svc.setServiceParent(top)
     for name, factory in server_factories(c).items():
+        counter = ConnectionCounter(options["max-connections"], options["max-connections-per-ip"])
+        factory = LimitedFactory(factory, counter, name, clock=c.reactor)
         svc = ListeningService(options["endpoints"][name], factory)
         svc.setName(name)
         svc.setServiceParent(top)

@@ -146,3 +146,53 @@ class StartTLSForgetsTests(SMTPTestMixin, unittest.TestCase):
         before, after = yield self.in_thread(talk)
         self.assertEqual(before, (503, b"5.5.1 Send HELO or EHLO first"))
         self.assertEqual(after, (250, b"Sender address accepted"))
+
+
+class DeadlineTests(SMTPWorldMixin, unittest.TestCase):
+    """NOOP/RSET/EHLO do not keep a connection that never starts a message open."""
+
+    def setUp(self):
+        self.make_world()
+        self.wire = self.connect(self.receiving_factory(deadline=120, timeout=300))
+
+    def test_noop_every_50_seconds_does_not_extend_it(self):
+        self.wire.send(b"EHLO client.example")
+        for _ in range(2):
+            self.clock.advance(50)
+            self.assertEqual(self.wire.send(b"NOOP"), [b"250 2.0.0 OK"])
+        self.clock.advance(19)
+        self.assertFalse(self.wire.closed)
+        self.clock.advance(1)
+        self.assertEqual(
+            self.wire.read(),
+            [b"421 4.4.2 mx.example.org Too slow: no message started within 120 seconds, closing connection"],
+        )
+        self.assertTrue(self.wire.closed)
+
+    def test_data_stops_it_and_the_final_dot_starts_it_again(self):
+        self.wire.send(b"EHLO client.example")
+        self.wire.send(b"MAIL FROM:<carol@remote.example>")
+        self.wire.send(b"RCPT TO:<alice@example.org>")
+        self.clock.advance(100)
+        self.assertEqual(self.wire.send(b"DATA"), [b"354 Continue"])
+        for _ in range(5):  # a slow sender: 500 s in DATA, a line every 100 s
+            self.clock.advance(100)
+            self.wire.send(b"line")
+        self.assertFalse(self.wire.closed)
+        self.assertEqual(self.wire.send(b"."), [b"250 2.0.0 Message accepted for delivery"])
+        self.clock.advance(119)
+        self.assertFalse(self.wire.closed)
+        self.clock.advance(1)
+        self.assertTrue(self.wire.closed)
+
+    def test_idle_timeout(self):
+        self.wire.send(b"EHLO client.example")
+        self.wire.send(b"MAIL FROM:<carol@remote.example>")
+        self.wire.send(b"RCPT TO:<alice@example.org>")
+        self.wire.send(b"DATA")
+        self.clock.advance(299)
+        self.assertFalse(self.wire.closed)
+        self.clock.advance(1)
+        self.assertEqual(self.wire.read(), [b"421 4.4.2 mx.example.org Idle for 300 seconds, closing connection"])
+        self.assertTrue(self.wire.closed)
+        self.assertEqual(self.inbox("alice@example.org"), [])

@@ -56,6 +56,10 @@ class IMAPFactory(protocol.ServerFactory):
         p.max_pattern_length = self.max_pattern_length
         return p
 
+    def refusal(self, text):
+        """What a client refused by a connection limit reads before the close (RFC 5530 code)."""
+        return b"* BYE [UNAVAILABLE] " + text.encode("ascii") + b"\r\n"
+
     def implicit_tls_factory(self):
         """A factory for a port where TLS starts at once (IMAPS, port 993)."""
         if self.tls is None:

@@ -21,6 +21,12 @@ from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.smtp.delivery import LocalDelivery
 from imapwebpush.upstream import ESMTPHooks
 
+# Seconds a client may stay silent (RFC 5321 4.5.3.2.7: at least 5 minutes).
+DEFAULT_SMTP_TIMEOUT = 300
+# Seconds from the greeting (or the end of the last message) to DATA, whatever
+# the client sends meanwhile: NOOP/RSET/EHLO do not keep a connection open.
+DEFAULT_SMTP_DEADLINE = 120
+
 
 class ReceivingESMTP(ESMTPHooks, ESMTP):
     """ESMTP for mail addressed to local users: no AUTH, SIZE enforced."""
@@ -30,11 +36,45 @@ class ReceivingESMTP(ESMTPHooks, ESMTP):
     # RFC 5321 allows 1000 octets a line; mail clients send longer unwrapped
     # lines, so accept up to 1 MiB (the message size limit still applies).
     MAX_LENGTH = 1024 * 1024
+    timeout = DEFAULT_SMTP_TIMEOUT  # TimeoutMixin's idle timeout
+    deadline = DEFAULT_SMTP_DEADLINE
+    _deadline_call = None
 
     def connectionMade(self):
         ESMTP.connectionMade(self)
         if ISSLTransport.providedBy(self.transport):
             self.canStartTLS = False  # implicit TLS: already encrypted
+        self._arm_deadline()
+
+    def connectionLost(self, reason):
+        self._disarm_deadline()
+        ESMTP.connectionLost(self, reason)
+
+    # -- time limits ---------------------------------------------------------
+
+    def _arm_deadline(self):
+        self._disarm_deadline()
+        if self.deadline:
+            self._deadline_call = self.callLater(self.deadline, self._deadline_passed)
+
+    def _disarm_deadline(self):
+        if self._deadline_call is not None:
+            if self._deadline_call.active():
+                self._deadline_call.cancel()
+            self._deadline_call = None
+
+    def _deadline_passed(self):
+        self._deadline_call = None
+        self.sendCode(
+            421,
+            b"4.4.2 %s Too slow: no message started within %d seconds, closing connection"
+            % (self.host, self.deadline),
+        )
+        self.transport.loseConnection()
+
+    def timeoutConnection(self):
+        self.sendCode(421, b"4.4.2 %s Idle for %d seconds, closing connection" % (self.host, self.timeout))
+        self.transport.loseConnection()
 
     # -- commands ------------------------------------------------------------
 
@@ -102,6 +142,13 @@ class ReceivingESMTP(ESMTPHooks, ESMTP):
         if self._not_greeted():
             return
         ESMTP.do_DATA(self, rest)
+        if self.mode == smtp.DATA:
+            self._disarm_deadline()  # the idle timeout still applies to every line
+
+    def state_DATA(self, line):
+        ESMTP.state_DATA(self, line)
+        if self.mode != smtp.DATA:  # the final dot: the next message has its deadline
+            self._arm_deadline()
 
     def lineLengthExceeded(self, line):
         # Twisted would go back to command mode in the middle of a message and
@@ -215,6 +262,9 @@ class ReceivingFactory(smtp.SMTPFactory):
     @param hostname: this server's name in the greeting and ``Received:``.
     @param spool_dir: where DATA beyond 64 KiB waits for the final dot (None: the
         system's temp folder; tap.py gives a folder of the data folder).
+    @param timeout: seconds a client may stay silent (0: forever).
+    @param deadline: seconds from the greeting, or the end of the previous
+        message, to DATA, whatever the client sends meanwhile (0: no deadline).
     """
 
     protocol = ReceivingESMTP
@@ -232,6 +282,8 @@ class ReceivingFactory(smtp.SMTPFactory):
         hostname=None,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
         spool_dir=None,
+        timeout=DEFAULT_SMTP_TIMEOUT,
+        deadline=DEFAULT_SMTP_DEADLINE,
     ):
         smtp.SMTPFactory.__init__(self)
         self.mail_store = mail_store
@@ -245,6 +297,8 @@ class ReceivingFactory(smtp.SMTPFactory):
         self.domain = self.hostname.encode("ascii")
         self.max_message_size = max_message_size
         self.spool_dir = spool_dir
+        self.timeout = timeout
+        self.deadline = deadline
 
     def delivery(self, authenticated=None):
         return LocalDelivery(
@@ -258,12 +312,19 @@ class ReceivingFactory(smtp.SMTPFactory):
             spool_dir=self.spool_dir,
         )
 
+    def refusal(self, text):
+        """What a client refused by a connection limit reads before the close (RFC 5321 3.8)."""
+        return b"421 4.7.0 " + self.domain + b" " + text.encode("ascii") + b"\r\n"
+
     def buildProtocol(self, addr):
         p = self.protocol(contextFactory=self.tls)
         p.factory = self
         p.portal = self.portal
         p.host = self.domain
         p.max_message_size = self.max_message_size
+        p.timeout = self.timeout
+        p.deadline = self.deadline
+        p.callLater = self.clock.callLater
         p.delivery = None if self.delivery_at_auth else self.delivery()
         return p
 
