@@ -9,6 +9,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from imapwebpush import datadir, decisions, tap
+from imapwebpush.connlimit import LimitedFactory
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.webpush.policy import EndpointRefused
@@ -174,13 +175,20 @@ class MakeServiceTests(unittest.TestCase):
         )
         self.assertEqual([child.name for child in top.getServiceNamed("webpush")],
                          ["push-delivery", "subscriptions", "push-dispatcher"])
-        self.assertIsInstance(top.getServiceNamed("imap").factory, IMAPFactory)
-        self.assertIsInstance(top.getServiceNamed("smtp").factory, ReceivingFactory)
-        self.assertIsInstance(top.getServiceNamed("submission").factory, SubmissionFactory)
+        # Each listener's factory is wrapped in its connection limits.
+        factories = {name: top.getServiceNamed(name).factory for name in ("imap", "smtp", "submission")}
+        for name, factory in factories.items():
+            self.assertIsInstance(factory, LimitedFactory)
+            self.assertEqual((factory.name, factory.counter.max_total, factory.counter.max_per_peer),
+                             (name, 256, 20))
+        self.assertIsInstance(factories["imap"].wrapped, IMAPFactory)
+        self.assertIsInstance(factories["smtp"].wrapped, ReceivingFactory)
+        self.assertIsInstance(factories["submission"].wrapped, SubmissionFactory)
+        self.assertIsNot(factories["smtp"].counter, factories["submission"].counter)
         c = top.components
         self.assertEqual(c.data_dir, data)
-        self.assertIs(top.getServiceNamed("smtp").factory.users, c.users)
-        self.assertIs(top.getServiceNamed("imap").factory.portal, c.portal)
+        self.assertIs(factories["smtp"].wrapped.users, c.users)
+        self.assertIs(factories["imap"].wrapped.portal, c.portal)
 
     def test_push_host_allowlist(self):
         """--push-host limits WEBPUSH endpoints to those push services."""
