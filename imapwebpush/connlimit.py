@@ -113,6 +113,12 @@ class LimitedFactory(protocol.Factory):
         self.refused = 0  # how many connections were refused so far
         self._complaints = {}  # key (None: the total) -> when it was last logged
 
+    def __getattr__(self, name):
+        # Everything but the limits is the wrapped factory's (its portal, its options...).
+        if name == "wrapped":
+            raise AttributeError(name)
+        return getattr(self.wrapped, name)
+
     def doStart(self):
         self.wrapped.doStart()
 

@@ -136,3 +136,10 @@ class WrappedFactoryTests(unittest.TestCase):
         _, t = connect(factory)
         self.assertEqual(t.value(), b"")
         self.assertTrue(t.disconnecting)
+
+    def test_other_attributes_are_the_wrapped_factorys(self):
+        wrapped = protocol.ServerFactory()
+        wrapped.portal = object()
+        factory = LimitedFactory(wrapped, ConnectionCounter(), clock=Clock())
+        self.assertIs(factory.portal, wrapped.portal)
+        self.assertRaises(AttributeError, getattr, factory, "nothing_of_that_name")
