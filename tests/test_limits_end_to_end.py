@@ -9,8 +9,8 @@ from twisted.trial import unittest
 
 from imapwebpush import tap
 
-from tests.harness.connections import ConnectionTracker
-from tests.test_end_to_end import LOOPBACK, listeners
+from tests.harness.connections import track_server
+from tests.test_end_to_end import LOOPBACK
 
 
 def first_line_then_eof(port, held=None):
@@ -35,9 +35,7 @@ class ConnectionLimitTests(unittest.TestCase):
         running = yield tap.start_server(
             ["--data", data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--submission", LOOPBACK] + list(extra)
         )
-        running.connections = ConnectionTracker()
-        for child in listeners(running):
-            running.connections.track(child.factory)
+        running.connections = track_server(running)
         self.addCleanup(self.stop, running)
         return running
 
