@@ -4,7 +4,7 @@ from twisted.internet import defer
 
 from imapwebpush import decisions
 from imapwebpush.webpush import model
-from tests.test_imap_webpush import ENDPOINT, ENDPOINT2, WebPushTestBase
+from tests.harness.webpush import ENDPOINT, ENDPOINT2, WebPushTestBase
 
 
 class AckTests(WebPushTestBase):

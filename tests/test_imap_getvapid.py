@@ -3,7 +3,7 @@
 from twisted.internet import defer
 from twisted.mail import imap4
 
-from tests.test_imap_webpush import EmptyMailbox, WebPushTestBase
+from tests.harness.webpush import EmptyMailbox, WebPushTestBase
 
 
 class PlainAvatar(imap4.MemoryAccount):

@@ -2,7 +2,7 @@
 
 from twisted.internet import defer
 
-from tests.test_imap_webpush import ENDPOINT, ENDPOINT2, WebPushTestBase
+from tests.harness.webpush import ENDPOINT, ENDPOINT2, WebPushTestBase
 
 
 class LWebPushTests(WebPushTestBase):

@@ -1,23 +1,12 @@
 """SILWEBPUSH (SPEC 3.5): seconds, NIL (until the connection ends), 0; capped; told to the dispatcher."""
 
 from twisted.internet import defer
-from zope.interface import implementer
 
 from imapwebpush import decisions
-from imapwebpush.interfaces import IPushDispatcher
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
-from tests.test_imap_webpush import ENDPOINT, WebPushTestBase
+from tests.harness.webpush import ENDPOINT, RecordingDispatcher, WebPushTestBase
 
 LINE = b"* WEBPUSH phone-1 " + ENDPOINT.encode() + b" "
-
-
-@implementer(IPushDispatcher)
-class RecordingDispatcher:
-    def __init__(self):
-        self.ended = []
-
-    def silenceEnded(self, account, subscription_id):
-        self.ended.append((account, subscription_id))
 
 
 class SilenceTests(WebPushTestBase):

@@ -26,7 +26,7 @@ from imapwebpush.testing import PushService
 from imapwebpush.testing.memory_mailbox import MemoryMailbox
 from tests.harness.connections import ConnectionTracker
 from tests.harness.wire import connect_line_client
-from tests.test_imap_webpush import ServerFactory
+from tests.harness.webpush import ServerFactory
 
 SUBJECT = "mailto:postmaster@example.org"
 MESSAGE = b"From: Fred <fred@example.org>\r\nSubject: lunch?\r\n\r\nAt noon.\r\n"

@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from imapwebpush.imap.webpush_commands import WebPushAccount
 from imapwebpush.interfaces import IWebPushAccount
-from tests.test_imap_webpush import EmptyMailbox, WebPushTestBase
+from tests.harness.webpush import EmptyMailbox, WebPushTestBase
 
 COMMANDS = ("GETVAPID", "WEBPUSH", "ACKWEBPUSH", "LWEBPUSH", "SILWEBPUSH")
 

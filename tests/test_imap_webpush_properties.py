@@ -23,7 +23,7 @@ from imapwebpush.webpush.policy import EndpointPolicy
 from imapwebpush.webpush.service import WebPushService
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
 from imapwebpush.webpush.vapid import VapidKeyring
-from tests.test_imap_webpush import (
+from tests.harness.webpush import (
     ENDPOINT, SUBJECT, RecordingSender, Realm, UAKeys, WebPushAvatar, WebPushIMAPServer)
 
 KEYS = UAKeys()

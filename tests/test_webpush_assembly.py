@@ -21,7 +21,7 @@ from imapwebpush.interfaces import IWebPushAccount, IWebPushNotifier, IWebPushSe
 from imapwebpush.webpush.assembly import WebPush
 from imapwebpush.webpush.notifier import Notifier
 from imapwebpush.webpush.service import Refused
-from tests.test_imap_webpush import ENDPOINT, UAKeys, WebPushTestBase
+from tests.harness.webpush import ENDPOINT, UAKeys, WebPushTestBase
 from zope.interface.verify import verifyObject
 
 SUBJECT = "mailto:postmaster@example.org"

@@ -23,7 +23,7 @@ from imapwebpush.testing.pushservice import Answer
 from imapwebpush.webpush import model
 from imapwebpush.webpush.service import PRUNE_INTERVAL, WebPushService
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, token_hash
-from tests.test_imap_webpush import ENDPOINT, SUBJECT, UAKeys, WebPushTestBase
+from tests.harness.webpush import ENDPOINT, SUBJECT, UAKeys, WebPushTestBase
 
 ALICE = "alice@example.org"
 
@@ -150,7 +150,7 @@ class LifecycleTests(OurServerBase):
 
     @defer.inlineCallbacks
     def test_login_capability_code_and_logout_ends_silence(self):
-        from tests.test_imap_silwebpush import RecordingDispatcher
+        from tests.harness.webpush import RecordingDispatcher
 
         self.service.dispatcher = RecordingDispatcher()
         client = yield self.connect(user=None)
