@@ -24,8 +24,7 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 
 from imapwebpush import upstream, wire
-from imapwebpush.constants import DELIMITER, INBOX, SYSTEM_FLAGS
-from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DELIMITER, INBOX, SYSTEM_FLAGS
 from imapwebpush.store import errors
 
 MAX_ASTRING_LITERAL = 64 * 1024
@@ -153,7 +152,7 @@ class IMAPCore(imap4.IMAP4Server):
 
     def connectionMade(self):
         if self.clock is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor  # here: importing it installs the default reactor
 
             self.clock = reactor
             self.callLater = reactor.callLater

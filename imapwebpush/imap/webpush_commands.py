@@ -14,7 +14,6 @@ string, literal); ``NIL`` is recognised only as an atom, so ``"NIL"`` stays a st
 import re
 import secrets
 
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse
 from zope.interface import alsoProvides, implementer
@@ -31,10 +30,6 @@ _NUMBER_RE = re.compile(r"\A[0-9]{1,20}\Z")
 _TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,256}={0,2}\Z")
 
 
-class _Str(bytes):
-    """An astring value (never NIL)."""
-
-
 def _astring(self, line, nil_ok=False):
     """Parse one astring (or NIL atom when ``nil_ok``): (value, rest) or a Deferred of it.
 
@@ -49,11 +44,8 @@ def _astring(self, line, nil_ok=False):
         raise IllegalClientResponse(str(e))
     if isinstance(value, wire.LiteralHeader):
         # The server's own literal reader: it knows its limits and LITERAL+ (if it has it).
-        result = self.arg_astring(line)
-        if isinstance(result, defer.Deferred):
-            return result.addCallback(lambda got: (_Str(got[0]), got[1]))
-        return _Str(result[0]), result[1]
-    return (None if value is None else _Str(value)), rest
+        return self.arg_astring(line)
+    return value, rest
 
 
 def _arg_astring(self, line):
