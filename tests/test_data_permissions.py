@@ -28,6 +28,7 @@ from imapwebpush.testing import PushService
 
 from tests.harness.connections import track_server
 from tests.harness.settle import OutcomeWatch
+from tests.harness.wire import imaplib_session
 
 ALICE = "alice@example.org"
 PASSWORD = "secret"
@@ -94,9 +95,7 @@ class PermissionsTests(unittest.TestCase):
                 smtp.sendmail("fred@elsewhere.example", [ALICE], MESSAGE)
 
         def imap():
-            client = imaplib.IMAP4("127.0.0.1", ports["imap"])
-            try:
-                client.login(ALICE, PASSWORD)
+            with imaplib_session(ports["imap"], ALICE, PASSWORD) as client:
                 assert client.create("Archive/2026")[0] == "OK"
                 assert client.append("Archive/2026", r"(\Seen)", None, MESSAGE)[0] == "OK"
                 assert client.select("INBOX")[0] == "OK"
@@ -105,8 +104,6 @@ class PermissionsTests(unittest.TestCase):
                 typ, data = client.xatom(
                     "WEBPUSH", "phone", device.endpoint, device.p256dh, device.auth)
                 assert typ == "OK", data
-            finally:
-                client.logout()
 
         yield self.client(send)
         yield self.client(imap)

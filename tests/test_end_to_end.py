@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from imapwebpush import cli, datadir, tap
 
 from tests.harness.connections import track_server
+from tests.harness.wire import imaplib_session
 from tests.test_smtp_submission import client_tls, write_self_signed
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -74,16 +75,12 @@ class EndToEndTests(unittest.TestCase):
                 s.quit()
 
         def read(port):
-            imap = imaplib.IMAP4("127.0.0.1", port, timeout=10)
-            try:
-                imap.login("alice@example.org", "alice-pw")
+            with imaplib_session(port, "alice@example.org", "alice-pw") as imap:
                 status, count = imap.select("INBOX")
                 uidvalidity = imap.response("UIDVALIDITY")[1][0]
                 fetched = imap.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
                 imap.close()
                 return count, uidvalidity, fetched
-            finally:
-                imap.logout()
 
         self.assertEqual((yield threads.deferToThread(send)), {})
         count, uidvalidity, (status, data) = yield threads.deferToThread(read, ports["imap"])

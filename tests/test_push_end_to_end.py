@@ -9,7 +9,6 @@ subscriptions are made the way a client makes them: WEBPUSH (the service sends
 a verification push), then ACKWEBPUSH with the token read from that push.
 """
 
-import imaplib
 import os
 import re
 import smtplib
@@ -31,6 +30,7 @@ from imapwebpush.webpush.topic import load_or_create_topic_key, topic
 from imapwebpush.webpush.vapid import VapidKeyring
 from tests.harness.connections import track_server
 from tests.harness.settle import OutcomeWatch, received_until, settle
+from tests.harness.wire import imaplib_session
 
 ALICE = "alice@example.org"
 WINDOW = 0.05  # coalesce window: short, so the loopback tests do not wait long
@@ -297,9 +297,7 @@ class ServerEndToEnd(PushHarness):
         return result
 
     def imap(self):
-        client = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"])
-        client.login(ALICE, "secret")
-        return client
+        return imaplib_session(self.server.ports["imap"], ALICE, "secret")
 
     @defer.inlineCallbacks
     def test_smtp_delivery(self):
@@ -317,12 +315,9 @@ class ServerEndToEnd(PushHarness):
     def test_imap_session(self):
         """APPEND, STORE, CREATE, MOVE and EXPUNGE from imaplib, each with its push."""
         def append():
-            client = self.imap()
-            try:
+            with self.imap() as client:
                 typ, data = client.append("INBOX", r"(\Flagged)", None, MESSAGE)
                 assert typ == "OK", data
-            finally:
-                client.logout()
 
         yield self.client(append)
         [push] = yield self.pushes(1)
@@ -330,13 +325,10 @@ class ServerEndToEnd(PushHarness):
                          b'\r\n' % ENVELOPE)
 
         def store_and_create():
-            client = self.imap()
-            try:
+            with self.imap() as client:
                 client.select("INBOX")
                 assert client.uid("STORE", "1", "+FLAGS", r"(\Seen)")[0] == "OK"
                 assert client.create("Archive")[0] == "OK"
-            finally:
-                client.logout()
 
         yield self.client(store_and_create)
         pushes = yield self.pushes(3)
@@ -346,15 +338,12 @@ class ServerEndToEnd(PushHarness):
         ])
 
         def move_and_expunge():
-            client = self.imap()
-            try:
+            with self.imap() as client:
                 client.append("INBOX", None, None, MESSAGE)
                 client.select("INBOX")
                 assert client.uid("MOVE", "1", "Archive")[0] == "OK"
                 client.uid("STORE", "2", "+FLAGS", r"(\Deleted)")
                 assert client.expunge()[0] == "OK"
-            finally:
-                client.logout()
 
         yield self.client(move_and_expunge)
         expected = [

@@ -25,6 +25,7 @@ from imapwebpush.webpush import crypto
 from imapwebpush.webpush.subscriptions import token_hash
 from tests.harness.connections import track_server
 from tests.harness.settle import OutcomeWatch
+from tests.harness.wire import imaplib_session
 
 ALICE = "alice@example.org"
 PASSWORD = "secret"
@@ -92,9 +93,7 @@ class SubscribeOverIMAP(unittest.TestCase):
         port = server.ports["imap"]
 
         def subscribe():
-            imap = imaplib.IMAP4("127.0.0.1", port)
-            try:
-                imap.login(ALICE, PASSWORD)
+            with imaplib_session(port, ALICE, PASSWORD) as imap:
                 capabilities = imap.capability()[1][0].split()
                 imap.xatom("GETVAPID")
                 vapid = imap.response("VAPID")[1][0]
@@ -102,8 +101,6 @@ class SubscribeOverIMAP(unittest.TestCase):
                     "WEBPUSH", "phone", device.endpoint, device.p256dh, device.auth)
                 listed = imap.response("WEBPUSH")[1]
                 return capabilities, vapid, typ, listed
-            finally:
-                imap.logout()
 
         capabilities, vapid, typ, listed = yield self.client(server, subscribe)
         self.assertIn(b"WEBPUSH", capabilities)
@@ -122,13 +119,9 @@ class SubscribeOverIMAP(unittest.TestCase):
         yield self.send(server, "before ack")
 
         def acknowledge():
-            imap = imaplib.IMAP4("127.0.0.1", port)
-            try:
-                imap.login(ALICE, PASSWORD)
+            with imaplib_session(port, ALICE, PASSWORD) as imap:
                 typ, _ = imap.xatom("ACKWEBPUSH", token.decode("ascii"))
                 return typ, imap.response("WEBPUSH")[1]
-            finally:
-                imap.logout()
 
         typ, listed = yield self.client(server, acknowledge)
         self.assertEqual((typ, listed), ("OK", [("phone %s NIL" % (device.endpoint,)).encode()]))
@@ -180,13 +173,9 @@ class SubscribeOverIMAP(unittest.TestCase):
         port = server.ports["imap"]
 
         def getvapid():
-            imap = imaplib.IMAP4("127.0.0.1", port)
-            try:
-                imap.login(ALICE, PASSWORD)
+            with imaplib_session(port, ALICE, PASSWORD) as imap:
                 imap.xatom("GETVAPID")
                 return imap.response("VAPID")[1][0].decode("ascii")
-            finally:
-                imap.logout()
 
         before = yield self.client(server, getvapid)
         out = io.StringIO()
@@ -210,12 +199,8 @@ class SubscribeOverIMAP(unittest.TestCase):
         port = server.ports["imap"]
 
         def delete():
-            imap = imaplib.IMAP4("127.0.0.1", port)
-            try:
-                imap.login(ALICE, PASSWORD)
+            with imaplib_session(port, ALICE, PASSWORD) as imap:
                 return imap.xatom("WEBPUSH", "phone", "NIL")[0]
-            finally:
-                imap.logout()
 
         self.assertEqual((yield self.client(server, delete)), "OK")
         self.assertEqual(server.components.webpush.sender.pending(), 0)

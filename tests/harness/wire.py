@@ -3,9 +3,13 @@
 ``Wire`` is a blocking socket client for test code that runs in a thread (next to
 imaplib or imapclient); ``LineClient`` is its twin on the reactor, whose calls
 return Deferreds. Both send raw text and hand back every line up to a tagged answer.
+``imaplib_session`` is Python's imaplib, logged in, for tests of what a stock
+client gets.
 """
 
+import imaplib
 import socket
+from contextlib import contextmanager
 
 from twisted.internet import defer
 from twisted.protocols.basic import LineReceiver
@@ -138,3 +142,17 @@ def connect_line_client(tracker, port, user=None, password=b"secret"):
         if not lines[-1].startswith(b"L0 OK "):
             raise AssertionError(lines)
     return client
+
+
+@contextmanager
+def imaplib_session(port, user=USER, password=PASSWORD, timeout=10):
+    """Python's imaplib, logged in on 127.0.0.1:``port``; LOGOUT at the end, whatever happened.
+
+    For client code run in a thread (``threads.deferToThread``).
+    """
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=timeout)
+    try:
+        client.login(user, password)
+        yield client
+    finally:
+        client.logout()
