@@ -28,6 +28,7 @@ from imapwebpush.store.users import (
     UsersFileError,
     normalize_address,
 )
+from imapwebpush.testing.testserver import register_testserver
 from imapwebpush.webpush.admin import (
     AdminError,
     AdminUsageError,
@@ -201,7 +202,7 @@ def register_user(subparsers):
 
 
 # Each entry: register(subparsers) adding one command group.
-GROUPS = [register_user, register_vapid, register_subscriptions]
+GROUPS = [register_user, register_vapid, register_subscriptions, register_testserver]
 
 
 def build_parser():

@@ -107,7 +107,7 @@ class MailServer:
     host = "127.0.0.1"
 
     def __init__(self, reactor=None, domains=("example.org",), data_dir=None, blocking=None,
-                 coalesce=COALESCE):
+                 coalesce=COALESCE, imap_port=0, smtp_port=0, submission_port=0):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -122,6 +122,10 @@ class MailServer:
         self._push = PushService(reactor)
         self.push_service = _BlockingPushService(self) if blocking else self._push
         self._waiters = []  # (address, mailbox, count, Deferred)
+        self._ports = {"imap": imap_port, "smtp": smtp_port, "submission": submission_port}
+        self.events = []  # dicts with "seq": messages stored and pushes answered, in order
+        self._event_waiters = []
+        self._push.observers.append(self._pushed)
 
     # -- the threading rule, kept here ---------------------------------------------------
 
@@ -148,10 +152,10 @@ class MailServer:
         if self.data_dir is None:
             self.data_dir = tempfile.mkdtemp(prefix="imapwebpush-test-")
         yield self._push.start()
-        loopback = "tcp:0:interface=127.0.0.1"
-        argv = ["--data", self.data_dir, "--imap", loopback, "--smtp", loopback,
-                "--submission", loopback, "--allow-plaintext-auth",
+        argv = ["--data", self.data_dir, "--allow-plaintext-auth",
                 "--insecure-push-endpoints", "--push-coalesce", str(self.coalesce)]
+        for name, port in self._ports.items():
+            argv += ["--" + name, "tcp:%d:interface=127.0.0.1" % (port,)]
         for domain in self.domains:
             argv += ["--domain", domain]
         try:
@@ -258,8 +262,11 @@ class MailServer:
         return d.addBoth(forget)
 
     def _changed(self, event):
-        if isinstance(event, MessageAdded) and self._waiters:
-            self._check_waiters()
+        if isinstance(event, MessageAdded):
+            self._log_event({"type": "message", "address": event.account,
+                             "mailbox": event.mailbox, "uid": event.uid})
+            if self._waiters:
+                self._check_waiters()
 
     def _check_waiters(self):
         for address, mailbox, count, d in list(self._waiters):
@@ -292,3 +299,53 @@ class MailServer:
 
     def _subscriptions(self, address):
         return self.components.webpush.store.list(address.lower())
+
+    # -- the event log (what the control API's /events long-poll serves) -----------------
+
+    def _pushed(self, push):
+        self._log_event({"type": "push", "push": push})
+
+    def _log_event(self, event):
+        event["seq"] = len(self.events) + 1
+        self.events.append(event)
+        waiters, self._event_waiters = self._event_waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
+
+    def wait_for_events(self, since=0, timeout=DEFAULT_TIMEOUT):
+        """The events after sequence number ``since``; waits up to ``timeout`` for one
+        (an empty list when none came)."""
+        return self._call(self._wait_for_events, since, timeout)
+
+    def _wait_for_events(self, since, timeout):
+        if len(self.events) > since or timeout <= 0:
+            return defer.succeed(self.events[since:])
+        d = defer.Deferred()
+        self._event_waiters.append(d)
+        call = self.reactor.callLater(timeout, lambda: d.called or d.callback(None))
+        d.addCallback(lambda _: call.active() and call.cancel())
+        return d.addCallback(lambda _: self.events[since:])
+
+    # -- reset -------------------------------------------------------------------------
+
+    def reset(self):
+        """Forget every user, message, subscription, push and event; keep the ports."""
+        return self._call(self._reset)
+
+    def _reset(self):
+        c = self.components
+        subscriptions = c.webpush.store
+        accounts = set(c.users.users()) | set(subscriptions.accounts())
+        for account in sorted(accounts):
+            for sub in subscriptions.list(account):
+                c.webpush.sender.cancel(account, sub.id)
+            subscriptions.delete_account(account)
+            if c.users.exists(account):
+                c.users.delete(account)
+            elif c.mail_store.exists(account):
+                c.mail_store.delete_account(account)
+        self._push.pushes[:] = []
+        self._push.chaos = None
+        self.events[:] = []
+        return sorted(accounts)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -34,6 +35,8 @@ URGENCIES = ("very-low", "low", "normal", "high")
 _TOPIC_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
 MAX_VAPID_EXP = 24 * 60 * 60  # RFC 8292 2: exp no more than 24 hours ahead
 _VERIFIED_CACHE = 4096  # tokens whose signature verified, remembered
+
+log = Logger()
 
 
 class Answer:
@@ -334,6 +337,8 @@ class PushService:
         self._hanging = set()
         self._port = None
         self._verified = set()
+        self.chaos = None  # a testing.chaos.Chaos: random failures for unscripted pushes
+        self.observers = []  # called with each ReceivedPush once it is answered (or dropped)
 
     @property
     def port(self):
@@ -452,7 +457,12 @@ class PushService:
             return self._finish_plain(
                 request, push, error_status, ("\n".join(push.problems) + "\n").encode("utf-8")
             )
-        answer = sub.answers.popleft() if sub.answers else sub.default
+        if sub.answers:
+            answer = sub.answers.popleft()
+        elif self.chaos is not None:
+            answer = self.chaos.answer(sub.default)
+        else:
+            answer = sub.default
         if answer.delay:
             request.notifyFinish().addErrback(lambda _: None)
             self._later(answer.delay, self._apply, request, push, answer)
@@ -502,7 +512,7 @@ class PushService:
         push.status = status
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        self._notify()
+        self._answered(push)
         return body
 
     def _apply(self, request, push, answer):
@@ -540,4 +550,12 @@ class PushService:
             if answer.body:
                 request.write(answer.body)
             request.finish()
+        self._answered(push)
+
+    def _answered(self, push):
+        for observer in list(self.observers):
+            try:
+                observer(push)
+            except Exception:
+                log.failure("push service observer failed")
         self._notify()
