@@ -18,3 +18,7 @@ RECENT = "\\Recent"
 
 # The largest message SMTP DATA or IMAP APPEND accepts unless an option says otherwise.
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+
+# The deepest nesting of parentheses, NOT and OR an IMAP command may use (SEARCH,
+# STATUS, flag lists): deeper input is answered BAD, not parsed by recursion.
+DEFAULT_MAX_NESTING = 64

@@ -32,7 +32,7 @@ from imapwebpush.connlimit import (
     ConnectionCounter,
     LimitedFactory,
 )
-from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
 from imapwebpush.imap.avatar import Avatar
 from imapwebpush.imap.factory import IMAPFactory
@@ -130,6 +130,13 @@ class Options(usage.Options):
             int,
         ],
         [
+            "max-nesting",
+            None,
+            DEFAULT_MAX_NESTING,
+            "Deepest nesting of parentheses, NOT and OR in an IMAP command (SEARCH, STATUS).",
+            int,
+        ],
+        [
             "push-coalesce",
             None,
             decisions.DEFAULT_COALESCE_WINDOW,
@@ -203,6 +210,8 @@ class Options(usage.Options):
             raise usage.UsageError("--max-subscriptions must be positive")
         if self["max-pattern-length"] <= 0:
             raise usage.UsageError("--max-pattern-length must be positive")
+        if self["max-nesting"] <= 0:
+            raise usage.UsageError("--max-nesting must be positive")
         if self["push-coalesce"] < 0:
             raise usage.UsageError("--push-coalesce must not be negative")
         for name in ("max-connections", "max-connections-per-ip", "smtp-timeout", "smtp-deadline"):
@@ -333,6 +342,8 @@ def server_factories(c):
             clock=c.reactor,
             max_message_size=options["max-message-size"],
             max_pattern_length=options["max-pattern-length"],
+            max_nesting=options["max-nesting"],
+            spool_dir=spool,
             protocol=webpush_server_class(IMAPServer),
         )
     if "smtp" in wanted:

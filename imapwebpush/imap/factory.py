@@ -3,7 +3,7 @@
 from twisted.internet import protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
 from imapwebpush.imap.server import IMAPServer
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
@@ -21,6 +21,9 @@ class IMAPFactory(protocol.ServerFactory):
     ``clock``: IReactorTime for the autologout timers (the reactor by default).
     ``max_message_size``: largest literal (APPEND) accepted, in octets.
     ``max_pattern_length``: longest LIST/LSUB reference + pattern, in characters.
+    ``max_nesting``: deepest nesting of parentheses, NOT and OR in a command (SEARCH, STATUS).
+    ``spool_dir``: where APPEND literals beyond 64 KiB wait until stored (the data
+    folder's ``spool/``; None: the system's temp folder).
     """
 
     def __init__(
@@ -33,6 +36,8 @@ class IMAPFactory(protocol.ServerFactory):
         clock=None,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
         max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH,
+        max_nesting=DEFAULT_MAX_NESTING,
+        spool_dir=None,
     ):
         self.portal = portal
         self.mail_store = mail_store
@@ -44,6 +49,8 @@ class IMAPFactory(protocol.ServerFactory):
         self.clock = clock
         self.max_message_size = max_message_size
         self.max_pattern_length = max_pattern_length
+        self.max_nesting = max_nesting
+        self.spool_dir = spool_dir
 
     def buildProtocol(self, addr):
         p = self.protocol(contextFactory=self.tls)
@@ -54,6 +61,8 @@ class IMAPFactory(protocol.ServerFactory):
         p.callLater = self.clock.callLater
         p.max_message_size = self.max_message_size
         p.max_pattern_length = self.max_pattern_length
+        p.max_nesting = self.max_nesting
+        p.spool_dir = self.spool_dir
         return p
 
     def refusal(self, text):

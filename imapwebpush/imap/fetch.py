@@ -11,6 +11,7 @@ import re
 
 from twisted.internet import interfaces
 from twisted.mail import imap4
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from imapwebpush import upstream, wire
@@ -249,7 +250,7 @@ class FetchCommandMixin:
         try:
             return b"ENVELOPE " + message_envelope(message.header)
         except Exception:
-            self.log.failure("ENVELOPE of uid {uid}", uid=message.getUID())
+            self._log_unexpected(Failure())  # a traceback once per kind and session
             return b"ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
 
     def _fetch_structure(self, message, extended):
@@ -258,7 +259,7 @@ class FetchCommandMixin:
             structure = body_structure(message, extended)
             return name + b" " + imap4.collapseNestedLists([wire_safe(structure)])
         except Exception:
-            self.log.failure("BODYSTRUCTURE of uid {uid}", uid=message.getUID())
+            self._log_unexpected(Failure())
             return name + b' ("TEXT" "PLAIN" NIL NIL NIL "7BIT" %d %d)' % (
                 len(message.body),
                 message.body.count(b"\n"),

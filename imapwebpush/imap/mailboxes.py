@@ -10,7 +10,7 @@ from twisted.mail import imap4
 
 from imapwebpush import wire
 from imapwebpush.constants import DELIMITER, INBOX
-from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list, arg_literal
+from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list, arg_literal, opt_list
 from imapwebpush.store import errors
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, list_pattern
 
@@ -213,10 +213,9 @@ class MailboxCommandsMixin:
             mailbox = self.mail_account.mailbox(name)
         except errors.MailboxNotFound:
             raise No("[TRYCREATE] No such mailbox")
-        data = message.read()
         flag_names = self._flag_names(flags or [])
         internaldate = wire.parse_datetime(date) if date else None
-        uid = mailbox.add(data, flag_names, internaldate, origin=self)
+        uid = mailbox.add(message, flag_names, internaldate, origin=self)  # copied from the spool
         self.sendPositiveResponse(
             tag, b"[APPENDUID %d %d] APPEND completed" % (mailbox.uidvalidity, uid)
         )
@@ -224,7 +223,7 @@ class MailboxCommandsMixin:
     auth_APPEND = select_APPEND = (
         do_APPEND,
         arg_astring,
-        imap4.IMAP4Server.opt_plist,
+        opt_list,
         imap4.IMAP4Server.opt_datetime,
         arg_literal,
     )

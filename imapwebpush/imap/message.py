@@ -251,14 +251,23 @@ def _param_list(pairs):
     return flat or None
 
 
-def body_structure(part, extended=True):
+# MIME parts nested deeper than this are described as one opaque part: each level is
+# a recursion here and in the list renderer (3000 levels were a RecursionError logged
+# on every FETCH BODYSTRUCTURE). Real mail nests a handful of levels.
+MAX_MIME_DEPTH = 50
+
+
+def body_structure(part, extended=True, depth=0):
     """The BODY / BODYSTRUCTURE list of a RawPart (RFC 3501 7.4.2), from its raw octets."""
+    if depth >= MAX_MIME_DEPTH:
+        out = [b"APPLICATION", b"OCTET-STREAM", None, None, None, b"7BIT", len(part.raw)]
+        return out + [None, None, None, None] if extended else out
     headers = header_message(part.header)
     ctype = headers.get_content_type()
     major, _, minor = ctype.partition("/")
     params = [(k, v) for k, v in headers.get_params(failobj=[], header="content-type")[1:]]
     if major == "multipart":
-        children = [body_structure(child, extended) for child in part.subparts()]
+        children = [body_structure(child, extended, depth + 1) for child in part.subparts()]
         if not children:
             children = [[b"TEXT", b"PLAIN", None, None, None, b"7BIT", 0, 0]]
         out = children + [_b(minor.upper())]
@@ -278,7 +287,7 @@ def body_structure(part, extended=True):
     if ctype == "message/rfc822":
         inner = RawPart(part.body)
         envelope = imap4.DontQuoteMe(message_envelope(inner.header))  # collapseNestedLists keeps it as is
-        out += [envelope, body_structure(inner, extended), part.body.count(b"\n")]
+        out += [envelope, body_structure(inner, extended, depth + 1), part.body.count(b"\n")]
     elif major == "text":
         out.append(part.body.count(b"\n"))
     if extended:

@@ -10,11 +10,13 @@ A new search key is one function ``_key_NAME(compiler, key, tokens)`` registered
 ``_KEYS``; ESEARCH, SORT and THREAD reuse ``compile_search`` as it is.
 """
 
+import collections
 import email.header
 import email.utils
 import time
 
 from imapwebpush import wire
+from imapwebpush.constants import DEFAULT_MAX_NESTING
 from imapwebpush.imap.message import parse_headers, split_header
 
 # SEARCH keys that test a system flag (UN<key> tests its absence)
@@ -35,29 +37,51 @@ class SearchQuery:
         self.uses_modseq = uses_modseq
 
 
-def compile_search(tokens, uids):
-    """The L{SearchQuery} of parsed criteria ``tokens`` over a mailbox whose UIDs are ``uids``."""
-    compiler = _Compiler(uids)
-    predicate = compiler.all_of(list(tokens))
+def compile_search(tokens, uids, max_nesting=DEFAULT_MAX_NESTING):
+    """The L{SearchQuery} of parsed criteria ``tokens`` over a mailbox whose UIDs are ``uids``.
+
+    ``max_nesting``: how deep parentheses, NOT and OR may nest (each level is a
+    recursion here and in the predicate); deeper criteria raise ParseError.
+    """
+    compiler = _Compiler(uids, max_nesting)
+    predicate = compiler.all_of(tokens, 0)
     return SearchQuery(predicate, compiler.uses_modseq)
 
 
 class _Compiler:
-    def __init__(self, uids):
+    def __init__(self, uids, max_nesting):
         self.uids = uids
+        self.max_nesting = max_nesting
         self.uses_modseq = False
 
-    def all_of(self, tokens):
+    def all_of(self, tokens, depth):
+        if depth > self.max_nesting:
+            raise wire.ParseError(wire.too_deep(self.max_nesting))
+        tokens = collections.deque(tokens)  # popped from the left, key by key
+        if not tokens:
+            raise wire.ParseError("Missing search criteria")
         preds = []
         while tokens:
-            preds.append(self.key(tokens))
+            preds.append(self.key(tokens, depth))
+        if len(preds) == 1:
+            return preds[0]
         return lambda m: all(p(m) for p in preds)
 
-    def key(self, tokens):
+    def operand(self, tokens, depth, key):
+        """The predicate of the search key that ``key`` (NOT, OR) applies to, one level deeper."""
+        if not tokens:
+            raise wire.ParseError("Missing search key after %s" % (key.decode("ascii"),))
+        if depth + 1 > self.max_nesting:
+            raise wire.ParseError(wire.too_deep(self.max_nesting))
+        return self.key(tokens, depth + 1)
+
+    def key(self, tokens, depth):
         """The predicate of the search key at the head of ``tokens`` (consumed)."""
-        token = tokens.pop(0)
+        token = tokens.popleft()
         if isinstance(token, list):
-            return self.all_of(list(token))
+            return self.all_of(token, depth + 1)
+        if not isinstance(token, bytes):  # NIL, or a literal tuple twisted left
+            raise wire.ParseError("Unknown search key NIL" if token is None else "Bad search key")
         key = token.upper()
         if key in _SEARCH_FLAGS:
             flag = _SEARCH_FLAGS[key]
@@ -67,6 +91,8 @@ class _Compiler:
             return lambda m: flag not in m.flags
         handler = _KEYS.get(key)
         if handler is not None:
+            if handler in (_key_not, _key_or):
+                return handler(self, key, tokens, depth)
             return handler(self, key, tokens)
         if key[:1].isdigit() or key[:1] == b"*":
             return self.in_set(key, by_uid=False)
@@ -83,14 +109,20 @@ class _Compiler:
 
 
 def _arg(key, tokens):
+    """The argument after ``key``; NIL is the string "NIL" there (an astring, RFC 3501 9)."""
     if not tokens or isinstance(tokens[0], list):
         raise wire.ParseError("Missing argument for %s" % (key.decode("ascii", "replace"),))
-    return tokens.pop(0)
+    value = tokens.popleft()
+    if value is None:
+        return b"NIL"
+    if not isinstance(value, bytes):
+        raise wire.ParseError("Bad argument for %s" % (key.decode("ascii", "replace"),))
+    return value
 
 
 def _number(key, tokens):
     value = _arg(key, tokens)
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 10 or int(value) > wire.MAX_NUMBER:  # a 32-bit number
         raise wire.ParseError("Expected a number after %s" % (key.decode("ascii", "replace"),))
     return int(value)
 
@@ -151,14 +183,14 @@ def _key_body(compiler, key, tokens):
     return lambda m: needle in m.text(whole)
 
 
-def _key_not(compiler, key, tokens):
-    inner = compiler.key(tokens)
+def _key_not(compiler, key, tokens, depth):
+    inner = compiler.operand(tokens, depth, key)
     return lambda m: not inner(m)
 
 
-def _key_or(compiler, key, tokens):
-    left = compiler.key(tokens)
-    right = compiler.key(tokens)
+def _key_or(compiler, key, tokens, depth):
+    left = compiler.operand(tokens, depth, key)
+    right = compiler.operand(tokens, depth, key)
     return lambda m: left(m) or right(m)
 
 

@@ -19,6 +19,7 @@ _TRAILING_LITERAL = re.compile(rb"\{(\d{1,12})(\+?)\}\Z")
 def search_arguments(server, line):
     """(charset or None, parsed criteria) of a SEARCH line."""
     charset, line = imap4.IMAP4Server.opt_charset(server, line.strip())
+    wire.check_nesting(line, server.max_nesting)
     try:
         query = imap4.parseNestedParens(line)
     except Exception:
@@ -36,7 +37,7 @@ class SearchCommandMixin:
         if not tokens:
             raise Bad("Missing search criteria")
         view = self.view
-        query = compile_search(tokens, view.uids)
+        query = compile_search(tokens, view.uids, self.max_nesting)
         if query.uses_modseq:
             self._enable_condstore()
         found = []
