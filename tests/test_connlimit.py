@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from imapwebpush.connlimit import ConnectionCounter, LimitedFactory, peer_key
 from imapwebpush.imap.factory import IMAPFactory
-from tests.smtp_harness import SMTPWorldMixin
+from tests.harness.smtp import SMTPWorldMixin
 
 
 class PeerKeyTests(unittest.TestCase):

@@ -17,7 +17,7 @@ from imapwebpush import cli, datadir, tap
 
 from tests.harness.connections import track_server
 from tests.harness.wire import imaplib_session
-from tests.test_smtp_submission import client_tls, write_self_signed
+from tests.harness.tls import client_context, write_self_signed
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 
@@ -117,7 +117,7 @@ class EndToEndTests(unittest.TestCase):
         def submit():
             s = smtplib.SMTP("127.0.0.1", ports["submission"], timeout=10)
             try:
-                s.starttls(context=client_tls())
+                s.starttls(context=client_context())
                 s.login("bob@example.org", "bob-pw")
                 return s.sendmail("bob@example.org", ["alice@example.org"], MESSAGE)
             finally:
@@ -131,7 +131,7 @@ class EndToEndTests(unittest.TestCase):
                     imap.login("alice@example.org", "alice-pw")
                 except imaplib.IMAP4.error as e:
                     refused = str(e)
-                imap.starttls(ssl_context=client_tls())
+                imap.starttls(ssl_context=client_context())
                 imap.login("alice@example.org", "alice-pw")
                 imap.select("INBOX", readonly=True)
                 return before, refused, imap.uid("FETCH", "1", "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")
@@ -157,13 +157,13 @@ class EndToEndTests(unittest.TestCase):
         ports = running.ports
 
         def submit_and_read():
-            s = smtplib.SMTP_SSL("127.0.0.1", ports["submission"], timeout=10, context=client_tls())
+            s = smtplib.SMTP_SSL("127.0.0.1", ports["submission"], timeout=10, context=client_context())
             try:
                 s.login("alice@example.org", "alice-pw")
                 s.sendmail("alice@example.org", ["alice@example.org"], MESSAGE)
             finally:
                 s.quit()
-            imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imap"], ssl_context=client_tls(), timeout=10)
+            imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imap"], ssl_context=client_context(), timeout=10)
             try:
                 imap.login("alice@example.org", "alice-pw")
                 imap.select("INBOX")

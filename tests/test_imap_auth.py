@@ -2,21 +2,9 @@
 
 import base64
 import imaplib
-import ssl
 
-from imapwebpush.testing import self_signed_tls
 from tests.harness.imap import PASSWORD, USER, IMAPTestCase, Wire
-
-
-def tls_options():
-    return self_signed_tls()[0]
-
-
-def client_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+from tests.harness.tls import client_context, server_tls_options
 
 
 def plain(user=USER, password=PASSWORD, authz=""):
@@ -184,7 +172,7 @@ class PlaintextRefusedTests(IMAPTestCase):
 
 class STARTTLSTests(IMAPTestCase):
     allow_plaintext_auth = False
-    tls = tls_options()
+    tls = server_tls_options()
 
     def test_starttls_then_login(self):
         def client():
@@ -232,7 +220,7 @@ class STARTTLSTests(IMAPTestCase):
 
 class ImplicitTLSTests(IMAPTestCase):
     allow_plaintext_auth = False
-    tls = tls_options()
+    tls = server_tls_options()
 
     def serving_factory(self):
         return self.factory.implicit_tls_factory()

@@ -4,63 +4,16 @@ What a sending server sees: the EHLO extensions, the exact reply codes and
 texts for unknown recipients and oversized mail, and what lands in the INBOX.
 """
 
-import os
 import smtplib
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from imapwebpush import datadir
 from imapwebpush.smtp.server import ReceivingESMTP, ReceivingFactory
-from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
-from tests.harness.connections import ConnectionTracker
+from tests.harness.smtp import DOMAINS, FAST, MESSAGE, LoopbackSMTPMixin
 
-FAST = {"n": 16, "r": 1, "p": 1}
-DOMAINS = ["example.org", "example.net"]
-
-
-class SMTPTestMixin:
-    """A data folder with two users, a mail store, and a listening factory."""
-
-    max_size = 10000
-
-    def make_world(self):
-        self.data = self.mktemp()
-        os.mkdir(self.data)
-        self.store_path = datadir.mail(self.data)
-        self.store = MailStore(self.store_path, clock=reactor)
-        self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
-        self.users.add("alice@example.org", "alice-pw")
-        self.users.add("bob@example.net", "bob-pw")
-
-    def listen(self, factory, listen=None):
-        """Listen on loopback; after the test, wait until the server closed every connection."""
-        connections = ConnectionTracker(reactor)
-        self.addCleanup(connections.close, abort=False)
-        return connections.listen(factory, listen)
-
-    def inbox(self, address):
-        """The INBOX as a fresh store reads it from disk: [(uid, bytes)]."""
-        box = MailStore(self.store_path, clock=reactor).account(address).mailbox("INBOX")
-        return [(uid, box.message(uid).read()) for uid in box.uids()]
-
-    def in_thread(self, f, *args):
-        return threads.deferToThread(f, *args)
-
-
-MESSAGE = (
-    b"From: Carol <carol@remote.example>\r\n"
-    b"To: alice@example.org\r\n"
-    b"Subject: hello\r\n"
-    b"\r\n"
-    b"First line.\r\n"
-    b".A line starting with a dot.\r\n"
-    b"Last line.\r\n"
-)
-
-
-class ReceivingTests(SMTPTestMixin, unittest.TestCase):
+class ReceivingTests(LoopbackSMTPMixin, unittest.TestCase):
     def setUp(self):
         self.make_world()
         self.factory = ReceivingFactory(

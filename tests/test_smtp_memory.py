@@ -11,7 +11,7 @@ import tracemalloc
 
 from twisted.trial import unittest
 
-from tests.smtp_harness import SMTPWorldMixin
+from tests.harness.smtp import SMTPWorldMixin
 
 CHUNK = 65536  # what one socket read hands the protocol
 

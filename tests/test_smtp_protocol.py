@@ -7,7 +7,6 @@ with 503, NOOP and VRFY are answered, a command line that is not ASCII gets a
 
 import base64
 import smtplib
-import ssl
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
@@ -16,8 +15,8 @@ from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.store.users import UserChecker
 from imapwebpush.tap import load_tls
 from imapwebpush.testing import tls as testing_tls
-from tests.smtp_harness import DOMAINS, SMTPWorldMixin
-from tests.test_smtp import SMTPTestMixin
+from tests.harness.smtp import DOMAINS, LoopbackSMTPMixin, SMTPWorldMixin
+from tests.harness.tls import client_context
 
 
 class OrderTests(SMTPWorldMixin, unittest.TestCase):
@@ -115,7 +114,7 @@ class SubmissionOrderTests(SMTPWorldMixin, unittest.TestCase):
         self.assertEqual(self.wire.send(b"AUTH PLAIN " + plain), [b"503 5.5.1 Send HELO or EHLO first"])
 
 
-class StartTLSForgetsTests(SMTPTestMixin, unittest.TestCase):
+class StartTLSForgetsTests(LoopbackSMTPMixin, unittest.TestCase):
     """RFC 3207 4.2: after STARTTLS the client must say EHLO again."""
 
     def setUp(self):
@@ -132,10 +131,7 @@ class StartTLSForgetsTests(SMTPTestMixin, unittest.TestCase):
             s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
             try:
                 s.ehlo("client.example")
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-                s.starttls(context=context)
+                s.starttls(context=client_context())
                 before = s.docmd("MAIL FROM:<carol@remote.example>")
                 s.ehlo("client.example")
                 after = s.docmd("MAIL FROM:<carol@remote.example>")

@@ -1,33 +1,19 @@
 """SMTP submission: AUTH only over TLS, MAIL only after AUTH, local recipients only."""
 
 import smtplib
-import ssl as stdlib_ssl
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from imapwebpush.smtp.server import SubmissionFactory
-from imapwebpush.testing import tls as testing_tls
 from imapwebpush.store.users import UserChecker
 from imapwebpush.tap import load_tls
 
-from tests.test_smtp import DOMAINS, MESSAGE, SMTPTestMixin
+from tests.harness.tls import client_context, write_self_signed
+from tests.harness.smtp import DOMAINS, MESSAGE, LoopbackSMTPMixin
 
 
-def write_self_signed(folder, name="localhost"):
-    """A throw-away certificate and key as PEM files; returns their paths."""
-    return testing_tls.write_self_signed(folder, name, hosts=(name,))
-
-
-def client_tls():
-    """The client side trusts our throw-away certificate."""
-    context = stdlib_ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = stdlib_ssl.CERT_NONE
-    return context
-
-
-class SubmissionTestMixin(SMTPTestMixin):
+class SubmissionTestMixin(LoopbackSMTPMixin):
     allow_plaintext_auth = False
 
     def setUp(self):
@@ -50,7 +36,7 @@ class SubmissionTestMixin(SMTPTestMixin):
     def talk(self, script, implicit=False):
         def run():
             if implicit:
-                s = smtplib.SMTP_SSL("127.0.0.1", self.port, timeout=10, context=client_tls())
+                s = smtplib.SMTP_SSL("127.0.0.1", self.port, timeout=10, context=client_context())
             else:
                 s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
             try:
@@ -87,7 +73,7 @@ class PlainConnectionTests(SubmissionTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_starttls_then_auth_plain(self):
         def script(s):
-            s.starttls(context=client_tls())
+            s.starttls(context=client_context())
             s.ehlo("client.example")
             auth_offered = s.esmtp_features.get("auth", "")
             unauthenticated = s.docmd("MAIL", "FROM:<alice@example.org>")
@@ -109,7 +95,7 @@ class PlainConnectionTests(SubmissionTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_relaying_refused(self):
         def script(s):
-            s.starttls(context=client_tls())
+            s.starttls(context=client_context())
             s.ehlo("client.example")
             s.login("alice@example.org", "alice-pw")
             s.mail("alice@example.org")
@@ -122,7 +108,7 @@ class PlainConnectionTests(SubmissionTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_wrong_password(self):
         def script(s):
-            s.starttls(context=client_tls())
+            s.starttls(context=client_context())
             s.ehlo("client.example")
             try:
                 s.login("alice@example.org", "wrong")
@@ -140,7 +126,7 @@ class PlainConnectionTests(SubmissionTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_malformed_auth(self):
         def script(s):
-            s.starttls(context=client_tls())
+            s.starttls(context=client_context())
             s.ehlo("client.example")
             return (
                 s.docmd("AUTH", "PLAIN bm90IHRocmVlIHBhcnRz"),  # "not three parts"

@@ -15,7 +15,7 @@ from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.webpush.policy import EndpointRefused
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
-from tests.test_smtp_submission import write_self_signed
+from tests.harness.tls import write_self_signed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,6 +7,11 @@
 - ``settle``: waiting without the wall clock: run a ``task.Clock`` world until it is
   quiet, or wait for an event (a push received, a delivery finished) on the reactor.
 - ``imap``: ``IMAPTestCase``, a MailStore and our IMAP server on a tracked port.
+- ``webpush``: ``WebPushTestBase``, a WEBPUSH IMAP server with a recording push sender
+  (or the real delivery service and the testing PushService).
+- ``smtp``: the SMTP world (users, store), in memory (``SMTPWorldMixin``, ``SMTPWire``)
+  or on loopback (``LoopbackSMTPMixin``).
+- ``tls``: throw-away certificates and the client context that accepts them.
 
 docs/testing.rst describes how to use them.
 """

@@ -1,22 +1,36 @@
-"""An SMTP server object on an in-memory transport, for tests that read exact reply lines.
+"""The SMTP tests' world: a data folder with two users, a mail store, and a server.
 
-Why not loopback: these tests check command ordering, odd bytes and timers, where
-a StringTransport and a task.Clock give the exact wire lines at once and let the
-test move time.
+``SMTPWorldMixin`` runs the server object on an in-memory transport (``SMTPWire``)
+with a task.Clock: for tests of command ordering, odd bytes and timers, where a
+StringTransport gives the exact reply lines at once and the test moves time.
+``LoopbackSMTPMixin`` is the same world on the reactor, for tests that drive a real
+listening factory with smtplib in a thread.
 """
 
 import os
 
-from twisted.internet import task
+from twisted.internet import reactor, task, threads
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from imapwebpush import datadir
 from imapwebpush.smtp.server import ReceivingFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
+from tests.harness.connections import ConnectionTracker
 
 FAST = {"n": 16, "r": 1, "p": 1}
 DOMAINS = ["example.org", "example.net"]
+
+MESSAGE = (
+    b"From: Carol <carol@remote.example>\r\n"
+    b"To: alice@example.org\r\n"
+    b"Subject: hello\r\n"
+    b"\r\n"
+    b"First line.\r\n"
+    b".A line starting with a dot.\r\n"
+    b"Last line.\r\n"
+)
 
 
 class SMTPWire:
@@ -56,11 +70,14 @@ class SMTPWorldMixin:
 
     max_size = 10000
 
+    def make_clock(self):
+        return task.Clock()
+
     def make_world(self):
-        self.clock = task.Clock()
+        self.clock = self.make_clock()
         self.data = self.mktemp()
         os.mkdir(self.data)
-        self.store_path = os.path.join(self.data, "mail")
+        self.store_path = datadir.mail(self.data)
         self.store = MailStore(self.store_path, clock=self.clock)
         self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
         self.users.add("alice@example.org", "alice-pw")
@@ -80,3 +97,19 @@ class SMTPWorldMixin:
         """The INBOX as a fresh store reads it from disk: [(uid, bytes)]."""
         box = MailStore(self.store_path, clock=self.clock).account(address).mailbox("INBOX")
         return [(uid, box.message(uid).read()) for uid in box.uids()]
+
+
+class LoopbackSMTPMixin(SMTPWorldMixin):
+    """The same world on the reactor, and a listening factory on 127.0.0.1."""
+
+    def make_clock(self):
+        return reactor
+
+    def listen(self, factory, listen=None):
+        """Listen on loopback; after the test, wait until the server closed every connection."""
+        connections = ConnectionTracker(reactor)
+        self.addCleanup(connections.close, abort=False)
+        return connections.listen(factory, listen)
+
+    def in_thread(self, f, *args):
+        return threads.deferToThread(f, *args)
