@@ -7,6 +7,7 @@ a FETCH of many large messages never holds them all in memory. BINARY belongs he
 """
 
 import collections
+import os
 import re
 
 from twisted.internet import interfaces
@@ -227,10 +228,26 @@ class FetchCommandMixin:
             items.append(view.flags_item(uid, flags))
         if request.want_modseq or (view.condstore and (has_flags or uid in seen_changes)):
             items.append(b"MODSEQ (%d)" % (modseq,))
-        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+        if not any(type(item) is _FileRange for item in items):
+            return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+        # [bytes, _FileRange, bytes, ...]: the streamer reads each range as the client reads
+        pieces = [b"* %d FETCH (" % (seq,)]
+        for n, item in enumerate(items):
+            if n:
+                pieces.append(b" ")
+            if type(item) is _FileRange:
+                pieces.extend((item.head, item))
+            else:
+                pieces.append(item)
+        pieces.append(b")\r\n")
+        return pieces
 
     def _fetch_content(self, attr, message):
         kind = attr.type
+        if message.stored.size > STREAM_MIN and not getattr(attr, "part", None):
+            streamed = _streamed(attr, message.stored)
+            if streamed is not None:
+                return streamed
         if kind == "body" and attr.empty and not attr.part and attr.partialBegin is None:
             # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
             return b"BODY[] " + wire.literal(message.raw)
@@ -300,6 +317,77 @@ class FetchCommandMixin:
         return name + b" " + wire.literal(data)
 
 
+# A message larger than this is not read whole for BODY[], RFC822, TEXT and their
+# partials: its file is sent STREAM_CHUNK octets at a time as the client reads.
+STREAM_MIN = 256 * 1024
+STREAM_CHUNK = 64 * 1024
+
+
+def _streamed(attr, stored):
+    """A L{_FileRange} answering ``attr`` from ``stored``'s file, or None (not a whole-file item).
+
+    BODY[] and RFC822 are the file; BODY[TEXT] and RFC822.TEXT the file after its
+    header block (when that block ends within the header reader's limit).
+    """
+    kind = attr.type
+    if kind == "rfc822":
+        name, text = b"RFC822", False
+    elif kind == "rfc822text":
+        name, text = b"RFC822.TEXT", True
+    elif kind == "body" and attr.empty and not attr.header and not attr.mime:
+        name, text = b"BODY[]", False
+    elif kind == "body" and attr.text and not attr.header and not attr.mime:
+        name, text = b"BODY[TEXT]", True
+    else:
+        return None
+    start = 0
+    if text:
+        header = stored.headers()
+        if header != b"\r\n" and not header.endswith(b"\r\n\r\n"):
+            return None  # a header block longer than the reader's limit: parse it in memory
+        start = len(header)
+    f = stored.open()  # KeyError when expunged meanwhile (the caller handles it)
+    size = os.fstat(f.fileno()).st_size - start
+    if kind == "body" and attr.partialBegin is not None:
+        skip = min(attr.partialBegin, max(size, 0))
+        start += skip
+        size = min(attr.partialLength, size - skip)
+        name += b"<%d>" % (attr.partialBegin,)
+    size = max(size, 0)
+    return _FileRange(name + b" {%d}\r\n" % (size,), f, start, size)
+
+
+class _FileRange:
+    """``size`` octets of an open file from ``start``, read STREAM_CHUNK at a time; ``head``
+    goes before them (the item's name and literal header)."""
+
+    def __init__(self, head, file, start, size):
+        self.head = head
+        self.file = file
+        self.file.seek(start)
+        self.left = size
+
+    def read(self):
+        """The next chunk; the file is closed after the last one (short file: zeros, see below)."""
+        chunk = self.file.read(min(STREAM_CHUNK, self.left))
+        if not chunk and self.left:
+            # The file shrank under us (it never should: Maildir files are immutable);
+            # the literal's length was promised, so the client cannot resynchronise.
+            self.close()
+            raise OSError("message file shorter than announced")
+        self.left -= len(chunk)
+        if not self.left:
+            self.close()
+        return chunk
+
+    @property
+    def done(self):
+        return not self.left
+
+    def close(self):
+        self.file.close()
+
+
 @implementer(interfaces.IPushProducer)
 class _FetchStreamer:
     """Writes FETCH responses without holding the reactor or filling memory.
@@ -320,6 +408,7 @@ class _FetchStreamer:
         self.stopped = False
         self.registered = False
         self.call = None
+        self.pending = collections.deque()  # what is left of the current message's answer
 
     def start(self):
         if not self._slice():
@@ -332,14 +421,32 @@ class _FetchStreamer:
         """Write up to SLICE octets; False when everything (and the tagged answer) went out."""
         written = 0
         write = self.server._write  # held with the rest of the answer while input is handled
-        while self.index < len(self.items) and written < self.SLICE:
+        pending = self.pending
+        while written < self.SLICE:
             if self.paused or self.stopped:
                 return True
-            data = self.render(self.items[self.index])
-            self.index += 1
-            write(data)
-            written += len(data)
-        if self.index < len(self.items):
+            if not pending:
+                if self.index >= len(self.items):
+                    break
+                data = self.render(self.items[self.index])
+                self.index += 1
+                if type(data) is bytes:
+                    write(data)
+                    written += len(data)
+                else:
+                    pending.extend(data)
+                continue
+            piece = pending[0]
+            if type(piece) is bytes:
+                pending.popleft()
+            else:
+                if piece.done:
+                    pending.popleft()
+                    continue
+                piece = piece.read()
+            write(piece)
+            written += len(piece)
+        if self.index < len(self.items) or pending:
             return True
         if self.registered:
             self.server.transport.unregisterProducer()
@@ -347,6 +454,13 @@ class _FetchStreamer:
         if not self.stopped:
             self.finish()
         return False
+
+    def pending_file(self):
+        """The file being streamed, if one is open (for tests)."""
+        for piece in self.pending:
+            if type(piece) is _FileRange and not piece.file.closed:
+                return piece.file
+        return None
 
     def _schedule(self):
         if self.call is None and not self.paused and not self.stopped:
@@ -380,3 +494,7 @@ class _FetchStreamer:
         if self.call is not None:
             self.call.cancel()
             self.call = None
+        for piece in self.pending:  # the connection is gone: close what was being read
+            if type(piece) is _FileRange:
+                piece.close()
+        self.pending.clear()

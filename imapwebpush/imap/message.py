@@ -213,7 +213,19 @@ class StoredMessage(RawPart):
     def __init__(self, stored, flags=None):
         self.stored = stored
         self._flags = flags
-        super().__init__(stored.read())
+        self._raw = None
+        super().__init__(None)
+
+    @property
+    def raw(self):
+        """The stored octets, read on first use: FETCH streams large BODY[] from the file."""
+        if self._raw is None:
+            self._raw = self.stored.read()
+        return self._raw
+
+    @raw.setter
+    def raw(self, value):
+        self._raw = value
 
     def open(self):
         """imap4.IMessageFile: the exact stored octets (twisted would re-serialise headers)."""
