@@ -33,6 +33,7 @@ from imapwebpush.webpush.admin import (
     AdminError,
     AdminUsageError,
     forget_account,
+    register_push,
     register_subscriptions,
     register_vapid,
 )
@@ -202,7 +203,7 @@ def register_user(subparsers):
 
 
 # Each entry: register(subparsers) adding one command group.
-GROUPS = [register_user, register_vapid, register_subscriptions, register_testserver]
+GROUPS = [register_user, register_vapid, register_subscriptions, register_push, register_testserver]
 
 
 def build_parser():

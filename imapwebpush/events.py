@@ -21,6 +21,11 @@ from typing import Any, FrozenSet, Optional, Tuple
 
 from imapwebpush.constants import DELIMITER, INBOX
 
+# How much of a new message's body an event carries, for the push preview
+# (RFC 8970 PREVIEW is at most 256 characters; this leaves room for MIME
+# headers of the first parts and for base64).
+BODY_START_OCTETS = 8192
+
 
 def canonical_mailbox(name):
     """``name`` with INBOX spelled ``INBOX`` (RFC 3501 5.1: any case), also as first level.
@@ -38,8 +43,10 @@ def canonical_mailbox(name):
 class MessageAdded:
     """A message was stored in ``mailbox`` (SMTP delivery, APPEND, COPY, MOVE).
 
-    The push side reads ``uid``, ``flags`` and ``headers``; a store that does
-    not keep ``modseq``, ``size`` or ``internaldate`` may leave them 0.
+    The push side reads ``uid``, ``flags``, ``headers`` and ``body`` (at most
+    the first L{BODY_START_OCTETS} of the body, for the preview; empty when
+    the store does not have it at hand); a store that does not keep
+    ``modseq``, ``size`` or ``internaldate`` may leave them 0.
     """
 
     account: str
@@ -50,6 +57,7 @@ class MessageAdded:
     size: int = 0
     internaldate: float = 0.0  # seconds since the epoch
     headers: bytes = b""  # the raw header block, up to and including the blank line
+    body: bytes = field(default=b"", repr=False)  # the start of the body (see BODY_START_OCTETS)
     origin: Optional[Any] = field(default=None, compare=False, repr=False)
 
 

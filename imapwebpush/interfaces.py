@@ -352,6 +352,12 @@ class ISubscriptionStore(Interface):
     def prune(now, pending_lifetime, failing_lifetime, token_lifetime):
         """Delete stale pending and long-failing subscriptions: [(account, id, reason)]."""
 
+    def privacy(account):
+        """The account's own privacy level (``full``, ``minimal``, ``sync``) or None."""
+
+    def set_privacy(account, level):
+        """Set the account's own privacy level; None: back to the server default."""
+
 
 class IPushDispatcher(Interface):
     """Turns change events into pushes; told by the WEBPUSH commands when silences end."""
@@ -425,8 +431,12 @@ class IWebPushNotifier(Interface):
     a bad argument is logged in one line and dropped.
     """
 
-    def message_added(account, mailbox, uid, flags=(), headers=b""):
-        """A message with ``uid`` arrived in ``mailbox``; ``headers`` its raw header block."""
+    def message_added(account, mailbox, uid, flags=(), headers=b"", body=b""):
+        """A message with ``uid`` arrived in ``mailbox``; ``headers`` its raw header block.
+
+        ``body``, optional: the start of the body (the first 8 KB are used), for
+        the RFC 8970 PREVIEW of a ``full``-privacy push.
+        """
 
     def flags_changed(account, mailbox, changes):
         """Flags changed: ``changes`` maps uid -> the message's flags now."""

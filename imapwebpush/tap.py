@@ -49,6 +49,9 @@ from imapwebpush.smtp.server import (
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
 from imapwebpush.webpush.assembly import WebPush
+from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS, MAX_PREVIEW_CHARS
+from imapwebpush.webpush.privacy import DEFAULT_PRIVACY, check_level
+from imapwebpush.webpush.ratelimit import DEFAULT_NEW_MAIL_BURST, DEFAULT_NEW_MAIL_PER_HOUR
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
@@ -172,6 +175,17 @@ class Options(usage.Options):
             " whatever it sends meanwhile; 0: no deadline.",
             int,
         ],
+        ["push-privacy", None, DEFAULT_PRIVACY,
+         "What pushes reveal by default: full (envelope, preview), minimal (UID, flags) or"
+         " sync (mailbox name only); accounts may have their own."],
+        ["new-mail-burst", None, DEFAULT_NEW_MAIL_BURST,
+         "New-mail pushes a subscription may get at once before they become one generic"
+         " sync per mailbox (0: no limit).", int],
+        ["new-mail-per-hour", None, DEFAULT_NEW_MAIL_PER_HOUR,
+         "How many new-mail pushes an hour a subscription gets back.", float],
+        ["push-preview", None, DEFAULT_PREVIEW_CHARS,
+         "Longest RFC 8970 PREVIEW text in a new-mail push, in characters (0: none, at most"
+         " 256).", int],
     ]
 
     optFlags = [
@@ -217,6 +231,14 @@ class Options(usage.Options):
         for name in ("max-connections", "max-connections-per-ip", "smtp-timeout", "smtp-deadline"):
             if self[name] < 0:
                 raise usage.UsageError("--%s must not be negative (0: no limit)" % (name,))
+        try:
+            self["push-privacy"] = check_level(self["push-privacy"])
+        except ValueError as e:
+            raise usage.UsageError("--push-privacy: %s" % (e,))
+        if self["new-mail-burst"] < 0 or self["new-mail-per-hour"] < 0:
+            raise usage.UsageError("--new-mail-burst and --new-mail-per-hour must not be negative")
+        if not 0 <= self["push-preview"] <= MAX_PREVIEW_CHARS:
+            raise usage.UsageError("--push-preview must be 0 to %d characters" % MAX_PREVIEW_CHARS)
         if self["vapid-subject"] is None:
             self["vapid-subject"] = "mailto:postmaster@%s" % (self["domains"][0],)
         elif not self["vapid-subject"].startswith(("mailto:", "https:")):
@@ -310,6 +332,10 @@ def add_webpush(c):
         max_subscriptions=options["max-subscriptions"],
         max_pattern_length=options["max-pattern-length"],
         coalesce_window=options["push-coalesce"],
+        privacy=options["push-privacy"],
+        new_mail_burst=options["new-mail-burst"],
+        new_mail_per_hour=options["new-mail-per-hour"],
+        preview_chars=options["push-preview"],
     )
     c.dispatcher = c.webpush.dispatcher
     c.mail_store.bus.subscribe(c.dispatcher)

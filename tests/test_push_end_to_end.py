@@ -54,6 +54,8 @@ ENVELOPE = (
     b'"Blurdybloop.example")) (("Fred Foobar" NIL "foobar" "Blurdybloop.example")) ((NIL NIL '
     b'"mooch" "owatagu.siam.edu.example")) NIL NIL NIL "<B27397-0100000@Blurdybloop.example>")'
 )
+# A message stored by SMTP or APPEND comes with its RFC 8970 PREVIEW (COPY/MOVE: without).
+PREVIEWED = ENVELOPE + b' PREVIEW "Hello Joe, do you think we can meet at 3:30 tomorrow?"'
 
 
 class PushHarness(unittest.TestCase):
@@ -146,7 +148,7 @@ class EndToEnd(PushHarness):
         uid = self.inbox.add(MESSAGE)
         [push] = yield self.pushes(1)
         self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n* %d UIDFETCH (FLAGS () ENVELOPE %s)\r\n'
-                         % (uid, ENVELOPE))
+                         % (uid, PREVIEWED))
         self.assertEqual(push.headers["urgency"], "high")
         self.assertEqual(push.headers["ttl"], str(decisions.TTL_NEW_MAIL))
         self.assertNotIn("topic", push.headers)
@@ -308,7 +310,7 @@ class ServerEndToEnd(PushHarness):
         yield self.client(send)
         [push] = yield self.pushes(1)
         self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n* 1 UIDFETCH (FLAGS () ENVELOPE %s)\r\n'
-                         % ENVELOPE)
+                         % PREVIEWED)
         self.assertEqual(push.headers["urgency"], "high")
 
     @defer.inlineCallbacks
@@ -322,7 +324,7 @@ class ServerEndToEnd(PushHarness):
         yield self.client(append)
         [push] = yield self.pushes(1)
         self.assertEqual(push.plaintext, b'* SELECT "INBOX"\r\n* 1 UIDFETCH (FLAGS (\\Flagged) ENVELOPE %s)'
-                         b'\r\n' % ENVELOPE)
+                         b'\r\n' % PREVIEWED)
 
         def store_and_create():
             with self.imap() as client:
@@ -356,7 +358,8 @@ class ServerEndToEnd(PushHarness):
         yield received_until(self.pushservice, lambda pushes: all(
             e in [p.plaintext for p in pushes[4:]] for e in expected), self.phone)
         later = [p.plaintext for p in self.pushservice.received(self.phone)[4:]]
-        self.assertIn(b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % ENVELOPE, later)
+        self.assertIn(b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % PREVIEWED,
+                      later)
         self.assertIn(b'* SELECT "Archive"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen) ENVELOPE %s)\r\n'
                       % ENVELOPE, later)
         self.assertIn(b'* SELECT "INBOX"\r\n* VANISHED 1:2\r\n', later)

@@ -152,6 +152,7 @@ class AddTests(StoreTestMixin, unittest.TestCase):
                 size=len(MESSAGE),
                 internaldate=T0,
                 headers=b"From: a@example.org\r\nSubject: hello\r\n\r\n",
+                body=b"Body line\r\n",
             ),
         )
         self.assertEqual(event.origin, "session-1")

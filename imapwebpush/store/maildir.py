@@ -21,7 +21,7 @@ from imapwebpush.interfaces import IStoredMailbox
 from imapwebpush.store import flags as flagsmod
 from imapwebpush.store import scan
 from imapwebpush.store.errors import MailboxNotFound, MessageTooLarge
-from imapwebpush.events import FlagsChanged, MessageAdded, MessagesExpunged
+from imapwebpush.events import BODY_START_OCTETS, FlagsChanged, MessageAdded, MessagesExpunged
 from imapwebpush.store.fsutil import (
     fsync_dir,
     move_into_place,
@@ -226,7 +226,7 @@ class Mailbox:
     def _publish(self, event):
         self._account.bus.publish(event)
 
-    def _announce(self, msg, origin, headers=None):
+    def _announce(self, msg, origin, headers=None, body=b""):
         if headers is None:
             try:
                 headers = msg.headers()
@@ -242,6 +242,7 @@ class Mailbox:
                 msg.size,
                 msg.internaldate,
                 headers,
+                body,
                 origin=origin,
             )
         )
@@ -325,7 +326,10 @@ class Mailbox:
         self._after_change()
         if headers is not None:
             self.header_cache.put(uid, headers)
-        self._announce(msg, origin, headers)  # without headers: read from the file, then cached
+            body = data[len(headers):len(headers) + BODY_START_OCTETS]
+        else:  # streamed: read back from the file (headers cached), for the push preview
+            headers, body = _message_start(msg)
+        self._announce(msg, origin, headers, body)
         return uid
 
     def _limited(self, pieces):
@@ -590,3 +594,14 @@ def _move_file(msg, destination, base, target):
             raise
     _copy_file(msg, destination, base, target)
     os.unlink(source)
+
+
+def _message_start(msg):
+    """(header block, the first BODY_START_OCTETS of the body) of a stored message."""
+    try:
+        headers = msg.headers()
+        with msg.open() as f:
+            f.seek(len(headers))
+            return headers, f.read(BODY_START_OCTETS)
+    except (KeyError, OSError):
+        return b"", b""

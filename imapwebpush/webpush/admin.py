@@ -1,5 +1,6 @@
-"""Admin command groups of the Web Push room: ``vapid show|rotate`` and
-``subscriptions list [ADDRESS] | delete ADDRESS ID | test ADDRESS ID``.
+"""Admin command groups of the Web Push room: ``vapid show|rotate``,
+``subscriptions list [ADDRESS] | delete ADDRESS ID | test ADDRESS ID`` and
+``push privacy [ADDRESS [LEVEL|default]]``.
 
 Registered in ``imapwebpush.cli.GROUPS``; each action is ``func(args, ctx)``
 (see cli.py) and raises L{AdminError} for what the user can fix, which the
@@ -17,6 +18,7 @@ from twisted.internet import defer, task
 
 from imapwebpush import datadir
 from imapwebpush.store.users import InvalidAddress, normalize_address
+from imapwebpush.webpush.privacy import LEVELS, check_level
 from imapwebpush.webpush.service import ClientError, build_webpush
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
 from imapwebpush.webpush.vapid import VapidKeyring
@@ -212,3 +214,43 @@ def register_subscriptions(subparsers):
     test.add_argument("--insecure", action="store_true",
                       help="allow http:// and private-address endpoints (local tests only)")
     test.set_defaults(func=subscriptions_test)
+
+
+# -- push ----------------------------------------------------------------------------
+
+DEFAULT_LEVEL = "default"
+
+
+def push_privacy(args, ctx):
+    """Show or set an account's privacy level (a running server uses it from its next push)."""
+    store = _store(ctx)
+    try:
+        if args.address is None:
+            for account, level in store.privacy_levels().items():
+                ctx.print("%s %s" % (account, level))
+            return
+        account = _account(args.address)
+        if args.level is not None:
+            if args.level.strip().lower() == DEFAULT_LEVEL:
+                level = None
+            else:
+                try:
+                    level = check_level(args.level)
+                except ValueError as e:
+                    raise AdminUsageError(str(e))
+            store.set_privacy(account, level)
+        ctx.print("%s %s" % (account, store.privacy(account) or DEFAULT_LEVEL))
+    finally:
+        store.close()
+
+
+def register_push(subparsers):
+    group = subparsers.add_parser("push", help="what pushes reveal, per account")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    privacy = actions.add_parser(
+        "privacy", help="show or set an account's privacy level: %s, or %s (the server's"
+        " --push-privacy)" % (", ".join(LEVELS), DEFAULT_LEVEL))
+    privacy.add_argument("address", nargs="?", help="the account (none: list the accounts"
+                         " that have a level of their own)")
+    privacy.add_argument("level", nargs="?", help="%s or %s" % ("|".join(LEVELS), DEFAULT_LEVEL))
+    privacy.set_defaults(func=push_privacy)

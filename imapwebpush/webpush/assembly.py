@@ -23,6 +23,13 @@ from imapwebpush import datadir, decisions
 from imapwebpush.imap.webpush_commands import WebPushAccount, WebPushAvatarFactory
 from imapwebpush.webpush.dispatcher import PushDispatcher
 from imapwebpush.webpush.notifier import Notifier
+from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS
+from imapwebpush.webpush.privacy import DEFAULT_PRIVACY, AccountPrivacy
+from imapwebpush.webpush.ratelimit import (
+    DEFAULT_NEW_MAIL_BURST,
+    DEFAULT_NEW_MAIL_PER_HOUR,
+    TokenBuckets,
+)
 from imapwebpush.webpush.service import build_webpush
 from imapwebpush.webpush.topic import load_or_create_topic_key
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
@@ -41,6 +48,12 @@ class WebPush(service.MultiService):
         subdomains); None allows any public host.
     @param http_client: a treq-like client for the sender (tests inject one).
     @param max_pattern_length: longest LWEBPUSH pattern accepted.
+    @param privacy: the server's default privacy level (``full``, ``minimal``,
+        ``sync``; see L{imapwebpush.webpush.privacy}); accounts may have their own.
+    @param new_mail_burst: new-mail pushes a subscription may get at once
+        (L{imapwebpush.webpush.ratelimit}); 0: no limit.
+    @param new_mail_per_hour: how fast that allowance comes back.
+    @param preview_chars: longest RFC 8970 PREVIEW text in a new-mail push; 0: none.
 
     Attributes: ``service`` (the L{IWebPushService} of the WEBPUSH commands),
     ``sender``, ``store`` (subscriptions), ``keyring``, ``policy``,
@@ -51,7 +64,10 @@ class WebPush(service.MultiService):
     def __init__(self, data_dir, reactor=None, subject=None, insecure=False, allowlist=None,
                  max_subscriptions=decisions.DEFAULT_MAX_SUBSCRIPTIONS,
                  coalesce_window=decisions.DEFAULT_COALESCE_WINDOW, http_client=None,
-                 max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH):
+                 max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH, privacy=DEFAULT_PRIVACY,
+                 new_mail_burst=DEFAULT_NEW_MAIL_BURST,
+                 new_mail_per_hour=DEFAULT_NEW_MAIL_PER_HOUR,
+                 preview_chars=DEFAULT_PREVIEW_CHARS):
         service.MultiService.__init__(self)
         if reactor is None:
             from twisted.internet import reactor
@@ -68,8 +84,11 @@ class WebPush(service.MultiService):
         self.keyring = self.service.keyring
         self.policy = self.service.policy
         self.topic_key = load_or_create_topic_key(datadir.topic_key(data_dir))
-        self.dispatcher = PushDispatcher(reactor, self.store, self.sender, self.topic_key,
-                                         coalesce_window=coalesce_window)
+        self.privacy = AccountPrivacy(self.store, privacy)
+        self.dispatcher = PushDispatcher(
+            reactor, self.store, self.sender, self.topic_key, coalesce_window=coalesce_window,
+            privacy=self.privacy, limiter=TokenBuckets(reactor, new_mail_burst, new_mail_per_hour),
+            preview_chars=preview_chars)
         self.service.dispatcher = self.dispatcher
         self.notifier = Notifier(self.dispatcher, self.store)
         # MultiService starts children in this order and stops them in reverse.

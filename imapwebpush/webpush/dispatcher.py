@@ -45,7 +45,7 @@ from imapwebpush.events import (
     MessageAdded,
     MessagesExpunged,
 )
-from imapwebpush.webpush import model
+from imapwebpush.webpush import model, privacy
 from imapwebpush.webpush.limits import MAX_PLAINTEXT
 from imapwebpush.webpush.payload import (
     FlagUpdate,
@@ -55,6 +55,7 @@ from imapwebpush.webpush.payload import (
     Vanished,
     render,
 )
+from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS
 from imapwebpush.webpush.topic import topic as topic_for
 
 __all__ = ["PushDispatcher"]
@@ -64,6 +65,7 @@ KIND_NEW = "new"
 KIND_MAILBOX = "mailbox"  # flags and expunges of one mailbox
 KIND_LIST = "list"  # mailbox tree changes
 KIND_SYNC = "sync"  # generic sync after a silence
+KIND_LIMITED = "limited"  # new mail past the rate limit: one generic sync per mailbox
 
 
 class _Planned:
@@ -113,13 +115,17 @@ class PushDispatcher(service.Service):
     log = Logger()
 
     def __init__(self, clock, subscriptions, sender, topic_key,
-                 coalesce_window=decisions.DEFAULT_COALESCE_WINDOW, budget=MAX_PLAINTEXT):
+                 coalesce_window=decisions.DEFAULT_COALESCE_WINDOW, budget=MAX_PLAINTEXT,
+                 privacy=None, limiter=None, preview_chars=DEFAULT_PREVIEW_CHARS):
         self._clock = clock
         self._subscriptions = subscriptions
         self._sender = sender
         self._topic_key = topic_key
         self._window = coalesce_window
         self._budget = budget
+        self._privacy = privacy  # AccountPrivacy, or None: every account is "full"
+        self._limiter = limiter  # TokenBuckets for new-mail pushes, or None: no limit
+        self._preview_chars = preview_chars
         self._accounts = {}
         self._silences = {}
         self._order = itertools.count()
@@ -214,14 +220,23 @@ class PushDispatcher(service.Service):
         self._forget(account, pending)
         return events, self._subscriptions.active(account)
 
+    def _level(self, account):
+        return privacy.FULL if self._privacy is None else self._privacy.level(account)
+
     def _flush_new(self, account):
         events, subs = self._take(account, new=True)
         if not subs:
             return
+        level = self._level(account)
         sections = OrderedDict()
         for order, event in events:
-            sections.setdefault(event.mailbox, []).append(
-                NewMessage(event.uid, event.flags, event.headers, order))
+            items = sections.setdefault(event.mailbox, [])
+            if level == privacy.FULL:
+                body = event.body if self._preview_chars > 0 else b""
+                items.append(NewMessage(event.uid, event.flags, event.headers, order, body,
+                                        self._preview_chars))
+            elif level == privacy.MINIMAL:
+                items.append(FlagUpdate(event.uid, frozenset(event.flags)))
         planned = []
         for push in render([Section(m, tuple(items)) for m, items in sections.items()],
                            self._budget):
@@ -235,6 +250,8 @@ class PushDispatcher(service.Service):
         if not subs:
             return
         mailboxes, tree = _merge(events)
+        if self._level(account) == privacy.SYNC:
+            mailboxes = OrderedDict((m, Section(m)) for m in mailboxes)
         planned = []
         # SPEC 5.3: what is due at the same time shares pushes, one "* SELECT" per mailbox.
         pushes = render(list(mailboxes.values()), self._budget)
@@ -281,6 +298,7 @@ class PushDispatcher(service.Service):
         if not planned:
             return
         now = self._clock.seconds()
+        limited = []  # the rate-limited form of ``planned``, made for the first who needs it
         for sub in subs:
             if sub.state != model.ACTIVE:
                 continue
@@ -288,11 +306,42 @@ class PushDispatcher(service.Service):
             if sub.is_silenced(now):
                 self._dropped(sub, planned)
                 continue
-            queue = list(planned)
+            queue = self._within_limit(sub, planned, limited)
             if key in self._silences:
                 # the silence ended without a word from the commands: resync first
                 queue[:0] = self._sync_pushes(account, self._pop_silence(key))
             self._run(sub, queue, fresh=True)
+
+    def _within_limit(self, sub, planned, limited):
+        """``planned`` for ``sub``, its new-mail pushes collapsed when its bucket is empty.
+
+        The new-mail pushes of a flush are the only ones without a Topic; they
+        all go, or (the bucket cannot pay for all) none of them and one generic
+        sync per mailbox instead, each with the mailbox's new-mail Topic.
+        """
+        loose = sum(1 for p in planned if p.kind == KIND_NEW)
+        if not loose or self._limiter is None \
+                or self._limiter.take((sub.account, sub.id), loose):
+            return list(planned)
+        if not limited:
+            limited.extend(self._collapsed(sub.account, planned))
+        self.log.debug("push: {account} {subscription}: new-mail rate limit reached, "
+                       "sending generic syncs", account=sub.account, subscription=sub.id)
+        return list(limited)
+
+    def _collapsed(self, account, planned):
+        mailboxes = OrderedDict()
+        for p in planned:
+            if p.kind == KIND_NEW:
+                for mailbox in p.push.mailboxes:
+                    mailboxes[mailbox] = (decisions.URGENCY_NEW_MAIL_INBOX if mailbox == INBOX
+                                          else decisions.URGENCY_NEW_MAIL_OTHER)
+        out = []
+        for mailbox, urgency in mailboxes.items():
+            for push in render([Section(mailbox)], self._budget):
+                out.append(_Planned(push, KIND_LIMITED, urgency, decisions.TTL_NEW_MAIL,
+                                    topic_for(self._topic_key, account, mailbox, "new")))
+        return out + [p for p in planned if p.kind != KIND_NEW]
 
     # -- sending -----------------------------------------------------------
 

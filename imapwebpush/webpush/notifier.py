@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from imapwebpush.events import (
+    BODY_START_OCTETS,
     ChangeEvent,
     FlagsChanged,
     MailboxCreated,
@@ -76,10 +77,11 @@ class Notifier:
 
     # -- IWebPushNotifier ----------------------------------------------------------
 
-    def message_added(self, account, mailbox, uid, flags=(), headers=b""):
+    def message_added(self, account, mailbox, uid, flags=(), headers=b"", body=b""):
         self._build(lambda: MessageAdded(
             _text(account, "account"), canonical_mailbox(_text(mailbox, "mailbox")),
-            _uid(uid), _flag_set(flags), headers=bytes(headers)))
+            _uid(uid), _flag_set(flags), headers=bytes(headers),
+            body=bytes(body[:BODY_START_OCTETS])))
 
     def flags_changed(self, account, mailbox, changes):
         self._build(lambda: FlagsChanged(

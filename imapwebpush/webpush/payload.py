@@ -25,6 +25,7 @@ from imapwebpush.constants import DELIMITER, RECENT, SYSTEM_FLAGS
 from imapwebpush.decisions import MAX_PUSHES_PER_BURST
 from imapwebpush.envelope import parse_envelope, render_envelope
 from imapwebpush.webpush.limits import MAX_PLAINTEXT
+from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS, preview_text
 from imapwebpush.wire import format_sorted_set, is_flag, push_quoted
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 CRLF = b"\r\n"
+_LAZY = object()  # "not made yet" for values made on first use
 _VANISHED_RANGES_PER_RESPONSE = 100  # keeps one VANISHED response well under any budget
 
 
@@ -50,27 +52,40 @@ _VANISHED_RANGES_PER_RESPONSE = 100  # keeps one VANISHED response well under an
 
 
 class NewMessage:
-    """A new message: ``* uid UIDFETCH (FLAGS (...) ENVELOPE (...))``.
+    """A new message: ``* uid UIDFETCH (FLAGS (...) ENVELOPE (...) [PREVIEW "..."])``.
 
     ``order`` says how recent it is across the whole burst (higher is newer):
-    the envelopes of the oldest go first when room is short. The envelope is
-    parsed once, and only if some body has room for it.
+    the previews, then the envelopes of the oldest go first when room is short.
+    The envelope and the RFC 8970 preview (from ``body``, the start of the
+    body; empty: no preview) are made once, and only if some body has room.
     """
 
-    __slots__ = ("uid", "flags", "headers", "order", "_envelope")
+    __slots__ = ("uid", "flags", "headers", "order", "body", "preview_chars", "_envelope",
+                 "_preview")
 
-    def __init__(self, uid, flags, headers, order=0):
+    def __init__(self, uid, flags, headers, order=0, body=b"",
+                 preview_chars=DEFAULT_PREVIEW_CHARS):
         self.uid = uid
         self.flags = frozenset(flags)
         self.headers = headers
         self.order = order
+        self.body = body
+        self.preview_chars = preview_chars
         self._envelope = None
+        self._preview = _LAZY
 
     @property
     def envelope(self):
         if self._envelope is None:
             self._envelope = parse_envelope(self.headers)
         return self._envelope
+
+    @property
+    def preview(self):
+        """The PREVIEW text (str), or None when there is none to give."""
+        if self._preview is _LAZY:
+            self._preview = preview_text(self.headers, self.body, self.preview_chars)
+        return self._preview
 
     def __repr__(self):
         return "NewMessage(uid=%r, flags=%r, order=%r)" % (self.uid, sorted(self.flags), self.order)
@@ -207,18 +222,22 @@ def _lines(item):
 
 
 class _Entry:
-    """One response of a section: its short form, and its full form if it has one."""
+    """One response of a section: its short form, its full form and its form with PREVIEW."""
 
-    __slots__ = ("item", "short", "full", "order", "use_full")
+    __slots__ = ("item", "short", "full", "fuller", "order", "use_full", "use_preview")
 
-    def __init__(self, item, short, full=None, order=None):
+    def __init__(self, item, short, full=None, order=None, fuller=None):
         self.item = item
         self.short = short
         self.full = full
+        self.fuller = fuller
         self.order = order
         self.use_full = False
+        self.use_preview = False
 
     def line(self):
+        if self.use_preview:
+            return self.fuller
         return self.full if self.use_full else self.short
 
 
@@ -242,7 +261,8 @@ def _prepare(section, budget):
         if isinstance(item, NewMessage):
             short = _short_line(item.uid, item.flags)
             # the full form is only built when some body could hold it
-            entries.append(_Entry(item, short, full=_LAZY, order=item.order))
+            entries.append(_Entry(item, short, full=_LAZY, order=item.order,
+                                  fuller=_LAZY if item.body else None))
         elif isinstance(item, Vanished):
             for part in _split_vanished(item):
                 entries.append(_Entry(part, _lines(part)[0]))
@@ -253,9 +273,6 @@ def _prepare(section, budget):
     if section.mailbox is not None and any(len(select) + len(e.short) > budget for e in entries):
         sec.synced = True  # one response cannot fit even alone (thousands of flags)
     return sec
-
-
-_LAZY = object()
 
 
 def _split_vanished(item):
@@ -314,6 +331,43 @@ def _assign(new_entries, keep, budget_of):
         if want and entry.full is _LAZY:
             entry.full = _full_line(entry.item, budget_of(sec))
         entry.use_full = want and entry.full is not None
+        entry.use_preview = False
+
+
+def _assign_previews(entries, keep, budget_of):
+    """Give the ``keep`` newest of ``entries`` (which have their envelope) their PREVIEW."""
+    cut = len(entries) - keep
+    for i, (entry, sec) in enumerate(entries):
+        want = i >= cut
+        if want and entry.fuller is _LAZY:
+            entry.fuller = _preview_line(entry.item, entry.full, budget_of(sec))
+        entry.use_preview = want and entry.fuller is not None
+
+
+_PREVIEW_ITEM = b" PREVIEW "
+
+
+def _preview_line(item, full, limit):
+    """``full`` with ``PREVIEW "..."`` added, in at most ``limit`` octets; or None.
+
+    The text is cut at a character boundary before quoting, as much of it as
+    fits; no room for any of it gives None.
+    """
+    text = item.preview
+    if not text:
+        return None
+    head = full[: -len(b")" + CRLF)]
+    room = limit - len(head) - len(_PREVIEW_ITEM) - len(b'"")') - len(CRLF)
+    cap = room
+    while cap > 0:
+        quoted = push_quoted(text, cap).encode("utf-8")
+        over = len(quoted) - 2 - room
+        if over <= 0:
+            if len(quoted) <= 2:
+                return None
+            return head + _PREVIEW_ITEM + quoted + b")" + CRLF
+        cap -= over
+    return None
 
 
 def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
@@ -336,6 +390,7 @@ def render(sections, budget=MAX_PLAINTEXT, max_pushes=MAX_PUSHES_PER_BURST):
     new_entries, least = _fit(secs, budget, max_pushes, budget_of)
     if new_entries:
         _restore_envelopes(new_entries, max(1, least), secs, budget, budget_of)
+        _add_previews(new_entries, max(1, least), secs, budget, budget_of)
     return [_body(b) for b in _pack(secs, budget)]
 
 
@@ -386,18 +441,34 @@ def _fit(secs, budget, max_pushes, budget_of):
 
 def _restore_envelopes(new_entries, target, secs, budget, budget_of):
     """Give envelopes back to the newest messages, as many as ``target`` bodies hold."""
-    _assign(new_entries, len(new_entries), budget_of)
-    if _count(secs, budget) <= target:
+    _keep_most(lambda keep: _assign(new_entries, keep, budget_of), len(new_entries),
+               lambda: _count(secs, budget) <= target)
+
+
+def _add_previews(new_entries, target, secs, budget, budget_of):
+    """Previews for the newest messages, only while no envelope was dropped (they go first)."""
+    if not all(entry.use_full or entry.full is None for entry, _ in new_entries):
         return
-    low, high = 0, len(new_entries) - 1  # keep `low` envelopes fits
+    previewed = [(e, s) for e, s in new_entries if e.use_full and e.fuller is not None]
+    if previewed:
+        _keep_most(lambda keep: _assign_previews(previewed, keep, budget_of), len(previewed),
+                   lambda: _count(secs, budget) <= target)
+
+
+def _keep_most(assign, n, fits):
+    """``assign(k)`` with the largest k <= n for which ``fits()`` (k = 0 is taken to fit)."""
+    assign(n)
+    if fits():
+        return
+    low, high = 0, n - 1  # assign(low) fits
     while low < high:
         mid = (low + high + 1) // 2
-        _assign(new_entries, mid, budget_of)
-        if _count(secs, budget) <= target:
+        assign(mid)
+        if fits():
             low = mid
         else:
             high = mid - 1
-    _assign(new_entries, low, budget_of)
+    assign(low)
 
 
 def _trim_lists(live, secs, budget, max_pushes):

@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     issued REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_by_account ON tokens (account, subscription_id);
+CREATE TABLE IF NOT EXISTS privacy (
+    account TEXT PRIMARY KEY,
+    level TEXT NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -182,6 +186,24 @@ class SQLiteSubscriptionStore:
         return dict(zip(("rejections", "first_failure", "last_success", "pending_since",
                          "pending_key"), row))
 
+    def privacy(self, account):
+        """The privacy level set for ``account`` (see L{imapwebpush.webpush.privacy}), or None."""
+        row = self._db.execute("SELECT level FROM privacy WHERE account=?", (account,)).fetchone()
+        return row[0] if row else None
+
+    def privacy_levels(self):
+        """``{account: level}`` of every account that has a level of its own."""
+        return dict(self._db.execute("SELECT account, level FROM privacy ORDER BY account"))
+
+    def set_privacy(self, account, level):
+        """Set the account's own level, or with None go back to the server default."""
+        with self._transaction() as db:
+            if level is None:
+                db.execute("DELETE FROM privacy WHERE account=?", (account,))
+            else:
+                db.execute("INSERT OR REPLACE INTO privacy (account, level) VALUES (?, ?)",
+                           (account, level))
+
     def token_count(self, account=None):
         """How many unexpired-or-not tokens are stored (for tests and operators)."""
         if account is None:
@@ -287,6 +309,7 @@ class SQLiteSubscriptionStore:
         with self._transaction() as db:
             cur = db.execute("DELETE FROM subscriptions WHERE account=?", (account,))
             db.execute("DELETE FROM tokens WHERE account=?", (account,))
+            db.execute("DELETE FROM privacy WHERE account=?", (account,))
             return cur.rowcount
 
     def silence(self, account, subscription_id, until=None, connection=None):

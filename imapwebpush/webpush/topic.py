@@ -21,12 +21,20 @@ __all__ = ["topic", "load_or_create_topic_key", "TOPIC_KEY_BYTES"]
 TOPIC_KEY_BYTES = 32
 
 
-def topic(key, account, mailbox):
-    """The Topic for ``mailbox`` of ``account`` under the server secret ``key`` (bytes)."""
+def topic(key, account, mailbox, purpose=""):
+    """The Topic for ``mailbox`` of ``account`` under the server secret ``key`` (bytes).
+
+    ``purpose`` names a second family of Topics for the same mailbox (the
+    rate-limited new-mail sync uses ``"new"``) that never replaces the first.
+    """
     a = account.encode("utf-8", "surrogatepass")
     m = mailbox.encode("utf-8", "surrogatepass")
-    # length-prefixed so that no two (account, mailbox) pairs hash the same input
+    # length-prefixed so that no two (account, mailbox) pairs hash the same input;
+    # a purpose starts with 0xff, which no 4-octet length of an account name does
     message = len(a).to_bytes(4, "big") + a + m
+    if purpose:
+        p = purpose.encode("utf-8")
+        message = b"\xff" + len(p).to_bytes(4, "big") + p + message
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return b64url_encode(digest)[:MAX_TOPIC_LENGTH]
 
