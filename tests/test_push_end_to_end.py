@@ -349,7 +349,7 @@ class ServerEndToEnd(PushHarness):
 
         yield self.client(move_and_expunge)
         expected = [
-            b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % ENVELOPE,
+            b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % PREVIEWED,
             b'* SELECT "Archive"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen) ENVELOPE %s)\r\n'
             % ENVELOPE,
             b'* SELECT "INBOX"\r\n* VANISHED 1:2\r\n',
