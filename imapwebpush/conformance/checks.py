@@ -17,8 +17,9 @@ from imapwebpush.testing.pushservice import Answer
 MAX_PLAINTEXT = 3993  # SPEC 5.2
 MAX_BODY = 4096
 TOKEN_RE = re.compile(rb"\A\* ACKWEBPUSH ([A-Za-z0-9_-]+={0,2})\r\n\Z")
-NEW_MAIL_RE = re.compile(rb'\A\* SELECT "INBOX"\r\n\* (\d+) UIDFETCH \(FLAGS \([^)]*\) ENVELOPE \(.*\)\)\r\n\Z',
-                         re.S)
+# an RFC 8970 PREVIEW item may follow the ENVELOPE
+NEW_MAIL_RE = re.compile(rb'\A\* SELECT "INBOX"\r\n\* (\d+) UIDFETCH \(FLAGS \([^)]*\) ENVELOPE \(.*\)'
+                         rb'( PREVIEW (?:"(?:[^"\\]|\\.)*"|NIL))?\)\r\n\Z', re.S)
 MESSAGE = (b"From: Conformance <conformance@example.org>\r\nTo: you@example.org\r\n"
            b"Subject: imapwebpush conformance %s\r\nMessage-ID: <%s@conformance.invalid>\r\n"
            b"\r\nThis message was added by the WEBPUSH conformance runner.\r\n")
@@ -224,7 +225,8 @@ def new_mail_push(s):
     push = yield expect_push(s, s.phone, lambda: append(s))
     require(push.ok, "problems: %s", "; ".join(push.problems))
     m = NEW_MAIL_RE.match(push.plaintext or b"")
-    require(m, "not '* SELECT \"INBOX\"' + '* uid UIDFETCH (FLAGS (...) ENVELOPE (...))': %r",
+    require(m, "not '* SELECT \"INBOX\"' + '* uid UIDFETCH (FLAGS (...) ENVELOPE (...)"
+               " [PREVIEW ...])': %r",
             push.plaintext)
     h = push.headers
     require(h.get("urgency") == "high", "Urgency is %r, not high", h.get("urgency"))
