@@ -59,9 +59,28 @@ class ObservedClock(task.Clock):
         return call
 
     def next_call(self):
-        """A Deferred fired (on the next reactor turn) after the next callLater."""
-        d = defer.Deferred()
-        self._watchers.append(lambda: global_reactor.callLater(0, d.callback, None))
+        """A Deferred fired (on the next reactor turn) after the next callLater.
+
+        Cancelling it (``when()`` does, once it is done) forgets the watch.
+        """
+        scheduled = []
+
+        def fire():
+            if not d.called:
+                d.callback(None)
+
+        def notify():
+            scheduled.append(global_reactor.callLater(0, fire))
+
+        def forget(_):
+            if notify in self._watchers:
+                self._watchers.remove(notify)
+            for call in scheduled:
+                if call.active():
+                    call.cancel()
+
+        d = defer.Deferred(canceller=forget)
+        self._watchers.append(notify)
         return d
 
 
@@ -72,23 +91,29 @@ def when(condition, *sources):
     Each source is a function returning a Deferred for the next event (for example
     ``clock.next_call``); a source may also be a Deferred, which counts once.
     No timer: if the events stop before the condition holds, trial's timeout fails
-    the test.
+    the test. The watches still open at the end are cancelled.
     """
     pending = {}
-    while not condition():
-        for source in sources:
-            if source not in pending or pending[source].called:
-                if isinstance(source, defer.Deferred):
-                    if source.called:
-                        continue
-                    pending[source] = _observe(source)
-                else:
-                    pending[source] = source()
-        waits = [d for d in pending.values() if not d.called]
-        if not waits:
-            raise AssertionError("no event left to wait for and the condition is false")
-        yield defer.DeferredList(waits, fireOnOneCallback=True, fireOnOneErrback=True,
-                                 consumeErrors=True)
+    try:
+        while not condition():
+            for source in sources:
+                if source not in pending or pending[source].called:
+                    if isinstance(source, defer.Deferred):
+                        if source.called:
+                            continue
+                        pending[source] = _observe(source)
+                    else:
+                        pending[source] = source()
+            waits = [d for d in pending.values() if not d.called]
+            if not waits:
+                raise AssertionError("no event left to wait for and the condition is false")
+            yield defer.DeferredList(waits, fireOnOneCallback=True, fireOnOneErrback=True,
+                                     consumeErrors=True)
+    finally:
+        for d in pending.values():
+            if not d.called:
+                d.addErrback(lambda f: f.trap(defer.CancelledError))
+                d.cancel()
 
 
 def _observe(d):
