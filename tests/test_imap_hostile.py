@@ -27,7 +27,9 @@ class LogCapture:
         return [e for e in self.events if e.get("log_level") is not None and e["log_level"].name in ("error", "critical")]
 
 
-class HostileSearchTests(IMAPTestCase):
+class HostileCase(IMAPTestCase):
+    """INBOX with two messages (subjects "Nil desperandum" and "Other"), every log event kept."""
+
     def setUp(self):
         super().setUp()
         self.log = LogCapture(self)
@@ -43,6 +45,8 @@ class HostileSearchTests(IMAPTestCase):
 
         return self.in_thread(client)
 
+
+class HostileSearchTests(HostileCase):
     def test_nil_and_missing_keys(self):
         d = self.answers(
             "SEARCH NIL",
@@ -113,6 +117,39 @@ class HostileSearchTests(IMAPTestCase):
             )
             self.assertEqual(self.log.failures(), [])
             self.assertEqual(self.log.errors(), [])
+
+        return d.addCallback(check)
+
+
+class NumbersAbove32BitTests(HostileCase):
+    """RFC 3501 9: sequence numbers, UIDs and other numbers are 32-bit; larger ones are BAD."""
+
+    def test_numbers(self):
+        d = self.answers(
+            "FETCH 4294967296 FLAGS",
+            "UID FETCH 1:4294967296 FLAGS",
+            "COPY 4294967296 INBOX",
+            "UID EXPUNGE 4294967296",
+            "STORE 4294967296 +FLAGS (\\Seen)",
+            "FETCH 1 BODY.PEEK[]<4294967296.1>",
+            "FETCH 1 BODY.PEEK[]<0.4294967296>",
+            "FETCH 4294967295 FLAGS",
+        )
+
+        def check(results):
+            self.assertEqual(
+                results,
+                [
+                    ["q0 BAD bad sequence set '4294967296'"],
+                    ["q1 BAD bad sequence set '1:4294967296'"],
+                    ["q2 BAD bad sequence set '4294967296'"],
+                    ["q3 BAD bad sequence set '4294967296'"],
+                    ["q4 BAD bad sequence set '4294967296'"],
+                    ["q5 BAD partial offsets are 32-bit numbers"],
+                    ["q6 BAD partial offsets are 32-bit numbers"],
+                    ["q7 BAD no message has sequence number 4294967295"],
+                ],
+            )
 
         return d.addCallback(check)
 

@@ -75,8 +75,14 @@ def fetch_attributes(attr_text):
         try:
             parser.parseString(stripped)
         except Exception as e:
-            raise Bad("Bad FETCH attribute: %s" % (e,))
+            raise Bad("Bad FETCH attribute: %s" % (str(e)[:100],))  # not the client's 60 KB back
         attrs = tuple(parser.result)
+        if any(
+            (getattr(a, "partialBegin", None) or 0) > wire.MAX_NUMBER
+            or (getattr(a, "partialLength", None) or 0) > wire.MAX_NUMBER
+            for a in attrs
+        ):
+            raise Bad("partial offsets are 32-bit numbers")  # RFC 3501 9: number
         if any(p < 0 for a in attrs for p in (getattr(a, "part", None) or ())):
             # twisted reads BODY[0] as 0-based part -1 (the last part); RFC 3501 9:
             # section-part = nz-number *("." nz-number)
