@@ -30,7 +30,7 @@ MAX_ASTRING_LITERAL = 64 * 1024
 MAX_LINE = 64 * 1024
 _OUT_LIMIT = 256 * 1024  # answers held per batch of input before they go to the transport
 
-# RFC 5530: FETCH, STORE or COPY by sequence number named a message another session expunged
+# RFC 5530: FETCH (OK) or COPY (NO) by sequence number named a message another session expunged
 EXPUNGEISSUED = "[EXPUNGEISSUED] Some messages were expunged"
 
 

@@ -147,9 +147,11 @@ class FetchCommandMixin:
             return self._fetch_render(item, request)
 
         def finish():
-            # By UID, a message that is gone is simply not there (its EXPUNGE follows).
+            # RFC 2180 4.1.2, as Dovecot does: the live messages are answered, one another
+            # session expunged is not, and the command succeeds; by UID a message that is
+            # gone is simply not there (its EXPUNGE follows).
             if request.expunged and not uid:
-                self.sendNegativeResponse(tag, EXPUNGEISSUED.encode("ascii"))
+                self.sendPositiveResponse(tag, EXPUNGEISSUED.encode("ascii"))
             else:
                 self.sendPositiveResponse(tag, b"FETCH completed")
 

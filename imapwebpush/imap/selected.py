@@ -230,12 +230,10 @@ class SelectedCommandsMixin:
         if unchangedsince is not None:
             self._enable_condstore()
         flags = self._flag_names(imap4.IMAP4Server.arg_flaglist(self, flag_text)[0])
-        named = self._resolve(seqset, uid)
-        targets = [(s, u) for s, u in named if not view.is_ghost(u)]
-        if not uid and len(targets) < len(named):
-            # RFC 2180 4.2: a number the client still sees names an expunged message;
-            # change nothing (by UID it is skipped and its EXPUNGE told before the OK).
-            raise No(EXPUNGEISSUED)
+        # RFC 2180 4.2.1, as Dovecot does: a message another session expunged is skipped
+        # (by number it keeps its number until its EXPUNGE may be told; by UID the EXPUNGE
+        # comes before the OK) and the live ones change, so no change is lost.
+        targets = [(s, u) for s, u in self._resolve(seqset, uid) if not view.is_ghost(u)]
         changed, failed = view.mailbox.set_flags(
             [u for _, u in targets], flags, mode, unchangedsince=unchangedsince, origin=self
         )
