@@ -21,7 +21,13 @@ class AppendTests(IMAPTestCase):
             self.assertTrue(cont.startswith("+ "))
             self.assertEqual(
                 lines,
-                ["* 1 EXISTS", "* 0 RECENT", "a1 OK [APPENDUID %d 1] APPEND completed" % validity],
+                [
+                    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label)",
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label \\*)] Flags permitted",
+                    "* 1 EXISTS",
+                    "* 0 RECENT",
+                    "a1 OK [APPENDUID %d 1] APPEND completed" % validity,
+                ],
             )
             stored = self.inbox().message(1)
             self.assertEqual(stored.read(), MESSAGE)

@@ -34,7 +34,13 @@ class StoreTests(IMAPTestCase):
             )
             self.assertEqual(remove, ["* 2 FETCH (FLAGS (\\Flagged))", "t2 OK STORE completed"])
             self.assertEqual(
-                replace, ["* 3 FETCH (FLAGS ($Work \\Answered) UID 3)", "t3 OK STORE completed"]
+                replace,
+                [
+                    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Flags permitted",
+                    "* 3 FETCH (FLAGS ($Work \\Answered) UID 3)",
+                    "t3 OK STORE completed",
+                ],
             )
             self.assertEqual(silent, ["t4 OK STORE completed"])
             self.assertEqual(recent, ["* 1 FETCH (FLAGS (\\Draft \\Flagged \\Seen))", "t5 OK STORE completed"])

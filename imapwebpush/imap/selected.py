@@ -10,7 +10,6 @@ own modules; ``do_UID`` dispatches to them.
 from twisted.mail import imap4
 
 from imapwebpush import wire
-from imapwebpush.constants import SYSTEM_FLAGS
 from imapwebpush.imap import qresync
 from imapwebpush.imap.core import (
     EXPUNGEISSUED,
@@ -24,7 +23,6 @@ from imapwebpush.imap.core import (
 from imapwebpush.imap.view import SessionView
 from imapwebpush.store import errors
 
-_FLAGS = b" ".join(s.encode() for s in SYSTEM_FLAGS)
 _STORE_MODES = {b"FLAGS": "replace", b"+FLAGS": "add", b"-FLAGS": "remove"}
 # commands UID can prefix (UID EXPUNGE: RFC 4315)
 _UID_COMMANDS = (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE", b"EXPUNGE")
@@ -90,9 +88,8 @@ class SelectedCommandsMixin:
             self.condstore_enabled = True
         view.condstore = self.condstore_enabled
         view.qresync = self.qresync_enabled
-        permanent = b"" if readonly else _FLAGS + b" \\*"
-        self.sendUntaggedResponse(b"FLAGS (" + _FLAGS + b")")
-        self.sendUntaggedResponse(b"OK [PERMANENTFLAGS (" + permanent + b")] Flags permitted")
+        for line in view.flags_lines():
+            self.sendUntaggedResponse(line)
         self.sendUntaggedResponse(b"%d EXISTS" % (view.exists(),))
         self.sendUntaggedResponse(b"%d RECENT" % (len(view.recent),))
         unseen = view.unseen_first()
@@ -238,6 +235,8 @@ class SelectedCommandsMixin:
             [u for _, u in targets], flags, mode, unchangedsince=unchangedsince, origin=self
         )
         failed = set(failed)
+        for line in view.new_flags_lines():  # a keyword this STORE brought into use
+            self.sendUntaggedResponse(line)
         for seq, u in targets:
             if u not in failed and (not silent or (view.condstore and u in changed)):
                 self._store_answer(seq, u, changed, silent, uid)

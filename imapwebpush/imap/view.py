@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from imapwebpush import events
-from imapwebpush.constants import RECENT
+from imapwebpush.constants import RECENT, SYSTEM_FLAGS
 from imapwebpush.imap import qresync
 from imapwebpush.interfaces import IChangeListener
 from imapwebpush.wire import ranges_of, with_star
@@ -46,6 +46,15 @@ class SessionView:
         self._added = []
         self._expunged = set()
         self._flags = {}  # uid -> (flags, modseq) changed by others
+        # Keywords in use in the mailbox, lower case -> spelling, in the order first seen:
+        # FLAGS lists them, and is told again when a STORE, APPEND or COPY adds one.
+        self.keywords = {}
+        for uid in self.uids:
+            try:
+                self._note_keywords(mailbox.message(uid).flags)
+            except KeyError:
+                continue
+        self._keywords_grew = False
         account.bus.subscribe(self)
 
     def close(self):
@@ -77,6 +86,7 @@ class SessionView:
         if getattr(event, "mailbox", None) != self.name:
             return False
         if isinstance(event, events.MessageAdded):
+            self._note_keywords(event.flags)
             if event.uid not in self._added and event.uid not in self._index():
                 self._added.append(event.uid)
             return True
@@ -84,6 +94,8 @@ class SessionView:
             self._expunged.update(event.uids)
             return True
         if isinstance(event, events.FlagsChanged):
+            for _, flags, _ in event.changes:
+                self._note_keywords(flags)
             if event.origin is self.origin:
                 return False  # the session answers its own STORE itself
             for uid, flags, modseq in event.changes:
@@ -91,13 +103,31 @@ class SessionView:
             return True
         return False
 
+    def _note_keywords(self, flags):
+        for flag in flags:
+            if flag[:1] != "\\" and flag.lower() not in self.keywords:
+                self.keywords[flag.lower()] = flag
+                self._keywords_grew = True
+
+    def flags_lines(self):
+        """``FLAGS (...)`` and ``OK [PERMANENTFLAGS (...)]``: the system flags and every
+        keyword in use (RFC 3501 7.2.6); ``\\*``: a client may make new keywords."""
+        self._keywords_grew = False
+        names = " ".join(SYSTEM_FLAGS + tuple(self.keywords.values())).encode("utf-8")
+        permanent = b"" if self.readonly else names + b" \\*"
+        return [b"FLAGS (" + names + b")", b"OK [PERMANENTFLAGS (" + permanent + b")] Flags permitted"]
+
+    def new_flags_lines(self):
+        """L{flags_lines} when a keyword came into use since they were last told, else []."""
+        return self.flags_lines() if self._keywords_grew else []
+
     def pending(self):
         """True when something waits to be told to the client."""
-        return bool(self._added or self._expunged or self._flags)
+        return bool(self._added or self._expunged or self._flags or self._keywords_grew)
 
     def flush(self, allow_expunge=True):
         """The untagged responses (bytes, no CRLF) that bring the client up to date."""
-        lines = []
+        lines = self.new_flags_lines()  # before any FETCH that shows a new keyword
         gone = []  # QRESYNC: UIDs told in one VANISHED instead of EXPUNGE each
         for event in self.take_updates(allow_expunge):
             kind = event[0]

