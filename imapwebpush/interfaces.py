@@ -81,8 +81,12 @@ class IStoredMailbox(Interface):
     def message(uid):
         """The L{IStoredMessage} with that UID; KeyError when there is none."""
 
-    def add(data, flags=(), internaldate=None, origin=None):
-        """Store a message durably (tmp, fsync, rename), announce MessageAdded; return its UID."""
+    def add(data, flags=(), internaldate=None, origin=None, recent=False):
+        """Store a message durably (tmp, fsync, rename), announce MessageAdded; return its UID.
+
+        Without system flags the message is \\Recent; with them only when ``recent`` is
+        true (IMAP APPEND). A COPY or MOVE into the mailbox is always \\Recent.
+        """
 
     def set_flags(uids, flags, mode, unchangedsince=None, origin=None):
         """Change flags; ``mode`` is 'replace', 'add' or 'remove'.
@@ -105,7 +109,7 @@ class IStoredMailbox(Interface):
         """Copy then expunge from here (whatever their flags); returns the pairs."""
 
     def claim_recent():
-        """Move messages from new/ to cur/ and return the set of their UIDs.
+        """Claim the recent messages (moving those in new/ to cur/); the set of their UIDs.
 
         The one session that claims them sees them as \\Recent (RFC 3501).
         """
@@ -117,7 +121,7 @@ class IStoredMailbox(Interface):
         """Number of messages, from memory."""
 
     def recent():
-        """Sorted UIDs of messages still in new/ (not claimed), without claiming them."""
+        """Sorted UIDs of the recent messages not claimed yet, without claiming them."""
 
     def unseen():
         """Sorted UIDs of messages without \\Seen."""

@@ -25,7 +25,7 @@ class AppendTests(IMAPTestCase):
                     "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label)",
                     "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label \\*)] Flags permitted",
                     "* 1 EXISTS",
-                    "* 0 RECENT",
+                    "* 1 RECENT",  # APPEND sets \\Recent whatever the flags (RFC 3501 6.3.11)
                     "a1 OK [APPENDUID %d 1] APPEND completed" % validity,
                 ],
             )

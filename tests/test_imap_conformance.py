@@ -78,3 +78,46 @@ class KeywordFlagsTests(IMAPTestCase):
             self.assertEqual(a_copy, flags_lines("Work") + ["* 1 EXISTS", "* 1 RECENT", "n3 OK NOOP completed"])
 
         return self.in_thread(client).addCallback(check)
+
+
+class RecentTests(IMAPTestCase):
+    """\\Recent on APPEND with flags (RFC 3501 6.3.11) and on COPY (6.4.7), whatever the flags."""
+
+    def test_append_with_flags_and_copy_are_recent(self):
+        self.inbox().add(message("one"), ["\\Seen"])
+        self.account().create_mailbox("Other")
+        two = message("two")
+
+        def client():
+            a, b = self.wire(), self.wire()
+            a.login()
+            b.login()
+            a.send(b"a1 APPEND Other (\\Seen \\Flagged) {%d+}\r\n" % len(two) + two + b"\r\n")
+            a.until("a1")
+            status = a.cmd("st1", "STATUS Other (MESSAGES RECENT)")
+            a.cmd("s1", "SELECT INBOX")
+            a.cmd("c1", "COPY 1 Other")
+            status2 = a.cmd("st2", "STATUS Other (MESSAGES RECENT)")
+            select = b.cmd("s2", "SELECT Other")
+            fetch = b.cmd("f1", "FETCH 1:2 FLAGS")
+            again = a.cmd("s3", "SELECT Other")
+            a.close()
+            b.close()
+            return status, status2, select, fetch, again
+
+        def check(result):
+            status, status2, select, fetch, again = result
+            self.assertEqual(status, ['* STATUS "Other" (MESSAGES 1 RECENT 1)', "st1 OK STATUS completed"])
+            self.assertEqual(status2, ['* STATUS "Other" (MESSAGES 2 RECENT 2)', "st2 OK STATUS completed"])
+            self.assertEqual(select[2:4], ["* 2 EXISTS", "* 2 RECENT"])
+            self.assertEqual(
+                fetch,
+                [
+                    "* 1 FETCH (FLAGS (\\Flagged \\Recent \\Seen))",
+                    "* 2 FETCH (FLAGS (\\Recent \\Seen))",
+                    "f1 OK FETCH completed",
+                ],
+            )
+            self.assertEqual(again[3:5], ["* 2 EXISTS", "* 0 RECENT"])  # claimed by the first
+
+        return self.in_thread(client).addCallback(check)

@@ -215,7 +215,8 @@ class MailboxCommandsMixin:
             raise No("[TRYCREATE] No such mailbox")
         flag_names = self._flag_names(flags or [])
         internaldate = wire.parse_datetime(date) if date else None
-        uid = mailbox.add(message, flag_names, internaldate, origin=self)  # copied from the spool
+        # copied from the spool; \Recent whatever its flags (RFC 3501 6.3.11)
+        uid = mailbox.add(message, flag_names, internaldate, origin=self, recent=True)
         self.sendPositiveResponse(
             tag, b"[APPENDUID %d %d] APPEND completed" % (mailbox.uidvalidity, uid)
         )

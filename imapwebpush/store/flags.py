@@ -2,7 +2,8 @@
 
 System flags live in the file name (D=Draft F=Flagged R=Answered S=Seen
 T=Deleted, sorted); keywords live in the mailbox index. ``\\Recent`` is never
-stored: a message is recent while its file is in new/.
+stored: a message is recent while its file is in new/, or (memory only) when this
+process put it in cur/ with flags (APPEND, COPY) and no session has claimed it yet.
 """
 
 import re

@@ -40,7 +40,7 @@ def record_of(msg, kind="a"):
 class MessageIndex:
     """The messages, counters and tombstones of the mailbox ``mailbox`` (folder ``path``).
 
-    ``by_uid``, ``by_base``, ``uids`` (sorted) and ``in_new`` are read by the
+    ``by_uid``, ``by_base``, ``uids`` (sorted), ``in_new`` and ``fresh`` are read by the
     mailbox and the scan; they change only through the methods below.
     """
 
@@ -52,6 +52,9 @@ class MessageIndex:
         self.by_base = {}
         self.uids = []
         self.in_new = set()
+        # Messages this process stored in cur/ (APPEND or COPY with flags) that no session
+        # has claimed yet: \Recent as much as those in new/ (RFC 3501 6.4.7), memory only.
+        self.fresh = set()
         self._records = 0  # lines in the journal
         self.uidvalidity = 0
         self.uidnext = 1
@@ -165,6 +168,7 @@ class MessageIndex:
         if self.by_base.get(msg.base) is msg:
             del self.by_base[msg.base]
         self.in_new.discard(msg.uid)
+        self.fresh.discard(msg.uid)
 
     def forget(self, msgs):
         """Drop expunged messages from memory."""

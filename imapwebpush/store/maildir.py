@@ -261,8 +261,9 @@ class Mailbox:
         return len(self._index.uids)
 
     def recent(self):
-        """Sorted UIDs of the messages in new/, without claiming them."""
-        return sorted(self._index.in_new)
+        """Sorted UIDs of the unclaimed recent messages (in new/, or stored in cur/ with
+        flags by APPEND or COPY), without claiming them."""
+        return sorted(self._index.in_new | self._index.fresh)
 
     def unseen(self):
         """Sorted UIDs of the messages without \\Seen."""
@@ -285,9 +286,12 @@ class Mailbox:
 
     # -- IStoredMailbox: changes ----------------------------------------------
 
-    def add(self, data, flags=(), internaldate=None, origin=None):
+    def add(self, data, flags=(), internaldate=None, origin=None, recent=False):
         """``data``: bytes, or a binary readable (``readline``) copied to disk piece by piece,
-        so a large message (SMTP's spool) is never held in memory whole."""
+        so a large message (SMTP's spool) is never held in memory whole.
+
+        A message without system flags goes to new/ and is \\Recent; one with them goes to
+        cur/, and is \\Recent too when ``recent`` is true (IMAP APPEND, RFC 3501 6.3.11)."""
         self.refresh()
         system, keywords = flagsmod.split(flags)
         now = self._clock.seconds()
@@ -323,6 +327,8 @@ class Mailbox:
         index.write([record_of(msg)])
         index.advance(uid + 1, msg.modseq)
         index.remember(msg)
+        if system and recent:
+            index.fresh.add(uid)  # in cur/ for its flags, recent all the same
         self._after_change()
         if headers is not None:
             self.header_cache.put(uid, headers)
@@ -464,7 +470,8 @@ class Mailbox:
             # Some other IStoredMailbox: go through its public add().
             pairs = []
             for msg in sources:
-                pairs.append((msg.uid, destination.add(msg.read(), msg.flags, msg.internaldate, origin)))
+                uid = destination.add(msg.read(), msg.flags, msg.internaldate, origin, recent=True)
+                pairs.append((msg.uid, uid))
             if move:
                 self._remove(sources, origin, unlink=True)
             return pairs
@@ -529,14 +536,18 @@ class Mailbox:
         index.advance(uid, modseq)
         for msg in added:
             index.remember(msg)
+            if not msg.recent:
+                index.fresh.add(msg.uid)  # a copy is recent whatever its flags (RFC 3501 6.4.7)
         self._after_change()
         return pairs, [(m, m.headers()) for m in added]
 
     def claim_recent(self):
         self.refresh()
+        fresh = set(self._index.fresh)
+        self._index.fresh.clear()
         claimed = sorted(self._index.in_new)
         if not claimed:
-            return set()
+            return fresh
         records = []
         done = []
         for uid in claimed:
@@ -555,7 +566,7 @@ class Mailbox:
         for msg, rel in done:
             self._index.rename(msg, rel, msg.keywords)
         self._after_change()
-        return set(m.uid for m, _ in done)
+        return fresh | set(m.uid for m, _ in done)
 
     def __repr__(self):
         return "<Mailbox %s/%s uidvalidity=%d uidnext=%d>" % (
