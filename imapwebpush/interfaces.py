@@ -459,3 +459,71 @@ class IWebPushNotifier(Interface):
 
     def publish(event):
         """Pass on an event of L{imapwebpush.events} built by the caller."""
+
+
+# ---------------------------------------------------------------------------
+# outbound/: the queue of mail to other domains, routing, delivery, DKIM
+# ---------------------------------------------------------------------------
+
+
+class IOutboundQueue(Interface):
+    """Mail accepted for other domains, on disk until every recipient is done.
+
+    Synchronous like the mail store: each call writes a few KB and fsyncs.
+    """
+
+    def add(sender, recipients, data, now):
+        """Store ``data`` (bytes) for ``recipients`` durably; return the new L{QueueEntry}.
+
+        When it returns, a kill -9 cannot lose the message.
+        """
+
+    def entries():
+        """Every L{QueueEntry} now queued, oldest first."""
+
+    def get(queue_id):
+        """The L{QueueEntry}; KeyError when there is none."""
+
+    def save(entry):
+        """Persist the recipients' state of ``entry`` (atomic replace)."""
+
+    def read_message(queue_id):
+        """The queued message, bytes with CRLF line ends."""
+
+    def remove(queue_id):
+        """Forget the entry and its message; KeyError when there is none."""
+
+
+class IMailRouter(Interface):
+    """Where mail for a domain goes (MX, then A/AAAA; or one smarthost)."""
+
+    def route(domain):
+        """Deferred[list of L{imapwebpush.outbound.resolver.Destination}], best first.
+
+        Errbacks with L{imapwebpush.outbound.resolver.RouteError} (``permanent``
+        tells whether retrying can help).
+        """
+
+
+class IMailSubmitter(Interface):
+    """Takes mail for remote recipients from the submission port."""
+
+    def submit(sender, recipients, data):
+        """Queue ``data`` durably for ``recipients``; return the queue id (str).
+
+        Raises when the message could not be stored (the client gets a 451).
+        """
+
+
+class IMessageSigner(Interface):
+    """Signs outbound mail (DKIM)."""
+
+    def sign(sender, data):
+        """The header lines (bytes, CRLF-terminated) to put on top of ``data``; b"" when none."""
+
+
+class IMessageAuthenticator(Interface):
+    """Checks where inbound mail comes from (DKIM, SPF) for an Authentication-Results header."""
+
+    def authenticate(data, client_ip, helo, mail_from):
+        """Deferred[bytes]: the header line(s) to put on top of ``data``; never errbacks."""

@@ -40,6 +40,7 @@ from imapwebpush.imap.realm import IMAPRealm
 from imapwebpush.imap.server import IMAPServer
 from imapwebpush.imap.webpush_commands import webpush_server_class
 from imapwebpush.private import make_folders
+from imapwebpush.outbound import wiring as outbound_wiring
 from imapwebpush.smtp.server import (
     DEFAULT_SMTP_DEADLINE,
     DEFAULT_SMTP_TIMEOUT,
@@ -99,7 +100,7 @@ def load_tls(cert_path, key_path=None):
     return options
 
 
-class Options(usage.Options):
+class Options(outbound_wiring.OptionsMixin, usage.Options):
     synopsis = "[options]"
     longdesc = (
         "A mail server: SMTP in, Maildir store, IMAP4 out, with the IMAP WEBPUSH "
@@ -264,6 +265,7 @@ class Options(usage.Options):
                 read_users_file(users_file)  # a broken file: one line now, not a traceback later
         except (DataDirError, UsersFileError) as e:
             raise usage.UsageError("--data: %s" % (e,))
+        outbound_wiring.check(self)
 
 
 def parse_endpoint(name, description, reactor=None):
@@ -299,6 +301,8 @@ class Components:
         self.webpush = None  # the WebPush service (subscriptions, keyring, sender, dispatcher)
         self.dispatcher = None  # the PushDispatcher on the mail store's bus
         self.avatar_factory = None  # makes IMAP avatars that provide IWebPushAccount
+        self.outbound = None  # the OutboundService (queue and delivery of mail to other domains)
+        self.senders = None  # the SenderPolicy of submission
         self.services = []
 
 
@@ -311,6 +315,7 @@ def build_components(options, reactor=None):
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
     c.checker = UserChecker(c.users)
     add_webpush(c)
+    outbound_wiring.add_outbound(c)
     c.portal = Portal(IMAPRealm(c.mail_store, avatar_factory=c.avatar_factory), [c.checker])
     return c
 
@@ -382,6 +387,8 @@ def server_factories(c):
             c.reactor,
             c.checker,
             allow_plaintext_auth=options["allow-plaintext-auth"],
+            outbound=c.outbound,
+            senders=c.senders,
             **common,
         )
     return factories

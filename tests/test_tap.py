@@ -171,7 +171,7 @@ class MakeServiceTests(unittest.TestCase):
         self.assertIsInstance(top, service.MultiService)
         self.assertEqual(
             sorted(child.name for child in top),
-            ["imap", "smtp", "submission", "webpush"],
+            ["imap", "outbound", "smtp", "submission", "webpush"],
         )
         self.assertEqual([child.name for child in top.getServiceNamed("webpush")],
                          ["push-delivery", "subscriptions", "push-dispatcher"])
@@ -223,7 +223,7 @@ class MakeServiceTests(unittest.TestCase):
         top = tap.makeService(options)
         self.assertEqual(
             [child.name for child in top],
-            ["webpush", "background", "imap", "smtp"],
+            ["webpush", "outbound", "background", "imap", "smtp"],
         )
 
     def test_plugin(self):

@@ -26,6 +26,7 @@ from twisted.mail.smtp import SMTPBadRcpt, SMTPServerError
 from zope.interface import implementer
 
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, INBOX
+from imapwebpush.smtp.senders import SenderPolicy
 from imapwebpush.spool import Spool
 from imapwebpush.store.users import InvalidAddress, normalize_address
 
@@ -59,6 +60,8 @@ class _Envelope:
         self.writer = None  # the one message object that writes the lines
         self.delivered = set()  # addresses already given a copy
         self.readers = 0  # message objects not yet done with the spool
+        self.remote = []  # recipients of other domains, queued together (submission)
+        self.queued = None  # their queue id once queued
 
     def append(self, line):
         if self.spool is None:
@@ -154,6 +157,27 @@ class _RecipientMessage:
         self.envelope.discard()
 
 
+class _QueuedMessage(_RecipientMessage):
+    """A remote recipient's copy: the first one queues the message for every remote recipient."""
+
+    def eomReceived(self):
+        envelope = self.envelope
+        try:
+            if envelope.queued is None:
+                # Read whole: DKIM signs the whole message (outbound mail only).
+                data = envelope.reader(self.trace).read()
+                envelope.queued = self.delivery.outbound.submit(
+                    envelope.origin, list(envelope.remote), data
+                )
+        except Exception:
+            self.log.failure("queueing for {count} remote recipient(s) failed (transaction {transaction})",
+                             count=len(envelope.remote), transaction=envelope.id)
+            return defer.fail()
+        finally:
+            self._finish()
+        return defer.succeed(envelope.queued)
+
+
 @implementer(IMessageDelivery)
 class LocalDelivery:
     """Accepts mail for the users of the local domains and stores it in their INBOX.
@@ -167,8 +191,11 @@ class LocalDelivery:
     @param clock: L{twisted.internet.interfaces.IReactorTime}.
     @param spool_dir: the folder of the DATA spool files (None: the system's temp folder).
     @param authenticated: the address of the authenticated sender on the
-        submission port, None on the receiving port. Only changes the answer for
-        recipients of other domains (relaying is never done).
+        submission port, None on the receiving port.
+    @param outbound: L{imapwebpush.interfaces.IMailSubmitter} that queues mail
+        for other domains from authenticated users; None: such mail is refused.
+    @param senders: L{imapwebpush.smtp.senders.SenderPolicy} for the
+        authenticated user's ``MAIL FROM``; None: their own address only.
     """
 
     log = Logger()
@@ -183,7 +210,11 @@ class LocalDelivery:
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
         authenticated=None,
         spool_dir=None,
+        outbound=None,
+        senders=None,
     ):
+        self.outbound = outbound
+        self.senders = senders or SenderPolicy()
         self.mail_store = mail_store
         self.users = users
         self.domains = frozenset(d.lower() for d in domains)
@@ -200,6 +231,10 @@ class LocalDelivery:
         return None
 
     def validateFrom(self, helo, origin):
+        if self.authenticated is not None and not self.senders.allowed(self.authenticated, str(origin)):
+            raise SMTPServerError(
+                553, "5.7.1 <%s>: sender address not owned by %s" % (origin, self.authenticated)
+            )
         if self._envelope is not None and not self._envelope.readers:
             self._envelope.discard()  # MAIL, RCPT, then RSET or MAIL again: never read
         self._envelope = _Envelope(
@@ -214,6 +249,12 @@ class LocalDelivery:
             raise SMTPBadRcpt(user.dest, 550, "5.1.3 <%s>: bad recipient address syntax" % (user.dest,))
         domain = address.split("@", 1)[1]
         if domain not in self.domains:
+            if self.authenticated is not None and self.outbound is not None:
+                envelope = self._envelope
+                if address not in envelope.remote:
+                    envelope.remote.append(address)
+                trace = self._trace(user, None, envelope)
+                return lambda: _QueuedMessage(self, envelope, address, trace)
             if self.authenticated is not None:
                 raise SMTPBadRcpt(user.dest, 550, "5.7.1 <%s>: relaying not supported" % (address,))
             raise SMTPBadRcpt(
@@ -226,7 +267,11 @@ class LocalDelivery:
         return lambda: _RecipientMessage(self, envelope, address, trace)
 
     def _trace(self, user, address, envelope):
-        """``Return-Path:`` and ``Received:`` (RFC 5321 4.4) for one recipient."""
+        """``Return-Path:`` and ``Received:`` (RFC 5321 4.4) for one recipient.
+
+        With ``address`` None (mail queued for other domains): ``Received:``
+        only, without ``for``; the final server adds ``Return-Path:``.
+        """
         helo_arg, peer = user.helo if user.helo else (None, None)
         protocol = user.protocol
         with_ = "ESMTP"
@@ -244,4 +289,7 @@ class LocalDelivery:
             "\tby %s (imapwebpush) with %s id %s" % (_clean(self.hostname), with_, envelope.id),
             "\tfor <%s>; %s" % (address, date),
         ]
+        if address is None:
+            lines = lines[1:3]
+            lines[-1] += "; " + date
         return ("\r\n".join(lines) + "\r\n").encode("ascii")

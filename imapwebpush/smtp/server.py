@@ -284,8 +284,12 @@ class ReceivingFactory(smtp.SMTPFactory):
         spool_dir=None,
         timeout=DEFAULT_SMTP_TIMEOUT,
         deadline=DEFAULT_SMTP_DEADLINE,
+        outbound=None,
+        senders=None,
     ):
         smtp.SMTPFactory.__init__(self)
+        self.outbound = outbound  # IMailSubmitter for authenticated mail to other domains
+        self.senders = senders  # SenderPolicy of submission
         self.mail_store = mail_store
         self.users = users
         self.domains = [d.lower() for d in domains]
@@ -310,6 +314,8 @@ class ReceivingFactory(smtp.SMTPFactory):
             max_message_size=self.max_message_size,
             authenticated=authenticated,
             spool_dir=self.spool_dir,
+            outbound=self.outbound if authenticated is not None else None,
+            senders=self.senders,
         )
 
     def refusal(self, text):
