@@ -15,6 +15,7 @@ of one thing in it::
       webpush-outbox.sqlite          outbox()         (webpush/outbox.py)
       webpush-topic.key              topic_key()      (webpush/topic.py)
       spool/                         spool()          (spool.py: SMTP DATA until it is stored)
+      queue/                         queue()          (outbound/queue.py: mail for other domains)
 
 What lies inside ``mail/`` (Maildir++ folders and their index files) is the
 store's own layout, described in docs/store.rst.
@@ -33,6 +34,7 @@ SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
 OUTBOX_FILE = "webpush-outbox.sqlite"
 TOPIC_KEY_FILE = "webpush-topic.key"
 SPOOL_FOLDER = "spool"
+QUEUE_FOLDER = "queue"
 
 
 def _entry(name, doc):
@@ -57,6 +59,7 @@ spool = _entry(
     "Messages being received (SMTP DATA beyond 64 KiB), in unnamed files until stored; on the "
     "data folder's disk, not in /tmp, where a tmpfs would put them back into RAM.",
 )
+queue = _entry(QUEUE_FOLDER, "The outbound queue: ``ID.msg`` and ``ID.json`` per message for other domains.")
 
 
 class DataDirError(Exception):

@@ -24,6 +24,7 @@ class LayoutTests(unittest.TestCase):
                 "outbox": datadir.outbox(data),
                 "topic_key": datadir.topic_key(data),
                 "spool": datadir.spool(data),
+                "queue": datadir.queue(data),
             },
             {
                 "users": os.path.join(data, "users.json"),
@@ -34,6 +35,7 @@ class LayoutTests(unittest.TestCase):
                 "outbox": os.path.join(data, "webpush-outbox.sqlite"),
                 "topic_key": os.path.join(data, "webpush-topic.key"),
                 "spool": os.path.join(data, "spool"),
+                "queue": os.path.join(data, "queue"),
             },
         )
 

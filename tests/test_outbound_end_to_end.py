@@ -25,9 +25,8 @@ from imapwebpush import cli, tap
 from imapwebpush.constants import INBOX
 from imapwebpush.testing import dns as testing_dns
 
-from tests.harness.connections import ConnectionTracker
 from tests.harness.settle import when
-from tests.test_end_to_end import listeners
+from tests.harness.connections import track_server
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,9 +71,7 @@ class OutboundWorld:
     @defer.inlineCallbacks
     def start(self, argv):
         running = yield tap.start_server(argv)
-        running.connections = ConnectionTracker()
-        for child in listeners(running):
-            running.connections.track(child.factory)
+        running.connections = track_server(running)
         self.addCleanup(self.stop, running)
         self.servers.append(running)
         return running

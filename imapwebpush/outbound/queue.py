@@ -19,8 +19,7 @@ from zope.interface import implementer
 
 from imapwebpush.durable import atomic_write, fsync_dir, write_file
 from imapwebpush.interfaces import IOutboundQueue
-
-QUEUE_DIR = "queue"  # DATA/queue/ holds ID.msg and ID.json per queued message
+from imapwebpush.private import make_folders
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -117,7 +116,7 @@ class DiskQueue:
 
     def __init__(self, path):
         self.path = path
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        make_folders(path)
         self._entries = {}
         self._load()
 

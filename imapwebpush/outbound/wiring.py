@@ -14,7 +14,8 @@ from twisted.python import usage
 from imapwebpush.constants import INBOX
 from imapwebpush.outbound import resolver as resolver_module
 from imapwebpush.outbound import service as service_module
-from imapwebpush.outbound.queue import QUEUE_DIR, DiskQueue, QueueFileError
+from imapwebpush import datadir
+from imapwebpush.outbound.queue import DiskQueue, QueueFileError
 from imapwebpush.smtp.senders import SenderPolicy
 
 ORIGIN = "outbound"  # the ``origin`` token of store changes made by DSNs
@@ -107,8 +108,7 @@ def check(options):
                 options["relay-trust"] = ssl.Certificate.loadPEM(f.read())
         except Exception as e:
             raise usage.UsageError("--relay-ca: cannot use %s: %s" % (options["relay-ca"], e))
-    data = options["data"]
-    queue_dir = os.path.join(data, QUEUE_DIR)
+    queue_dir = datadir.queue(options["data"])
     if os.path.isdir(queue_dir):
         try:
             DiskQueue(queue_dir)  # a broken queue file: one line now, not a traceback later
@@ -157,7 +157,7 @@ def add_outbound(c):
         return True
 
     c.outbound = service_module.OutboundService(
-        DiskQueue(os.path.join(c.data_dir, QUEUE_DIR)),
+        DiskQueue(datadir.queue(c.data_dir)),
         router,
         c.reactor,
         hostname,
