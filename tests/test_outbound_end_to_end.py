@@ -226,7 +226,7 @@ class OutboundEndToEndTests(OutboundWorld, unittest.TestCase):
     @defer.inlineCallbacks
     def test_4xx_then_2xx_delivered_once(self):
         remote = yield self.start_remote()
-        factory = remote.service.getServiceNamed("smtp").factory
+        factory = remote.service.getServiceNamed("smtp").factory.wrapped  # inside its LimitedFactory
         make_delivery = factory.delivery
         answers = [450]
 
