@@ -29,25 +29,30 @@ class Answer:
         return repr(b"\r\n".join(self.lines))
 
 
-class LineClient(LineReceiver):
+class LineReader(LineReceiver):
+    """Collects a server's lines as they come; ``expect`` waits for the next that matches.
+
+    Also the base of the test suite's wire client. When the connection ends,
+    whatever still waits fails with ConnectionError instead of waiting forever.
+    """
+
     delimiter = b"\r\n"
     MAX_LENGTH = 1 << 20
 
     def __init__(self):
         self.received = []
-        self._read = 0
-        self._waiters = []
-        self._tags = ("c%d" % n for n in itertools.count(1))
         self.closed = defer.Deferred()
+        self._read = 0  # lines already handed to a caller
+        self._waiters = []  # (predicate, Deferred), served in order
 
     def lineReceived(self, line):
         self.received.append(line)
         self._serve()
 
     def connectionLost(self, reason):
-        for _, d in self._waiters:
+        waiters, self._waiters = self._waiters, []
+        for _, d in waiters:
             d.errback(ConnectionError("the server closed the connection"))
-        self._waiters = []
         self.closed.callback(None)
 
     def _serve(self):
@@ -64,10 +69,19 @@ class LineClient(LineReceiver):
                 return
 
     def expect(self, predicate):
+        """Fires with the unread lines up to and including the first that matches."""
         d = defer.Deferred()
         self._waiters.append((predicate, d))
         self._serve()
         return d
+
+
+class LineClient(LineReader):
+    """Tags commands itself and answers with an L{Answer}."""
+
+    def __init__(self):
+        LineReader.__init__(self)
+        self._tags = ("c%d" % n for n in itertools.count(1))
 
     def command(self, text, literal=None):
         """Send ``<tag> text`` (bytes); with ``literal``, ``text`` ends in ``{n}`` and the

@@ -12,7 +12,8 @@ import socket
 from contextlib import contextmanager
 
 from twisted.internet import defer
-from twisted.protocols.basic import LineReceiver
+
+from imapwebpush.conformance.client import LineReader
 
 USER = "alice@example.org"
 PASSWORD = "secret"
@@ -82,44 +83,11 @@ class Wire:
             self.file.close()
 
 
-class LineClient(LineReceiver):
-    """The reactor-side wire client: sends raw lines, collects the server's lines as bytes."""
+class LineClient(LineReader):
+    """The reactor-side wire client: sends raw lines, collects the server's lines as bytes.
 
-    delimiter = b"\r\n"
-    MAX_LENGTH = 1 << 20
-
-    def __init__(self):
-        self.received = []
-        self.closed = defer.Deferred()
-        self._read = 0  # lines already handed to a caller
-        self._waiters = []  # (predicate, Deferred), served in order
-
-    def lineReceived(self, line):
-        self.received.append(line)
-        self._serve()
-
-    def connectionLost(self, reason):
-        self.closed.callback(None)
-
-    def _serve(self):
-        while self._waiters:
-            predicate, d = self._waiters[0]
-            for i in range(self._read, len(self.received)):
-                if predicate(self.received[i]):
-                    out = self.received[self._read:i + 1]
-                    self._read = i + 1
-                    self._waiters.pop(0)
-                    d.callback(out)
-                    break
-            else:
-                return
-
-    def expect(self, predicate):
-        """Fires with the unread lines up to and including the first that matches."""
-        d = defer.Deferred()
-        self._waiters.append((predicate, d))
-        self._serve()
-        return d
+    Line collection and ``expect`` come from the conformance runner's reader.
+    """
 
     def command(self, line):
         """Send one command line; fires with every line up to and including its tagged answer."""
