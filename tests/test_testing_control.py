@@ -157,6 +157,17 @@ class ControlApiTests(unittest.TestCase):
         code, body = yield self.api.call("GET", "users/%s/messages?mailbox=Nope" % ALICE)
         self.assertEqual(code, 404)
 
+    @defer.inlineCallbacks
+    def test_delete_user(self):
+        yield self.api.call("POST", "users", {"address": ALICE, "password": "secret"})
+        yield self.subscribe()
+        code, body = yield self.api.call("DELETE", "users/" + ALICE)
+        self.assertEqual((code, body), (200, {"deleted": ALICE}))
+        self.assertEqual(self.server.components.webpush.store.list(ALICE), [])
+        self.assertFalse(self.server.components.users.exists(ALICE))
+        code, body = yield self.api.call("DELETE", "users/" + ALICE)
+        self.assertEqual((code, body), (404, {"error": "no such user: %s" % ALICE}))
+
 
 class ChaosTests(unittest.TestCase):
 

@@ -153,8 +153,9 @@ class ControlResource(resource.Resource):
                 body = self._json(request)
                 return 201, {"address": s.add_user(body["address"], body["password"])}
         if len(parts) == 2 and parts[0] == "users" and method == "DELETE":
-            s.components.users.delete(parts[1])
-            s.components.webpush.store.delete_account(parts[1])
+            if not s.components.users.exists(parts[1]):
+                raise ApiError(404, "no such user: %s" % (parts[1],))
+            s.delete_user(parts[1])
             return 200, {"deleted": parts[1]}
         if len(parts) == 3 and parts[0] == "users":
             return self._user(request, method, parts[1], parts[2])

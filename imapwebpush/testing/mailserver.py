@@ -335,17 +335,25 @@ class MailServer:
 
     def _reset(self):
         c = self.components
-        subscriptions = c.webpush.store
-        accounts = set(c.users.users()) | set(subscriptions.accounts())
+        accounts = set(c.users.users()) | set(c.webpush.store.accounts())
         for account in sorted(accounts):
-            for sub in subscriptions.list(account):
-                c.webpush.sender.cancel(account, sub.id)
-            subscriptions.delete_account(account)
-            if c.users.exists(account):
-                c.users.delete(account)
-            elif c.mail_store.exists(account):
-                c.mail_store.delete_account(account)
+            self._forget(account)
         self._push.pushes[:] = []
         self._push.chaos = None
         self.events[:] = []
         return sorted(accounts)
+
+    def delete_user(self, address):
+        """Delete a user, their mail and their subscriptions (waiting pushes are dropped)."""
+        return self._call(self._forget, address.lower())
+
+    def _forget(self, account):
+        c = self.components
+        subscriptions = c.webpush.store
+        for sub in subscriptions.list(account):
+            c.webpush.sender.cancel(account, sub.id)
+        subscriptions.delete_account(account)
+        if c.users.exists(account):
+            c.users.delete(account)
+        elif c.mail_store.exists(account):
+            c.mail_store.delete_account(account)
