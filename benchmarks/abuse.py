@@ -18,12 +18,29 @@ Attacks and their figures:
 * ``lwebpush_wildcard``: ``LWEBPUSH "*******x"`` against a 64-character
   subscription id; same figure.
 
+* ``literal_memory``: 20 connections each announce a 9 MiB APPEND literal and
+  send all of it but its last octet; the figure is the server's RSS growth.
+  Before: each literal waited in memory (up to 10 MiB each).
+* ``fetch_no_read``: 5 clients FETCH ``BODY.PEEK[]`` of a 40 MB message and
+  read nothing; the figure is the server's RSS growth. Before: the message was
+  read whole and handed to the transport whole. Target for both: the
+  documented budget of an IMAP connection (docs/operating.rst, 1 MiB) times
+  the number of connections, plus 10 MB for the allocator's slack.
+* ``search_nesting``: ``SEARCH`` with 400-deep parentheses, then 5000 NOTs,
+  back to back; the other client's NOOP p99. Before: twisted's list parser
+  (4 microseconds per octet), then recursion to a RecursionError whose ~100 KB
+  traceback went to the log.
+
 Measured on the final code (this machine, ``--seconds 2``)::
 
     attack=list_wildcard before=3310.3ms after=4.8ms ... ok=yes
     attack=lwebpush_wildcard before=2628.9ms after=2.3ms ... ok=yes
+    attack=literal_memory before=190.9MB after=0.0MB metric=server_rss_growth target=<30MB ok=yes
+    attack=fetch_no_read before=179.4MB after=1.8MB metric=server_rss_growth target=<15MB ok=yes
+    attack=search_nesting before=113.0ms after=37.5ms ... ok=yes
 
-Target: the other client's NOOP p99 stays under 100 ms. Run:
+Target: the other client's NOOP p99 stays under 100 ms; RSS growth under the
+documented budget. Run:
 ``python benchmarks/abuse.py [--seconds S] [--only NAME ...] [--keep]``.
 """
 
@@ -80,7 +97,61 @@ def backtracking_wildcards():
     wildcard.Pattern.__call__ = match
 
 
-BEFORE_PATCHES = {"backtracking_wildcards": backtracking_wildcards}
+def literals_in_memory():
+    """APPEND literals wait in memory up to 10 MiB, as they did before the spool."""
+    from imapwebpush import spool
+    from imapwebpush.imap import core
+
+    core.Spool = lambda directory=None: spool.Spool(directory, in_memory=10 * 1024 * 1024)
+
+
+def fetch_whole():
+    """FETCH reads a message whole and writes its answer whole, as before streaming."""
+    from imapwebpush.imap import fetch
+
+    fetch.STREAM_MIN = 1 << 62
+
+
+def unbounded_nesting():
+    """No nesting cap; a RecursionError is logged with its traceback, as before."""
+    from imapwebpush.imap import core, factory
+
+    build = factory.IMAPFactory.buildProtocol
+
+    def buildProtocol(self, addr):
+        p = build(self, addr)
+        p.max_nesting = 10**9
+        return p
+
+    factory.IMAPFactory.buildProtocol = buildProtocol
+    fail = core.IMAPCore._fail
+
+    def _fail(self, tag, failure):
+        if failure.check(RecursionError):
+            self.log.failure("IMAP command failed", failure, tag=tag)
+            self.sendBadResponse(tag, b"Internal server error")
+            return
+        fail(self, tag, failure)
+
+    core.IMAPCore._fail = _fail
+
+    from twisted.mail import imap4
+
+    from imapwebpush.imap import search_command
+
+    def search_arguments(server, line):  # twisted's parser, 4 microseconds per octet
+        charset, line = imap4.IMAP4Server.opt_charset(server, line.strip())
+        return charset, imap4.parseNestedParens(line)
+
+    search_command.search_arguments = search_arguments
+
+
+BEFORE_PATCHES = {
+    "backtracking_wildcards": backtracking_wildcards,
+    "literals_in_memory": literals_in_memory,
+    "fetch_whole": fetch_whole,
+    "unbounded_nesting": unbounded_nesting,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -142,6 +213,31 @@ def stall_during(port, prepare, hostile, seconds):
     return p99(probe.latencies), sent
 
 
+SERVERS = {}  # imap port -> the running _harness.OurServer (for its pid)
+
+
+def rss_mb(port):
+    """The resident memory of the server listening on ``port``, in MB."""
+    with open("/proc/%d/status" % (SERVERS[port].proc.pid,)) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS")
+
+
+def settle_rss(port, seconds=1.0):
+    """RSS once it stopped growing for a moment (the server is done reading), in MB."""
+    last = rss_mb(port)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(seconds / 4)
+        now = rss_mb(port)
+        if now <= last + 0.5:
+            return now
+        last = now
+    return last
+
+
 def run_server(tmp, label, patch, measure):
     """Start a server (patched with ``patch`` when given), run ``measure(port)``, stop it."""
     data = os.path.join(tmp, label)
@@ -152,9 +248,11 @@ def run_server(tmp, label, patch, measure):
         child = [_harness.PYTHON, os.path.abspath(__file__), "serve", patch]
     server = _harness.OurServer(data, os.path.join(tmp, label + ".log"), SERVER_ARGS, child=child)
     server.start()
+    SERVERS[server.imap_port] = server
     try:
         return measure(server.imap_port)
     finally:
+        SERVERS.pop(server.imap_port, None)
         server.stop()
 
 
@@ -189,12 +287,94 @@ def noop_stall(prepare, hostile):
     return attack
 
 
-# name, the patch that undoes the fix, the attack (port, seconds) -> figure, unit, target
+IMAP_CONNECTION_BUDGET_MB = 1.0  # docs/operating.rst, "Limits and abuse"
+RSS_SLACK_MB = 10.0
+
+
+def literal_memory(port, seconds, connections=20, size=9 * 1024 * 1024):
+    """RSS growth (MB) while ``connections`` clients hold unfinished ``size``-octet literals."""
+    conns = []
+    for _ in range(connections):
+        c = _harness.IMAPConn("127.0.0.1", port)
+        c.login(USER, PASSWORD)
+        conns.append(c)
+    before = settle_rss(port)
+    piece = b"x" * (1024 * 1024)
+    for c in conns:
+        c.send(b"A APPEND INBOX {%d}\r\n" % (size,))
+        c.read()  # + Ready for literal data
+        left = size - 1
+        while left:
+            c.send(piece[:left])
+            left -= min(left, len(piece))
+    after = settle_rss(port, seconds)
+    for c in conns:
+        c.close()
+    return after - before
+
+
+def fetch_no_read(port, seconds, clients=5, size=40 * 1000 * 1000):
+    """RSS growth (MB) while ``clients`` FETCH a ``size``-octet message and read nothing."""
+    import socket
+
+    owner = _harness.IMAPConn("127.0.0.1", port, timeout=600)
+    owner.login(USER, PASSWORD)
+    line = b"y" * 998 + b"\r\n"
+    head = b"From: a@example.org\r\nSubject: big\r\n\r\n"
+    body = head + line * ((size - len(head)) // len(line))
+    owner.send(b"A APPEND INBOX {%d}\r\n" % (len(body),))
+    owner.read()
+    owner.send(body + b"\r\n")
+    owner.read()
+    owner.command(b"SELECT INBOX")
+    owner.command(b"FETCH 1 (FLAGS RFC822.SIZE BODY.PEEK[HEADER])")  # warm: what any FETCH loads
+    conns = []
+    for _ in range(clients):
+        c = _harness.IMAPConn("127.0.0.1", port)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.login(USER, PASSWORD)
+        c.command(b"SELECT INBOX")
+        conns.append(c)
+    before = settle_rss(port)
+    for c in conns:
+        c.send(b"F FETCH 1 BODY.PEEK[]\r\n")
+    time.sleep(seconds)
+    after = settle_rss(port)
+    for c in conns:
+        c.close()
+    owner.logout()
+    return after - before
+
+
+def rss_target(connections):
+    return connections * IMAP_CONNECTION_BUDGET_MB + RSS_SLACK_MB
+
+
+DEEP_SEARCHES = [b"SEARCH " + b"(" * 400 + b"ALL" + b")" * 400, b"SEARCH " + b"NOT " * 5000 + b"ALL"]
+
+
+def search_nesting(port, seconds):
+    """The other client's NOOP p99 (ms) while deep SEARCH criteria are sent back to back."""
+
+    def select(conn):
+        conn.command(b"SELECT INBOX")
+
+    latencies = []
+    for hostile in DEEP_SEARCHES:
+        latency, _ = stall_during(port, select, hostile, seconds / len(DEEP_SEARCHES))
+        latencies.append(latency)
+    return max(latencies)
+
+
+# name, the patch that undoes the fix, the attack (port, seconds) -> figure, unit, target[, metric]
 ATTACKS = [
     ("list_wildcard", "backtracking_wildcards",
      noop_stall(_create_long_mailbox, b'LIST "" "*%*%*%*%*%x"'), "ms", NOOP_TARGET_MS),
     ("lwebpush_wildcard", "backtracking_wildcards",
      noop_stall(_subscribe_long_id, b"LWEBPUSH *******x"), "ms", NOOP_TARGET_MS),
+    ("literal_memory", "literals_in_memory", literal_memory, "MB", rss_target(20), "server_rss_growth"),
+    ("fetch_no_read", "fetch_whole", fetch_no_read, "MB", rss_target(5), "server_rss_growth"),
+    ("search_nesting", "unbounded_nesting", search_nesting, "ms", NOOP_TARGET_MS),
 ]
 
 
@@ -207,7 +387,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="imapwebpush-abuse-")
     all_ok = True
     try:
-        for name, patch, attack, unit, target in ATTACKS:
+        for name, patch, attack, unit, target, *metric in ATTACKS:
             if args.only and name not in args.only:
                 continue
             before = run_server(tmp, name + "-before", patch, lambda port: attack(port, args.seconds))
@@ -215,8 +395,9 @@ def main():
             ok = after < target
             all_ok = all_ok and ok
             print(
-                "attack=%s before=%.1f%s after=%.1f%s metric=other_client_noop_p99 target=<%g%s ok=%s"
-                % (name, before, unit, after, unit, target, unit, "yes" if ok else "no"),
+                "attack=%s before=%.1f%s after=%.1f%s metric=%s target=<%g%s ok=%s"
+                % (name, before, unit, after, unit, (metric or ["other_client_noop_p99"])[0], target, unit,
+                   "yes" if ok else "no"),
                 flush=True,
             )
     finally:

@@ -207,6 +207,48 @@ def check_nesting(line, limit):
         i += 1
 
 
+_LIST_TOKEN = re.compile(rb'[ \t]*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^ \t()"]+))', re.S)
+_UNESCAPE = re.compile(rb"\\(.)", re.S)
+
+
+def parse_list(line, limit):
+    """The atoms, quoted strings and parenthesised lists of ``line``, nested as lists.
+
+    Atoms and strings are bytes (escapes undone); the atom ``NIL`` is None. ParseError
+    when quotes or parentheses do not balance, or lists nest deeper than ``limit``.
+    Why not twisted's parseNestedParens: it spent 4 microseconds per octet (a 64 KiB
+    SEARCH line held the reactor for 280 ms) and recursed once per level.
+    """
+    top = []
+    stack = [top]
+    pos = 0
+    end = len(line.rstrip(b" \t"))
+    match = _LIST_TOKEN.match
+    while pos < end:
+        m = match(line, pos)
+        if m is None:
+            raise ParseError("Malformed list: unbalanced quotes")
+        pos = m.end()
+        opening, closing, quoted_text, atom = m.groups()
+        if opening:
+            if len(stack) > limit:
+                raise ParseError(too_deep(limit))
+            inner = []
+            stack[-1].append(inner)
+            stack.append(inner)
+        elif closing:
+            if len(stack) == 1:
+                raise ParseError("Malformed list: unbalanced parentheses")
+            stack.pop()
+        elif quoted_text is not None:
+            stack[-1].append(_UNESCAPE.sub(rb"\1", quoted_text))
+        else:
+            stack[-1].append(None if atom == b"NIL" else atom)
+    if len(stack) != 1:
+        raise ParseError("Malformed list: unbalanced parentheses")
+    return top
+
+
 def too_deep(limit):
     """The text of the BAD answering input nested more than ``limit`` levels."""
     return "Nested too deeply (more than %d levels)" % (limit,)

@@ -165,3 +165,25 @@ class MatchingParenTests(unittest.TestCase):
         line = b'(BODY[HEADER.FIELDS (A)] "x)" (y)) rest'
         self.assertEqual(line[: wire.matching_paren(line)], b'(BODY[HEADER.FIELDS (A)] "x)" (y))')
         self.assertRaises(ParseError, wire.matching_paren, b"(a (b)")
+
+
+class ParseListTests(unittest.TestCase):
+    def test_structure(self):
+        self.assertEqual(
+            wire.parse_list(b'OR (SUBJECT "a \\"b\\" \\\\c" NIL) nil  ()', 8),
+            [b"OR", [b"SUBJECT", b'a "b" \\c', None], b"nil", []],
+        )
+
+    def test_errors(self):
+        for text, message in [
+            (b"(a", "Malformed list: unbalanced parentheses"),
+            (b"a)", "Malformed list: unbalanced parentheses"),
+            (b'a "b', "Malformed list: unbalanced quotes"),
+            (b"(" * 9 + b")" * 9, "Nested too deeply (more than 8 levels)"),
+        ]:
+            self.assertEqual(str(self.assertRaises(ParseError, wire.parse_list, text, 8)), message)
+        self.assertEqual(wire.parse_list(b"(" * 8 + b")" * 8, 8)[0][0][0][0][0][0][0], [[]])
+
+    def test_check_nesting_skips_quotes(self):
+        wire.check_nesting(b'("((((((((((")', 2)
+        self.assertRaises(ParseError, wire.check_nesting, b"([(", 2)

@@ -19,12 +19,7 @@ _TRAILING_LITERAL = re.compile(rb"\{(\d{1,12})(\+?)\}\Z")
 def search_arguments(server, line):
     """(charset or None, parsed criteria) of a SEARCH line."""
     charset, line = imap4.IMAP4Server.opt_charset(server, line.strip())
-    wire.check_nesting(line, server.max_nesting)
-    try:
-        query = imap4.parseNestedParens(line)
-    except Exception:
-        raise Bad("Malformed search criteria")
-    return charset, query
+    return charset, wire.parse_list(line, server.max_nesting)
 
 
 class SearchCommandMixin:
