@@ -121,6 +121,35 @@ class HostileSearchTests(HostileCase):
         return d.addCallback(check)
 
 
+class SearchCostTests(HostileCase):
+    """A SEARCH runs every key on every message: the number of keys is capped, and a long
+    sequence set is looked up by bisection, not tried range by range."""
+
+    def test_many_keys(self):
+        odd = ",".join(str(n) for n in range(1, 20000, 2))
+        d = self.answers(
+            "SEARCH " + "ALL " * 1000,
+            "SEARCH " + "ALL " * 1001,
+            "SEARCH " + odd,
+            "SEARCH UID " + odd,
+            "SEARCH NOT UID " + odd,
+        )
+
+        def check(results):
+            self.assertEqual(
+                results,
+                [
+                    ["* SEARCH 1 2", "q0 OK SEARCH completed"],
+                    ["q1 BAD Too many search keys (more than 1000)"],
+                    ["* SEARCH 1", "q2 OK SEARCH completed"],
+                    ["* SEARCH 1", "q3 OK SEARCH completed"],
+                    ["* SEARCH 2", "q4 OK SEARCH completed"],
+                ],
+            )
+
+        return d.addCallback(check)
+
+
 class NumbersAbove32BitTests(HostileCase):
     """RFC 3501 9: sequence numbers, UIDs and other numbers are 32-bit; larger ones are BAD."""
 
