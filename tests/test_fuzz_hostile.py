@@ -15,13 +15,13 @@ from twisted.cred.portal import Portal
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
 from imapwebpush.store.account import MailStore
 from tests.harness.imap import MESSAGE, message
+from tests.harness.logs import LogWatch
 from tests.harness.smtp import SMTPWorldMixin
 from tests.harness.wire import PASSWORD, USER
 
@@ -82,20 +82,6 @@ imap_raw = st.binary(max_size=200).map(lambda b: b.replace(b"\r", b"").replace(b
 
 def encode(text):
     return text.encode("utf-8", "surrogatepass")
-
-
-class LogWatch:
-    """Every error or failure logged while a test runs (the test asserts there is none)."""
-
-    def __init__(self, testcase):
-        self.bad = []
-        globalLogPublisher.addObserver(self.observe)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.observe)
-
-    def observe(self, event):
-        level = event.get("log_level")
-        if "log_failure" in event or (level is not None and level.name in ("error", "critical")):
-            self.bad.append(event)
 
 
 class IMAPConnection:

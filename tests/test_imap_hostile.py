@@ -6,25 +6,9 @@ traceback (or a RecursionError on every FETCH), which let one client flood the l
 
 import os
 
-from twisted.logger import globalLogPublisher
-
 from imapwebpush.constants import DEFAULT_MAX_NESTING
 from tests.harness.imap import IMAPTestCase, message
-
-
-class LogCapture:
-    """Every twisted.logger event emitted while a test runs."""
-
-    def __init__(self, testcase):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def failures(self):
-        return [e for e in self.events if "log_failure" in e]
-
-    def errors(self):
-        return [e for e in self.events if e.get("log_level") is not None and e["log_level"].name in ("error", "critical")]
+from tests.harness.logs import LogWatch
 
 
 class HostileCase(IMAPTestCase):
@@ -32,7 +16,7 @@ class HostileCase(IMAPTestCase):
 
     def setUp(self):
         super().setUp()
-        self.log = LogCapture(self)
+        self.log = LogWatch(self)
         self.inbox().add(message("Nil desperandum"), [])
         self.inbox().add(message("Other"), [])
 
@@ -186,7 +170,7 @@ class NumbersAbove32BitTests(HostileCase):
 class DeepMimeTests(IMAPTestCase):
     def setUp(self):
         super().setUp()
-        self.log = LogCapture(self)
+        self.log = LogWatch(self)
         depth = 3000
         head = b"From: a@example.org\r\nSubject: deep\r\n"
         parts = []
@@ -221,7 +205,7 @@ class UnexpectedErrorTests(IMAPTestCase):
 
     def setUp(self):
         super().setUp()
-        self.log = LogCapture(self)
+        self.log = LogWatch(self)
 
         def broken(server, tag):
             raise ZeroDivisionError("x" * 1000)

@@ -12,6 +12,7 @@
 - ``smtp``: the SMTP world (users, store), in memory (``SMTPWorldMixin``, ``SMTPWire``)
   or on loopback (``LoopbackSMTPMixin``).
 - ``tls``: throw-away certificates and the client context that accepts them.
+- ``logs``: ``LogWatch``, the log events of a test (for asserting none is an error).
 
 docs/testing.rst describes how to use them.
 """
