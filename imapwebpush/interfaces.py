@@ -344,11 +344,12 @@ class ISubscriptionStore(Interface):
     def end_connection(connection):
         """End the silences tied to a connection id; the (account, id) pairs ended."""
 
-    def record_success(account, subscription_id, now):
-        """Reset the failure counters."""
+    def record_success(account, subscription_id, now, answer=None):
+        """Reset the failure counters; keep the time and ``answer`` of this delivery."""
 
-    def record_failure(account, subscription_id, now, rejected):
-        """Count a failure: (consecutive rejections, first failure time) or None."""
+    def record_failure(account, subscription_id, now, rejected, answer=None):
+        """Count a failure, keep its time and ``answer``: (consecutive rejections, first
+        failure time) or None."""
 
     def make_pending(account, subscription_id, now):
         """Active -> pending (repeated rejections); True when it changed."""

@@ -50,9 +50,11 @@ from imapwebpush.smtp.server import (
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
 from imapwebpush.webpush.assembly import WebPush
+from imapwebpush.webpush.contact import check_subject
 from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS, MAX_PREVIEW_CHARS
 from imapwebpush.webpush.privacy import DEFAULT_PRIVACY, check_level
 from imapwebpush.webpush.ratelimit import DEFAULT_NEW_MAIL_BURST, DEFAULT_NEW_MAIL_PER_HOUR
+from imapwebpush.webpush.scope import DEFAULT_SCOPE, SUBSCRIBED, SubscribedMailboxes, check_scope
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 DEFAULT_IMAP = "tcp:1143:interface=127.0.0.1"
@@ -184,6 +186,9 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
          " sync per mailbox (0: no limit).", int],
         ["new-mail-per-hour", None, DEFAULT_NEW_MAIL_PER_HOUR,
          "How many new-mail pushes an hour a subscription gets back.", float],
+        ["push-scope", None, DEFAULT_SCOPE,
+         "Mailboxes whose changes are pushed: subscribed (INBOX and the SUBSCRIBEd ones) or"
+         " all."],
         ["push-preview", None, DEFAULT_PREVIEW_CHARS,
          "Longest RFC 8970 PREVIEW text in a new-mail push, in characters (0: none, at most"
          " 256).", int],
@@ -236,14 +241,20 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             self["push-privacy"] = check_level(self["push-privacy"])
         except ValueError as e:
             raise usage.UsageError("--push-privacy: %s" % (e,))
+        try:
+            self["push-scope"] = check_scope(self["push-scope"])
+        except ValueError as e:
+            raise usage.UsageError("--push-scope: %s" % (e,))
         if self["new-mail-burst"] < 0 or self["new-mail-per-hour"] < 0:
             raise usage.UsageError("--new-mail-burst and --new-mail-per-hour must not be negative")
         if not 0 <= self["push-preview"] <= MAX_PREVIEW_CHARS:
             raise usage.UsageError("--push-preview must be 0 to %d characters" % MAX_PREVIEW_CHARS)
         if self["vapid-subject"] is None:
             self["vapid-subject"] = "mailto:postmaster@%s" % (self["domains"][0],)
-        elif not self["vapid-subject"].startswith(("mailto:", "https:")):
-            raise usage.UsageError("--vapid-subject must be a mailto: or https: URL")
+        try:
+            check_subject(self["vapid-subject"])
+        except ValueError as e:
+            raise usage.UsageError("--vapid-subject: %s" % (e,))
         if self["tls-key"] and not self["tls-cert"]:
             raise usage.UsageError("--tls-key needs --tls-cert")
         self["tls"] = None
@@ -341,6 +352,7 @@ def add_webpush(c):
         new_mail_burst=options["new-mail-burst"],
         new_mail_per_hour=options["new-mail-per-hour"],
         preview_chars=options["push-preview"],
+        scope=SubscribedMailboxes(c.mail_store) if options["push-scope"] == SUBSCRIBED else None,
     )
     c.dispatcher = c.webpush.dispatcher
     c.mail_store.bus.subscribe(c.dispatcher)

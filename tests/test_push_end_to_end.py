@@ -270,12 +270,14 @@ class EndToEnd(PushHarness):
         self.assertEqual(len(self.pushservice.received(self.phone)), 2)
 
 
-class ServerEndToEnd(PushHarness):
-    """The same, driven by real clients: smtplib and imaplib against start_server (makeService).
+class ServerHarness(PushHarness):
+    """A server from start_server (makeService) with Alice and her subscribed phone.
 
     Nothing is wired by hand: the Web Push pieces are the ones makeService
-    builds from the twistd options.
+    builds from the twistd options (``options`` adds some).
     """
+
+    options = ()
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -290,7 +292,7 @@ class ServerEndToEnd(PushHarness):
             "--data", data, "--domain", "example.org", "--hostname", "mx.example.org",
             "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
             "--allow-plaintext-auth", "--insecure-push-endpoints", "--push-coalesce", str(WINDOW),
-        ], reactor)
+        ] + list(self.options), reactor)
         self.addCleanup(self.server.stop)
         self.connections = track_server(self.server)
         c = self.server.components
@@ -315,6 +317,11 @@ class ServerEndToEnd(PushHarness):
 
     def imap(self):
         return imaplib_session(self.server.ports["imap"], ALICE, "secret")
+
+
+
+class ServerEndToEnd(ServerHarness):
+    """The same, driven by real clients: smtplib and imaplib."""
 
     @defer.inlineCallbacks
     def test_smtp_delivery(self):
@@ -346,6 +353,7 @@ class ServerEndToEnd(PushHarness):
                 client.select("INBOX")
                 assert client.uid("STORE", "1", "+FLAGS", r"(\Seen)")[0] == "OK"
                 assert client.create("Archive")[0] == "OK"
+                assert client.subscribe("Archive")[0] == "OK"  # pushed: INBOX and subscribed
 
         yield self.client(store_and_create)
         pushes = yield self.pushes(3)

@@ -102,6 +102,27 @@ def format_subscription(sub, now):
                                   sub.endpoint, sub.vapid_key or "-")
 
 
+def _when(stamp):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def format_health(health):
+    """Indented lines: the last delivery and the last failure, each with the service's answer.
+
+    "Is push working?": a subscription with a recent delivery works; one whose
+    last failure is newer than its last delivery is in trouble (the answer says
+    why). A subscription the server deleted (404/410, failing for 7 days, never
+    acknowledged) is not listed at all: a client learns it the same way, when
+    LWEBPUSH no longer lists its id.
+    """
+    lines = []
+    for label, when, answer in (("last delivery", "last_success", "last_success_answer"),
+                                ("last failure", "last_failure", "last_failure_answer")):
+        if health and health.get(when) is not None:
+            lines.append("  %s: %s %s" % (label, _when(health[when]), health.get(answer) or "-"))
+    return lines
+
+
 def subscriptions_list(args, ctx):
     store = _store(ctx)
     try:
@@ -109,6 +130,8 @@ def subscriptions_list(args, ctx):
         for account in accounts:
             for sub in store.list(account):
                 ctx.print(format_subscription(sub, time.time()))
+                for line in format_health(store.health(account, sub.id)):
+                    ctx.print(line)
     finally:
         store.close()
 
@@ -123,22 +146,13 @@ def subscriptions_delete(args, ctx):
     ctx.print("deleted %s of %s" % (args.id, _account(args.address)))
 
 
-def describe_outcome(outcome):
-    """The push service's answer as one line a person can act on."""
-    status = outcome.status if outcome.status is not None else "-"
-    line = "%s %s" % (status, outcome.kind)
-    if outcome.reason:
-        line += ": " + outcome.reason
-    return line
-
-
 def send_test_push(webpush, address, subscription_id):
     """Deferred[str]: send one push through ``webpush`` (started sender) and describe the answer."""
     try:
         d = webpush.test_push(_account(address), subscription_id)
     except ClientError as e:
         return defer.fail(AdminError(e.message))
-    return d.addCallback(describe_outcome)
+    return d.addCallback(lambda outcome: outcome.describe())
 
 
 def run_test_push(reactor, data_dir, address, subscription_id, subject, insecure=False):
@@ -197,7 +211,8 @@ def register_subscriptions(subparsers):
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     lst = actions.add_parser("list", help="one line per subscription: address id state"
-                             " silence endpoint vapid-key")
+                             " silence endpoint vapid-key; then its last delivery and last"
+                             " failure, with the push service's answer")
     lst.add_argument("address", nargs="?", help="only this account")
     lst.set_defaults(func=subscriptions_list)
 

@@ -18,9 +18,11 @@ tap.py builds its server with it too, so there is one wiring, not two.
 import os
 
 from twisted.application import service
+from twisted.logger import Logger
 
 from imapwebpush import datadir, decisions
 from imapwebpush.imap.webpush_commands import WebPushAccount, WebPushAvatarFactory
+from imapwebpush.webpush.contact import check_subject, unroutable_reason
 from imapwebpush.webpush.dispatcher import PushDispatcher
 from imapwebpush.webpush.notifier import Notifier
 from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS
@@ -33,6 +35,8 @@ from imapwebpush.webpush.ratelimit import (
 from imapwebpush.webpush.service import build_webpush
 from imapwebpush.webpush.topic import load_or_create_topic_key
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
+
+log = Logger()
 
 
 class WebPush(service.MultiService):
@@ -54,6 +58,9 @@ class WebPush(service.MultiService):
         (L{imapwebpush.webpush.ratelimit}); 0: no limit.
     @param new_mail_per_hour: how fast that allowance comes back.
     @param preview_chars: longest RFC 8970 PREVIEW text in a new-mail push; 0: none.
+    @param scope: which mailboxes are pushed: an object whose ``mailboxes(account)``
+        gives the names (e.g. L{imapwebpush.webpush.scope.SubscribedMailboxes}),
+        or None for every mailbox.
 
     Attributes: ``service`` (the L{IWebPushService} of the WEBPUSH commands),
     ``sender``, ``store`` (subscriptions), ``keyring``, ``policy``,
@@ -67,12 +74,18 @@ class WebPush(service.MultiService):
                  max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH, privacy=DEFAULT_PRIVACY,
                  new_mail_burst=DEFAULT_NEW_MAIL_BURST,
                  new_mail_per_hour=DEFAULT_NEW_MAIL_PER_HOUR,
-                 preview_chars=DEFAULT_PREVIEW_CHARS):
+                 preview_chars=DEFAULT_PREVIEW_CHARS, scope=None):
         service.MultiService.__init__(self)
         if reactor is None:
             from twisted.internet import reactor
         if not subject:
             raise ValueError("WebPush needs subject=, the VAPID contact: a mailto: or https: URL")
+        unroutable = unroutable_reason(check_subject(subject))
+        if unroutable:
+            log.warn("VAPID CONTACT {subject} CANNOT REACH ANYBODY: {reason}. Push services"
+                     " may refuse every push from this server (403); give --vapid-subject"
+                     " mailto:you@your-public-domain or an https:// page.",
+                     subject=subject, reason=unroutable)
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
         self.reactor = reactor
         self.service = build_webpush(data_dir, reactor, subject, insecure=insecure,
@@ -88,7 +101,7 @@ class WebPush(service.MultiService):
         self.dispatcher = PushDispatcher(
             reactor, self.store, self.sender, self.topic_key, coalesce_window=coalesce_window,
             privacy=self.privacy, limiter=TokenBuckets(reactor, new_mail_burst, new_mail_per_hour),
-            preview_chars=preview_chars)
+            preview_chars=preview_chars, scope=scope)
         self.service.dispatcher = self.dispatcher
         self.notifier = Notifier(self.dispatcher, self.store)
         # MultiService starts children in this order and stops them in reverse.

@@ -68,6 +68,9 @@ KIND_SYNC = "sync"  # generic sync after a silence
 KIND_LIMITED = "limited"  # new mail past the rate limit: one generic sync per mailbox
 
 
+_TREE_EVENTS = (MailboxCreated, MailboxRenamed, MailboxDeleted)
+
+
 class _Planned:
     """One push about to be sent, with what it takes to re-render it smaller."""
 
@@ -116,7 +119,7 @@ class PushDispatcher(service.Service):
 
     def __init__(self, clock, subscriptions, sender, topic_key,
                  coalesce_window=decisions.DEFAULT_COALESCE_WINDOW, budget=MAX_PLAINTEXT,
-                 privacy=None, limiter=None, preview_chars=DEFAULT_PREVIEW_CHARS):
+                 privacy=None, limiter=None, preview_chars=DEFAULT_PREVIEW_CHARS, scope=None):
         self._clock = clock
         self._subscriptions = subscriptions
         self._sender = sender
@@ -126,6 +129,7 @@ class PushDispatcher(service.Service):
         self._privacy = privacy  # AccountPrivacy, or None: every account is "full"
         self._limiter = limiter  # TokenBuckets for new-mail pushes, or None: no limit
         self._preview_chars = preview_chars
+        self._scope = scope  # SubscribedMailboxes, or None: every mailbox is pushed
         self._accounts = {}
         self._silences = {}
         self._order = itertools.count()
@@ -223,10 +227,17 @@ class PushDispatcher(service.Service):
     def _level(self, account):
         return privacy.FULL if self._privacy is None else self._privacy.level(account)
 
+    def _wanted(self, account):
+        """The mailboxes in the push scope (a set), or None: all of them."""
+        return None if self._scope is None else self._scope.mailboxes(account)
+
     def _flush_new(self, account):
         events, subs = self._take(account, new=True)
         if not subs:
             return
+        wanted = self._wanted(account)
+        if wanted is not None:
+            events = [(order, e) for order, e in events if e.mailbox in wanted]
         level = self._level(account)
         sections = OrderedDict()
         for order, event in events:
@@ -249,6 +260,9 @@ class PushDispatcher(service.Service):
         events, subs = self._take(account, new=False)
         if not subs:
             return
+        wanted = self._wanted(account)
+        if wanted is not None:  # the mailbox tree is the account's: always pushed
+            events = [e for e in events if isinstance(e, _TREE_EVENTS) or e.mailbox in wanted]
         mailboxes, tree = _merge(events)
         if self._level(account) == privacy.SYNC:
             mailboxes = OrderedDict((m, Section(m)) for m in mailboxes)

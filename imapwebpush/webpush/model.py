@@ -83,3 +83,10 @@ class PushOutcome:
     status: Optional[int] = None  # the HTTP status, when there was one
     reason: str = ""  # a sentence a person can act on
     context: Dict[str, Any] = field(default_factory=dict)  # given to send(), returned as is
+
+    def describe(self) -> str:
+        """The push service's answer as one line a person can act on: ``201 delivered``."""
+        line = "%s %s" % (self.status if self.status is not None else "-", self.kind)
+        if self.reason:
+            line += ": " + self.reason
+        return line

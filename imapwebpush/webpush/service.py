@@ -390,7 +390,7 @@ class WebPushService(service.Service):
             return  # about an endpoint the client has replaced since
         now = self.now()
         if outcome.kind == model.DELIVERED:
-            self.store.record_success(account, sid, now)
+            self.store.record_success(account, sid, now, outcome.describe())
         elif outcome.kind == model.GONE:
             self.store.delete(account, sid)
             self._cancel(account, sid)
@@ -399,7 +399,8 @@ class WebPushService(service.Service):
                           subscription=sid, status=outcome.status, reason=outcome.reason)
         elif outcome.kind in (model.REJECTED, model.EXPIRED, model.FAILED):
             rejected = outcome.kind == model.REJECTED
-            rejections, first = self.store.record_failure(account, sid, now, rejected)
+            rejections, first = self.store.record_failure(account, sid, now, rejected,
+                                                          outcome.describe())
             if now - first >= decisions.FAILING_SUBSCRIPTION_LIFETIME:
                 self.store.delete(account, sid)
                 self._cancel(account, sid)
@@ -414,7 +415,9 @@ class WebPushService(service.Service):
                                   " again after {n} rejections (last: {status} {reason})",
                                   account=account, subscription=sid, n=rejections,
                                   status=outcome.status, reason=outcome.reason)
-        # TOO_LARGE is about one body, not about the subscription.
+        elif outcome.kind == model.TOO_LARGE:
+            # about one body, not about the subscription: shown, nothing counted
+            self.store.record_refusal(account, sid, now, outcome.describe())
 
     # -- pruning -------------------------------------------------------------------------
 

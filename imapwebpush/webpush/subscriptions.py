@@ -24,6 +24,13 @@ from imapwebpush.webpush.model import ACTIVE, PENDING, Subscription
 # row only when it clears failures or the recorded time is older than this.
 LAST_SUCCESS_RESOLUTION = 60
 
+# The push service's answer kept with the last delivery and the last failure.
+MAX_ANSWER_LENGTH = 200
+
+# Columns added after the first release: (name, type), added to older files when opened.
+_ADDED_COLUMNS = (("last_success_answer", "TEXT"), ("last_failure", "REAL"),
+                  ("last_failure_answer", "TEXT"))
+
 
 SCHEMA_VERSION = 1
 
@@ -44,6 +51,9 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     rejections INTEGER NOT NULL DEFAULT 0,
     first_failure REAL,
     last_success REAL,
+    last_success_answer TEXT,
+    last_failure REAL,
+    last_failure_answer TEXT,
     PRIMARY KEY (account, id)
 );
 CREATE TABLE IF NOT EXISTS tokens (
@@ -122,6 +132,10 @@ class SQLiteSubscriptionStore:
         self._db.execute("PRAGMA busy_timeout=2000")
         # executescript commits on its own: it runs outside our transaction helper.
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(subscriptions)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute("ALTER TABLE subscriptions ADD COLUMN %s %s" % (name, kind))
         self._db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
         self.clear_connection_silences()
 
@@ -173,18 +187,20 @@ class SQLiteSubscriptionStore:
     def health(self, account, subscription_id):
         """Failure bookkeeping of one subscription, for operators and tests.
 
-        A dict with ``rejections``, ``first_failure``, ``last_success``,
-        ``pending_since`` and ``pending_key``; None when unknown.
+        A dict with ``rejections``, ``first_failure``, ``last_success`` (the
+        last delivery, to LAST_SUCCESS_RESOLUTION), ``last_success_answer``,
+        ``last_failure``, ``last_failure_answer``, ``pending_since`` and
+        ``pending_key``; None when unknown.
         """
+        names = ("rejections", "first_failure", "last_success", "last_success_answer",
+                 "last_failure", "last_failure_answer", "pending_since", "pending_key")
         row = self._db.execute(
-            "SELECT rejections, first_failure, last_success, pending_since, pending_key"
-            " FROM subscriptions WHERE account=? AND id=?",
+            "SELECT " + ", ".join(names) + " FROM subscriptions WHERE account=? AND id=?",
             (account, subscription_id),
         ).fetchone()
         if row is None:
             return None
-        return dict(zip(("rejections", "first_failure", "last_success", "pending_since",
-                         "pending_key"), row))
+        return dict(zip(names, row))
 
     def privacy(self, account):
         """The privacy level set for ``account`` (see L{imapwebpush.webpush.privacy}), or None."""
@@ -343,8 +359,8 @@ class SQLiteSubscriptionStore:
             db.execute("UPDATE subscriptions SET silenced_connection=NULL"
                        " WHERE silenced_connection IS NOT NULL")
 
-    def record_success(self, account, subscription_id, now):
-        """A push was delivered: failure counters reset.
+    def record_success(self, account, subscription_id, now, answer=None):
+        """A push was delivered (``answer``: what the push service said): failure counters reset.
 
         Called for every delivered push, so it writes only when there is
         something to change: failure counters to clear, or a ``last_success``
@@ -353,13 +369,17 @@ class SQLiteSubscriptionStore:
         """
         with self._transaction() as db:
             db.execute(
-                "UPDATE subscriptions SET rejections=0, first_failure=NULL, last_success=?"
+                "UPDATE subscriptions SET rejections=0, first_failure=NULL, last_success=?,"
+                " last_success_answer=?"
                 " WHERE account=? AND id=? AND (rejections != 0 OR first_failure IS NOT NULL"
                 " OR last_success IS NULL OR last_success <= ?)",
-                (now, account, subscription_id, now - LAST_SUCCESS_RESOLUTION))
+                (now, _answer(answer), account, subscription_id,
+                 now - LAST_SUCCESS_RESOLUTION))
 
-    def record_failure(self, account, subscription_id, now, rejected):
+    def record_failure(self, account, subscription_id, now, rejected, answer=None):
         """A push failed; returns (consecutive rejections, first failure time) or None.
+
+        ``answer`` (what the push service said) is kept as the last failure.
 
         ``rejected`` is True for 400/401/403 answers, which count towards
         making the subscription pending again; any failure starts the clock
@@ -375,9 +395,18 @@ class SQLiteSubscriptionStore:
             rejections = rejections + 1 if rejected else rejections
             first = now if first is None else first
             db.execute(
-                "UPDATE subscriptions SET rejections=?, first_failure=? WHERE account=? AND id=?",
-                (rejections, first, account, subscription_id))
+                "UPDATE subscriptions SET rejections=?, first_failure=?, last_failure=?,"
+                " last_failure_answer=? WHERE account=? AND id=?",
+                (rejections, first, now, _answer(answer), account, subscription_id))
         return rejections, first
+
+    def record_refusal(self, account, subscription_id, now, answer):
+        """One body was refused (413) without anything wrong with the subscription: kept as
+        the last failure, no counter moves."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE subscriptions SET last_failure=?, last_failure_answer=?"
+                " WHERE account=? AND id=?", (now, _answer(answer), account, subscription_id))
 
     def make_pending(self, account, subscription_id, now):
         """An active subscription gets no more event pushes until it is acknowledged again."""
@@ -410,6 +439,10 @@ class SQLiteSubscriptionStore:
                            list(reasons))
             db.execute("DELETE FROM tokens WHERE issued<=?", (now - token_lifetime,))
         return [key + (reason,) for key, reason in reasons.items()]
+
+
+def _answer(text):
+    return None if text is None else text[:MAX_ANSWER_LENGTH]
 
 
 class _Transaction:

@@ -23,22 +23,13 @@ from zope.interface import implementer
 from imapwebpush.durable import atomic_write
 from imapwebpush.decisions import VAPID_TOKEN_LIFETIME, VAPID_TOKEN_RENEW_BEFORE
 from imapwebpush.interfaces import IVapidKeyring
+from imapwebpush.webpush.contact import check_subject  # noqa: F401 - also imported from here
 from imapwebpush.webpush.crypto import b64url_encode, public_bytes
 
 CURRENT_FILE = "current"
 PEM_SUFFIX = ".pem"
 _JWT_HEADER = b64url_encode(b'{"typ":"JWT","alg":"ES256"}')
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-
-
-def check_subject(subject):
-    """The VAPID ``sub`` must be a mailto: or https: URI (RFC 8292 2.1)."""
-    if not isinstance(subject, str) or not (
-        (subject.startswith("mailto:") and len(subject) > len("mailto:"))
-        or (subject.startswith("https://") and len(subject) > len("https://"))
-    ):
-        raise ValueError("the VAPID subject must be a mailto: or https:// URI, got %r" % (subject,))
-    return subject
 
 
 @functools.lru_cache(maxsize=4096)
