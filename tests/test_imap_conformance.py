@@ -121,3 +121,102 @@ class RecentTests(IMAPTestCase):
             self.assertEqual(again[3:5], ["* 2 EXISTS", "* 0 RECENT"])  # claimed by the first
 
         return self.in_thread(client).addCallback(check)
+
+
+ENCAPSULATED = (
+    b"From: a@example.net\r\n"
+    b"Subject: outer\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: b@example.net\r\n"
+    b"Subject: inner\r\n"
+    b"\r\n"
+    b"inner body\r\n"
+)
+
+DIGEST = (
+    b"From: a@example.net\r\n"
+    b"Subject: digest\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/digest; boundary="D"\r\n'
+    b"\r\n"
+    b"--D\r\n"
+    b"\r\n"
+    b"From: c@example.net\r\n"
+    b"Subject: first\r\n"
+    b"\r\n"
+    b"one\r\n"
+    b"--D\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"not a message\r\n"
+    b"--D--\r\n"
+)
+
+
+class SectionTests(IMAPTestCase):
+    """RFC 3501 6.4.5 part numbers under message/rfc822; RFC 2046 5.1.5 digest defaults."""
+
+    def fetch(self, raw, *items):
+        self.inbox().add(raw, ["\\Seen"])
+
+        def client():
+            w = self.session(select="INBOX")
+            out = [w.cmd("f%d" % i, "FETCH 1 (%s)" % item) for i, item in enumerate(items)]
+            w.close()
+            return out
+
+        return self.in_thread(client)
+
+    def test_top_level_message_rfc822(self):
+        d = self.fetch(ENCAPSULATED, "BODY.PEEK[1]", "BODY.PEEK[1.HEADER]", "BODY.PEEK[1.TEXT]", "BODY.PEEK[1.1]")
+
+        def check(out):
+            whole, header, text, body = out
+            self.assertEqual(
+                whole,
+                [
+                    "* 1 FETCH (BODY[1] {51}",
+                    "From: b@example.net",
+                    "Subject: inner",
+                    "",
+                    "inner body",
+                    ")",
+                    "f0 OK FETCH completed",
+                ],
+            )
+            self.assertEqual(
+                header,
+                ["* 1 FETCH (BODY[1.HEADER] {39}", "From: b@example.net", "Subject: inner", "", ")", "f1 OK FETCH completed"],
+            )
+            self.assertEqual(text, ["* 1 FETCH (BODY[1.TEXT] {12}", "inner body", ")", "f2 OK FETCH completed"])
+            self.assertEqual(body, ["* 1 FETCH (BODY[1.1] {12}", "inner body", ")", "f3 OK FETCH completed"])
+
+        return d.addCallback(check)
+
+    def test_digest_parts_are_messages(self):
+        d = self.fetch(DIGEST, "BODY.PEEK[1.HEADER]", "BODY.PEEK[1.1]", "BODY.PEEK[2]", "BODYSTRUCTURE")
+
+        def check(out):
+            header, body, second, structure = out
+            self.assertEqual(
+                header,
+                ["* 1 FETCH (BODY[1.HEADER] {39}", "From: c@example.net", "Subject: first", "", ")", "f0 OK FETCH completed"],
+            )
+            self.assertEqual(body, ["* 1 FETCH (BODY[1.1] {3}", "one)", "f1 OK FETCH completed"])
+            self.assertEqual(second, ["* 1 FETCH (BODY[2] {13}", "not a message)", "f2 OK FETCH completed"])
+            c = '((NIL NIL "c" "example.net"))'
+            envelope = '(NIL "first" %s %s %s NIL NIL NIL NIL NIL)' % (c, c, c)
+            self.assertEqual(
+                structure,
+                [
+                    '* 1 FETCH (BODYSTRUCTURE (("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 42 %s'
+                    ' ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3 0 NIL NIL NIL NIL) 3'
+                    ' NIL NIL NIL NIL) ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 13 0'
+                    ' NIL NIL NIL NIL) "DIGEST" ("BOUNDARY" "D") NIL NIL NIL))' % envelope,
+                    "f3 OK FETCH completed",
+                ],
+            )
+
+        return d.addCallback(check)

@@ -125,7 +125,7 @@ class FetchTests(IMAPTestCase):
             self.assertEqual(
                 structure,
                 b'1 (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 8 0'
-                b' NIL NIL NIL NIL) ("TEXT" "HTML" NIL NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
+                b' NIL NIL NIL NIL) ("TEXT" "HTML" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
                 b' "MIXED" ("BOUNDARY" "XX") NIL NIL NIL))',
             )
             self.assertEqual(r["missing"][0][1], b"")

@@ -298,7 +298,7 @@ class FetchCommandMixin:
         except (KeyError, IndexError):
             part = None
         if attr.header or attr.text:
-            if part is not None and path and part.content_type().lower().startswith(b"message/rfc822"):
+            if part is not None and path and part.is_encapsulated():
                 part = part.subparts()[0]
         if attr.header:
             header = attr.header

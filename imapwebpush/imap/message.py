@@ -89,8 +89,11 @@ def wire_safe(structure):
 class RawPart:
     """One MIME entity over its exact octets."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, default_type=b"text/plain"):
         self.raw = raw
+        # the type without a Content-Type header: message/rfc822 in a multipart/digest
+        # (RFC 2046 5.1.5), text/plain elsewhere (RFC 2045 5.2)
+        self.default_type = default_type
         self._split = None
         self._parsed = None
         self._subparts = None
@@ -133,34 +136,55 @@ class RawPart:
                 return value
         return b""
 
+    def mime_type(self):
+        """The lower-case ``type/subtype`` of this entity, its default when it names none."""
+        value = self.content_type().split(b";", 1)[0].strip().lower()
+        if not value:
+            return self.default_type
+        if b"/" not in value:
+            return b"text/plain"  # RFC 2045 5.2: a syntax error means text/plain
+        return value
+
+    def is_encapsulated(self):
+        """True for a message/rfc822 entity (its body is a whole message)."""
+        return self.mime_type() == b"message/rfc822"
+
     def subparts(self):
         """The raw child entities of a multipart (or message/rfc822), else []."""
         if self._subparts is None:
             self._subparts = []
-            ctype = self.content_type().lower()
-            if ctype.startswith(b"multipart/"):
+            if self.isMultipart():
                 m = _BOUNDARY.search(self.content_type())
                 if m:
                     boundary = m.group(1) or m.group(2)
-                    self._subparts = [RawPart(p) for p in _split_multipart(self.body, boundary)]
-            elif ctype.startswith(b"message/rfc822"):
+                    default = b"message/rfc822" if self.mime_type() == b"multipart/digest" else b"text/plain"
+                    self._subparts = [RawPart(p, default) for p in _split_multipart(self.body, boundary)]
+            elif self.is_encapsulated():
                 self._subparts = [RawPart(self.body)]
         return self._subparts
 
     def section(self, path):
-        """The entity named by a 0-based part path; KeyError when there is none."""
-        part = self
+        """The entity named by a 0-based part path (RFC 3501 6.4.5); KeyError when there is none.
+
+        Numbers count the parts of a message: a multipart's children, or part 1, the body
+        of a message that is not multipart (the entity itself, whose ``body`` it is). A
+        message/rfc822 part's numbers go on into the message it holds. So for a message
+        whose own type is message/rfc822, 1 is its body (the whole held message) and
+        1.1 the body of the held message.
+        """
+        part, is_message = self, True
         for index in path:
-            if part.content_type().lower().startswith(b"message/rfc822"):
-                part = part.subparts()[0]
-            children = part.subparts()
-            if not children:
-                if index == 0 and not part.isMultipart():
-                    continue  # a non-multipart has an implicit part 1: itself
+            if not is_message and part.is_encapsulated():
+                part = part.subparts()[0]  # the held message, whose parts come next
+            if part.isMultipart():
+                children = part.subparts()
+                if index >= len(children):
+                    raise KeyError(path)
+                part = children[index]
+            elif index != 0:
                 raise KeyError(path)
-            if index >= len(children):
-                raise KeyError(path)
-            part = children[index]
+            # else: part 1 of a message that is not multipart is its body (the same entity)
+            is_message = False
         return part
 
     # -- imap4.IMessagePart ----------------------------------------------------
@@ -180,7 +204,7 @@ class RawPart:
         return len(self.raw)
 
     def isMultipart(self):
-        return self.content_type().lower().startswith(b"multipart/")
+        return self.mime_type().startswith(b"multipart/")
 
     def getSubPart(self, part):
         children = self.subparts()
@@ -275,9 +299,12 @@ def body_structure(part, extended=True, depth=0):
         out = [b"APPLICATION", b"OCTET-STREAM", None, None, None, b"7BIT", len(part.raw)]
         return out + [None, None, None, None] if extended else out
     headers = header_message(part.header)
+    headers.set_default_type(part.default_type.decode("ascii"))
     ctype = headers.get_content_type()
     major, _, minor = ctype.partition("/")
     params = [(k, v) for k, v in headers.get_params(failobj=[], header="content-type")[1:]]
+    if major == "text" and not any(k.lower() == "charset" for k, _ in params):
+        params.append(("charset", "US-ASCII"))  # RFC 2045 5.2's default, as RFC 3501 7.4.2 shows it
     if major == "multipart":
         children = [body_structure(child, extended, depth + 1) for child in part.subparts()]
         if not children:
