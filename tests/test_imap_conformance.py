@@ -220,3 +220,39 @@ class SectionTests(IMAPTestCase):
             )
 
         return d.addCallback(check)
+
+
+class LsubTests(IMAPTestCase):
+    """RFC 3501 6.3.9: LSUB with % returns an unsubscribed parent of a subscribed name as \\Noselect."""
+
+    def test_percent_returns_needed_parents(self):
+        account = self.account()
+        for name in account.subscriptions():
+            account.unsubscribe(name)  # the default folders
+        for name in ("foo", "foo/bar", "news/comp/mail", "sub"):
+            account.create_mailbox(name)
+        for name in ("foo/bar", "news/comp/mail", "sub"):
+            account.subscribe(name)
+
+        def client():
+            w = self.session()
+            top = w.cmd("l1", 'LSUB "" %')
+            under = w.cmd("l2", 'LSUB "news/" %')
+            star = w.cmd("l3", 'LSUB "" *')
+            w.close()
+            return top, under, star
+
+        def check(result):
+            top, under, star = result
+            self.assertEqual(
+                sorted(top[:-1]),
+                ['* LSUB () "/" "sub"', '* LSUB (\\Noselect) "/" "foo"', '* LSUB (\\Noselect) "/" "news"'],
+            )
+            self.assertEqual(top[-1], "l1 OK LSUB completed")
+            self.assertEqual(under, ['* LSUB (\\Noselect) "/" "news/comp"', "l2 OK LSUB completed"])
+            self.assertEqual(
+                sorted(star[:-1]),
+                ['* LSUB () "/" "foo/bar"', '* LSUB () "/" "news/comp/mail"', '* LSUB () "/" "sub"'],
+            )
+
+        return self.in_thread(client).addCallback(check)

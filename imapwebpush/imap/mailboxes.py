@@ -32,6 +32,24 @@ def parent_names(names):
     return parents
 
 
+def lsub_entries(subscribed, existing, matches):
+    """[(name, attributes)] LSUB answers: each subscribed name that ``matches``, and each
+    unsubscribed parent that matches when a name under it does not (``%`` stopped at
+    the delimiter), as ``\\Noselect`` (RFC 3501 6.3.9: ``foo`` for ``foo/bar``)."""
+    subscribed = list(subscribed)
+    chosen = set(subscribed)
+    out = []
+    for name in subscribed:
+        if matches(name):
+            out.append((name, b"" if name in existing else b"\\Noselect"))
+            continue
+        for parent in sorted(parent_names([name])):
+            if parent not in chosen and matches(parent):
+                chosen.add(parent)
+                out.append((parent, b"\\Noselect"))
+    return out
+
+
 def _list_pattern(ref, pattern, max_length):
     """The matcher of a LIST/LSUB reference and pattern (mUTF-7 bytes), linear in time.
 
@@ -143,12 +161,11 @@ class MailboxCommandsMixin:
     def do_LSUB(self, tag, ref, pattern):
         matches = _list_pattern(ref, pattern, self.max_pattern_length)
         existing = set(self.mail_account.list_mailboxes())
-        for name in self.mail_account.subscriptions():
-            if matches(name):
-                attrs = b"" if name in existing else b"\\Noselect"
-                self.sendUntaggedResponse(
-                    b"LSUB (" + attrs + b") " + _DELIMITER_WIRE + b" " + wire.quoted_mailbox(name)
-                )
+        subscribed = self.mail_account.subscriptions()
+        for name, attrs in lsub_entries(subscribed, existing, matches):
+            self.sendUntaggedResponse(
+                b"LSUB (" + attrs + b") " + _DELIMITER_WIRE + b" " + wire.quoted_mailbox(name)
+            )
         self.sendPositiveResponse(tag, b"LSUB completed")
 
     auth_LSUB = select_LSUB = (do_LSUB, arg_astring, arg_finalastring)
