@@ -256,3 +256,58 @@ class LsubTests(IMAPTestCase):
             )
 
         return self.in_thread(client).addCallback(check)
+
+
+class SearchTests(IMAPTestCase):
+    """SEARCH FROM/TO/CC/BCC match addresses, not only the header's text; NIL is a string."""
+
+    def test_address_forms_and_nil(self):
+        inbox = self.inbox()
+        inbox.add(
+            b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+            b"To: =?utf-8?q?J=C3=B6rg?= <joerg@example.org>\r\n"
+            b"Cc: undisclosed:;\r\n"
+            b"Subject: NIL and more\r\n\r\nbody NIL\r\n"
+        )
+        inbox.add(b"From: other@example.net\r\nSubject: hi\r\n\r\nbody\r\n")
+
+        def client():
+            w = self.session(select="INBOX")
+            criteria = [
+                "FROM user-from@domain.org",
+                "FROM user-from",
+                "FROM comment",
+                "TO joerg@example.org",
+                'TO "J\u00f6rg"',
+                "TO example",
+                "CC undisclosed",
+                "SUBJECT NIL",
+                "BODY NIL",
+                "TEXT NIL",
+                "HEADER Subject NIL",
+                "FROM NIL",
+            ]
+            out = [w.cmd("q%d" % i, "SEARCH CHARSET UTF-8 " + c)[0] for i, c in enumerate(criteria)]
+            w.close()
+            return out
+
+        def check(out):
+            self.assertEqual(
+                out,
+                [
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",  # the header's text still matches, as Dovecot
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH 1",
+                    "* SEARCH",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)

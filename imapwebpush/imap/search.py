@@ -17,6 +17,7 @@ import time
 
 from imapwebpush import wire
 from imapwebpush.constants import DEFAULT_MAX_NESTING
+from imapwebpush.envelope import parse_envelope
 from imapwebpush.imap.message import parse_headers, split_header
 
 # SEARCH keys that test a system flag (UN<key> tests its absence)
@@ -183,7 +184,10 @@ def _key_date(compiler, key, tokens):
 def _key_address(compiler, key, tokens):
     name = key.decode("ascii").lower()
     needle = _text(_arg(key, tokens))
-    return lambda m: needle in m.header(name).casefold()
+    if name == "subject":
+        return lambda m: needle in m.header(name).casefold()
+    # the header text and its addresses as mailbox@host (comments and folding gone), as Dovecot
+    return lambda m: needle in m.header(name).casefold() or needle in m.addresses(name)
 
 
 def _key_header(compiler, key, tokens):
@@ -269,6 +273,7 @@ class SearchItem:
         self.flags = stored.flags
         self.recent = recent
         self._headers = None
+        self._envelope = None
         self._raw = None
 
     def _fields(self):
@@ -287,6 +292,17 @@ class SearchItem:
 
     def header(self, name):
         return " ".join(self._fields().get(name, []))
+
+    def addresses(self, name):
+        """The addresses of header ``name`` (from, to, cc, bcc) as "display name <mailbox@host>"
+        lines, case-folded: what FROM/TO/CC/BCC look in besides the header text."""
+        if self._envelope is None:
+            self._envelope = parse_envelope(self.stored.headers())
+        out = []
+        for address in getattr(self._envelope, "from_" if name == "from" else name) or ():
+            if address.mailbox is not None and address.host is not None:
+                out.append("%s <%s@%s>" % (address.name or "", address.mailbox, address.host))
+        return "\n".join(out).casefold()
 
     def text(self, whole):
         if self._raw is None:
