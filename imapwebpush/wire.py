@@ -320,11 +320,19 @@ def encode_mailbox(name):
 
 
 def decode_mailbox(raw):
-    """The str of a modified UTF-7 mailbox name (bytes), or ParseError."""
+    """The str of a modified UTF-7 mailbox name (bytes), or ParseError.
+
+    Only the one spelling RFC 3501 5.1.3 allows: twisted's codec also reads an
+    unterminated ``&Jjo``, a lone ``&`` or ASCII sent in base64 (``&AGE-``), which would
+    let two spellings name one mailbox; what does not encode back the same is refused.
+    """
     try:
-        return raw.decode("imap4-utf-7")
+        name = raw.decode("imap4-utf-7")
+        if name.encode("imap4-utf-7") == raw:
+            return name
     except Exception:
-        raise ParseError("Mailbox name is not valid modified UTF-7")
+        pass
+    raise ParseError("Mailbox name is not valid modified UTF-7")
 
 
 def quoted_mailbox(name):

@@ -311,3 +311,37 @@ class SearchTests(IMAPTestCase):
             )
 
         return self.in_thread(client).addCallback(check)
+
+
+class ModifiedUtf7Tests(IMAPTestCase):
+    """A valid string that is not modified UTF-7: NO for a mailbox, an empty OK for LIST."""
+
+    def test_names_not_in_modified_utf7(self):
+        def client():
+            w = self.session()
+            out = [
+                w.cmd("s1", 'SELECT "&Jjo"'),
+                w.cmd("s2", 'EXAMINE "a&-b&ZZZ-"'),
+                w.cmd("c1", 'CREATE "&AGE-"'),
+                w.cmd("l1", 'LIST "" "&Jjo*"'),
+                w.cmd("l2", 'LSUB "&" "*"'),
+                w.cmd("t1", 'STATUS "&Jjo" (MESSAGES)'),
+            ]
+            w.close()
+            return out
+
+        def check(out):
+            no = "NO [CANNOT] Mailbox name is not valid modified UTF-7"
+            self.assertEqual(
+                out,
+                [
+                    ["s1 " + no],
+                    ["s2 " + no],
+                    ["c1 " + no],
+                    ["l1 OK LIST completed"],
+                    ["l2 OK LSUB completed"],
+                    ["t1 " + no],
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)

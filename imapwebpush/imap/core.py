@@ -34,6 +34,9 @@ _OUT_LIMIT = 256 * 1024  # answers held per batch of input before they go to the
 EXPUNGEISSUED = "[EXPUNGEISSUED] Some messages were expunged"
 
 
+_BAD_NAME = "[CANNOT] Mailbox name is not valid modified UTF-7"
+
+
 class No(Exception):
     """Answer the command with a tagged NO and this text (may start with a [CODE])."""
 
@@ -357,7 +360,7 @@ class IMAPCore(imap4.IMAP4Server):
         elif isinstance(e, (wire.ParseError, imap4.IllegalClientResponse, imap4.IllegalQueryError)):
             self.sendBadResponse(tag, _text(str(e)))
         elif isinstance(e, imap4.IllegalMailboxEncoding):
-            self.sendBadResponse(tag, b"Mailbox name is not valid modified UTF-7")
+            self.sendNegativeResponse(tag, _BAD_NAME.encode("ascii"))
         elif isinstance(e, imap4.IllegalOperation):
             self.sendNegativeResponse(tag, _text(str(e)))
         elif isinstance(e, errors.StoreError):
@@ -525,7 +528,11 @@ class IMAPCore(imap4.IMAP4Server):
 
     def _mailbox_name(self, raw):
         """The store's name of a mailbox the client named (mUTF-7; INBOX in any case)."""
-        name = wire.decode_mailbox(raw) if isinstance(raw, bytes) else raw
+        try:
+            name = wire.decode_mailbox(raw) if isinstance(raw, bytes) else raw
+        except wire.ParseError:
+            # a valid string that names no mailbox we could have: NO, as Dovecot (not BAD)
+            raise No(_BAD_NAME)
         name = name.rstrip(DELIMITER)
         if name.upper() == INBOX:
             return INBOX

@@ -53,12 +53,13 @@ def lsub_entries(subscribed, existing, matches):
 def _list_pattern(ref, pattern, max_length):
     """The matcher of a LIST/LSUB reference and pattern (mUTF-7 bytes), linear in time.
 
-    Longer than ``max_length`` characters together: NO [LIMIT].
+    Longer than ``max_length`` characters together: NO [LIMIT]. Not valid modified UTF-7
+    (but a valid string): a matcher of nothing, so the answer is an empty OK, as Dovecot.
     """
     try:
         text = wire.decode_mailbox(ref + pattern)
     except wire.ParseError:
-        raise Bad("Mailbox pattern is not valid modified UTF-7")
+        return lambda name: False
     try:
         return list_pattern(text, max_length=max_length).match
     except PatternTooLong as e:
