@@ -16,14 +16,9 @@ The IMAP room's uses:
 
 * L{send_now}: writes what a plain TCP transport buffered now instead of on the
   reactor's next turn (``tcp.Server``'s ``TLS``, ``producer`` and ``doWrite``).
-* L{FetchParser}: Twisted's FETCH attribute parser (``imap4._FetchParser``), with
-  HEADER.FIELDS names kept as the client wrote them.
 """
 
 from twisted.internet import tcp
-from twisted.mail import imap4
-
-from imapwebpush import wire
 
 
 class ESMTPHooks:
@@ -68,31 +63,3 @@ def send_now(transport):
         and transport.producer is None
     ):
         transport.doWrite()
-
-
-class FetchParser(imap4._FetchParser):
-    """Twisted's FETCH attribute parser, keeping HEADER.FIELDS names as the client wrote them.
-
-    ``parseString(text)`` fills ``result`` with attribute objects (``type``, ``peek``,
-    ``header.fields``/``negate``, ``text``, ``mime``, ``part``, ``partialBegin``...).
-    Twisted upper-cases the names and its section text title-cases them
-    (``(SUBJECT X-TUID)`` came back as ``(Subject X-Tuid)``); the answer must name the
-    section the client asked for, as Dovecot does. ``Header.raw_fields`` holds the names
-    as sent, ``fields`` the names to match (a quoted name without its quotes).
-    """
-
-    def state_header_list(self, s):
-        used = super().state_header_list(s)
-        header = self.pending_body.header
-        header.raw_fields = s[1 : used - 1].split()
-        header.fields = [_unquote_field(f).upper() for f in header.raw_fields]
-        return used
-
-
-def _unquote_field(name):
-    if name[:1] == b'"':
-        try:
-            return wire.read_astring(name)[0]
-        except wire.ParseError:
-            pass
-    return name

@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from imapwebpush.imap import fetch
+from imapwebpush.imap import fetch_attributes
 from tests.harness.imap import MESSAGE, IMAPTestCase
 
 MULTIPART = (
@@ -555,33 +555,75 @@ class FetchWireTests(IMAPTestCase):
 
 
 class FetchAttributeCacheTests(unittest.TestCase):
-    """The parsed FETCH attribute lists kept between commands (fetch.fetch_attributes)."""
+    """The parsed FETCH attribute lists kept between commands (fetch_attributes.fetch_attributes)."""
 
     def setUp(self):
-        saved = dict(fetch._FETCH_CACHE)
-        fetch._FETCH_CACHE.clear()
+        saved = dict(fetch_attributes._FETCH_CACHE)
+        fetch_attributes._FETCH_CACHE.clear()
 
         def restore():
-            fetch._FETCH_CACHE.clear()
-            fetch._FETCH_CACHE.update(saved)
+            fetch_attributes._FETCH_CACHE.clear()
+            fetch_attributes._FETCH_CACHE.update(saved)
 
         self.addCleanup(restore)
 
     def test_same_text_same_result_and_bounded(self):
-        first = fetch.fetch_attributes(b"(FLAGS BODY.PEEK[])")
-        for n in range(fetch._FETCH_CACHE_SIZE * 2):
-            fetch.fetch_attributes(b"(FLAGS BODY.PEEK[]<0.%d>)" % (n + 1,))
+        first = fetch_attributes.fetch_attributes(b"(FLAGS BODY.PEEK[])")
+        for n in range(fetch_attributes._FETCH_CACHE_SIZE * 2):
+            fetch_attributes.fetch_attributes(b"(FLAGS BODY.PEEK[]<0.%d>)" % (n + 1,))
             # kept in use: it stays while older, unused texts are dropped
-            self.assertIs(fetch.fetch_attributes(b"(FLAGS BODY.PEEK[])"), first)
-        self.assertEqual(len(fetch._FETCH_CACHE), fetch._FETCH_CACHE_SIZE)
-        self.assertNotIn(b"(FLAGS BODY.PEEK[]<0.1>)", fetch._FETCH_CACHE)
+            self.assertIs(fetch_attributes.fetch_attributes(b"(FLAGS BODY.PEEK[])"), first)
+        self.assertEqual(len(fetch_attributes._FETCH_CACHE), fetch_attributes._FETCH_CACHE_SIZE)
+        self.assertNotIn(b"(FLAGS BODY.PEEK[]<0.1>)", fetch_attributes._FETCH_CACHE)
         attrs, modseq, sets_seen = first
         self.assertEqual([a.type for a in attrs], ["flags", "body"])
         self.assertEqual((modseq, sets_seen), (False, False))
-        self.assertEqual(fetch.fetch_attributes(b"(BODY[] MODSEQ)")[1:], (True, True))
+        self.assertEqual(fetch_attributes.fetch_attributes(b"(BODY[] MODSEQ)")[1:], (True, True))
 
     def test_errors_are_not_kept(self):
         for _ in range(2):
-            self.assertRaises(fetch.Bad, fetch.fetch_attributes, b"(NONSENSE)")
-            self.assertRaises(fetch.Bad, fetch.fetch_attributes, b"()")
-        self.assertEqual(len(fetch._FETCH_CACHE), 0)
+            self.assertRaises(fetch_attributes.Bad, fetch_attributes.fetch_attributes, b"(NONSENSE)")
+            self.assertRaises(fetch_attributes.Bad, fetch_attributes.fetch_attributes, b"()")
+        self.assertEqual(len(fetch_attributes._FETCH_CACHE), 0)
+
+
+class FetchAttributeParserTests(unittest.TestCase):
+    """imap/fetch_attributes.py: fetch-att lists into Attributes, no server."""
+
+    parse = staticmethod(fetch_attributes.parse_fetch_attributes)
+
+    def test_macros_and_simple_items(self):
+        self.assertEqual([a.type for a in self.parse(b"all")], ["flags", "internaldate", "rfc822size", "envelope"])
+        self.assertEqual([a.type for a in self.parse(b"FULL")][-1], "body")
+        self.assertEqual(
+            [a.type for a in self.parse(b"(UID  RFC822.SIZE RFC822 RFC822.HEADER RFC822.TEXT BODYSTRUCTURE)")],
+            ["uid", "rfc822size", "rfc822", "rfc822header", "rfc822text", "bodystructure"],
+        )
+
+    def test_sections(self):
+        empty, mime, text, header = self.parse(b"(BODY[]<0.10> BODY.PEEK[1.2.MIME] body[2.text] BODY[HEADER])")
+        self.assertEqual((empty.empty, empty.peek, empty.partial_begin, empty.partial_length), (True, False, 0, 10))
+        self.assertEqual((mime.peek, mime.mime, mime.part), (True, True, (0, 1)))
+        self.assertEqual((text.text, text.part), (True, (1,)))
+        self.assertEqual(header.header.fields, [])
+        self.assertTrue(fetch_attributes.is_section(header))
+        self.assertFalse(fetch_attributes.is_section(self.parse(b"BODY")[0]))
+
+    def test_header_fields_as_sent(self):
+        [attr] = self.parse(b'BODY.PEEK[HEADER.FIELDS.NOT (Subject "X-Tuid")]')
+        self.assertTrue(attr.header.negate)
+        self.assertEqual(attr.header.raw_fields, [b"Subject", b'"X-Tuid"'])
+        self.assertEqual(attr.header.fields, [b"SUBJECT", b"X-TUID"])
+
+    def test_sets_seen(self):
+        self.assertEqual(
+            [fetch_attributes.sets_seen(a) for a in self.parse(b"(BODY[] BODY.PEEK[] RFC822 RFC822.HEADER BODY)")],
+            [True, False, True, False, False],
+        )
+
+    def test_bad(self):
+        for text in (b"NONSENSE", b"(FLAGS", b"FLAGSX", b"( FLAGS)", b"(FLAGS )", b"BODY[FOO]",
+                     b"BODY[HEADER.FIELDS(A)]", b"BODY[]<1>", b"UID FLAGS", b"(ALL)"):
+            self.assertRaises(fetch_attributes.Bad, self.parse, text)
+        e = self.assertRaises(fetch_attributes.Bad, self.parse, b"BODY[1.0]")
+        self.assertEqual(str(e), "section part numbers start at 1")

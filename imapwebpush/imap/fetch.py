@@ -1,30 +1,24 @@
 """FETCH (and UID FETCH, with CONDSTORE/QRESYNC modifiers), as a mixin of
 L{imapwebpush.imap.core.IMAPCore}, and the streamer that writes its answers.
 
-The attribute list is parsed by Twisted's parser (``upstream.FetchParser``), its result
-cached per text; each message's answer is rendered when the streamer asks for it, so
+The attribute list is parsed by L{imapwebpush.imap.fetch_attributes} (its result
+cached per text); each message's answer is rendered when the streamer asks for it, so
 a FETCH of many large messages never holds them all in memory. BINARY belongs here.
 """
 
 import collections
 import os
-import re
 
 from twisted.internet import interfaces
 from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from imapwebpush import upstream, wire
+from imapwebpush import wire
 from imapwebpush.imap import qresync
 from imapwebpush.imap.core import EXPUNGEISSUED, Bad, arg_rest, arg_word
+from imapwebpush.imap.fetch_attributes import fetch_attributes, is_section
 from imapwebpush.imap.message import StoredMessage, body_structure, message_envelope, wire_safe
-
-_MODSEQ_ATTR = re.compile(rb"(?i)(?<![\w.\[])MODSEQ(?![\w.\]])")
-
-_FETCH_CACHE = collections.OrderedDict()
-_FETCH_CACHE_SIZE = 64
-_FETCH_CACHE_KEY_LIMIT = 1024
 
 
 def split_fetch_arguments(rest):
@@ -41,68 +35,11 @@ def split_fetch_arguments(rest):
     return rest[:end], rest[end:].strip()
 
 
-def is_section(attr):
-    """True for BODY[...] (a section), False for BODY (the structure)."""
-    return bool(attr.empty or attr.header or attr.text or attr.mime or attr.part)
-
-
-def sets_seen(attr):
-    """True when fetching ``attr`` sets \\Seen (RFC 3501 6.4.5: BODY[...], RFC822, RFC822.TEXT)."""
-    if attr.type == "body":
-        return not attr.peek and is_section(attr)
-    return attr.type in ("rfc822", "rfc822text")
-
-
-def fetch_attributes(attr_text):
-    """(attributes, MODSEQ named?, sets \\Seen?) of a FETCH attribute list, or Bad.
-
-    Clients repeat the same few attribute lists (``BODY.PEEK[]``, ``(FLAGS UID)``...), and
-    twisted's parser took a fifth of a one-message FETCH: results are kept for the 64 most
-    recently used texts (tuples of parser objects nothing changes afterwards).
-    """
-    cached = _FETCH_CACHE.get(attr_text)
-    if cached is not None:
-        _FETCH_CACHE.move_to_end(attr_text)
-        return cached
-    stripped = _MODSEQ_ATTR.sub(b"", attr_text)
-    names_modseq = stripped != attr_text
-    if names_modseq:
-        # "(FLAGS MODSEQ)" leaves "(FLAGS )", which twisted's parser refused (BAD)
-        stripped = b" ".join(stripped.split()).replace(b"( ", b"(").replace(b" )", b")")
-    attrs = ()
-    if stripped.strip(b"() "):
-        parser = upstream.FetchParser()
-        try:
-            parser.parseString(stripped)
-        except Exception as e:
-            raise Bad("Bad FETCH attribute: %s" % (str(e)[:100],))  # not the client's 60 KB back
-        attrs = tuple(parser.result)
-        if any(
-            (getattr(a, "partialBegin", None) or 0) > wire.MAX_NUMBER
-            or (getattr(a, "partialLength", None) or 0) > wire.MAX_NUMBER
-            for a in attrs
-        ):
-            raise Bad("partial offsets are 32-bit numbers")  # RFC 3501 9: number
-        if any(p < 0 for a in attrs for p in (getattr(a, "part", None) or ())):
-            # twisted reads BODY[0] as 0-based part -1 (the last part); RFC 3501 9:
-            # section-part = nz-number *("." nz-number)
-            raise Bad("section part numbers start at 1")
-    elif not names_modseq:
-        raise Bad("Missing FETCH attributes")
-    result = (attrs, names_modseq, any(sets_seen(a) for a in attrs))
-    if len(attr_text) <= _FETCH_CACHE_KEY_LIMIT:
-        _FETCH_CACHE[attr_text] = result
-        if len(_FETCH_CACHE) > _FETCH_CACHE_SIZE:
-            _FETCH_CACHE.popitem(last=False)  # the least recently used
-    return result
-
-
 def _header_section(header):
     """HEADER, HEADER.FIELDS (names) or HEADER.FIELDS.NOT (names), names as the client sent them."""
     if not header.fields:
         return b"HEADER"
-    names = getattr(header, "raw_fields", None) or header.fields
-    return b"HEADER.FIELDS%s (%s)" % (b".NOT" if header.negate else b"", b" ".join(names))
+    return b"HEADER.FIELDS%s (%s)" % (b".NOT" if header.negate else b"", b" ".join(header.raw_fields))
 
 
 class _Request:
@@ -252,11 +189,11 @@ class FetchCommandMixin:
 
     def _fetch_content(self, attr, message):
         kind = attr.type
-        if message.stored.size > STREAM_MIN and not getattr(attr, "part", None):
+        if message.stored.size > STREAM_MIN and not attr.part:
             streamed = _streamed(attr, message.stored)
             if streamed is not None:
                 return streamed
-        if kind == "body" and attr.empty and not attr.part and attr.partialBegin is None:
+        if kind == "body" and attr.empty and not attr.part and attr.partial_begin is None:
             # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
             return b"BODY[] " + wire.literal(message.raw)
         if kind == "envelope":
@@ -319,9 +256,9 @@ class FetchCommandMixin:
         else:
             data = b"" if part is None else (part.body if path else part.raw)
         name = b"BODY[" + b".".join(section) + b"]"
-        if attr.partialBegin is not None:
-            data = data[attr.partialBegin : attr.partialBegin + attr.partialLength]
-            name += b"<%d>" % (attr.partialBegin,)
+        if attr.partial_begin is not None:
+            data = data[attr.partial_begin : attr.partial_begin + attr.partial_length]
+            name += b"<%d>" % (attr.partial_begin,)
         return name + b" " + wire.literal(data)
 
 
@@ -356,11 +293,11 @@ def _streamed(attr, stored):
         start = len(header)
     f = stored.open()  # KeyError when expunged meanwhile (the caller handles it)
     size = os.fstat(f.fileno()).st_size - start
-    if kind == "body" and attr.partialBegin is not None:
-        skip = min(attr.partialBegin, max(size, 0))
+    if kind == "body" and attr.partial_begin is not None:
+        skip = min(attr.partial_begin, max(size, 0))
         start += skip
-        size = min(attr.partialLength, size - skip)
-        name += b"<%d>" % (attr.partialBegin,)
+        size = min(attr.partial_length, size - skip)
+        name += b"<%d>" % (attr.partial_begin,)
     size = max(size, 0)
     return _FileRange(name + b" {%d}\r\n" % (size,), f, start, size)
 

@@ -1,7 +1,7 @@
 """IMAPServer: twisted's IMAP4Server with the commands real clients need, over our mail store.
 
-twisted.mail.imap4 gives the line machinery, the FETCH attribute parser and the nested-list
-helpers; the command handlers are ours, because they work on per-session views
+twisted.mail.imap4 gives the line machinery and the nested-list helpers; the command
+handlers are ours, because they work on per-session views
 (imapwebpush.imap.view) of the store's UID-addressed mailboxes and must tell each client
 about other sessions' changes only when RFC 3501 allows it.
 
@@ -14,7 +14,8 @@ output; imap/core.py); each mixin holds its commands as ``<state>_<NAME>`` table
   LIST, LSUB, STATUS, APPEND;
 * L{SelectedCommandsMixin} (imap/selected.py): SELECT, EXAMINE, CHECK, CLOSE, UNSELECT,
   EXPUNGE, UID, COPY, MOVE, STORE;
-* L{FetchCommandMixin} (imap/fetch.py): FETCH;
+* L{FetchCommandMixin} (imap/fetch.py): FETCH, over the attribute parser of
+  imap/fetch_attributes.py;
 * L{SearchCommandMixin} (imap/search_command.py): SEARCH, over the pure compiler of
   imap/search.py.
 
