@@ -49,6 +49,7 @@ from imapwebpush.smtp.server import (
 )
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
+from imapwebpush.metrics import DEFAULT_METRICS, ServerMetrics
 from imapwebpush.webpush.assembly import WebPush
 from imapwebpush.webpush.contact import check_subject
 from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS, MAX_PREVIEW_CHARS
@@ -186,6 +187,9 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
          " sync per mailbox (0: no limit).", int],
         ["new-mail-per-hour", None, DEFAULT_NEW_MAIL_PER_HOUR,
          "How many new-mail pushes an hour a subscription gets back.", float],
+        ["metrics", None, DEFAULT_METRICS,
+         "Prometheus endpoint serving /metrics, e.g. tcp:9464:interface=127.0.0.1; default:"
+         " none."],
         ["push-scope", None, DEFAULT_SCOPE,
          "Mailboxes whose changes are pushed: subscribed (INBOX and the SUBSCRIBEd ones) or"
          " all."],
@@ -264,7 +268,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             except ValueError as e:
                 raise usage.UsageError("--tls-cert: %s" % (e,))
         self["endpoints"] = {}
-        for name in ("imap", "smtp", "submission"):
+        for name in ("imap", "smtp", "submission", "metrics"):
             description = self[name]
             if description is None or description.strip().lower() in DISABLED:
                 continue
@@ -315,6 +319,7 @@ class Components:
         self.outbound = None  # the OutboundService (queue and delivery of mail to other domains)
         self.senders = None  # the SenderPolicy of submission
         self.services = []
+        self.metrics = None  # ServerMetrics when --metrics is given
 
 
 def build_components(options, reactor=None):
@@ -325,7 +330,13 @@ def build_components(options, reactor=None):
     c.mail_store = MailStore(datadir.mail(c.data_dir), clock=reactor)
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
     c.checker = UserChecker(c.users)
+    if "metrics" in options["endpoints"]:
+        c.metrics = ServerMetrics()
+        c.checker = c.metrics.checker(c.checker)
+        c.metrics.watch_store(c.mail_store.bus)
     add_webpush(c)
+    if c.metrics is not None:
+        c.metrics.watch_webpush(c.webpush)
     outbound_wiring.add_outbound(c)
     c.portal = Portal(IMAPRealm(c.mail_store, avatar_factory=c.avatar_factory), [c.checker])
     return c
@@ -376,6 +387,11 @@ def server_factories(c):
         deadline=options["smtp-deadline"],
     )
     factories = {}
+    imap_protocol = webpush_server_class(IMAPServer)
+    if c.metrics is not None:
+        imap_protocol = c.metrics.imap_protocol(imap_protocol)
+        if "metrics" in wanted:
+            factories["metrics"] = c.metrics.site()
     if "imap" in wanted:
         factories["imap"] = IMAPFactory(
             c.portal,
@@ -387,7 +403,7 @@ def server_factories(c):
             max_pattern_length=options["max-pattern-length"],
             max_nesting=options["max-nesting"],
             spool_dir=spool,
-            protocol=webpush_server_class(IMAPServer),
+            protocol=imap_protocol,
         )
     if "smtp" in wanted:
         factories["smtp"] = ReceivingFactory(c.mail_store, c.users, c.domains, c.reactor, **common)

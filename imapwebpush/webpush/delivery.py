@@ -246,6 +246,7 @@ class PushDeliveryService(Service):
         self._pumping = False
         self._repump = False
         self._last_authorization = (None, None)  # (header text, its header value list)
+        self.retries = 0  # attempts scheduled again (backoff or Retry-After), for metrics
 
     # -- Service -----------------------------------------------------------
 
@@ -578,6 +579,7 @@ class PushDeliveryService(Service):
         self._retry_at(delivery, self.reactor.seconds() + delay, reason, status)
 
     def _retry_at(self, delivery, when, reason, status):
+        self.retries += 1
         record = delivery.record
         record["last_error"] = reason
         record["last_status"] = status

@@ -74,27 +74,29 @@ _TREE_EVENTS = (MailboxCreated, MailboxRenamed, MailboxDeleted)
 class _Planned:
     """One push about to be sent, with what it takes to re-render it smaller."""
 
-    __slots__ = ("push", "kind", "urgency", "ttl", "topic", "generation")
+    __slots__ = ("push", "kind", "urgency", "ttl", "topic", "generation", "since")
 
-    def __init__(self, push, kind, urgency, ttl, topic, generation=0):
+    def __init__(self, push, kind, urgency, ttl, topic, generation=0, since=None):
         self.push = push
         self.kind = kind
         self.urgency = urgency
         self.ttl = ttl
         self.topic = topic
         self.generation = generation
+        self.since = since  # when the first event it tells of arrived (push latency)
 
 
 class _Account:
     """What waits to be pushed for one account."""
 
-    __slots__ = ("new", "new_call", "other", "other_call")
+    __slots__ = ("new", "new_call", "other", "other_call", "new_since", "other_since")
 
     def __init__(self):
         self.new = []
         self.new_call = None
         self.other = []
         self.other_call = None
+        self.new_since = self.other_since = None
 
 
 class _Silence:
@@ -132,6 +134,8 @@ class PushDispatcher(service.Service):
         self._scope = scope  # SubscribedMailboxes, or None: every mailbox is pushed
         self._accounts = {}
         self._silences = {}
+        self.rate_limited = 0  # subscription flushes collapsed by the rate limit (metrics)
+        self.latency = None  # called with event -> delivered seconds of each push (metrics)
         self._order = itertools.count()
         self._stopped = False
 
@@ -171,6 +175,8 @@ class PushDispatcher(service.Service):
     def _changed(self, event):
         if isinstance(event, MessageAdded):
             pending = self._pending(event.account)
+            if not pending.new:
+                pending.new_since = self._clock.seconds()
             pending.new.append((next(self._order), event))
             if pending.new_call is None:
                 pending.new_call = self._clock.callLater(
@@ -178,6 +184,8 @@ class PushDispatcher(service.Service):
         elif isinstance(event, (FlagsChanged, MessagesExpunged, MailboxCreated,
                                 MailboxRenamed, MailboxDeleted)):
             pending = self._pending(event.account)
+            if not pending.other:
+                pending.other_since = self._clock.seconds()
             pending.other.append(event)
             if pending.other_call is None:
                 pending.other_call = self._clock.callLater(
@@ -209,20 +217,23 @@ class PushDispatcher(service.Service):
             self.log.failure("push dispatcher: flush for {account} failed", account=account)
 
     def _take(self, account, new):
-        """(events, active subscriptions): the account's waiting new-mail events or the others.
+        """(events, active subscriptions, since): the account's waiting new-mail events or
+        the others, and when the first of them arrived.
 
         The subscriptions are empty when nothing waits or nobody listens (most
         accounts): then nothing is rendered.
         """
         pending = self._accounts.get(account)
         if pending is None:
-            return [], ()
+            return [], (), None
         if new:
             events, pending.new, pending.new_call = pending.new, [], None
+            since = pending.new_since
         else:
             events, pending.other, pending.other_call = pending.other, [], None
+            since = pending.other_since
         self._forget(account, pending)
-        return events, self._subscriptions.active(account)
+        return events, self._subscriptions.active(account), since
 
     def _level(self, account):
         return privacy.FULL if self._privacy is None else self._privacy.level(account)
@@ -232,7 +243,7 @@ class PushDispatcher(service.Service):
         return None if self._scope is None else self._scope.mailboxes(account)
 
     def _flush_new(self, account):
-        events, subs = self._take(account, new=True)
+        events, subs, since = self._take(account, new=True)
         if not subs:
             return
         wanted = self._wanted(account)
@@ -254,10 +265,10 @@ class PushDispatcher(service.Service):
             urgency = (decisions.URGENCY_NEW_MAIL_INBOX if INBOX in push.mailboxes
                        else decisions.URGENCY_NEW_MAIL_OTHER)
             planned.append(_Planned(push, KIND_NEW, urgency, decisions.TTL_NEW_MAIL, None))
-        self._fan_out(account, planned, subs)
+        self._fan_out(account, planned, subs, since)
 
     def _flush_other(self, account):
-        events, subs = self._take(account, new=False)
+        events, subs, since = self._take(account, new=False)
         if not subs:
             return
         wanted = self._wanted(account)
@@ -282,7 +293,7 @@ class PushDispatcher(service.Service):
             for push in pushes:
                 planned.append(_Planned(push, KIND_LIST, decisions.URGENCY_OTHER,
                                         decisions.TTL_OTHER, self._list_topic(account, push)))
-        self._fan_out(account, planned, subs)
+        self._fan_out(account, planned, subs, since)
 
     def _forget(self, account, pending):
         if not pending.new and not pending.other and pending.new_call is None \
@@ -308,9 +319,11 @@ class PushDispatcher(service.Service):
             return topic_for(self._topic_key, account, names.pop())
         return None  # about several mailboxes: must not replace another push
 
-    def _fan_out(self, account, planned, subs):
+    def _fan_out(self, account, planned, subs, since=None):
         if not planned:
             return
+        for p in planned:
+            p.since = since
         now = self._clock.seconds()
         limited = []  # the rate-limited form of ``planned``, made for the first who needs it
         for sub in subs:
@@ -337,6 +350,7 @@ class PushDispatcher(service.Service):
         if not loose or self._limiter is None \
                 or self._limiter.take((sub.account, sub.id), loose):
             return list(planned)
+        self.rate_limited += 1
         if not limited:
             limited.extend(self._collapsed(sub.account, planned))
         self.log.debug("push: {account} {subscription}: new-mail rate limit reached, "
@@ -354,7 +368,8 @@ class PushDispatcher(service.Service):
         for mailbox, urgency in mailboxes.items():
             for push in render([Section(mailbox)], self._budget):
                 out.append(_Planned(push, KIND_LIMITED, urgency, decisions.TTL_NEW_MAIL,
-                                    topic_for(self._topic_key, account, mailbox, "new")))
+                                    topic_for(self._topic_key, account, mailbox, "new"),
+                                    since=planned[0].since))
         return out + [p for p in planned if p.kind != KIND_NEW]
 
     # -- sending -----------------------------------------------------------
@@ -387,6 +402,9 @@ class PushDispatcher(service.Service):
         d.addErrback(lambda f: self.log.failure("push dispatcher: send failed", f))
 
     def _outcome(self, outcome, sub, planned, queue):
+        if outcome.kind == model.DELIVERED and planned.since is not None \
+                and self.latency is not None:
+            self.latency(self._clock.seconds() - planned.since)
         if outcome.kind == model.GONE:
             self.log.info("push: {account} {subscription} is gone ({status}); "
                           "{count} more pushes not sent", account=sub.account,
@@ -419,7 +437,7 @@ class PushDispatcher(service.Service):
         return [
             _Planned(p, planned.kind, planned.urgency, planned.ttl,
                      self._list_topic(sub.account, p) if planned.kind == KIND_LIST else topic,
-                     planned.generation + 1)
+                     planned.generation + 1, planned.since)
             for p in smaller
         ]
 

@@ -10,6 +10,7 @@ Errors meant for the client are L{ClientError}s carrying the IMAP answer
 (BAD or NO) and a sentence; the command handlers only format them.
 """
 
+import collections
 import secrets
 from urllib.parse import urlsplit
 
@@ -196,6 +197,7 @@ class WebPushService(service.Service):
         self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR + 1)
         self._pruner = None
         self._said_not_running = False
+        self.deleted = collections.Counter()  # subscriptions the server deleted, by reason (metrics)
 
     def now(self):
         return self.clock.seconds()
@@ -393,6 +395,7 @@ class WebPushService(service.Service):
             self.store.record_success(account, sid, now, outcome.describe())
         elif outcome.kind == model.GONE:
             self.store.delete(account, sid)
+            self.deleted["gone"] += 1
             self._cancel(account, sid)
             self.log.info("webpush subscription {subscription} of {account} deleted: the push"
                           " service answered {status} ({reason})", account=account,
@@ -403,6 +406,7 @@ class WebPushService(service.Service):
                                                           outcome.describe())
             if now - first >= decisions.FAILING_SUBSCRIPTION_LIFETIME:
                 self.store.delete(account, sid)
+                self.deleted["failing"] += 1
                 self._cancel(account, sid)
                 self.log.info("webpush subscription {subscription} of {account} deleted:"
                               " failing since {since} without a success (last: {status} {reason})",
@@ -434,6 +438,7 @@ class WebPushService(service.Service):
         for account, sid, reason in self.store.prune(
                 self.now(), decisions.PENDING_LIFETIME,
                 decisions.FAILING_SUBSCRIPTION_LIFETIME, decisions.TOKEN_LIFETIME):
+            self.deleted["pending" if reason.startswith("pending") else "failing"] += 1
             self._cancel(account, sid)
             self.log.info("webpush subscription {subscription} of {account} deleted: {reason}",
                           account=account, subscription=sid, reason=reason)
