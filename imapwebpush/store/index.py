@@ -262,9 +262,9 @@ class MessageIndex:
 
     # -- the journal ------------------------------------------------------
 
-    def write(self, records):
-        """Append records to the journal; memory changes only after this returns."""
-        self.journal.append(records)
+    def write(self, records, sync=True):
+        """Append records to the journal (``sync``: fsynced); memory changes only after this returns."""
+        self.journal.append(records, sync)
         self._records += len(records)
 
     def compact_if_grown(self):

@@ -114,8 +114,12 @@ class Journal:
             return None
         return _decode(line.rstrip(b"\n"))
 
-    def append(self, records):
-        """Append records durably (one write, one fsync)."""
+    def append(self, records, sync=True):
+        """Append records (one write), durably with ``sync`` (one fsync).
+
+        Without it the lines reach the disk with the next synced append or the
+        kernel's own writeback: for flag changes, as Dovecot's fsync_mode=optimized.
+        """
         if not records:
             return
         blob = b"".join(encode(r) for r in records)
@@ -126,7 +130,8 @@ class Journal:
                 view = memoryview(blob)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             except OSError:
                 # Disk full or I/O error: never leave half a line for the next
                 # append to be glued to.

@@ -360,8 +360,11 @@ class Mailbox:
         if not renames:
             return changed, failed
         modseq = self.highestmodseq + 1
+        # Not fsynced (nor the renames): a crash may lose the last flag changes, never a
+        # message; one fsync per STORE held every other session for milliseconds.
         self._index.write(
-            [{"t": "f", "u": msg.uid, "f": rel, "m": modseq, "k": sorted(kw)} for msg, rel, kw in renames]
+            [{"t": "f", "u": msg.uid, "f": rel, "m": modseq, "k": sorted(kw)} for msg, rel, kw in renames],
+            sync=False,
         )
         self._index.advance(modseq=modseq)
         changes = []
@@ -412,8 +415,6 @@ class Mailbox:
                 dirs.add(msg.filename[:3])
                 dirs.add(rel[:3])
             renames.append((msg, rel, new_keywords))
-        for sub in sorted(dirs):
-            fsync_dir(os.path.join(self.path, sub))
         return renames, dirs
 
     def expunge(self, uids=None, origin=None):
@@ -560,9 +561,7 @@ class Mailbox:
                 continue
             records.append({"t": "f", "u": uid, "f": rel, "m": msg.modseq, "k": sorted(msg.keywords)})
             done.append((msg, rel))
-        fsync_dir(os.path.join(self.path, "new"))
-        fsync_dir(os.path.join(self.path, "cur"))
-        self._index.write(records)
+        self._index.write(records, sync=False)  # as a flag change: new/ to cur/ may be redone
         for msg, rel in done:
             self._index.rename(msg, rel, msg.keywords)
         self._after_change()
