@@ -20,6 +20,10 @@ Workloads, one blocking raw-socket client (the same code for both):
    LMTP to Dovecot (messages/s);
 4. idle     -- a client idles on INBOX; the time from sending the final "." of
    a delivery to reading ``* n EXISTS`` (p50, p99).
+5. concurrent -- 10 persistent sessions (one process each) on the one INBOX doing
+   what mail clients do: FETCH, STORE, APPEND, EXPUNGE, LIST, STATUS, NOOP
+   (``_concurrent.py``); commands/s of all of them, and protocol errors (every
+   tagged NO or BAD) on each side.
 
 For session, cycle and delivery the table also gives the server's CPU time
 per operation (user + system of the server process, or of Dovecot's master and
@@ -28,11 +32,12 @@ machine than throughput does. The password-hash cost of one LOGIN (our scrypt, w
 is measured separately in this process.
 
 Prints a table and one parseable line starting ``imap_vs_dovecot``; targets:
-idle p50 < 50 ms, session op/s >= 0.5 x Dovecot, delivery >= Dovecot.
+idle p50 < 50 ms, session op/s >= 0.5 x Dovecot, delivery >= Dovecot,
+concurrent commands/s >= Dovecot with 0 protocol errors on our side.
 Exit status 0 unless something failed to run (missed targets are reported,
 not fatal). Run: ``python benchmarks/imap_vs_dovecot.py [--messages 1000]
-[--seconds 8] [--idle-samples 30] [--profile FILE]`` (``--profile`` runs our
-server under cProfile and prints its top functions).
+[--seconds 8] [--idle-samples 30] [--only concurrent,...] [--profile FILE]``
+(``--profile`` runs our server under cProfile and prints its top functions).
 """
 
 import argparse
@@ -47,6 +52,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _concurrent  # noqa: E402
 import _dovecot  # noqa: E402
 import _harness  # noqa: E402
 
@@ -183,6 +189,11 @@ def w_idle(server, samples, rnd):
     return {"n": len(lat), "elapsed": sum(lat), "lat": lat}
 
 
+def w_concurrent(server, seconds, rnd):
+    return _concurrent.run(server.imap, USER, PASSWORD, seconds, rnd.randint(0, 1 << 30),
+                           make_message(0, rnd))
+
+
 class Target:
     """Where one server listens, and the message numbers its deliveries use."""
 
@@ -220,7 +231,9 @@ def run_all(ours, dovecot, args):
         ("cycle", lambda t, rnd: w_cycle(t, half, rnd)),
         ("delivery", lambda t, rnd: w_delivery(t, half, rnd)),
         ("idle", lambda t, rnd: w_idle(t, max(1, args.idle_samples // 2), rnd)),
+        ("concurrent", lambda t, rnd: w_concurrent(t, half, rnd)),
     ]
+    steps = [(name, fn) for name, fn in steps if name in args.only]
     res = {ours.name: {}, dovecot.name: {}}
     for step, fn in steps:
         t0 = time.monotonic()
@@ -232,28 +245,66 @@ def run_all(ours, dovecot, args):
             parts[t.name].append(part)
         for name in parts:
             res[name][step] = merge(parts[name])
-        print("  %-8s done in %.1f s" % (step, time.monotonic() - t0), flush=True)
+        print("  %-10s done in %.1f s" % (step, time.monotonic() - t0), flush=True)
     return res
 
 
+KEYS = (
+    "session_ops", "session_p50", "session_p99", "session_cpu", "cycles", "login_ms",
+    "cycles_ex_login", "cycle_cpu", "delivery", "delivery_p50", "delivery_cpu", "idle_p50",
+    "idle_p99", "concurrent_ops", "concurrent_errors", "concurrent_cpu",
+)
+
+
 def summarize(r):
+    """The figures of the workloads that ran (NaN for the others)."""
+    nan = float("nan")
     ms = lambda v: v * 1e3  # noqa: E731
-    cyc = r["cycle"]
+    out = dict.fromkeys(KEYS, nan)
+    for step, figures in (("session", _session_figures), ("cycle", _cycle_figures),
+                          ("delivery", _delivery_figures), ("idle", _idle_figures),
+                          ("concurrent", _concurrent_figures)):
+        if step in r:
+            out.update(figures(r[step], ms))
+    return out
+
+
+def _concurrent_figures(c, ms):
     return {
-        "session_ops": r["session"]["n"] / r["session"]["elapsed"],
-        "session_p50": ms(pct(r["session"]["lat"], 0.5)),
-        "session_p99": ms(pct(r["session"]["lat"], 0.99)),
-        "session_cpu": ms(r["session"]["cpu"] / r["session"]["n"]),
+        "concurrent_ops": c["n"] / c["elapsed"],
+        "concurrent_errors": c["errors"],
+        "concurrent_cpu": ms(c["cpu"] / c["n"]),
+    }
+
+
+def _session_figures(s, ms):
+    return {
+        "session_ops": s["n"] / s["elapsed"],
+        "session_p50": ms(pct(s["lat"], 0.5)),
+        "session_p99": ms(pct(s["lat"], 0.99)),
+        "session_cpu": ms(s["cpu"] / s["n"]),
+    }
+
+
+def _cycle_figures(cyc, ms):
+    return {
         "cycles": cyc["n"] / cyc["elapsed"],
         "login_ms": ms(statistics.mean(cyc["logins"])),
         "cycles_ex_login": cyc["n"] / (sum(cyc["cycles"]) - sum(cyc["logins"])),
         "cycle_cpu": ms(cyc["cpu"] / cyc["n"]),
-        "delivery": r["delivery"]["n"] / r["delivery"]["elapsed"],
-        "delivery_p50": ms(pct(r["delivery"]["lat"], 0.5)),
-        "delivery_cpu": ms(r["delivery"]["cpu"] / r["delivery"]["n"]),
-        "idle_p50": ms(pct(r["idle"]["lat"], 0.5)),
-        "idle_p99": ms(pct(r["idle"]["lat"], 0.99)),
     }
+
+
+def _delivery_figures(d, ms):
+    return {
+        "delivery": d["n"] / d["elapsed"],
+        "delivery_p50": ms(pct(d["lat"], 0.5)),
+        "delivery_cpu": ms(d["cpu"] / d["n"]),
+    }
+
+
+def _idle_figures(i, ms):
+    return {"idle_p50": ms(pct(i["lat"], 0.5)), "idle_p99": ms(pct(i["lat"], 0.99))}
 
 
 # ---------------------------------------------------------------------------
@@ -299,6 +350,8 @@ def main(argv=None):
     p.add_argument("--messages", type=int, default=1000, help="messages in each INBOX (default 1000)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each timed workload (default 8)")
     p.add_argument("--idle-samples", type=int, default=30, help="deliveries timed at the idling client (default 30)")
+    p.add_argument("--only", default="session,cycle,delivery,idle,concurrent",
+                   type=lambda v: v.split(","), help="the workloads to run (default: all five)")
     p.add_argument("--profile", metavar="FILE", help="run our server under cProfile, save stats to FILE, print the top")
     p.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = p.parse_args(argv)
@@ -367,6 +420,9 @@ def main(argv=None):
         ("delivery server CPU ms/msg", "delivery_cpu"),
         ("IDLE latency p50 ms", "idle_p50"),
         ("IDLE latency p99 ms", "idle_p99"),
+        ("concurrent commands/s (10 sess.)", "concurrent_ops"),
+        ("concurrent NO/BAD answers", "concurrent_errors"),
+        ("concurrent server CPU ms/command", "concurrent_cpu"),
     ]
     print()
     print("%d messages of ~2 KiB; Dovecot %s; %.0f s timed workloads, %d IDLE samples"
@@ -375,12 +431,17 @@ def main(argv=None):
     for label, key in rows:
         print("%-32s %12.2f %12.2f %10.2f" % (label, o[key], d[key], ratio(o[key], d[key])))
     print("%-32s %12.1f %12s" % ("scrypt verify, one LOGIN, ms", scrypt_ms, "(PLAIN)"))
+    for name in ("ours", "dovecot"):
+        for line in results[name].get("concurrent", {}).get("samples", [])[:5]:
+            print("  %s error: %s" % (name, line))
 
     targets = {
         "idle": o["idle_p50"] < 50,
         "session": o["session_ops"] >= 0.5 * d["session_ops"],
         "delivery": o["delivery"] >= d["delivery"],
+        "concurrent": o["concurrent_ops"] >= d["concurrent_ops"] and o["concurrent_errors"] == 0,
     }
+    targets = {k: ok for k, ok in targets.items() if k in args.only}
     print()
     for k, ok in targets.items():
         print("target %-8s %s" % (k, "met" if ok else "MISSED"))
@@ -393,6 +454,7 @@ def main(argv=None):
         "imap_vs_dovecot messages=%d session_ops=%.1f/%.1f session_ratio=%.2f cycles=%.2f/%.2f "
         "cycles_ex_login=%.1f/%.1f delivery=%.1f/%.1f delivery_ratio=%.2f idle_p50_ms=%.1f/%.1f "
         "idle_p99_ms=%.1f/%.1f cpu_ms_session=%.2f/%.2f cpu_ms_cycle=%.1f/%.1f cpu_ms_delivery=%.2f/%.2f "
+        "concurrent_ops=%.1f/%.1f concurrent_ratio=%.2f concurrent_errors=%d/%d cpu_ms_concurrent=%.2f/%.2f "
         "scrypt_ms=%.1f targets=%s seconds=%.0f"
         % (
             args.messages,
@@ -403,6 +465,8 @@ def main(argv=None):
             o["idle_p50"], d["idle_p50"], o["idle_p99"], d["idle_p99"],
             o["session_cpu"], d["session_cpu"], o["cycle_cpu"], d["cycle_cpu"],
             o["delivery_cpu"], d["delivery_cpu"],
+            o["concurrent_ops"], d["concurrent_ops"], ratio(o["concurrent_ops"], d["concurrent_ops"]),
+            o["concurrent_errors"], d["concurrent_errors"], o["concurrent_cpu"], d["concurrent_cpu"],
             scrypt_ms,
             ",".join("%s:%s" % (k, "met" if v else "missed") for k, v in targets.items()),
             time.monotonic() - started,
