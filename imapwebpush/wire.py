@@ -178,35 +178,6 @@ def matching_paren(line, start=0):
     raise ParseError("unbalanced parentheses")
 
 
-def check_nesting(line, limit):
-    """ParseError when ``line`` opens more than ``limit`` nested ``(`` or ``[`` (quotes skipped).
-
-    Why: the list parsers (twisted's among them) recurse once per level; 2000 levels
-    were a RecursionError and a 100 KB traceback per command.
-    """
-    if line.count(b"(") + line.count(b"[") <= limit:
-        return
-    depth = 0
-    in_quote = False
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if in_quote:
-            if c == 0x5C:  # backslash: the next octet is quoted
-                i += 1
-            elif c == 0x22:
-                in_quote = False
-        elif c == 0x22:
-            in_quote = True
-        elif c in (0x28, 0x5B):
-            depth += 1
-            if depth > limit:
-                raise ParseError(too_deep(limit))
-        elif c in (0x29, 0x5D):
-            depth -= 1
-        i += 1
-
-
 _LIST_TOKEN = re.compile(rb'[ \t]*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^ \t()"]+))', re.S)
 _UNESCAPE = re.compile(rb"\\(.)", re.S)
 

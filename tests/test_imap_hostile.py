@@ -134,6 +134,32 @@ class SearchCostTests(HostileCase):
         return d.addCallback(check)
 
 
+class ListSizeTests(HostileCase):
+    """Lists whose every element costs server time are capped (each cap a BAD)."""
+
+    def test_caps(self):
+        d = self.answers(
+            "STORE 1 FLAGS (" + "k " * 257 + ")",
+            "STORE 1 FLAGS (" + " ".join("k%d" % n for n in range(256)) + ")",
+            "APPEND INBOX (" + "\\Seen " * 257 + ") {1+}\r\nx",
+            "FETCH 1 (" + "FLAGS " * 300 + ")",
+            "FETCH 1 BODY.PEEK[HEADER.FIELDS (" + "A " * 300 + ")]",
+            "FETCH 1 (" + "FLAGS " * 299 + "UID)",
+            "STATUS INBOX (" + "MESSAGES " * 33 + ")",
+        )
+
+        def check(results):
+            self.assertEqual(results[0], ["q0 BAD Too many flags (more than 256)"])
+            self.assertEqual(results[1][-1], "q1 OK STORE completed")
+            self.assertEqual(results[2], ["q2 BAD Too many flags (more than 256)"])
+            self.assertEqual(results[3], ["q3 BAD Too many FETCH attributes (more than 300 words)"])
+            self.assertEqual(results[4], ["q4 BAD Too many FETCH attributes (more than 300 words)"])
+            self.assertEqual(results[5][-1], "q5 OK FETCH completed")
+            self.assertEqual(results[6], ["q6 BAD Too many STATUS items (more than 32)"])
+
+        return d.addCallback(check)
+
+
 class NumbersAbove32BitTests(HostileCase):
     """RFC 3501 9: sequence numbers, UIDs and other numbers are 32-bit; larger ones are BAD."""
 

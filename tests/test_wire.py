@@ -183,7 +183,3 @@ class ParseListTests(unittest.TestCase):
         ]:
             self.assertEqual(str(self.assertRaises(ParseError, wire.parse_list, text, 8)), message)
         self.assertEqual(wire.parse_list(b"(" * 8 + b")" * 8, 8)[0][0][0][0][0][0][0], [[]])
-
-    def test_check_nesting_skips_quotes(self):
-        wire.check_nesting(b'("((((((((((")', 2)
-        self.assertRaises(ParseError, wire.check_nesting, b"([(", 2)

@@ -73,6 +73,10 @@ def _stored_flags(mailbox, uid):
         return frozenset()
 
 
+# STATUS knows 7 items; a list of thousands only costs the server time.
+MAX_STATUS_ITEMS = 32
+
+
 class MailboxCommandsMixin:
     """CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND."""
 
@@ -177,6 +181,8 @@ class MailboxCommandsMixin:
         mailbox = self.mail_account.mailbox(self._mailbox_name(raw_name))
         out = []
         uids = []  # the mailbox's UIDs, read once if an item needs them
+        if len(items) > MAX_STATUS_ITEMS:
+            raise Bad("Too many STATUS items (more than %d)" % (MAX_STATUS_ITEMS,))
         for item in items:
             if not isinstance(item, bytes):
                 raise Bad("Bad STATUS item")

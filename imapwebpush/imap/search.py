@@ -275,6 +275,7 @@ class SearchItem:
         self._headers = None
         self._envelope = None
         self._raw = None
+        self._texts = {}
 
     def _fields(self):
         if self._headers is None:
@@ -305,12 +306,17 @@ class SearchItem:
         return "\n".join(out).casefold()
 
     def text(self, whole):
+        """The message (``whole``) or its body, decoded and casefolded once per SEARCH."""
+        cached = self._texts.get(whole)
+        if cached is not None:
+            return cached
         if self._raw is None:
             self._raw = self.stored.read()
         data = self._raw
         if not whole:
             data = split_header(data)[1]
-        return data.decode("utf-8", "replace").casefold()
+        text = self._texts[whole] = data.decode("utf-8", "replace").casefold()
+        return text
 
     def internal_date(self):
         t = time.gmtime(self.stored.internaldate)

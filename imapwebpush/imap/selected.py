@@ -19,6 +19,7 @@ from imapwebpush.imap.core import (
     arg_finalastring,
     arg_rest,
     arg_word,
+    flag_words,
 )
 from imapwebpush.imap.view import SessionView
 from imapwebpush.store import errors
@@ -226,7 +227,7 @@ class SelectedCommandsMixin:
         unchangedsince, mode, silent, flag_text = parse_store(rest)
         if unchangedsince is not None:
             self._enable_condstore()
-        flags = self._flag_names(imap4.IMAP4Server.arg_flaglist(self, flag_text)[0])
+        flags = self._flag_names(flag_words(flag_text))
         # RFC 2180 4.2.1, as Dovecot does: a message another session expunged is skipped
         # (by number it keeps its number until its EXPUNGE may be told; by UID the EXPUNGE
         # comes before the OK) and the live ones change, so no change is lost.
