@@ -43,20 +43,22 @@ class SearchQuery:
         self.uses_modseq = uses_modseq
 
 
-def compile_search(tokens, uids, max_nesting=DEFAULT_MAX_NESTING):
+def compile_search(tokens, uids, max_nesting=DEFAULT_MAX_NESTING, saved=()):
     """The L{SearchQuery} of parsed criteria ``tokens`` over a mailbox whose UIDs are ``uids``.
 
     ``max_nesting``: how deep parentheses, NOT and OR may nest (each level is a
     recursion here and in the predicate); deeper criteria raise ParseError.
+    ``saved``: the UIDs ``$`` names (RFC 5182 SEARCHRES).
     """
-    compiler = _Compiler(uids, max_nesting)
+    compiler = _Compiler(uids, max_nesting, saved)
     predicate = compiler.all_of(tokens, 0)
     return SearchQuery(predicate, compiler.uses_modseq)
 
 
 class _Compiler:
-    def __init__(self, uids, max_nesting):
+    def __init__(self, uids, max_nesting, saved=()):
         self.uids = uids
+        self.saved = frozenset(saved)
         self.max_nesting = max_nesting
         self.uses_modseq = False
         self.keys = 0
@@ -104,12 +106,16 @@ class _Compiler:
             if handler in (_key_not, _key_or):
                 return handler(self, key, tokens, depth)
             return handler(self, key, tokens)
-        if key[:1].isdigit() or key[:1] == b"*":
+        if key[:1].isdigit() or key[:1] in (b"*", b"$"):
             return self.in_set(key, by_uid=False)
         raise wire.ParseError("Unknown search key %s" % (key.decode("ascii", "replace"),))
 
     def in_set(self, text, by_uid):
-        """Predicate of a sequence set (by UID or number); ``*`` is the last message."""
+        """Predicate of a sequence set (by UID or number); ``*`` is the last message,
+        ``$`` the saved result (by UID either way)."""
+        if text == b"$":
+            saved = self.saved
+            return lambda m: m.uid in saved
         ranges = wire.parse_sequence_set(text)
         uids = self.uids
         bounds = wire.normalize(wire.with_star(ranges, (uids[-1] if uids else 0) if by_uid else len(uids)))

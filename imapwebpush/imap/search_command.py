@@ -1,8 +1,10 @@
-"""SEARCH and UID SEARCH, as a mixin of L{imapwebpush.imap.core.IMAPCore}.
+"""SEARCH and UID SEARCH with ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), as a mixin of
+L{imapwebpush.imap.core.IMAPCore}.
 
-The command reads its line (literals included), compiles the criteria with
-L{imapwebpush.imap.search.compile_search} and runs the predicate over the session's
-view. ESEARCH, SORT and THREAD belong next to it and reuse the same compiler.
+The command reads its line (literals included), takes its RETURN options
+(imap/esearch.py), compiles the criteria with L{imapwebpush.imap.search.compile_search}
+and matches them in slices (imap/search_scan.py), so a large mailbox does not hold the
+reactor. SORT and THREAD reuse the same steps.
 """
 
 import re
@@ -10,8 +12,9 @@ import re
 from twisted.mail import imap4
 
 from imapwebpush import wire
+from imapwebpush.imap import esearch, search_scan
 from imapwebpush.imap.core import Bad, No
-from imapwebpush.imap.search import SearchItem, compile_search
+from imapwebpush.imap.search import compile_search
 
 _TRAILING_LITERAL = re.compile(rb"\{(\d{1,12})(\+?)\}\Z")
 
@@ -22,36 +25,80 @@ def search_arguments(server, line):
     return charset, wire.parse_list(line, server.max_nesting)
 
 
-class SearchCommandMixin:
-    """SEARCH and UID SEARCH."""
+def check_charset(charset):
+    if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
+        raise No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
 
-    def do_SEARCH(self, tag, line, uid=False):
+
+class SearchCommandMixin:
+    """SEARCH and UID SEARCH; the ``$`` of RETURN (SAVE) for every sequence set."""
+
+    # UIDs the last SEARCH RETURN (SAVE) kept for "$" (RFC 5182); empty on each selection
+    saved_search = ()
+    _cooperator = None
+
+    def search_cooperator(self):
+        if self._cooperator is None:
+            self._cooperator = search_scan.cooperator(self.clock)
+        return self._cooperator
+
+    def connectionLost(self, reason):
+        if self._cooperator is not None:
+            self._cooperator.stop()  # the slices of a search nobody waits for any more
+        super().connectionLost(reason)
+
+    def _close_view(self):
+        self.saved_search = ()
+        super()._close_view()
+
+    def _resolve(self, text, uid):
+        if text.strip() == b"$":  # RFC 5182 2.1: the saved result, by UID whatever the command
+            view = self.view
+            live = set(view.uids)
+            return sorted((view.seq(u), u) for u in self.saved_search if u in live)
+        return super()._resolve(text, uid)
+
+    def compile_criteria(self, line):
+        """The L{SearchQuery} of a SEARCH/SORT criteria line (charset checked)."""
         charset, tokens = search_arguments(self, line)
-        if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
-            raise No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
+        check_charset(charset)
         if not tokens:
             raise Bad("Missing search criteria")
-        view = self.view
-        query = compile_search(tokens, view.uids, self.max_nesting)
+        query = compile_search(tokens, self.view.uids, self.max_nesting, saved=self.saved_search)
         if query.uses_modseq:
             self._enable_condstore()
-        found = []
-        highest = 0
-        for index, u in enumerate(list(view.uids)):
-            if view.is_ghost(u):
-                continue
-            try:
-                stored = view.mailbox.message(u)
-            except KeyError:
-                continue
-            if query.predicate(SearchItem(index + 1, u, stored, u in view.recent)):
-                found.append(u if uid else index + 1)
-                highest = max(highest, stored.modseq)
-        line = b"SEARCH" + b"".join(b" %d" % (n,) for n in found)
-        if query.uses_modseq and found:
-            line += b" (MODSEQ %d)" % (highest,)
-        self.sendUntaggedResponse(line)
+        return query
+
+    def do_SEARCH(self, tag, line, uid=False):
+        options, line = esearch.split_return(line)
+        if options is not None and b"SAVE" in options:
+            self.saved_search = ()  # RFC 5182 2.1: a failed SEARCH (SAVE) leaves "$" empty
+        query = self.compile_criteria(line)
+        view = self.view
+        d = search_scan.scan(view, query.predicate, self.search_cooperator())
+        d.addCallback(self._searched, tag, view, options, query.uses_modseq, uid)
+        d.addErrback(self._search_failed, tag)
+
+    def _searched(self, found, tag, view, options, modseq, uid):
+        if self.view is not view:
+            return  # the connection went while the search ran
+        if options is None:
+            line = b"SEARCH" + b"".join(b" %d" % (m.uid if uid else m.seq,) for m in found)
+            if modseq and found:
+                line += b" (MODSEQ %d)" % (max(m.modseq for m in found),)
+        else:
+            entries = [(m.uid if uid else m.seq, m.uid, m.modseq) for m in found]
+            if b"SAVE" in options:
+                self.saved_search = esearch.saved_uids(options, entries)
+            line = esearch.esearch_line(tag, options, entries, uid, modseq)
+        if line is not None:
+            self.sendUntaggedResponse(line)
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    def _search_failed(self, failure, tag):
+        failure.trap(Exception)
+        if self.transport is not None and self._current == tag:
+            self._fail(tag, failure)
 
     def arg_search(self, line):
         """The whole SEARCH line, with literals (non-ASCII criteria) read and quoted in place."""

@@ -46,6 +46,8 @@ _CAPABILITIES = (
     b"UNSELECT",
     b"CONDSTORE",
     b"QRESYNC",
+    b"ESEARCH",
+    b"SEARCHRES",
 )
 
 

@@ -1,0 +1,129 @@
+"""SEARCH (and SORT, once there) on a 20,000-message mailbox: its time, and what it costs others.
+
+The server runs in a child process (``_harness.OurServer``) over a data folder whose INBOX
+is filled through the store beforehand. For each query, one client runs it while another
+logged-in client sends NOOP back to back; one line per query and server:
+
+    server=sliced query=NAME messages=N search_ms=T other_noop_max_ms=L other_noop_p99_ms=P
+
+``inline`` is the server with the matching done in one reactor turn (search_scan's
+``INLINE_MESSAGES`` raised past the mailbox size: what SEARCH did before), ``sliced`` the
+server as it is (slices of a Cooperator). Target: the other client's worst NOOP under
+~100 ms on ``sliced``. Run: ``python benchmarks/search_large.py [--messages N] [--only sliced]``.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _harness  # noqa: E402
+
+USER, PASSWORD = "bench@example.org", "benchpass"
+
+QUERIES = [
+    ("flags", b"SEARCH UNSEEN FLAGGED"),
+    ("from", b'SEARCH FROM "sender7@"'),
+    ("body", b"UID SEARCH BODY needle"),
+    ("esearch_count", b"SEARCH RETURN (COUNT) SUBJECT report"),
+]
+
+
+def fill(data, messages):
+    from imapwebpush.store.account import MailStore
+
+    inbox = MailStore(_harness.mail_dir(data)).account(USER).mailbox("INBOX")
+    for n in range(messages):
+        body = b"Line %d of a message body, some words to look through.\r\n" % n * 20
+        if n % 97 == 0:
+            body += b"the needle\r\n"
+        inbox.add(
+            b"From: Sender %d <sender%d@example.net>\r\nTo: bench@example.org\r\n"
+            b"Subject: %s %d\r\nDate: Tue, 1 Dec 2026 04:%02d:00 +0000\r\n\r\n"
+            % (n % 50, n % 50, b"report" if n % 3 else b"note", n, n % 60)
+            + body,
+            ["\\Flagged"] if n % 10 == 0 else ["\\Seen"] if n % 2 else [],
+        )
+
+
+def measure(port, query):
+    """(query ms, other client's worst NOOP ms, its p99) while ``query`` runs."""
+    searcher = _harness.IMAPConn("127.0.0.1", port, timeout=600)
+    searcher.login(USER, PASSWORD)
+    searcher.command(b"SELECT INBOX")
+    other = _harness.IMAPConn("127.0.0.1", port, timeout=600)
+    other.login(USER, PASSWORD)
+    latencies = []
+    done = threading.Event()
+
+    def noops():
+        while not done.is_set():
+            t = time.perf_counter()
+            other.command(b"NOOP")
+            latencies.append(time.perf_counter() - t)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=noops)
+    thread.start()
+    time.sleep(0.05)
+    t = time.perf_counter()
+    searcher.command(query)
+    elapsed = time.perf_counter() - t
+    done.set()
+    thread.join()
+    searcher.logout()
+    other.logout()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return elapsed * 1000, latencies[-1] * 1000, p99 * 1000
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--messages", type=int, default=20000)
+    p.add_argument("--only", choices=("inline", "sliced"))
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="search_large-")
+    try:
+        data = os.path.join(tmp, "data")
+        os.mkdir(data)
+        _harness.add_user(data, USER, PASSWORD)
+        t = time.perf_counter()
+        fill(data, args.messages)
+        print("filled messages=%d in %.1fs" % (args.messages, time.perf_counter() - t), flush=True)
+        for label in ("inline", "sliced"):
+            if args.only and args.only != label:
+                continue
+            child = [_harness.PYTHON, os.path.abspath(__file__), "serve", label]
+            server = _harness.OurServer(data, os.path.join(tmp, label + ".log"), child=child).start()
+            try:
+                for name, query in [("warm", b"SEARCH ALL")] + QUERIES:
+                    ms, worst, p99 = measure(server.imap_port, query)
+                    if name != "warm":
+                        print(
+                            "server=%s query=%s messages=%d search_ms=%.0f other_noop_max_ms=%.1f"
+                            " other_noop_p99_ms=%.1f" % (label, name, args.messages, ms, worst, p99),
+                            flush=True,
+                        )
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "serve":
+        if sys.argv[2] == "inline":
+            sys.path.insert(0, _harness.ROOT)
+            from imapwebpush.imap import search_scan
+
+            search_scan.INLINE_MESSAGES = 10**9  # every message in the command's own turn
+        _harness._serve(sys.argv[3], sys.argv[4:])
+    else:
+        sys.exit(main())
