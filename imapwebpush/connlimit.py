@@ -58,6 +58,10 @@ class ConnectionCounter:
     def count(self, key):
         return self._by_peer.get(key, 0)
 
+    def peers(self):
+        """How many client keys have a connection open (a key is forgotten at its last)."""
+        return len(self._by_peer)
+
     def admit(self, key):
         """Count a new connection of ``key`` and return None, or return why it is refused."""
         if self.max_total and self.total >= self.max_total:

@@ -52,7 +52,7 @@ class CounterTests(unittest.TestCase):
         counter = ConnectionCounter()
         counter.admit("a")
         counter.release("a")
-        self.assertEqual(counter._by_peer, {})
+        self.assertEqual(counter.peers(), 0)
 
 
 def connect(factory, host="192.0.2.1"):

@@ -76,7 +76,7 @@ class DeferredMode(unittest.TestCase):
         phone = self.server.push_service.new_subscription()
         e = yield self.assertFailure(self.server.wait_for_push(phone, timeout=0.05), TimeoutError)
         self.assertEqual(str(e), "no 1 push(es) within 0.05 s")
-        self.assertEqual(self.server.push_service._waiters, [])
+        self.assertEqual(self.server.push_service.waiting(), 0)
 
     def test_add_user_of_another_domain(self):
         self.server.add_user("carol@example.net", "secret")

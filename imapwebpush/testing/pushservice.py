@@ -427,6 +427,10 @@ class PushService:
         self._notify()
         return d
 
+    def waiting(self):
+        """How many ``wait_for()`` Deferreds have not fired (nor been cancelled) yet."""
+        return len(self._waiters)
+
     def _notify(self):
         for waiter in list(self._waiters):
             count, subscription, delivered, d = waiter
