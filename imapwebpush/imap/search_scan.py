@@ -19,15 +19,15 @@ _SLICE = 10
 
 
 class Match:
-    """One message a SEARCH found: ``seq``, ``uid``, ``modseq``, ``item`` (its L{SearchItem})."""
+    """One message a SEARCH found: ``seq``, ``uid``, ``modseq`` and ``key`` (what ``keep`` gave)."""
 
-    __slots__ = ("seq", "uid", "modseq", "item")
+    __slots__ = ("seq", "uid", "modseq", "key")
 
-    def __init__(self, seq, uid, modseq, item):
+    def __init__(self, seq, uid, modseq, key):
         self.seq = seq
         self.uid = uid
         self.modseq = modseq
-        self.item = item
+        self.key = key
 
 
 def cooperator(clock):
@@ -49,17 +49,17 @@ def _matching(view, predicate, found, keep):
             item = SearchItem(index + 1, u, stored, u in recent)
             if not predicate(item):
                 continue
-            if keep is not None:
-                keep(item)  # e.g. SORT's keys, read while the message is at hand
+            key = None if keep is None else keep(item)  # SORT's keys, read while the message is at hand
         except (KeyError, FileNotFoundError):
             continue  # expunged by another session while the search ran
-        found.append(Match(index + 1, u, stored.modseq, item))
+        found.append(Match(index + 1, u, stored.modseq, key))
 
 
 def scan(view, predicate, coop, keep=None):
     """Deferred [L{Match}] of the view's messages that ``predicate`` accepts, in sequence order.
 
-    ``keep(item)``, when given, is called on each match while it is read.
+    ``keep(item)``, when given, is called on each match while it is read; its answer is
+    the match's ``key``.
     """
     found = []
     work = _matching(view, predicate, found, keep)

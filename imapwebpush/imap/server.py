@@ -17,7 +17,8 @@ output; imap/core.py); each mixin holds its commands as ``<state>_<NAME>`` table
 * L{FetchCommandMixin} (imap/fetch.py): FETCH, over the attribute parser of
   imap/fetch_attributes.py;
 * L{SearchCommandMixin} (imap/search_command.py): SEARCH, over the pure compiler of
-  imap/search.py.
+  imap/search.py;
+* L{SortCommandMixin} (imap/sort_command.py): SORT, over the same steps.
 
 Subclasses (the WEBPUSH mixin, imap/webpush_commands.py) add commands the twisted way
 (``auth_NAME = (handler, arg_parser, ...)``) and capabilities through ``capabilities()``.
@@ -31,6 +32,7 @@ from imapwebpush.imap.fetch import FetchCommandMixin
 from imapwebpush.imap.mailboxes import MailboxCommandsMixin
 from imapwebpush.imap.search_command import SearchCommandMixin
 from imapwebpush.imap.selected import SelectedCommandsMixin
+from imapwebpush.imap.sort_command import SortCommandMixin
 
 # What every session announces, in CAPABILITY order (an extension adds its name here).
 _CAPABILITIES = (
@@ -48,6 +50,7 @@ _CAPABILITIES = (
     b"QRESYNC",
     b"ESEARCH",
     b"SEARCHRES",
+    b"SORT",
 )
 
 
@@ -56,6 +59,7 @@ class IMAPServer(
     MailboxCommandsMixin,
     SelectedCommandsMixin,
     FetchCommandMixin,
+    SortCommandMixin,
     SearchCommandMixin,
     IMAPCore,
 ):

@@ -1,0 +1,148 @@
+"""SORT (RFC 5256): sort criteria, the sort key of a message and base-subject extraction.
+
+Pure: ``parse_criteria(tokens)`` reads ``(REVERSE DATE SUBJECT ...)``; ``sort_key(criteria)``
+answers a function of a L{imapwebpush.imap.search.SearchItem} giving what the message is
+compared by; ``ordered(criteria, matches)`` sorts the (sequence number, key) pairs with the
+sequence number as the final tie-breaker (RFC 5256 3). ``base_subject`` is RFC 5256 2.1,
+also used by THREAD.
+"""
+
+import email.utils
+import re
+
+from imapwebpush import wire
+
+SORT_KEYS = (b"ARRIVAL", b"CC", b"DATE", b"FROM", b"SIZE", b"SUBJECT", b"TO")
+
+
+def parse_criteria(tokens):
+    """[(key, reverse)] of a parsed sort-criteria list; ParseError when it is not one."""
+    if not isinstance(tokens, list) or not tokens:
+        raise wire.ParseError("Expected a list of sort criteria")
+    criteria = []
+    reverse = False
+    for token in tokens:
+        if not isinstance(token, bytes):
+            raise wire.ParseError("Bad sort criterion")
+        key = token.upper()
+        if key == b"REVERSE":
+            if reverse:
+                raise wire.ParseError("REVERSE twice")
+            reverse = True
+            continue
+        if key not in SORT_KEYS:
+            raise wire.ParseError("Unknown sort criterion %s" % (key.decode("ascii", "replace"),))
+        criteria.append((key, reverse))
+        reverse = False
+    if reverse or not criteria:
+        raise wire.ParseError("REVERSE must precede a sort criterion")
+    return criteria
+
+
+# -- base subject (RFC 5256 2.1) ---------------------------------------------------------
+
+_BLOB = r"\[[^\[\]]*\]\s*"
+_TRAILER = re.compile(r"(\s|\(fwd\))+\Z", re.I)
+_LEADER = re.compile(r"\A(" + _BLOB + r")*(re|fwd?)\s*(" + _BLOB + r")?:\s*", re.I)
+_LEADING_BLOB = re.compile(r"\A" + _BLOB)
+_FWD = re.compile(r"\A\[fwd:(.*)\]\Z", re.I | re.S)
+
+
+def base_subject(subject):
+    """(base subject, casefolded for comparison; whether a reply/forward leader was removed)."""
+    text = " ".join(subject.split())  # decoded already; runs of white space become one space
+    changed = False
+    while True:
+        while True:  # (2) trailers
+            stripped = _TRAILER.sub("", text)
+            changed = changed or (stripped != text and "(fwd)" in text[len(stripped) :].lower())
+            if stripped == text:
+                break
+            text = stripped
+        while True:  # (3), (4) leaders (white space too) and blobs
+            if text[:1].isspace():
+                text = text.lstrip()
+                continue
+            m = _LEADER.match(text)
+            if m:
+                text = text[m.end() :]
+                changed = True
+                continue
+            m = _LEADING_BLOB.match(text)
+            if m and text[m.end() :]:
+                text = text[m.end() :]
+                continue
+            break
+        m = _FWD.match(text)  # (5) [fwd: ...]
+        if m:
+            text = m.group(1)
+            changed = True
+            continue
+        return text.casefold(), changed
+
+
+# -- sort keys ---------------------------------------------------------------------------
+
+
+def _first_mailbox(value):
+    """addr-mailbox of the first address of a header (RFC 5256 3, CC/FROM/TO), casefolded."""
+    for _, address in email.utils.getaddresses([value]):
+        if address:
+            return address.rpartition("@")[0].casefold() if "@" in address else address.casefold()
+    return ""
+
+
+def sent_time(item):
+    """The Date header as a UTC timestamp, or INTERNALDATE when it is missing or bad (RFC 5256 2.2)."""
+    value = item.header("date")
+    if value:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is not None:
+            try:
+                return email.utils.mktime_tz(parsed)
+            except (OverflowError, ValueError):
+                pass
+    return item.stored.internaldate
+
+
+_KEY_OF = {
+    b"ARRIVAL": lambda item: item.stored.internaldate,
+    b"CC": lambda item: _first_mailbox(item.header("cc")),
+    b"DATE": sent_time,
+    b"FROM": lambda item: _first_mailbox(item.header("from")),
+    b"SIZE": lambda item: item.stored.size,
+    b"SUBJECT": lambda item: base_subject(item.header("subject"))[0],
+    b"TO": lambda item: _first_mailbox(item.header("to")),
+}
+
+
+def sort_key(criteria):
+    """The function of a SearchItem giving its tuple of criteria values."""
+    functions = [_KEY_OF[key] for key, _ in criteria]
+    return lambda item: tuple(f(item) for f in functions)
+
+
+class _Reversed:
+    """A value that sorts the other way round (REVERSE of one criterion)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other):
+        return other.value < self.value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+
+def ordered(criteria, entries):
+    """``entries`` [(seq, key tuple, anything)] sorted by the criteria, then by sequence number."""
+    flips = [reverse for _, reverse in criteria]
+
+    def compare(entry):
+        seq, key, _ = entry
+        return tuple(_Reversed(v) if flip else v for v, flip in zip(key, flips)) + (seq,)
+
+    return sorted(entries, key=compare)

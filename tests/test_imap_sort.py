@@ -1,0 +1,139 @@
+"""SORT and UID SORT (RFC 5256) on the wire, after the RFC's examples; base subjects."""
+
+from twisted.trial import unittest
+
+from imapwebpush.imap import search_scan
+from imapwebpush.imap.sort import base_subject
+from tests.harness.imap import IMAPTestCase
+
+# (subject, sent date, from, to, cc, internaldate offset, body length)
+MESSAGES = [
+    ("Re: bar", "Sat, 2 Jan 2021 10:00:00 +0000", "Zed <zed@example.org>", "b@x.org", "", 5, 40),
+    ("bar", "Fri, 1 Jan 2021 10:00:00 +0000", "amy@example.org", "c@x.org", "Yan <y@x.org>", 4, 10),
+    ("[list] Apple (fwd)", "Sun, 3 Jan 2021 10:00:00 +0000", "Bob <BOB@example.org>", "a@x.org", "", 3, 30),
+    ("Fwd: apple", "Fri, 1 Jan 2021 09:00:00 -0300", "carl@example.org", "", "x@x.org", 2, 20),
+    ("[fwd: apple]", "Tue, 5 Jan 2021 10:00:00 +0000", "dan@example.org", "=?utf-8?q?Ann?= <a@x.org>", "", 1, 50),
+]
+
+
+def raw(subject, date, sender, to, cc, body_length):
+    lines = ["From: " + sender, "Subject: " + subject, "Date: " + date]
+    if to:
+        lines.append("To: " + to)
+    if cc:
+        lines.append("Cc: " + cc)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + b"x" * (100 * body_length) + b"\r\n"
+
+
+class SortTests(IMAPTestCase):
+    def setUp(self):
+        super().setUp()
+        inbox = self.inbox()
+        for subject, date, sender, to, cc, arrival, length in MESSAGES:
+            inbox.add(raw(subject, date, sender, to, cc, length), ["\\Seen"], internaldate=1700000000 + arrival)
+
+    def commands(self, *commands):
+        def client():
+            w = self.wire()
+            w.login()
+            w.cmd("s", "SELECT INBOX")
+            answers = [w.cmd("a%d" % i, c) for i, c in enumerate(commands)]
+            w.close()
+            return answers
+
+        return self.in_thread(client)
+
+    def test_rfc5256_examples_and_keys(self):
+        d = self.commands(
+            "SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994",
+            "SORT (SUBJECT REVERSE DATE) UTF-8 ALL",
+            'SORT (SUBJECT) US-ASCII TEXT "not in mailbox"',
+            "SORT (DATE) UTF-8 ALL",
+            "SORT (ARRIVAL) UTF-8 ALL",
+            "SORT (REVERSE SIZE) UTF-8 ALL",
+            "SORT (FROM) UTF-8 ALL",
+            "SORT (TO) UTF-8 ALL",
+            "SORT (CC REVERSE ARRIVAL) UTF-8 ALL",
+            "UID SORT (SIZE) UTF-8 2:4",
+            "SORT (SUBJECT) UTF-8 1:3 SEEN",
+        )
+
+        def check(answers):
+            self.assertEqual(
+                [a[0] for a in answers],
+                [
+                    "* SORT 3 4 5 1 2",
+                    "* SORT 5 3 4 1 2",
+                    "* SORT",
+                    "* SORT 2 4 1 3 5",  # message 4's 09:00 -0300 is 12:00 UTC
+                    "* SORT 5 4 3 2 1",
+                    "* SORT 5 1 3 4 2",
+                    "* SORT 2 3 4 5 1",  # amy bob carl dan zed (the mailbox part)
+                    "* SORT 4 3 5 1 2",  # no To first; then a a b c
+                    "* SORT 1 3 5 4 2",  # no Cc, latest arrival first; then x@, y@
+                    "* SORT 2 4 3",
+                    "* SORT 3 1 2",
+                ],
+            )
+            self.assertEqual(answers[0][1], "a0 OK SORT completed")
+
+        return d.addCallback(check)
+
+    def test_bad_sorts(self):
+        d = self.commands(
+            "SORT (NAME) UTF-8 ALL",
+            "SORT (REVERSE) UTF-8 ALL",
+            "SORT SUBJECT UTF-8 ALL",
+            "SORT (SUBJECT) UTF-8",
+            "SORT (SUBJECT) KOI8-R ALL",
+            "SORT () UTF-8 ALL",
+        )
+
+        def check(answers):
+            self.assertEqual(
+                answers,
+                [
+                    ["a0 BAD Unknown sort criterion NAME"],
+                    ["a1 BAD REVERSE must precede a sort criterion"],
+                    ["a2 BAD Expected a list of sort criteria"],
+                    ["a3 BAD Expected a charset and search criteria"],
+                    ["a4 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"],
+                    ["a5 BAD Expected a list of sort criteria"],
+                ],
+            )
+
+        return d.addCallback(check)
+
+    def test_sliced(self):
+        self.patch(search_scan, "INLINE_MESSAGES", 1)
+        self.patch(search_scan, "_SLICE", 1)
+        return self.test_rfc5256_examples_and_keys()
+
+    def test_capability(self):
+        def client():
+            w = self.wire()
+            caps = w.cmd("c", "CAPABILITY")
+            w.close()
+            return caps
+
+        return self.in_thread(client).addCallback(lambda caps: self.assertIn(" SORT ", caps[0] + " "))
+
+
+class BaseSubjectTests(unittest.TestCase):
+    """RFC 5256 2.1."""
+
+    def test_base_subjects(self):
+        cases = [
+            ("Hello", ("hello", False)),
+            ("Re: Hello", ("hello", True)),
+            ("RE:re: FWD: hello (fwd) (FWD)", ("hello", True)),
+            ("Re [x]: [list] Fw: a  b\t c", ("a b c", True)),
+            ("[list] hello", ("hello", False)),
+            ("[list]", ("[list]", False)),
+            ("[fwd: Re: x]", ("x", True)),
+            ("re:", ("", True)),
+            ("Reply: x", ("reply: x", False)),
+            ("", ("", False)),
+        ]
+        for subject, expected in cases:
+            self.assertEqual(base_subject(subject), expected, subject)
