@@ -42,11 +42,7 @@ class KeywordFlagsTests(IMAPTestCase):
         two = message("two")
 
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
+            a, b = self.session(select="INBOX"), self.session(select="INBOX")
             store = a.cmd("t1", "STORE 1 +FLAGS ($Label1)")
             again = a.cmd("t2", "STORE 1 +FLAGS ($label1 \\Flagged)")
             b_noop = b.cmd("n1", "NOOP")
@@ -89,9 +85,7 @@ class RecentTests(IMAPTestCase):
         two = message("two")
 
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
+            a, b = self.session(), self.session()
             a.send(b"a1 APPEND Other (\\Seen \\Flagged) {%d+}\r\n" % len(two) + two + b"\r\n")
             a.until("a1")
             status = a.cmd("st1", "STATUS Other (MESSAGES RECENT)")
