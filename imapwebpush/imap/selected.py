@@ -26,7 +26,7 @@ from imapwebpush.store import errors
 
 _STORE_MODES = {b"FLAGS": "replace", b"+FLAGS": "add", b"-FLAGS": "remove"}
 # commands UID can prefix (UID EXPUNGE: RFC 4315)
-_UID_COMMANDS = (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE", b"EXPUNGE", b"SORT")
+_UID_COMMANDS = (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE", b"EXPUNGE", b"SORT", b"THREAD")
 
 
 def parse_store(rest):

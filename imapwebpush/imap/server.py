@@ -18,7 +18,7 @@ output; imap/core.py); each mixin holds its commands as ``<state>_<NAME>`` table
   imap/fetch_attributes.py;
 * L{SearchCommandMixin} (imap/search_command.py): SEARCH, over the pure compiler of
   imap/search.py;
-* L{SortCommandMixin} (imap/sort_command.py): SORT, over the same steps.
+* L{SortCommandMixin} (imap/sort_command.py): SORT and THREAD, over the same steps.
 
 Subclasses (the WEBPUSH mixin, imap/webpush_commands.py) add commands the twisted way
 (``auth_NAME = (handler, arg_parser, ...)``) and capabilities through ``capabilities()``.
@@ -51,6 +51,8 @@ _CAPABILITIES = (
     b"ESEARCH",
     b"SEARCHRES",
     b"SORT",
+    b"THREAD=ORDEREDSUBJECT",
+    b"THREAD=REFERENCES",
 )
 
 

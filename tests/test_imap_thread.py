@@ -1,0 +1,100 @@
+"""THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256) on the wire."""
+
+from twisted.trial import unittest
+
+from imapwebpush.imap import search_scan
+from imapwebpush.imap.thread import ThreadInfo, format_threads, references
+from tests.harness.imap import IMAPTestCase
+
+# (Message-ID, References, In-Reply-To, Subject, day of December 2020 / January 2021)
+MESSAGES = [
+    ("<a@x>", "", "", "Meeting", 1),
+    ("<b@x>", "<a@x>", "", "Re: Meeting", 2),
+    ("<c@x>", "", "", "Other", 3),
+    ("<d@x>", "", "<a@x> (sent to Bob)", "Re: Meeting", 4),
+    ("<e@x>", "<a@x> <b@x>", "", "RE: meeting", 5),
+    ("<f@x>", "<missing@x>", "", "Re: Other", 6),
+    ("", "", "", "Lunch", 0),
+    ("<h@x>", "<missing2@x>", "", "Re: Lunch", 7),
+    ("<i@x>", "<gone@x>", "", "Alpha", 8),
+    ("<j@x>", "<gone@x>", "", "Beta", 9),
+]
+
+
+def raw(message_id, refs, reply_to, subject, day):
+    date = "Thu, 31 Dec 2020 10:00:00 +0000" if day == 0 else "%d Jan 2021 10:00:00 +0000" % day
+    lines = ["From: a@example.org", "Subject: " + subject, "Date: " + date]
+    if message_id:
+        lines.append("Message-ID: " + message_id)
+    if refs:
+        lines.append("References: " + refs)
+    if reply_to:
+        lines.append("In-Reply-To: " + reply_to)
+    return ("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode()
+
+
+class ThreadTests(IMAPTestCase):
+    def setUp(self):
+        super().setUp()
+        inbox = self.inbox()
+        for fields in MESSAGES:
+            inbox.add(raw(*fields), ["\\Seen"])
+
+    def commands(self, *commands):
+        def client():
+            w = self.wire()
+            w.login()
+            caps = w.cmd("c", "CAPABILITY")[0]
+            w.cmd("s", "SELECT INBOX")
+            answers = [w.cmd("a%d" % i, c) for i, c in enumerate(commands)]
+            w.close()
+            return caps, answers
+
+        return self.in_thread(client)
+
+    def test_threads(self):
+        d = self.commands(
+            "THREAD REFERENCES UTF-8 ALL",
+            "THREAD ORDEREDSUBJECT UTF-8 ALL",
+            "UID THREAD REFERENCES UTF-8 1:5",
+            "THREAD ORDEREDSUBJECT US-ASCII SUBJECT nothing-like-this",
+            "THREAD FOO UTF-8 ALL",
+            "THREAD REFERENCES UTF-8",
+            "THREAD REFERENCES KOI8-R ALL",
+        )
+
+        def check(result):
+            caps, answers = result
+            self.assertIn(" THREAD=ORDEREDSUBJECT THREAD=REFERENCES", caps)
+            self.assertEqual(
+                answers,
+                [
+                    ["* THREAD (7 8)(1 (2 5)(4))(3 6)((9)(10))", "a0 OK THREAD completed"],
+                    ["* THREAD (7 8)(1 (2)(4)(5))(3 6)(9)(10)", "a1 OK THREAD completed"],
+                    ["* THREAD (1 (2 5)(4))(3)", "a2 OK THREAD completed"],
+                    ["* THREAD", "a3 OK THREAD completed"],
+                    ["a4 BAD Unknown threading algorithm"],
+                    ["a5 BAD Expected a charset and search criteria"],
+                    ["a6 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"],
+                ],
+            )
+
+        return d.addCallback(check)
+
+    def test_sliced(self):
+        self.patch(search_scan, "INLINE_MESSAGES", 1)
+        self.patch(search_scan, "_SLICE", 1)
+        return self.test_threads()
+
+
+class ReferencesLoopTests(unittest.TestCase):
+    """References that point back at the message itself or form a cycle make no loop."""
+
+    def test_cycles(self):
+        entries = [
+            (1, ThreadInfo("a@x", ["b@x"], "s", False, 1)),
+            (2, ThreadInfo("b@x", ["a@x"], "s", True, 2)),
+            (3, ThreadInfo("c@x", ["c@x"], "t", False, 3)),
+            (4, ThreadInfo("a@x", [], "u", False, 4)),  # a duplicate Message-ID: a thread of its own
+        ]
+        self.assertEqual(format_threads(references(entries)), b"(2 1)(3)(4)")  # 1 named 2 first: 2 stays its parent
