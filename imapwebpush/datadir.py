@@ -14,6 +14,7 @@ of one thing in it::
       webpush-subscriptions.sqlite   subscriptions()  (webpush/subscriptions.py)
       webpush-outbox.sqlite          outbox()         (webpush/outbox.py)
       webpush-topic.key              topic_key()      (webpush/topic.py)
+      webpush-owed.sqlite            owed()           (webpush/owed.py)
       spool/                         spool()          (spool.py: SMTP DATA until it is stored)
       queue/                         queue()          (outbound/queue.py: mail for other domains)
 
@@ -33,6 +34,7 @@ VAPID_FOLDER = "vapid"
 SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
 OUTBOX_FILE = "webpush-outbox.sqlite"
 TOPIC_KEY_FILE = "webpush-topic.key"
+OWED_FILE = "webpush-owed.sqlite"
 SPOOL_FOLDER = "spool"
 QUEUE_FOLDER = "queue"
 
@@ -54,6 +56,7 @@ vapid = _entry(VAPID_FOLDER, "The VAPID keyring folder (one PEM file per key and
 subscriptions = _entry(SUBSCRIPTIONS_FILE, "The Web Push subscriptions (SQLite).")
 outbox = _entry(OUTBOX_FILE, "The pushes waiting for delivery or a retry (SQLite).")
 topic_key = _entry(TOPIC_KEY_FILE, "The secret behind the Topic header of pushes.")
+owed = _entry(OWED_FILE, "The mailboxes the push dispatcher still owes a sync (SQLite).")
 spool = _entry(
     SPOOL_FOLDER,
     "Messages being received (SMTP DATA beyond 64 KiB), in unnamed files until stored; on the "

@@ -25,6 +25,7 @@ from imapwebpush.imap.webpush_commands import WebPushAccount, WebPushAvatarFacto
 from imapwebpush.webpush.contact import check_subject, unroutable_reason
 from imapwebpush.webpush.dispatcher import PushDispatcher
 from imapwebpush.webpush.notifier import Notifier
+from imapwebpush.webpush.owed import OwedSyncs
 from imapwebpush.webpush.preview import DEFAULT_PREVIEW_CHARS
 from imapwebpush.webpush.privacy import DEFAULT_PRIVACY, AccountPrivacy
 from imapwebpush.webpush.ratelimit import (
@@ -101,7 +102,8 @@ class WebPush(service.MultiService):
         self.dispatcher = PushDispatcher(
             reactor, self.store, self.sender, self.topic_key, coalesce_window=coalesce_window,
             privacy=self.privacy, limiter=TokenBuckets(reactor, new_mail_burst, new_mail_per_hour),
-            preview_chars=preview_chars, scope=scope)
+            preview_chars=preview_chars, scope=scope,
+            owed=OwedSyncs(datadir.owed(data_dir), reactor))
         self.service.dispatcher = self.dispatcher
         self.notifier = Notifier(self.dispatcher, self.store)
         # MultiService starts children in this order and stops them in reverse.

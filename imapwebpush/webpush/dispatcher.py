@@ -69,6 +69,7 @@ KIND_LIMITED = "limited"  # new mail past the rate limit: one generic sync per m
 
 
 _TREE_EVENTS = (MailboxCreated, MailboxRenamed, MailboxDeleted)
+_ALL_EVENTS = (MessageAdded, FlagsChanged, MessagesExpunged) + _TREE_EVENTS
 
 
 class _Planned:
@@ -121,7 +122,8 @@ class PushDispatcher(service.Service):
 
     def __init__(self, clock, subscriptions, sender, topic_key,
                  coalesce_window=decisions.DEFAULT_COALESCE_WINDOW, budget=MAX_PLAINTEXT,
-                 privacy=None, limiter=None, preview_chars=DEFAULT_PREVIEW_CHARS, scope=None):
+                 privacy=None, limiter=None, preview_chars=DEFAULT_PREVIEW_CHARS, scope=None,
+                 owed=None):
         self._clock = clock
         self._subscriptions = subscriptions
         self._sender = sender
@@ -132,6 +134,8 @@ class PushDispatcher(service.Service):
         self._limiter = limiter  # TokenBuckets for new-mail pushes, or None: no limit
         self._preview_chars = preview_chars
         self._scope = scope  # SubscribedMailboxes, or None: every mailbox is pushed
+        self._owed = owed  # OwedSyncs: what is held in memory, as mailboxes, on disk
+        self._queues = {}  # (account, id) -> {id(queue): queue} of bursts still being sent
         self._accounts = {}
         self._silences = {}
         self.rate_limited = 0  # subscription flushes collapsed by the rate limit (metrics)
@@ -144,6 +148,9 @@ class PushDispatcher(service.Service):
     def startService(self):
         self._stopped = False
         service.Service.startService(self)
+        if self._owed is not None:
+            self._owed.source = self._owed_now
+            self._resume(self._owed.load())
 
     def stopService(self):
         self.stop()
@@ -152,6 +159,15 @@ class PushDispatcher(service.Service):
     def stop(self):
         """Cancel every timer; events still waiting are not pushed, later events are ignored."""
         self._stopped = True
+        if self._owed is not None:  # what is still owed stays on disk for the next start
+            for key in self._owed_keys():
+                self._owed.mark(key)
+            try:
+                self._owed.close()
+            except Exception:
+                self.log.failure("push dispatcher: could not save what it still owes")
+            self._owed = None
+        self._queues.clear()
         for pending in self._accounts.values():
             for call in (pending.new_call, pending.other_call):
                 if call is not None and call.active():
@@ -173,6 +189,8 @@ class PushDispatcher(service.Service):
             self.log.failure("push dispatcher could not take event {event!r}", event=event)
 
     def _changed(self, event):
+        if isinstance(event, _ALL_EVENTS):
+            self._mark((event.account, ""))
         if isinstance(event, MessageAdded):
             pending = self._pending(event.account)
             if not pending.new:
@@ -233,6 +251,7 @@ class PushDispatcher(service.Service):
             events, pending.other, pending.other_call = pending.other, [], None
             since = pending.other_since
         self._forget(account, pending)
+        self._mark((account, ""))
         return events, self._subscriptions.active(account), since
 
     def _level(self, account):
@@ -378,14 +397,22 @@ class PushDispatcher(service.Service):
         """Send the first push of ``queue`` to ``sub``; the rest follow its outcome."""
         if not queue or self._stopped:
             return
+        key = (sub.account, sub.id)
         if not fresh:
             sub = self._subscriptions.get(sub.account, sub.id)
             if sub is None or sub.state != model.ACTIVE:
+                self._unqueue(key, queue)
                 return  # deleted or made pending meanwhile: nothing more
             if sub.is_silenced(self._clock.seconds()):
                 self._dropped(sub, queue)
+                self._unqueue(key, queue)
                 return
         planned = queue.pop(0)
+        if queue:
+            self._queues.setdefault(key, {})[id(queue)] = queue
+            self._mark(key)
+        else:
+            self._unqueue(key, queue)
         try:
             target = sub.target()
         except ValueError:
@@ -401,6 +428,13 @@ class PushDispatcher(service.Service):
         d.addCallback(self._outcome, sub, planned, queue)
         d.addErrback(lambda f: self.log.failure("push dispatcher: send failed", f))
 
+    def _unqueue(self, key, queue):
+        queues = self._queues.get(key)
+        if queues is not None and queues.pop(id(queue), None) is not None:
+            if not queues:
+                del self._queues[key]
+            self._mark(key)
+
     def _outcome(self, outcome, sub, planned, queue):
         if outcome.kind == model.DELIVERED and planned.since is not None \
                 and self.latency is not None:
@@ -409,6 +443,7 @@ class PushDispatcher(service.Service):
             self.log.info("push: {account} {subscription} is gone ({status}); "
                           "{count} more pushes not sent", account=sub.account,
                           subscription=sub.id, status=outcome.status, count=len(queue))
+            self._unqueue((sub.account, sub.id), queue)
             return
         if outcome.kind == model.TOO_LARGE:
             queue[:0] = self._smaller(sub, planned)
@@ -445,6 +480,7 @@ class PushDispatcher(service.Service):
 
     def _dropped(self, sub, planned):
         key = (sub.account, sub.id)
+        self._mark(key)
         silence = self._silences.get(key)
         if silence is None:
             silence = self._silences[key] = _Silence()
@@ -478,6 +514,7 @@ class PushDispatcher(service.Service):
             self.log.failure("push dispatcher: silence timer failed")
 
     def _pop_silence(self, key):
+        self._mark(key)
         silence = self._silences.pop(key)
         if silence.timer is not None and silence.timer.active():
             silence.timer.cancel()
@@ -497,6 +534,60 @@ class PushDispatcher(service.Service):
         queue = self._sync_pushes(key[0], self._pop_silence(key))
         self._run(sub, queue, fresh=True)
 
+    # -- what is owed, on disk (OwedSyncs) ------------------------------------
+
+    def _mark(self, key):
+        if self._owed is not None:
+            self._owed.mark(key)
+
+    def _owed_keys(self):
+        keys = {(account, "") for account in self._accounts}
+        return keys | set(self._silences) | set(self._queues)
+
+    def _owed_now(self, key):
+        """The mailboxes ``key`` is owed a sync of, from what is in memory now."""
+        account, sid = key
+        names = OrderedDict()
+        if sid == "":
+            pending = self._accounts.get(account)
+            if pending is not None:
+                for event in [e for _, e in pending.new] + pending.other:
+                    name = event.new if isinstance(event, MailboxRenamed) else event.mailbox
+                    if not isinstance(event, MailboxDeleted):
+                        names[name] = True
+            return list(names)
+        silence = self._silences.get(key)
+        if silence is not None:
+            names.update(silence.mailboxes)
+        for queue in self._queues.get(key, {}).values():
+            for planned in queue:
+                for name in _names(planned):
+                    names[name] = True
+        return list(names)
+
+    def _resume(self, owed):
+        """After a restart: one generic sync per mailbox owed, to whom it was owed."""
+        now = self._clock.seconds()
+        for (account, sid), mailboxes in owed.items():
+            self._mark((account, sid))  # rewritten from memory at the end of this turn
+            if sid == "":
+                wanted = self._wanted(account)
+                mailboxes = [m for m in mailboxes if wanted is None or m in wanted]
+                subs = self._subscriptions.active(account)
+            else:
+                subs = [self._subscriptions.get(account, sid)]
+            for sub in subs:
+                if sub is None or sub.state != model.ACTIVE or not mailboxes:
+                    continue
+                planned = self._sync_pushes(account, mailboxes)
+                self.log.info("push: {account} {subscription}: {count} generic sync(s) owed"
+                              " from before the restart", account=account,
+                              subscription=sub.id, count=len(planned))
+                if sub.is_silenced(now):
+                    self._dropped(sub, planned)
+                else:
+                    self._run(sub, planned, fresh=True)
+
     def _sync_pushes(self, account, mailboxes):
         """One generic sync push per mailbox, each with its Topic (SPEC 3.5)."""
         planned = []
@@ -506,6 +597,14 @@ class PushDispatcher(service.Service):
                                         decisions.TTL_OTHER,
                                         topic_for(self._topic_key, account, mailbox)))
         return planned
+
+
+def _names(planned):
+    """The mailboxes a planned push tells of (LIST: the names that still exist)."""
+    if planned.kind == KIND_LIST:
+        return [item.name for section in planned.push.sections for item in section.items
+                if not item.nonexistent]
+    return list(planned.push.mailboxes)
 
 
 def _merge(events):
