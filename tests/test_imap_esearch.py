@@ -240,6 +240,16 @@ class ScanSliceTests(unittest.TestCase):
         found = self.successResultOf(d)
         self.assertEqual([(m.seq, m.uid, m.modseq) for m in found], [(2, 2, 2), (4, 4, 4), (6, 6, 6), (10, 10, 10)])
 
+    def test_inline_part_is_bounded_in_time(self):
+        """Slow matches go to the cooperator before INLINE_MESSAGES when INLINE_SECONDS is spent."""
+        self.patch(search_scan, "INLINE_SECONDS", -1)
+        clock = task.Clock()
+        coop = task.Cooperator(scheduler=lambda work: clock.callLater(1, work))
+        d = search_scan.scan(_View(5), lambda item: item.uid > 3, coop)
+        self.assertNoResult(d)
+        clock.advance(1)
+        self.assertEqual([m.uid for m in self.successResultOf(d)], [4, 5])
+
     def test_small_mailbox_answers_at_once(self):
         coop = task.Cooperator(scheduler=lambda work: self.fail("no slice expected"))
         d = search_scan.scan(_View(5), lambda item: item.uid > 3, coop)

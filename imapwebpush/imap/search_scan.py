@@ -2,18 +2,22 @@
 
 A predicate that reads headers or bodies costs tens of microseconds per message: 20,000
 messages would hold every session of the server for a second or more. ``scan`` matches
-the first messages at once (a small mailbox answers in the same turn, as before) and
-the rest in slices of a L{twisted.internet.task.Cooperator} (about 10 ms each), over a
+the first messages at once (for at most 10 ms: a small mailbox answers in the same turn,
+as before) and the rest in slices of a L{twisted.internet.task.Cooperator} (about 10 ms each), over a
 snapshot of the session's UIDs: the view only changes when the command's answer is
 sent, and a message another session expunges meanwhile is simply not found.
 """
+
+import time
 
 from twisted.internet import defer, task
 
 from imapwebpush.imap.search import SearchItem
 
-# messages matched in the command's own turn before the rest go to the cooperator
+# what is matched in the command's own turn before the rest go to the cooperator: at most
+# this many messages, and no longer than this (200 address matches took 120 ms)
 INLINE_MESSAGES = 200
+INLINE_SECONDS = 0.01
 # messages matched between two looks at the cooperator's clock
 _SLICE = 10
 
@@ -63,8 +67,9 @@ def scan(view, predicate, coop, keep=None):
     """
     found = []
     work = _matching(view, predicate, found, keep)
+    deadline = time.monotonic() + INLINE_SECONDS
     for index in work:
-        if index >= INLINE_MESSAGES:
+        if index >= INLINE_MESSAGES or time.monotonic() > deadline:
             return coop.cooperate(_slices(work)).whenDone().addCallback(lambda _: found)
     return defer.succeed(found)
 
