@@ -357,6 +357,16 @@ class ISubscriptionStore(Interface):
     def prune(now, pending_lifetime, failing_lifetime, token_lifetime):
         """Delete stale pending and long-failing subscriptions: [(account, id, reason)]."""
 
+    def hourly_window(kind, account):
+        """``(start, count)`` of the account's abuse-counter window of ``kind``, or None.
+
+        Kinds: ``verification`` (SPEC 4) and ``ack-failure`` (SPEC 3.3). Kept
+        with the subscriptions so a restart does not reset them.
+        """
+
+    def set_hourly_window(kind, account, start, count):
+        """Record the account's window of ``kind``."""
+
     def privacy(account):
         """The account's own privacy level (``full``, ``minimal``, ``sync``) or None."""
 

@@ -21,7 +21,7 @@ from imapwebpush.imap.webpush_commands import WebPushAvatarFactory, webpush_serv
 from imapwebpush.store.account import MailStore
 from imapwebpush.testing.pushservice import Answer
 from imapwebpush.webpush import model
-from imapwebpush.webpush.service import PRUNE_INTERVAL, WebPushService
+from imapwebpush.webpush.service import PRUNE_INTERVAL, Refused, WebPushService
 from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, token_hash
 from tests.harness.webpush import ENDPOINT, SUBJECT, UAKeys, WebPushTestBase
 
@@ -441,3 +441,52 @@ class AdminTests(OurServerBase):
         with self.assertRaises(Exception) as e:
             yield send_test_push(self.service, ALICE, "phone-1")
         self.assertEqual(str(e.exception), "no subscription phone-1 for %s" % ALICE)
+
+
+class AbuseCountersSurviveRestartTests(unittest.TestCase):
+    """The ACKWEBPUSH lock (SPEC 3.3) and the verification allowance (SPEC 4)
+    are kept with the subscriptions: a restart is no fresh start for an attacker."""
+
+    def setUp(self):
+        from twisted.internet import task
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.path = self.mktemp() + ".sqlite"
+
+    def service(self):
+        store = SQLiteSubscriptionStore(self.path)
+        self.addCleanup(store.close)
+        return store, WebPushService(store, None, None, self.clock)
+
+    def wrong_token(self, service):
+        with self.assertRaises(Refused) as caught:
+            service.acknowledge(ALICE, "not-a-token")
+        return caught.exception
+
+    def test_ackwebpush_lock_survives_a_restart(self):
+        store, first = self.service()
+        for _ in range(decisions.ACK_FAILURES_PER_HOUR + 1):
+            self.assertIsNone(self.wrong_token(first).code)
+        self.assertEqual(self.wrong_token(first).code, b"LIMIT")
+        store.close()
+
+        _, second = self.service()  # the server restarts
+        refused = self.wrong_token(second)
+        self.assertEqual(refused.code, b"LIMIT")
+        self.assertIn("locked for this account for 3600 s", refused.message)
+        self.clock.advance(3600)
+        self.assertIsNone(self.wrong_token(second).code)
+
+    def test_windows_are_per_account_pruned_and_erased_with_the_account(self):
+        store, _ = self.service()
+        store.set_hourly_window("verification", ALICE, self.clock.seconds(), 10)
+        self.assertEqual(store.hourly_window("verification", ALICE), (self.clock.seconds(), 10))
+        self.assertIsNone(store.hourly_window("ack-failure", ALICE))
+        self.assertIsNone(store.hourly_window("verification", "bob@example.org"))
+        store.prune(self.clock.seconds() + 3599, 86400, 86400, 600)
+        self.assertIsNotNone(store.hourly_window("verification", ALICE))
+        store.prune(self.clock.seconds() + 3600, 86400, 86400, 600)
+        self.assertIsNone(store.hourly_window("verification", ALICE))
+        store.set_hourly_window("ack-failure", ALICE, self.clock.seconds(), 1)
+        store.delete_account(ALICE)
+        self.assertIsNone(store.hourly_window("ack-failure", ALICE))

@@ -27,16 +27,14 @@ from imapwebpush.webpush.delivery import PushDeliveryService
 from imapwebpush.webpush.http import make_http_client
 from imapwebpush.webpush.payload import select_line
 from imapwebpush.webpush.policy import EndpointPolicy, has_space_or_control
-from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore, SubscriptionLimitReached, token_hash
+from imapwebpush.webpush.subscriptions import (
+    HOURLY_WINDOW, SQLiteSubscriptionStore, SubscriptionLimitReached, token_hash)
 from imapwebpush.webpush.vapid import VapidKeyring
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, compile_pattern
 
 # How often the store is swept for stale subscriptions and tokens (not a SPEC number:
 # it only bounds how late a 24 h / 7 day deadline is applied).
 PRUNE_INTERVAL = 300
-
-# Length of a rate-limit window (SPEC 3.3 and 4 speak of "per hour").
-HOUR = 3600
 
 # The payload of a push sent by the admin `subscriptions test` command: a generic
 # sync of INBOX (SPEC 5.4), harmless for any client.
@@ -138,15 +136,20 @@ def new_token():
 
 
 class _HourlyCounter:
-    """Counts events per account in fixed one-hour windows opened by the first event."""
+    """Counts events per account in fixed one-hour windows opened by the first event.
 
-    def __init__(self, limit):
+    The windows are kept in the subscription store, so a restart does not hand
+    an attacker a fresh allowance of wrong tokens or verification pushes.
+    """
+
+    def __init__(self, store, kind, limit):
+        self.store = store
+        self.kind = kind
         self.limit = limit
-        self._windows = {}  # account -> (window start, count)
 
     def _window(self, account, now):
-        start, n = self._windows.get(account, (None, 0))
-        if start is None or now >= start + HOUR:
+        start, n = self.store.hourly_window(self.kind, account) or (None, 0)
+        if start is None or now >= start + HOURLY_WINDOW:
             return None, 0
         return start, n
 
@@ -156,11 +159,11 @@ class _HourlyCounter:
 
     def until(self, account, now):
         start, _ = self._window(account, now)
-        return None if start is None else start + HOUR
+        return None if start is None else start + HOURLY_WINDOW
 
     def add(self, account, now):
         start, n = self._window(account, now)
-        self._windows[account] = (now if start is None else start, n + 1)
+        self.store.set_hourly_window(self.kind, account, now if start is None else start, n + 1)
 
 
 @implementer(IWebPushService, IPushOutcomeObserver)
@@ -192,9 +195,9 @@ class WebPushService(service.Service):
         self.dispatcher = dispatcher
         self.max_subscriptions = max_subscriptions
         self.max_pattern_length = max_pattern_length
-        self._verifications = _HourlyCounter(decisions.VERIFICATIONS_PER_HOUR)
+        self._verifications = _HourlyCounter(store, "verification", decisions.VERIFICATIONS_PER_HOUR)
         # SPEC 3.3: *more than* ACK_FAILURES_PER_HOUR failures lock ACKWEBPUSH
-        self._ack_failures = _HourlyCounter(decisions.ACK_FAILURES_PER_HOUR + 1)
+        self._ack_failures = _HourlyCounter(store, "ack-failure", decisions.ACK_FAILURES_PER_HOUR + 1)
         self._pruner = None
         self._said_not_running = False
         self.deleted = collections.Counter()  # subscriptions the server deleted, by reason (metrics)

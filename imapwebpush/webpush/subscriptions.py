@@ -34,6 +34,9 @@ _ADDED_COLUMNS = (("last_success_answer", "TEXT"), ("last_failure", "REAL"),
 
 SCHEMA_VERSION = 1
 
+# The abuse counters count in one-hour windows (SPEC 3.3, 4); older windows are pruned.
+HOURLY_WINDOW = 3600
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
     account TEXT NOT NULL,
@@ -68,6 +71,13 @@ CREATE INDEX IF NOT EXISTS tokens_by_account ON tokens (account, subscription_id
 CREATE TABLE IF NOT EXISTS privacy (
     account TEXT PRIMARY KEY,
     level TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hourly_windows (
+    kind TEXT NOT NULL,
+    account TEXT NOT NULL,
+    start REAL NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kind, account)
 );
 """
 
@@ -220,6 +230,21 @@ class SQLiteSubscriptionStore:
                 db.execute("INSERT OR REPLACE INTO privacy (account, level) VALUES (?, ?)",
                            (account, level))
 
+    def hourly_window(self, kind, account):
+        """``(start, count)`` of the account's last window of ``kind``, or None.
+
+        The abuse counters of SPEC 3.3 and 4 (wrong ACKWEBPUSH tokens,
+        verification pushes) live here so a restart does not reset them.
+        """
+        row = self._db.execute("SELECT start, count FROM hourly_windows WHERE kind=? AND account=?",
+                               (kind, account)).fetchone()
+        return tuple(row) if row else None
+
+    def set_hourly_window(self, kind, account, start, count):
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO hourly_windows (kind, account, start, count)"
+                       " VALUES (?, ?, ?, ?)", (kind, account, start, count))
+
     def token_count(self, account=None):
         """How many unexpired-or-not tokens are stored (for tests and operators)."""
         if account is None:
@@ -326,6 +351,7 @@ class SQLiteSubscriptionStore:
             cur = db.execute("DELETE FROM subscriptions WHERE account=?", (account,))
             db.execute("DELETE FROM tokens WHERE account=?", (account,))
             db.execute("DELETE FROM privacy WHERE account=?", (account,))
+            db.execute("DELETE FROM hourly_windows WHERE account=?", (account,))
             return cur.rowcount
 
     def silence(self, account, subscription_id, until=None, connection=None):
@@ -438,6 +464,7 @@ class SQLiteSubscriptionStore:
             db.executemany("DELETE FROM tokens WHERE account=? AND subscription_id=?",
                            list(reasons))
             db.execute("DELETE FROM tokens WHERE issued<=?", (now - token_lifetime,))
+            db.execute("DELETE FROM hourly_windows WHERE start<=?", (now - HOURLY_WINDOW,))
         return [key + (reason,) for key, reason in reasons.items()]
 
 
