@@ -122,27 +122,14 @@ def sort_key(criteria):
     return lambda item: tuple(f(item) for f in functions)
 
 
-class _Reversed:
-    """A value that sorts the other way round (REVERSE of one criterion)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __lt__(self, other):
-        return other.value < self.value
-
-    def __eq__(self, other):
-        return self.value == other.value
-
-
 def ordered(criteria, entries):
-    """``entries`` [(seq, key tuple, anything)] sorted by the criteria, then by sequence number."""
-    flips = [reverse for _, reverse in criteria]
+    """``entries`` [(seq, key tuple, anything)] sorted by the criteria, then by sequence number.
 
-    def compare(entry):
-        seq, key, _ = entry
-        return tuple(_Reversed(v) if flip else v for v, flip in zip(key, flips)) + (seq,)
-
-    return sorted(entries, key=compare)
+    One stable sort per criterion, the last first (``reverse`` keeps equal entries in
+    order): every comparison stays in C (a key object reversing a criterion made SORT of
+    20,000 messages spend 0.3 s in its ``__lt__``).
+    """
+    result = sorted(entries, key=lambda entry: entry[0])
+    for position in reversed(range(len(criteria))):
+        result.sort(key=lambda entry: entry[1][position], reverse=criteria[position][1])
+    return result
