@@ -21,6 +21,8 @@ and kept in the subscription database, where a running server reads it at
 its next push.
 """
 
+from imapwebpush.choices import one_of
+
 FULL = "full"
 MINIMAL = "minimal"
 SYNC = "sync"
@@ -30,10 +32,7 @@ DEFAULT_PRIVACY = FULL
 
 def check_level(text):
     """The level named by ``text`` (any case), or ValueError."""
-    level = text.strip().lower() if isinstance(text, str) else text
-    if level not in LEVELS:
-        raise ValueError("privacy level must be one of %s, not %r" % (", ".join(LEVELS), text))
-    return level
+    return one_of(text, LEVELS, "privacy level")
 
 
 class AccountPrivacy:

@@ -10,6 +10,7 @@ for the very next change. INBOX is always in scope, subscribed or not.
 Mailbox tree changes (CREATE, RENAME, DELETE) are pushed in both scopes.
 """
 
+from imapwebpush.choices import one_of
 from imapwebpush.constants import INBOX
 
 SUBSCRIBED = "subscribed"
@@ -20,10 +21,7 @@ DEFAULT_SCOPE = SUBSCRIBED
 
 def check_scope(text):
     """The scope named by ``text`` (any case), or ValueError."""
-    scope = text.strip().lower() if isinstance(text, str) else text
-    if scope not in SCOPES:
-        raise ValueError("scope must be one of %s, not %r" % (", ".join(SCOPES), text))
-    return scope
+    return one_of(text, SCOPES, "scope")
 
 
 class SubscribedMailboxes:

@@ -1,0 +1,11 @@
+"""A setting named from a fixed list (``--push-privacy``, ``--push-scope``, the admin's
+``push privacy``): one reading rule, any case and spacing, and one error text."""
+
+
+def one_of(text, choices, what):
+    """The entry of ``choices`` named by ``text`` (any case, outer spaces ignored), or
+    ValueError saying ``what`` must be one of them."""
+    name = text.strip().lower() if isinstance(text, str) else text
+    if name not in choices:
+        raise ValueError("%s must be one of %s, not %r" % (what, ", ".join(choices), text))
+    return name
