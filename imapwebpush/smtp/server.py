@@ -105,17 +105,17 @@ class ReceivingESMTP(ESMTPHooks, ESMTP):
         return True
 
     def do_HELO(self, rest):
-        if not rest.strip():
-            self.sendCode(501, b"5.5.4 HELO needs the client's domain")
-            return
-        ESMTP.do_HELO(self, rest)
-        self._greeted = True
+        self._greet(b"HELO", ESMTP.do_HELO, rest)
 
     def do_EHLO(self, rest):
+        self._greet(b"EHLO", ESMTP.do_EHLO, rest)
+
+    def _greet(self, verb, answer, rest):
+        """HELO/EHLO: 501 without the client's domain, else Twisted's ``answer`` and greeted."""
         if not rest.strip():
-            self.sendCode(501, b"5.5.4 EHLO needs the client's domain")
+            self.sendCode(501, b"5.5.4 " + verb + b" needs the client's domain")
             return
-        ESMTP.do_EHLO(self, rest)
+        answer(self, rest)
         self._greeted = True
 
     def ext_STARTTLS(self, rest):
