@@ -411,6 +411,11 @@ class _FetchStreamer:
         if self.call is None and not self.paused and not self.stopped:
             self.call = self.server.clock.callLater(0, self._run)
 
+    def _unschedule(self):
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
     def _run(self):
         self.call = None
         self.server.resetTimeout()  # a long download is activity, not an idle client
@@ -426,9 +431,7 @@ class _FetchStreamer:
 
     def pauseProducing(self):
         self.paused = True
-        if self.call is not None:
-            self.call.cancel()
-            self.call = None
+        self._unschedule()
 
     def resumeProducing(self):
         self.paused = False
@@ -436,9 +439,7 @@ class _FetchStreamer:
 
     def stopProducing(self):
         self.stopped = True
-        if self.call is not None:
-            self.call.cancel()
-            self.call = None
+        self._unschedule()
         for piece in self.pending:  # the connection is gone: close what was being read
             if type(piece) is _FileRange:
                 piece.close()
