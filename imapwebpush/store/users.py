@@ -242,13 +242,17 @@ class UserDatabase:
             key = address.strip().lower() if isinstance(address, str) else None
         return key if key in self._users else None
 
-    def exists(self, address):
+    def _record(self, address):
+        """The users-file record of ``address``, or None (unknown or invalid address)."""
         try:
             address = normalize_address(address)
         except InvalidAddress:
-            return False
+            return None
         self._reload()
-        return address in self._users
+        return self._users.get(address)
+
+    def exists(self, address):
+        return self._record(address) is not None
 
     def users(self):
         self._reload()
@@ -256,12 +260,7 @@ class UserDatabase:
 
     def verifier(self, address):
         """The L{Verifier} for ``address``, or None (unknown or invalid address)."""
-        try:
-            address = normalize_address(address)
-        except InvalidAddress:
-            return None
-        self._reload()
-        record = self._users.get(address)
+        record = self._record(address)
         return Verifier(record) if record is not None else None
 
     def check(self, address, password):
