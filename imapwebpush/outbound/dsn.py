@@ -42,46 +42,8 @@ def build_dsn(action, hostname, entry, recipients, original, now, retry_until=No
     """
     boundary = "dsn-%s" % (os.urandom(8).hex(),)
     headers = original_headers(original)
-    subject = _header_value(headers, b"subject")
-    if action == FAILED:
-        title = "Undelivered Mail Returned to Sender"
-        human = [
-            "This is the mail system at %s." % (hostname,),
-            "",
-            "Your message could not be delivered to the recipients below.",
-            "It has been given up; the last answer for each follows.",
-        ]
-    else:
-        title = "Delayed Mail (still being retried)"
-        human = [
-            "This is the mail system at %s." % (hostname,),
-            "",
-            "Your message has not been delivered yet to the recipients below.",
-            "It is still being retried; you do not need to send it again.",
-        ]
-    human.append("")
-    for r in recipients:
-        human.append("<%s>: %s" % (r.address, r.answer or "no answer"))
-    if subject:
-        human.extend(["", "Subject of your message: %s" % (subject,)])
-
-    status = [
-        "Reporting-MTA: dns; %s" % (hostname,),
-        "X-Queue-ID: %s" % (entry.id,),
-        "Arrival-Date: %s" % (_date(entry.created),),
-    ]
-    for r in recipients:
-        status.append("")
-        status.append("Final-Recipient: rfc822; %s" % (r.address,))
-        status.append("Action: %s" % (action,))
-        status.append("Status: %s" % (r.status or ("5.0.0" if action == FAILED else "4.0.0"),))
-        if r.remote:
-            status.append("Remote-MTA: dns; %s" % (r.remote,))
-        if r.answer and r.answer[:3].isdigit():
-            status.append("Diagnostic-Code: smtp; %s" % (r.answer,))
-        status.append("Last-Attempt-Date: %s" % (_date(now),))
-        if retry_until is not None:
-            status.append("Will-Retry-Until: %s" % (_date(retry_until),))
+    title, human = _human_part(action, hostname, recipients, _header_value(headers, b"subject"))
+    status = _status_part(action, hostname, entry, recipients, now, retry_until)
 
     head = [
         "From: Mail Delivery System <MAILER-DAEMON@%s>" % (hostname,),
@@ -117,3 +79,51 @@ def build_dsn(action, hostname, entry, recipients, original, now, retry_until=No
     if not text.endswith(b"\r\n"):
         text += b"\r\n"
     return text + ("\r\n--%s--\r\n" % (boundary,)).encode("ascii")
+
+
+def _human_part(action, hostname, recipients, subject):
+    """The title and the lines of the part a person reads."""
+    if action == FAILED:
+        title = "Undelivered Mail Returned to Sender"
+        human = [
+            "This is the mail system at %s." % (hostname,),
+            "",
+            "Your message could not be delivered to the recipients below.",
+            "It has been given up; the last answer for each follows.",
+        ]
+    else:
+        title = "Delayed Mail (still being retried)"
+        human = [
+            "This is the mail system at %s." % (hostname,),
+            "",
+            "Your message has not been delivered yet to the recipients below.",
+            "It is still being retried; you do not need to send it again.",
+        ]
+    human.append("")
+    for r in recipients:
+        human.append("<%s>: %s" % (r.address, r.answer or "no answer"))
+    if subject:
+        human.extend(["", "Subject of your message: %s" % (subject,)])
+    return title, human
+
+
+def _status_part(action, hostname, entry, recipients, now, retry_until):
+    """The lines of the message/delivery-status part: per message, then per recipient."""
+    status = [
+        "Reporting-MTA: dns; %s" % (hostname,),
+        "X-Queue-ID: %s" % (entry.id,),
+        "Arrival-Date: %s" % (_date(entry.created),),
+    ]
+    for r in recipients:
+        status.append("")
+        status.append("Final-Recipient: rfc822; %s" % (r.address,))
+        status.append("Action: %s" % (action,))
+        status.append("Status: %s" % (r.status or ("5.0.0" if action == FAILED else "4.0.0"),))
+        if r.remote:
+            status.append("Remote-MTA: dns; %s" % (r.remote,))
+        if r.answer and r.answer[:3].isdigit():
+            status.append("Diagnostic-Code: smtp; %s" % (r.answer,))
+        status.append("Last-Attempt-Date: %s" % (_date(now),))
+        if retry_until is not None:
+            status.append("Will-Retry-Until: %s" % (_date(retry_until),))
+    return status
