@@ -28,6 +28,7 @@ from imapwebpush.store.users import (
     UsersFileError,
     normalize_address,
 )
+from imapwebpush.outbound.admin import register_dkim, register_queue
 from imapwebpush.testing.testserver import register_testserver
 from imapwebpush.webpush.admin import (
     AdminError,
@@ -203,7 +204,8 @@ def register_user(subparsers):
 
 
 # Each entry: register(subparsers) adding one command group.
-GROUPS = [register_user, register_vapid, register_subscriptions, register_push, register_testserver]
+GROUPS = [register_user, register_vapid, register_subscriptions, register_push, register_testserver,
+          register_queue, register_dkim]
 
 
 def build_parser():

@@ -17,6 +17,7 @@ of one thing in it::
       webpush-owed.sqlite            owed()           (webpush/owed.py)
       spool/                         spool()          (spool.py: SMTP DATA until it is stored)
       queue/                         queue()          (outbound/queue.py: mail for other domains)
+      dkim/                          dkim()           (outbound/dkim.py: DKIM signing keys)
 
 What lies inside ``mail/`` (Maildir++ folders and their index files) is the
 store's own layout, described in docs/store.rst.
@@ -37,6 +38,7 @@ TOPIC_KEY_FILE = "webpush-topic.key"
 OWED_FILE = "webpush-owed.sqlite"
 SPOOL_FOLDER = "spool"
 QUEUE_FOLDER = "queue"
+DKIM_FOLDER = "dkim"
 
 
 def _entry(name, doc):
@@ -62,6 +64,7 @@ spool = _entry(
     "Messages being received (SMTP DATA beyond 64 KiB), in unnamed files until stored; on the "
     "data folder's disk, not in /tmp, where a tmpfs would put them back into RAM.",
 )
+dkim = _entry(DKIM_FOLDER, "The DKIM signing keys: ``DOMAIN.SELECTOR.pem`` per domain (0600).")
 queue = _entry(QUEUE_FOLDER, "The outbound queue: ``ID.msg`` and ``ID.json`` per message for other domains.")
 
 

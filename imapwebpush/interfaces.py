@@ -520,9 +520,10 @@ class IMailSubmitter(Interface):
     """Takes mail for remote recipients from the submission port."""
 
     def submit(sender, recipients, data):
-        """Queue ``data`` durably for ``recipients``; return the queue id (str).
+        """Queue ``data`` durably for ``recipients`` (signed first when a signer is set).
 
-        Raises when the message could not be stored (the client gets a 451).
+        Deferred[queue id (str)], fired once the message is on disk; it
+        errbacks when the message could not be stored (the client gets a 451).
         """
 
 

@@ -318,6 +318,8 @@ class Components:
         self.avatar_factory = None  # makes IMAP avatars that provide IWebPushAccount
         self.outbound = None  # the OutboundService (queue and delivery of mail to other domains)
         self.senders = None  # the SenderPolicy of submission
+        self.signer = None  # the DKIMSigner of outbound mail, when there are keys
+        self.authenticator = None  # Authentication-Results of mail from other servers
         self.services = []
         self.metrics = None  # ServerMetrics when --metrics is given
 
@@ -406,7 +408,9 @@ def server_factories(c):
             protocol=imap_protocol,
         )
     if "smtp" in wanted:
-        factories["smtp"] = ReceivingFactory(c.mail_store, c.users, c.domains, c.reactor, **common)
+        factories["smtp"] = ReceivingFactory(
+            c.mail_store, c.users, c.domains, c.reactor, authenticator=c.authenticator, **common
+        )
     if "submission" in wanted:
         factories["submission"] = SubmissionFactory(
             c.mail_store,

@@ -26,6 +26,7 @@ class LayoutTests(unittest.TestCase):
                 "owed": datadir.owed(data),
                 "spool": datadir.spool(data),
                 "queue": datadir.queue(data),
+                "dkim": datadir.dkim(data),
             },
             {
                 "users": os.path.join(data, "users.json"),
@@ -38,6 +39,7 @@ class LayoutTests(unittest.TestCase):
                 "owed": os.path.join(data, "webpush-owed.sqlite"),
                 "spool": os.path.join(data, "spool"),
                 "queue": os.path.join(data, "queue"),
+                "dkim": os.path.join(data, "dkim"),
             },
         )
 

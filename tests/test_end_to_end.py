@@ -88,7 +88,9 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual(status, "OK")
         head, body = data[0]
         self.assertRegex(head, rb"^1 \(UID 1 FLAGS \(\\Recent\) BODY\[\] \{\d+\}$")
-        self.assertTrue(body.startswith(b"Return-Path: <carol@remote.example>\r\nReceived: from "))
+        self.assertTrue(body.startswith(
+            b"Return-Path: <carol@remote.example>\r\n"
+            b"Authentication-Results: localhost;\r\n\tdkim=none\r\nReceived: from "))
         self.assertTrue(body.endswith(MESSAGE))
         # The data folder layout docs/operating.rst describes.
         self.assertTrue(os.path.isfile(datadir.users(self.data)))

@@ -137,7 +137,9 @@ class ServerClientTests(unittest.TestCase):
             body = got[1][b"BODY[]"]
             # The server adds trace headers in front; the rest is what was sent.
             self.assertTrue(body.endswith(sent), body)
-            self.assertTrue(body.startswith(b"Return-Path: <alice@example.org>\r\nReceived: "), body[:80])
+            self.assertTrue(body.startswith(
+                b"Return-Path: <alice@example.org>\r\n"
+                b"Authentication-Results: localhost;\r\n\tdkim=none\r\nReceived: "), body[:80])
             self.assertEqual(got[1][b"RFC822.SIZE"], len(body))
             self.assertEqual(got[1][b"ENVELOPE"].subject, b"first")
             self.assertEqual(flags_after[1], (b"\\Recent",))  # PEEK did not set \Seen

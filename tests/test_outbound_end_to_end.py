@@ -170,14 +170,51 @@ class OutboundEndToEndTests(OutboundWorld, unittest.TestCase):
         self.assertTrue(copy.endswith(MESSAGE))
         yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
         [arrived] = self.inbox(remote, "bob@remote.test")
-        self.assertTrue(arrived.startswith(b"Return-Path: <alice@local.test>\r\nReceived: from mx.local.test"),
+        self.assertTrue(arrived.startswith(b"Return-Path: <alice@local.test>\r\nAuthentication-Results: "),
                         arrived[:200])
+        self.assertIn(b"\r\nReceived: from mx.local.test (127.0.0.1)\r\n\tby mx.remote.test ", arrived)
         self.assertIn(b"\tby mx.local.test (imapwebpush) with ESMTPA id ", arrived)
         self.assertTrue(arrived.endswith(MESSAGE))
         # The remote stores before its 250 reaches us: the queue empties just after.
         yield self.wait_for(lambda: not local.components.outbound.queue.entries())
         self.assertEqual(
             [q for q in self.zone.queries if q[0] == "remote.test"][0], ("remote.test", "MX"))
+
+    def cli(self, data, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        status = cli.main(["--data", data] + list(argv), stdout=out, stderr=err)
+        self.assertEqual((status, err.getvalue()), (0, ""))
+        return out.getvalue()
+
+    @defer.inlineCallbacks
+    def test_dkim_signed_here_verified_there(self):
+        out = self.cli(self.local_data, "dkim", "generate", "local.test")
+        m = re.search(r'^(imapwebpush\._domainkey\.local\.test)\. IN TXT "(v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]+)"$',
+                      out, re.M)
+        self.assertIsNotNone(m, out)
+        self.zone.add(m.group(1), "TXT", m.group(2))  # what the operator publishes
+        remote = yield self.start_remote()
+        local = yield self.start_local(remote.ports["smtp"])
+        yield self.submit(local.ports["submission"], ["bob@remote.test"])
+        yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
+        [arrived] = self.inbox(remote, "bob@remote.test")
+        head = arrived.split(b"\r\n\r\n", 1)[0]
+        self.assertRegex(head, rb"^Return-Path: <alice@local\.test>\r\n"
+                               rb"Authentication-Results: mx\.remote\.test;\r\n"
+                               rb"\tdkim=pass header\.d=local\.test header\.s=imapwebpush\r\n"
+                               rb"Received: from mx\.local\.test ")
+        self.assertIn(b"\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=local.test;", head)
+        self.assertIn(("imapwebpush._domainkey.local.test", "TXT"), self.zone.queries)
+
+    @defer.inlineCallbacks
+    def test_unsigned_mail_gets_dkim_none(self):
+        remote = yield self.start_remote()
+        local = yield self.start_local(remote.ports["smtp"])
+        yield self.submit(local.ports["submission"], ["bob@remote.test"])
+        yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
+        [arrived] = self.inbox(remote, "bob@remote.test")
+        self.assertIn(b"\r\nAuthentication-Results: mx.remote.test;\r\n\tdkim=none\r\n", arrived)
+        self.assertNotIn(b"DKIM-Signature", arrived)
 
     @defer.inlineCallbacks
     def test_sender_must_be_the_user(self):

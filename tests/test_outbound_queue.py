@@ -105,7 +105,7 @@ class ServiceTests(unittest.TestCase):
         return True
 
     def submit(self, recipients=("bob@remote.test",), sender="alice@local.test"):
-        queue_id = self.service.submit(sender, list(recipients), MESSAGE)
+        queue_id = self.successResultOf(self.service.submit(sender, list(recipients), MESSAGE))
         settle(self.clock)
         return queue_id
 

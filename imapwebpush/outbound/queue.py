@@ -118,6 +118,7 @@ class DiskQueue:
         self.path = path
         make_folders(path)
         self._entries = {}
+        self._mtimes = {}  # id -> mtime of its state file as we last wrote or read it
         self._load()
 
     def _file(self, queue_id, ext):
@@ -141,6 +142,7 @@ class DiskQueue:
                 if base + ".msg" not in names:
                     raise QueueFileError("queue file %s has no message %s.msg" % (full, base))
                 self._entries[entry.id] = entry
+                self._mtimes[entry.id] = os.stat(full).st_mtime_ns
             elif ext == ".msg" and base + ".json" not in names:
                 # Written before a crash, never acknowledged: the client retries.
                 log.info("outbound: removing unacknowledged message {name}", name=name)
@@ -163,6 +165,7 @@ class DiskQueue:
             os.unlink(message)
             raise
         self._entries[queue_id] = entry
+        self._mtimes[queue_id] = os.stat(self._file(queue_id, ".json")).st_mtime_ns
         return entry
 
     @staticmethod
@@ -179,6 +182,34 @@ class DiskQueue:
         if entry.id not in self._entries:
             raise KeyError(entry.id)
         atomic_write(self._file(entry.id, ".json"), self._encode(entry))
+        self._mtimes[entry.id] = os.stat(self._file(entry.id, ".json")).st_mtime_ns
+
+    def refresh(self, busy=()):
+        """Take in what the admin command changed: entries retried or deleted meanwhile.
+
+        Entries whose id is in ``busy`` (being delivered) are left as they are.
+        Returns True when something changed.
+        """
+        changed = False
+        for queue_id in list(self._entries):
+            if queue_id in busy:
+                continue
+            path = self._file(queue_id, ".json")
+            try:
+                mtime = os.stat(path).st_mtime_ns
+                if mtime == self._mtimes.get(queue_id):
+                    continue
+                with open(path, "rb") as f:
+                    self._entries[queue_id] = QueueEntry.from_json(json.loads(f.read()))
+                self._mtimes[queue_id] = mtime
+            except FileNotFoundError:
+                del self._entries[queue_id]  # deleted with 'imapwebpush queue delete'
+                self._mtimes.pop(queue_id, None)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.error("outbound: cannot reread {path}: {error}", path=path, error=e)
+                continue
+            changed = True
+        return changed
 
     def read_message(self, queue_id):
         with open(self._file(queue_id, ".msg"), "rb") as f:
@@ -186,6 +217,7 @@ class DiskQueue:
 
     def remove(self, queue_id):
         del self._entries[queue_id]
+        self._mtimes.pop(queue_id, None)
         os.unlink(self._file(queue_id, ".json"))  # the commit point first
         os.unlink(self._file(queue_id, ".msg"))
         fsync_dir(self.path)

@@ -12,7 +12,7 @@ into the sender's INBOX through the store, so it is pushed like any mail.
 """
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -29,6 +29,7 @@ DEFAULT_MAX_RETRY = 3600.0
 DEFAULT_MAX_CONNECTIONS = 20
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: what every server must take in one transaction
 MAX_TRANSACTIONS = 50  # messages sent over one connection before the next run
+RESCAN_INTERVAL = 60.0  # seconds between looks at what the admin command changed
 
 
 class Outcome:
@@ -68,6 +69,7 @@ class OutboundService(service.Service):
         with a null sender).
     @param signer: L{imapwebpush.interfaces.IMessageSigner} or None.
     @param tls: client TLS creator for STARTTLS, or None.
+    @param run: ``(f, *args) -> Deferred`` where signing runs (a thread; tests: at once).
     """
 
     log = Logger()
@@ -76,7 +78,8 @@ class OutboundService(service.Service):
                  require_tls=False, auth=None, lifetime=DEFAULT_LIFETIME,
                  delay_notice=DEFAULT_DELAY_NOTICE, retry=DEFAULT_RETRY,
                  max_retry=DEFAULT_MAX_RETRY, max_connections=DEFAULT_MAX_CONNECTIONS,
-                 timeout=DEFAULT_COMMAND_TIMEOUT):
+                 timeout=DEFAULT_COMMAND_TIMEOUT, run=defer.maybeDeferred):
+        self.run = run
         self.queue = queue
         self.router = router
         self.clock = clock
@@ -98,12 +101,18 @@ class OutboundService(service.Service):
         self._runs = set()  # their Deferreds
         self._sessions = set()  # open connections, aborted at stop
         self._run_waiters = []
+        self._inflight = {}  # domain -> its run's items
+        self._rescan = None
 
     # -- IMailSubmitter ------------------------------------------------------
 
     def submit(self, sender, recipients, data):
-        if self.signer is not None:
-            data = self.signer.sign(sender, data) + data
+        if self.signer is None:
+            return defer.succeed(self._add(sender, recipients, data))
+        d = self.run(self.signer.sign, sender, data)  # hashing a big body: off the reactor
+        return d.addCallback(lambda header: self._add(sender, recipients, header + data))
+
+    def _add(self, sender, recipients, data):
         entry = self.queue.add(sender, recipients, data, self.clock.seconds())
         self.log.info(
             "outbound {queue_id}: queued {size} octets from <{sender}> for {count} recipient(s)",
@@ -116,10 +125,21 @@ class OutboundService(service.Service):
 
     def startService(self):
         service.Service.startService(self)
+        self._rescan = task.LoopingCall(self._refresh)
+        self._rescan.clock = self.clock
+        self._rescan.start(RESCAN_INTERVAL, now=False)
         self._schedule()
+
+    def _refresh(self):
+        """Pick up 'imapwebpush queue retry/delete' made while we run."""
+        busy = {entry.id for items in self._inflight.values() for entry, _ in items}
+        if self.queue.refresh(busy):
+            self._schedule()
 
     def stopService(self):
         service.Service.stopService(self)
+        if self._rescan is not None and self._rescan.running:
+            self._rescan.stop()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -182,6 +202,7 @@ class OutboundService(service.Service):
             if len(self._busy) >= self.max_connections:
                 break
             self._busy.add(domain)
+            self._inflight[domain] = items[:MAX_TRANSACTIONS]
             d = defer.ensureDeferred(self._run(domain, items[:MAX_TRANSACTIONS]))
             d.addErrback(lambda f, domain=domain: self.log.failure(
                 "outbound: delivery run for {domain} failed", f, domain=domain))
@@ -193,6 +214,7 @@ class OutboundService(service.Service):
 
     def _ran(self, _, domain, d):
         self._busy.discard(domain)
+        self._inflight.pop(domain, None)
         self._runs.discard(d)
         self._schedule()
         waiters, self._run_waiters = self._run_waiters, []
@@ -315,7 +337,10 @@ class OutboundService(service.Service):
                                retry_until=retry_until)
         try:
             if not self.notify(entry.sender, report):
-                self.submit("", [entry.sender], report)  # a remote sender: null-sender DSN
+                # A remote sender: a null-sender DSN through the queue.
+                self.submit("", [entry.sender], report).addErrback(
+                    lambda f: self.log.failure("outbound {queue_id}: the {action} notice was not queued",
+                                               f, queue_id=entry.id, action=action))
         except Exception:
             self.log.failure("outbound {queue_id}: the {action} notice to {sender} was not stored",
                              queue_id=entry.id, action=action, sender=entry.sender)

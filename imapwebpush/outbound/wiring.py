@@ -12,6 +12,7 @@ import os
 from twisted.python import usage
 
 from imapwebpush.constants import INBOX
+from imapwebpush.outbound import dkim
 from imapwebpush.outbound import resolver as resolver_module
 from imapwebpush.outbound import service as service_module
 from imapwebpush import datadir
@@ -46,6 +47,8 @@ PARAMETERS = [
 FLAGS = [
     ["submission-allow-any-sender", None,
      "Let submission users use any MAIL FROM (default: their own address and --submission-allow-sender)."],
+    ["no-authentication-results", None,
+     "Do not check DKIM and SPF of mail from other servers (no Authentication-Results header)."],
 ]
 
 
@@ -108,6 +111,10 @@ def check(options):
                 options["relay-trust"] = ssl.Certificate.loadPEM(f.read())
         except Exception as e:
             raise usage.UsageError("--relay-ca: cannot use %s: %s" % (options["relay-ca"], e))
+    try:
+        options["dkim-keys"] = dkim.load_keys(datadir.dkim(options["data"]))
+    except dkim.DKIMKeyError as e:
+        raise usage.UsageError("--data: %s" % (e,))
     queue_dir = datadir.queue(options["data"])
     if os.path.isdir(queue_dir):
         try:
@@ -156,6 +163,18 @@ def add_outbound(c):
         account.mailbox(INBOX).add(data, internaldate=c.reactor.seconds(), origin=ORIGIN)
         return True
 
+    from twisted.internet import threads
+
+    from imapwebpush.outbound.authres import Authenticator
+
+    keys = options["dkim-keys"]
+    c.signer = dkim.DKIMSigner(keys) if keys else None
+    c.authenticator = None
+    if not options["no-authentication-results"]:
+        c.authenticator = Authenticator(
+            hostname,
+            dkim.DKIMVerifier(c.resolver, c.reactor, threads.deferToThread, timeout=options["dns-timeout"]),
+        )
     c.outbound = service_module.OutboundService(
         DiskQueue(datadir.queue(c.data_dir)),
         router,
@@ -163,7 +182,8 @@ def add_outbound(c):
         hostname,
         connect_tcp(c.reactor),
         notify,
-        signer=getattr(c, "signer", None),
+        signer=c.signer,
+        run=threads.deferToThread,
         tls=tls,
         require_tls=bool(relay),
         auth=auth,

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
 from twisted.mail.smtp import SMTPBadRcpt, SMTPServerError
 from zope.interface import implementer
@@ -44,6 +45,36 @@ def _clean(text, limit=255):
     return _HELO_UNSAFE.sub(b"?", text[:limit]).decode("ascii") or "unknown"
 
 
+class _Once:
+    """One Deferred's result handed to every recipient's message, before or after it fires."""
+
+    def __init__(self, d):
+        self._fired = False
+        self._result = None
+        self._waiting = []
+        d.addBoth(self._fire)
+
+    def _fire(self, result):
+        self._fired, self._result = True, result
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            self._give(d)
+
+    def _give(self, d):
+        if isinstance(self._result, Failure):
+            d.errback(self._result)
+        else:
+            d.callback(self._result)
+
+    def get(self):
+        d = defer.Deferred()
+        if self._fired:
+            self._give(d)
+        else:
+            self._waiting.append(d)
+        return d
+
+
 class _Envelope:
     """One SMTP transaction (MAIL FROM .. final dot): the body, spooled once for every recipient.
 
@@ -61,7 +92,9 @@ class _Envelope:
         self.delivered = set()  # addresses already given a copy
         self.readers = 0  # message objects not yet done with the spool
         self.remote = []  # recipients of other domains, queued together (submission)
-        self.queued = None  # their queue id once queued
+        self.client = (None, None)  # (HELO argument, client IP) for SPF
+        self.authentication = None  # _Once: the Authentication-Results bytes, computed once
+        self.queued = None  # _Once: their queue id once queued
 
     def append(self, line):
         if self.spool is None:
@@ -123,14 +156,23 @@ class _RecipientMessage:
             self.envelope.append(line)
 
     def eomReceived(self):
+        results = self.delivery.authentication_results(self.envelope)
+        if results is None:
+            return self._store(b"")
+        return results.addCallback(self._store)
+
+    def _store(self, extra):
+        """Add the copy, with ``extra`` header lines (Authentication-Results) under Return-Path."""
         envelope = self.envelope
         try:
             if self.address in envelope.delivered:
                 return defer.succeed(None)
-            size = len(self.trace) + envelope.size
+            cut = self.trace.index(b"\r\n") + 2
+            trace = self.trace[:cut] + extra + self.trace[cut:]
+            size = len(trace) + envelope.size
             account = self.delivery.mail_store.account(self.address)
             uid = account.mailbox(INBOX).add(
-                envelope.reader(self.trace), internaldate=self.delivery.clock.seconds(), origin=ORIGIN
+                envelope.reader(trace), internaldate=self.delivery.clock.seconds(), origin=ORIGIN
             )
         except Exception:
             self.log.failure(
@@ -166,16 +208,17 @@ class _QueuedMessage(_RecipientMessage):
             if envelope.queued is None:
                 # Read whole: DKIM signs the whole message (outbound mail only).
                 data = envelope.reader(self.trace).read()
-                envelope.queued = self.delivery.outbound.submit(
-                    envelope.origin, list(envelope.remote), data
-                )
-        except Exception:
-            self.log.failure("queueing for {count} remote recipient(s) failed (transaction {transaction})",
-                             count=len(envelope.remote), transaction=envelope.id)
-            return defer.fail()
+                envelope.queued = _Once(defer.maybeDeferred(
+                    self.delivery.outbound.submit, envelope.origin, list(envelope.remote), data
+                ).addErrback(self._failed))
         finally:
             self._finish()
-        return defer.succeed(envelope.queued)
+        return envelope.queued.get()
+
+    def _failed(self, failure):
+        self.log.failure("queueing for {count} remote recipient(s) failed (transaction {transaction})",
+                         failure, count=len(self.envelope.remote), transaction=self.envelope.id)
+        return failure
 
 
 @implementer(IMessageDelivery)
@@ -196,6 +239,8 @@ class LocalDelivery:
         for other domains from authenticated users; None: such mail is refused.
     @param senders: L{imapwebpush.smtp.senders.SenderPolicy} for the
         authenticated user's ``MAIL FROM``; None: their own address only.
+    @param authenticator: L{imapwebpush.interfaces.IMessageAuthenticator} whose
+        ``Authentication-Results:`` mail from other servers gets; None: none.
     """
 
     log = Logger()
@@ -212,7 +257,9 @@ class LocalDelivery:
         spool_dir=None,
         outbound=None,
         senders=None,
+        authenticator=None,
     ):
+        self.authenticator = authenticator
         self.outbound = outbound
         self.senders = senders or SenderPolicy()
         self.mail_store = mail_store
@@ -263,8 +310,24 @@ class LocalDelivery:
         if not self.users.exists(address):
             raise SMTPBadRcpt(user.dest, 550, "5.1.1 <%s>: no such user here" % (address,))
         envelope = self._envelope
+        envelope.client = user.helo or (None, None)
         trace = self._trace(user, address, envelope)
         return lambda: _RecipientMessage(self, envelope, address, trace)
+
+    def authentication_results(self, envelope):
+        """Deferred[bytes] of the envelope's Authentication-Results (checked once), or None.
+
+        Only for mail from other servers: a logged-in user's mail is ours.
+        """
+        if self.authenticator is None or self.authenticated is not None:
+            return None
+        if envelope.authentication is None:
+            helo, ip = envelope.client
+            helo = helo.decode("ascii", "replace") if isinstance(helo, bytes) else helo
+            envelope.authentication = _Once(self.authenticator.authenticate(
+                envelope.reader(b"").read(), ip, helo, envelope.origin
+            ))
+        return envelope.authentication.get()
 
     def _trace(self, user, address, envelope):
         """``Return-Path:`` and ``Received:`` (RFC 5321 4.4) for one recipient.

@@ -286,8 +286,10 @@ class ReceivingFactory(smtp.SMTPFactory):
         deadline=DEFAULT_SMTP_DEADLINE,
         outbound=None,
         senders=None,
+        authenticator=None,
     ):
         smtp.SMTPFactory.__init__(self)
+        self.authenticator = authenticator  # Authentication-Results of mail from other servers
         self.outbound = outbound  # IMailSubmitter for authenticated mail to other domains
         self.senders = senders  # SenderPolicy of submission
         self.mail_store = mail_store
@@ -316,6 +318,7 @@ class ReceivingFactory(smtp.SMTPFactory):
             spool_dir=self.spool_dir,
             outbound=self.outbound if authenticated is not None else None,
             senders=self.senders,
+            authenticator=self.authenticator,
         )
 
     def refusal(self, text):

@@ -1,0 +1,271 @@
+"""DKIM (RFC 6376) with dkimpy: the keys under DATA/dkim/, signing outbound mail, checking inbound.
+
+Why dkimpy: canonicalisation and the tag syntax are easy to get subtly wrong,
+and dkimpy is the library the Python mail world (and its milter) uses. Its
+DNS lookups are synchronous, so we never let it do one: the verifier fetches
+the ``SELECTOR._domainkey.DOMAIN`` TXT records first, through the injected
+twisted.names resolver and with a timeout, and hands dkimpy a ``dnsfunc``
+that only reads those answers. The hashing runs in a thread (``run``), since
+a 50 MB body takes a while.
+
+Key files: ``DATA/dkim/DOMAIN.SELECTOR.pem`` (RSA 2048, 0600), one per domain.
+"""
+
+import os
+import re
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from imapwebpush.durable import create_exclusive
+from imapwebpush.interfaces import IMessageSigner
+from imapwebpush.private import make_folders
+
+DEFAULT_SELECTOR = "imapwebpush"
+KEY_BITS = 2048
+_SELECTOR = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+# The headers we sign when present (RFC 6376 5.4.1), From first and always.
+SIGNED_HEADERS = [
+    b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to", b"in-reply-to",
+    b"references", b"mime-version", b"content-type", b"content-transfer-encoding",
+]
+
+
+class DKIMKeyError(Exception):
+    """A key cannot be made or read; the message says which and why."""
+
+
+def check_selector(selector):
+    selector = selector.lower()
+    if not _SELECTOR.match(selector):
+        raise DKIMKeyError("not a DKIM selector (letters, digits, '-'): %r" % (selector,))
+    return selector
+
+
+def key_path(folder, domain, selector):
+    return os.path.join(folder, "%s.%s.pem" % (domain.lower(), selector))
+
+
+def generate_key(folder, domain, selector=DEFAULT_SELECTOR, replace=False):
+    """Make and store a new RSA key for ``domain``; return the DNS (name, TXT value)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    selector = check_selector(selector)
+    domain = domain.lower().rstrip(".")
+    make_folders(folder)
+    existing = [s for d, s, _ in _key_files(folder) if d == domain]
+    if existing and not replace:
+        raise DKIMKeyError("%s already has a DKIM key (selector %s); use --replace to make a new one"
+                           % (domain, existing[0]))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    path = key_path(folder, domain, selector)
+    if not create_exclusive(path, pem):
+        raise DKIMKeyError("%s exists already" % (path,))
+    for old in existing:
+        if old != selector:
+            os.unlink(key_path(folder, domain, old))
+    return dns_record(domain, selector, key.public_key())
+
+
+def dns_record(domain, selector, public_key):
+    """``(name, value)`` of the TXT record that publishes ``public_key``."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return ("%s._domainkey.%s" % (selector, domain),
+            "v=DKIM1; k=rsa; p=%s" % (base64.b64encode(der).decode("ascii"),))
+
+
+def _key_files(folder):
+    """``(domain, selector, path)`` of every key file in ``folder``."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        if not name.endswith(".pem") or name.count(".") < 2:
+            continue
+        domain, selector, _ = name.rsplit(".", 2)
+        found.append((domain, selector, os.path.join(folder, name)))
+    return found
+
+
+def load_keys(folder):
+    """``{domain: (selector, PEM bytes, public key)}``; DKIMKeyError for a bad file."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = {}
+    for domain, selector, path in _key_files(folder):
+        try:
+            with open(path, "rb") as f:
+                pem = f.read()
+            public = serialization.load_pem_private_key(pem, password=None).public_key()
+        except (OSError, ValueError, TypeError) as e:
+            raise DKIMKeyError("cannot use DKIM key %s: %s" % (path, e))
+        keys[domain] = (selector, pem, public)
+    return keys
+
+
+def _header_block(data):
+    end = data.find(b"\r\n\r\n")
+    return data[: end + 2] if end >= 0 else data
+
+
+def _from_domain(data):
+    """The domain of the (first) From: address, lower-cased, or None."""
+    m = re.search(rb"(?im)^from:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", _header_block(data))
+    if not m:
+        return None
+    found = re.findall(rb"[^\s<>@\"(),;:]+@([A-Za-z0-9.-]+)", m.group(1))
+    return found[-1].decode("ascii").lower().rstrip(".") if found else None
+
+
+@implementer(IMessageSigner)
+class DKIMSigner:
+    """Signs with the key of the From: domain (DMARC alignment), else of the envelope sender's."""
+
+    log = Logger()
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    def sign(self, sender, data):
+        import dkim
+
+        domain = _from_domain(data)
+        if domain not in self.keys and sender and "@" in sender:
+            domain = sender.rsplit("@", 1)[1].lower()
+        if domain not in self.keys:
+            return b""
+        selector, pem, _ = self.keys[domain]
+        present = {line.split(b":", 1)[0].strip().lower()
+                   for line in _header_block(data).split(b"\r\n") if b":" in line and line[:1] not in b" \t"}
+        headers = [h for h in SIGNED_HEADERS if h in present or h == b"from"]
+        return dkim.sign(
+            data, selector.encode("ascii"), domain.encode("ascii"), pem,
+            canonicalize=(b"relaxed", b"relaxed"), include_headers=headers, linesep=b"\r\n",
+        )
+
+
+def signatures(data):
+    """``[(domain, selector)]`` of the DKIM-Signature headers of ``data``, in order."""
+    from dkim.util import InvalidTagValueList, parse_tag_value
+
+    found = []
+    block = _header_block(data)
+    for m in re.finditer(rb"(?im)^dkim-signature:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", block):
+        value = re.sub(rb"\r\n[ \t]", b" ", m.group(1))
+        try:
+            tags = parse_tag_value(re.sub(rb"\s+", b"", value))
+        except InvalidTagValueList:
+            found.append((None, None))
+            continue
+        domain, selector = tags.get(b"d"), tags.get(b"s")
+        if domain and selector:
+            found.append((domain.decode("ascii", "replace").lower(), selector.decode("ascii", "replace")))
+        else:
+            found.append((None, None))
+    return found
+
+
+class DKIMVerifier:
+    """Checks every DKIM signature of a message: ``[(domain, selector, result)]``.
+
+    ``result`` is one of RFC 8601's: pass, fail, neutral (unusable signature),
+    temperror (DNS did not answer), permerror (no key, bad key).
+
+    @param resolver: an IResolver (the same injected one as MX lookups).
+    @param clock: bounds the lookups by ``timeout`` seconds.
+    @param run: ``(f, *args) -> Deferred``: where the hashing runs (a thread).
+    """
+
+    def __init__(self, resolver, clock, run, timeout=10.0):
+        self.resolver = resolver
+        self.clock = clock
+        self.run = run
+        self.timeout = timeout
+
+    def _txt(self, name):
+        d = self.resolver.lookupText(name)
+        d.addTimeout(self.timeout, self.clock)
+
+        def found(result):
+            answers, _, _ = result
+            for a in answers:
+                if getattr(a.payload, "data", None) is not None:
+                    return b"".join(a.payload.data)
+            return None
+
+        def failed(failure):
+            from twisted.names import error
+
+            if failure.check(error.DNSNameError):
+                return None  # no such key: a permerror, not a temperror
+            return failure  # anything else: temperror
+
+        return d.addCallbacks(found, failed)
+
+    @defer.inlineCallbacks
+    def verify(self, data):
+        sigs = signatures(data)
+        if not sigs:
+            return []
+        records = {}
+        for domain, selector in sigs:
+            if domain is None:
+                continue
+            name = "%s._domainkey.%s" % (selector, domain)
+            if name in records:
+                continue
+            try:
+                records[name] = ("ok", (yield self._txt(name)))
+            except Exception:
+                records[name] = ("temperror", None)
+        results = yield self.run(_check_all, data, sigs, records)
+        return results
+
+
+def _check_all(data, sigs, records):
+    """In a thread: dkimpy verifies each signature with the fetched TXT records only."""
+    import dkim
+
+    def dnsfunc(name, timeout=5):
+        key = name.decode("ascii") if isinstance(name, bytes) else name
+        return records.get(key.rstrip("."), ("ok", None))[1]
+
+    results = []
+    for index, (domain, selector) in enumerate(sigs):
+        if domain is None:
+            results.append((None, None, "neutral"))
+            continue
+        status, record = records.get("%s._domainkey.%s" % (selector, domain), ("ok", None))
+        if status == "temperror":
+            results.append((domain, selector, "temperror"))
+            continue
+        if record is None:
+            results.append((domain, selector, "permerror"))
+            continue
+        try:
+            ok = dkim.DKIM(data, minkey=1024).verify(idx=index, dnsfunc=dnsfunc)
+        except dkim.KeyFormatError:
+            results.append((domain, selector, "permerror"))
+            continue
+        except dkim.ValidationError:
+            results.append((domain, selector, "fail"))  # e.g. the body hash does not match
+            continue
+        except dkim.DKIMException:
+            results.append((domain, selector, "neutral"))
+            continue
+        results.append((domain, selector, "pass" if ok else "fail"))
+    return results
