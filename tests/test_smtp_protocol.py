@@ -15,6 +15,7 @@ from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.store.users import UserChecker
 from imapwebpush.tap import load_tls
 from imapwebpush.testing import tls as testing_tls
+from imapwebpush.throttle import LoginThrottle
 from tests.harness.smtp import DOMAINS, LoopbackSMTPMixin, SMTPWorldMixin
 from tests.harness.tls import client_context
 
@@ -192,3 +193,49 @@ class DeadlineTests(SMTPWorldMixin, unittest.TestCase):
         self.assertEqual(self.wire.read(), [b"421 4.4.2 mx.example.org Idle for 300 seconds, closing connection"])
         self.assertTrue(self.wire.closed)
         self.assertEqual(self.inbox("alice@example.org"), [])
+
+
+class AuthThrottleTests(SMTPWorldMixin, unittest.TestCase):
+    """What a password guesser on the submission port reads, on task.Clock."""
+
+    def setUp(self):
+        self.make_world()
+        checker = UserChecker(self.users, defer_to_thread=defer.maybeDeferred)
+        self.throttle = LoginThrottle(self.clock, free_failures=3, refuse_after=6, refuse_for=900)
+        self.factory = SubmissionFactory(
+            self.store, self.users, DOMAINS, self.clock, checker, allow_plaintext_auth=True,
+            hostname="smtp.example.org", throttle=self.throttle,
+        )
+        self.wire = self.connect(self.factory)
+        self.wire.send(b"EHLO client.example")
+
+    def auth(self, password):
+        return self.wire.send(b"AUTH PLAIN " + base64.b64encode(b"\0alice@example.org\0" + password))
+
+    def test_slower_then_refused(self):
+        for _ in range(3):
+            self.assertEqual(self.auth(b"guess"), [b"535 5.7.8 Authentication credentials invalid"])
+        self.assertEqual(self.auth(b"guess"), [], "the 4th try waits its turn")
+        self.clock.advance(0.9)
+        self.assertEqual(self.wire.read(), [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.wire.read(), [b"535 5.7.8 Authentication credentials invalid"])
+        for wait in (2, 4):
+            self.assertEqual(self.auth(b"guess"), [])
+            self.clock.advance(wait)
+            self.assertEqual(self.wire.read(), [b"535 5.7.8 Authentication credentials invalid"])
+        self.clock.advance(8)
+        self.assertEqual(self.auth(b"alice-pw"), [b"454 4.7.0 Too many failed logins, try again later"])
+        self.clock.advance(900)  # the connection is gone by then (its deadline): a new one
+        self.wire = self.connect(self.factory)
+        self.wire.send(b"EHLO client.example")
+        self.assertEqual(self.auth(b"alice-pw"), [b"235 Authentication successful."])
+
+    def test_one_login_at_a_time(self):
+        for _ in range(3):
+            self.auth(b"guess")
+        plain = base64.b64encode(b"\0alice@example.org\0guess")
+        answer = self.wire.send_raw(b"AUTH PLAIN " + plain + b"\r\nAUTH PLAIN " + plain + b"\r\n")
+        self.assertEqual(answer, [b"503 5.5.1 Authentication already in progress"])
+        self.clock.advance(1)
+        self.assertEqual(self.wire.read(), [b"535 5.7.8 Authentication credentials invalid"])

@@ -237,3 +237,44 @@ class CheckerTests(unittest.TestCase):
         d = checker.requestAvatarId(UsernamePassword(b"alice@example.org", b"pw"))
         d.addCallback(self.assertEqual, "alice@example.org")
         return d
+
+
+class CheckerConcurrencyTests(unittest.TestCase):
+    """At most ``max_concurrent`` scrypt computations at once (16 MiB each): 200 parallel
+    logins used to add 160 MB."""
+
+    def setUp(self):
+        self.dir = self.mktemp()
+        os.mkdir(self.dir)
+        self.db = UserDatabase(self.dir, scrypt_params=FAST)
+        self.db.add("alice@example.org", "pw")
+        self.running = []
+
+        def defer_to_thread(f, *args):
+            d = defer.Deferred()
+            self.running.append((d, f, args))
+            return d
+
+        self.checker = UserChecker(self.db, defer_to_thread=defer_to_thread, max_concurrent=2)
+
+    def finish_one(self):
+        d, f, args = self.running.pop(0)
+        d.callback(f(*args))
+
+    def test_at_most_two_at_once(self):
+        results = [
+            self.checker.requestAvatarId(UsernamePassword(b"alice@example.org", b"pw" if i % 2 else b"no"))
+            for i in range(10)
+        ]
+        self.assertEqual(len(self.running), 2)
+        for done in range(1, 9):
+            self.finish_one()
+            self.assertEqual(len(self.running), 2, "after %d done" % (done,))
+        self.finish_one()
+        self.finish_one()
+        self.assertEqual(self.running, [])
+        for i, d in enumerate(results):
+            if i % 2:
+                self.assertEqual(self.successResultOf(d), "alice@example.org")
+            else:
+                self.failureResultOf(d, UnauthorizedLogin)

@@ -14,12 +14,48 @@ from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.mail import imap4
 
 from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_rest
+from imapwebpush.throttle import LoginRefused
+
+# Seconds from the greeting to a successful login, whatever the client sends
+# meanwhile: NOOP and CAPABILITY reset the idle timeout, not this.
+DEFAULT_LOGIN_DEADLINE = 60
 
 
 class AuthCommandsMixin:
-    """STARTTLS, LOGIN, AUTHENTICATE, ID, NAMESPACE, ENABLE, IDLE."""
+    """STARTTLS, LOGIN, AUTHENTICATE, ID, NAMESPACE, ENABLE, IDLE; the login deadline.
+
+    LOGIN and AUTHENTICATE go through ``self.portal``, which the factory makes a
+    L{imapwebpush.throttle.ThrottledPortal} for the client's address.
+    """
 
     _idle_tag = None
+    login_deadline = DEFAULT_LOGIN_DEADLINE  # 0: none
+    _login_deadline_call = None
+
+    # -- the login deadline ----------------------------------------------------------------
+
+    def connectionMade(self):
+        super().connectionMade()
+        if self.login_deadline and self.state == "unauth":
+            self._login_deadline_call = self.callLater(self.login_deadline, self._login_deadline_passed)
+
+    def connectionLost(self, reason):
+        self._cancel_login_deadline()
+        super().connectionLost(reason)
+
+    def _cancel_login_deadline(self):
+        call, self._login_deadline_call = self._login_deadline_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _login_deadline_passed(self):
+        self._login_deadline_call = None
+        if self.state != "unauth":
+            return
+        self.sendLine(b"* BYE Autologout; no login within %d seconds" % (self.login_deadline,))
+        self._flush_output()
+        self.transport.loseConnection()
+        self.state = "timeout"
 
     # -- any state -------------------------------------------------------------------------
 
@@ -97,6 +133,7 @@ class AuthCommandsMixin:
         self.account = avatar
         self._avatar_logout = logout
         self.state = "auth"
+        self._cancel_login_deadline()
         self.log.info(
             "IMAP login of {account} from {peer} ({command})",
             account=getattr(avatar, "address", None),
@@ -122,6 +159,8 @@ class AuthCommandsMixin:
                 peer=self._peer(),
             )
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] Authentication failed")
+        elif failure.check(LoginRefused):
+            self.sendNegativeResponse(tag, b"[UNAVAILABLE] Too many failed logins, try again later")
         elif failure.check(UnhandledCredentials):
             self.sendNegativeResponse(tag, b"[UNAVAILABLE] Authentication is not configured")
         else:

@@ -3,8 +3,11 @@
 from twisted.internet import protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from imapwebpush.connlimit import peer_key
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
+from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.server import IMAPServer
+from imapwebpush.throttle import LoginThrottle, ThrottledPortal
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 
@@ -24,6 +27,9 @@ class IMAPFactory(protocol.ServerFactory):
     ``max_nesting``: deepest nesting of parentheses, NOT and OR in a command (SEARCH, STATUS).
     ``spool_dir``: where APPEND literals beyond 64 KiB wait until stored (the data
     folder's ``spool/``; None: the system's temp folder).
+    ``throttle``: the L{imapwebpush.throttle.LoginThrottle} LOGIN and AUTHENTICATE go
+    through (tap.py shares one with submission); None: one of its own.
+    ``login_deadline``: seconds from the greeting to a successful login (0: none).
     """
 
     def __init__(
@@ -38,6 +44,8 @@ class IMAPFactory(protocol.ServerFactory):
         max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH,
         max_nesting=DEFAULT_MAX_NESTING,
         spool_dir=None,
+        throttle=None,
+        login_deadline=DEFAULT_LOGIN_DEADLINE,
     ):
         self.portal = portal
         self.mail_store = mail_store
@@ -51,11 +59,14 @@ class IMAPFactory(protocol.ServerFactory):
         self.max_pattern_length = max_pattern_length
         self.max_nesting = max_nesting
         self.spool_dir = spool_dir
+        self.throttle = throttle if throttle is not None else LoginThrottle(clock)
+        self.login_deadline = login_deadline
 
     def buildProtocol(self, addr):
         p = self.protocol(contextFactory=self.tls)
         p.factory = self
-        p.portal = self.portal
+        p.portal = None if self.portal is None else ThrottledPortal(self.portal, self.throttle, peer_key(addr))
+        p.login_deadline = self.login_deadline
         p.allow_plaintext_auth = self.allow_plaintext_auth
         p.clock = self.clock
         p.callLater = self.clock.callLater

@@ -17,8 +17,10 @@ from twisted.mail.smtp import ESMTP, SMTPServerError
 from twisted.mail.imap4 import IllegalClientResponse, PLAINCredentials
 from zope.interface import implementer
 
+from imapwebpush.connlimit import peer_key
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.smtp.delivery import LocalDelivery
+from imapwebpush.throttle import LoginRefused, LoginThrottle, ThrottledPortal
 from imapwebpush.upstream import ESMTPHooks
 
 # Seconds a client may stay silent (RFC 5321 4.5.3.2.7: at least 5 minutes).
@@ -225,6 +227,9 @@ class SubmissionESMTP(ReceivingESMTP):
         if not rest.strip():
             self.sendCode(501, b"5.5.4 AUTH needs a mechanism")
             return
+        if getattr(self.portal, "busy", False):
+            self.sendCode(503, b"5.5.1 Authentication already in progress")
+            return
         ESMTP.ext_AUTH(self, rest)
 
     def state_AUTH(self, response):
@@ -239,6 +244,8 @@ class SubmissionESMTP(ReceivingESMTP):
         self.challenger = None
         if reason.check(UnauthorizedLogin):
             self.sendCode(535, b"5.7.8 Authentication credentials invalid")
+        elif reason.check(LoginRefused):
+            self.sendCode(454, b"4.7.0 Too many failed logins, try again later")
         else:
             self.log.failure("SMTP authentication failed", reason)
             self.sendCode(454, b"4.7.0 Temporary authentication failure")
@@ -358,18 +365,24 @@ class SubmissionFactory(ReceivingFactory):
     @param checker: an L{twisted.cred.checkers.ICredentialsChecker} of
         L{twisted.cred.credentials.IUsernamePassword} (L{imapwebpush.store.users.UserChecker}).
     @param allow_plaintext_auth: offer AUTH without TLS (tests, loopback-only setups).
+    @param throttle: the L{imapwebpush.throttle.LoginThrottle} AUTH goes through
+        (tap.py shares one with IMAP); None: one of its own.
     """
 
     protocol = SubmissionESMTP
     delivery_at_auth = True
 
-    def __init__(self, mail_store, users, domains, clock, checker, allow_plaintext_auth=False, **kw):
+    def __init__(
+        self, mail_store, users, domains, clock, checker, allow_plaintext_auth=False, throttle=None, **kw
+    ):
         ReceivingFactory.__init__(self, mail_store, users, domains, clock, **kw)
         self.portal = Portal(SubmissionRealm(self), [checker])
         self.allow_plaintext_auth = allow_plaintext_auth
+        self.throttle = throttle if throttle is not None else LoginThrottle(clock)
 
     def buildProtocol(self, addr):
         p = ReceivingFactory.buildProtocol(self, addr)
+        p.portal = ThrottledPortal(self.portal, self.throttle, peer_key(addr))
         p.challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": smtp.LOGINCredentials}
         p.allow_plaintext_auth = self.allow_plaintext_auth
         return p

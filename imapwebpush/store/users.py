@@ -22,7 +22,7 @@ import threading
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -39,6 +39,8 @@ DEFAULT_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 SALT_BYTES = 16
 HASH_BYTES = 32
 MAX_SCRYPT_MEMORY = 256 * 1024 * 1024
+# Password checks computed at once by a UserChecker (16 MiB each at DEFAULT_SCRYPT).
+DEFAULT_MAX_PASSWORD_CHECKS = 4
 
 # local@domain: a dot-atom local part (RFC 5322 atext) and a DNS-ish domain.
 _LOCAL_RE = re.compile(r"\A[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
@@ -368,15 +370,20 @@ class UserChecker:
     reactor thread (a stat, rarely a read); scrypt runs in the reactor's thread
     pool. Nothing is cached but the file contents: no verdicts, no passwords.
 
+    At most ``max_concurrent`` scrypt computations run at once (each needs
+    16 MiB: 200 parallel logins added 160 MB); the others wait their turn.
+
     @param defer_to_thread: ``deferToThread``-like callable (injected by tests).
+    @param max_concurrent: password checks computed at once.
     """
 
     credentialInterfaces = (IUsernamePassword,)
     log = Logger()
 
-    def __init__(self, users, defer_to_thread=None):
+    def __init__(self, users, defer_to_thread=None, max_concurrent=DEFAULT_MAX_PASSWORD_CHECKS):
         self.users = users
         self._defer_to_thread = defer_to_thread or threads.deferToThread
+        self._hashing = defer.DeferredSemaphore(max_concurrent)
 
     def requestAvatarId(self, credentials):
         username, password = credentials.username, credentials.password
@@ -391,7 +398,7 @@ class UserChecker:
             address, verifier = None, None
         if verifier is None:
             verifier = self.users._dummy
-        d = self._defer_to_thread(verifier.verify, password)
+        d = self._hashing.run(self._defer_to_thread, verifier.verify, password)
 
         def verdict(ok):
             if ok and address is not None and verifier is not self.users._dummy:
