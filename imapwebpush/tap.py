@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from imapwebpush import datadir, decisions
+from imapwebpush import datadir, decisions, throttle
 from imapwebpush.connlimit import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -34,6 +34,7 @@ from imapwebpush.connlimit import (
 )
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
+from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.avatar import Avatar
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
@@ -48,7 +49,13 @@ from imapwebpush.smtp.server import (
     SubmissionFactory,
 )
 from imapwebpush.store.account import MailStore
-from imapwebpush.store.users import UserChecker, UserDatabase, UsersFileError, read_users_file
+from imapwebpush.store.users import (
+    DEFAULT_MAX_PASSWORD_CHECKS,
+    UserChecker,
+    UserDatabase,
+    UsersFileError,
+    read_users_file,
+)
 from imapwebpush.metrics import DEFAULT_METRICS, ServerMetrics
 from imapwebpush.webpush.assembly import WebPush
 from imapwebpush.webpush.contact import check_subject
@@ -165,6 +172,50 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             int,
         ],
         [
+            "login-deadline",
+            None,
+            DEFAULT_LOGIN_DEADLINE,
+            "Seconds an IMAP client has from the greeting to log in, whatever it sends meanwhile;"
+            " 0: no deadline.",
+            int,
+        ],
+        [
+            "login-free-failures",
+            None,
+            throttle.DEFAULT_FREE_FAILURES,
+            "Failed logins (IMAP, submission) of one address or account before its tries are slowed.",
+            int,
+        ],
+        [
+            "login-max-delay",
+            None,
+            throttle.DEFAULT_MAX_DELAY,
+            "Longest wait, in seconds, between two login tries of a slowed address or account.",
+            float,
+        ],
+        [
+            "login-refuse-after",
+            None,
+            throttle.DEFAULT_REFUSE_AFTER,
+            "Failed logins of one address or account after which its tries are refused unchecked;"
+            " 0: never.",
+            int,
+        ],
+        [
+            "login-refuse-for",
+            None,
+            throttle.DEFAULT_REFUSE_FOR,
+            "Seconds after its last failure that an address or account stays refused (and counted).",
+            float,
+        ],
+        [
+            "max-password-checks",
+            None,
+            DEFAULT_MAX_PASSWORD_CHECKS,
+            "Password hashes (scrypt, 16 MiB each) computed at once.",
+            int,
+        ],
+        [
             "smtp-timeout",
             None,
             DEFAULT_SMTP_TIMEOUT,
@@ -238,9 +289,21 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             raise usage.UsageError("--max-nesting must be positive")
         if self["push-coalesce"] < 0:
             raise usage.UsageError("--push-coalesce must not be negative")
-        for name in ("max-connections", "max-connections-per-ip", "smtp-timeout", "smtp-deadline"):
+        for name in (
+            "max-connections",
+            "max-connections-per-ip",
+            "smtp-timeout",
+            "smtp-deadline",
+            "login-deadline",
+            "login-refuse-after",
+        ):
             if self[name] < 0:
                 raise usage.UsageError("--%s must not be negative (0: no limit)" % (name,))
+        for name in ("login-free-failures", "login-max-delay", "login-refuse-for"):
+            if self[name] < 0:
+                raise usage.UsageError("--%s must not be negative" % (name,))
+        if self["max-password-checks"] <= 0:
+            raise usage.UsageError("--max-password-checks must be positive")
         try:
             self["push-privacy"] = check_level(self["push-privacy"])
         except ValueError as e:
@@ -312,6 +375,7 @@ class Components:
         self.mail_store = None
         self.users = None
         self.checker = None
+        self.throttle = None  # the LoginThrottle IMAP and submission share
         self.portal = None
         self.webpush = None  # the WebPush service (subscriptions, keyring, sender, dispatcher)
         self.dispatcher = None  # the PushDispatcher on the mail store's bus
@@ -331,7 +395,14 @@ def build_components(options, reactor=None):
     c = Components(options, reactor)
     c.mail_store = MailStore(datadir.mail(c.data_dir), clock=reactor)
     c.users = UserDatabase(c.data_dir, mail_store=c.mail_store)
-    c.checker = UserChecker(c.users)
+    c.checker = UserChecker(c.users, max_concurrent=options["max-password-checks"])
+    c.throttle = throttle.LoginThrottle(
+        reactor,
+        free_failures=options["login-free-failures"],
+        max_delay=options["login-max-delay"],
+        refuse_after=options["login-refuse-after"],
+        refuse_for=options["login-refuse-for"],
+    )
     if "metrics" in options["endpoints"]:
         c.metrics = ServerMetrics()
         c.checker = c.metrics.checker(c.checker)
@@ -406,6 +477,8 @@ def server_factories(c):
             max_nesting=options["max-nesting"],
             spool_dir=spool,
             protocol=imap_protocol,
+            throttle=c.throttle,
+            login_deadline=options["login-deadline"],
         )
     if "smtp" in wanted:
         factories["smtp"] = ReceivingFactory(
@@ -421,6 +494,7 @@ def server_factories(c):
             allow_plaintext_auth=options["allow-plaintext-auth"],
             outbound=c.outbound,
             senders=c.senders,
+            throttle=c.throttle,
             **common,
         )
     return factories
