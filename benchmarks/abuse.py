@@ -31,6 +31,18 @@ Attacks and their figures:
   (4 microseconds per octet), then recursion to a RecursionError whose ~100 KB
   traceback went to the log.
 
+* ``smtp_data_memory``: one SMTP client sends 40 MiB of DATA in 2-octet lines;
+  the figure is the server's peak RSS growth up to the ``250`` after the final
+  dot. Before: every line was a bytes object of its own until the dot.
+* ``login_guessing``: 10 IMAP connections from one address send LOGIN with
+  wrong passwords as fast as they are answered, for 30 s; the figure is the
+  passwords checked a second after the first 10 failures (target: at most 1).
+  Before: no brakes, every try checked at once.
+* ``connection_flood``: one address opens 300 SMTP connections and holds
+  them; the figure is how many the server greets with 220 (the rest read
+  ``421 4.7.0``), and a client from 127.0.0.2 must still be greeted. Before:
+  no connection caps.
+
 Measured on the final code (this machine, ``--seconds 2``)::
 
     attack=list_wildcard before=3310.3ms after=4.8ms ... ok=yes
@@ -38,6 +50,9 @@ Measured on the final code (this machine, ``--seconds 2``)::
     attack=literal_memory before=190.9MB after=0.0MB metric=server_rss_growth target=<30MB ok=yes
     attack=fetch_no_read before=179.4MB after=1.8MB metric=server_rss_growth target=<15MB ok=yes
     attack=search_nesting before=113.0ms after=37.5ms ... ok=yes
+    attack=smtp_data_memory before=2281.6MB after=0.6MB metric=server_rss_growth target=<11.5MB ok=yes
+    attack=login_guessing before=7.0/s after=0.3/s metric=password_checks_per_s_one_ip target=<1/s ok=yes
+    attack=connection_flood before=300.0 after=20.0 metric=smtp_connections_held_one_ip target=<21 ok=yes
 
 Target: the other client's NOOP p99 stays under 100 ms; RSS growth under the
 documented budget. Run:
@@ -146,11 +161,63 @@ def unbounded_nesting():
     search_command.search_arguments = search_arguments
 
 
+def smtp_lines_in_memory():
+    """SMTP DATA kept as one bytes object per line until the final dot, as before the spool."""
+    import io
+
+    from imapwebpush.smtp import delivery
+
+    class Lines:
+        def __init__(self, directory=None):
+            self.lines = []
+            self.size = 0
+
+        def write(self, data):
+            self.lines.append(data)
+            self.size += len(data)
+
+        def reader(self, prefix=b""):
+            return io.BytesIO(prefix + b"".join(self.lines))
+
+        def close(self):
+            self.lines = []
+
+    delivery.Spool = Lines
+
+
+def no_login_brakes():
+    """Every login try checks its password at once, as many at a time as come in."""
+    from twisted.internet import defer
+
+    from imapwebpush import throttle
+    from imapwebpush.store import users
+
+    throttle.LoginThrottle.attempt = lambda self, peer, account: defer.succeed(None)
+    throttle.LoginThrottle.failed = lambda self, peer, account: None
+    init = users.UserChecker.__init__
+
+    def __init__(self, users_, defer_to_thread=None, max_concurrent=None):
+        init(self, users_, defer_to_thread, max_concurrent=10**6)
+
+    users.UserChecker.__init__ = __init__
+
+
+def no_connection_caps():
+    """Listeners accept every connection (still counted, never refused)."""
+    from imapwebpush import connlimit
+
+    init = connlimit.ConnectionCounter.__init__
+    connlimit.ConnectionCounter.__init__ = lambda self, max_total=0, max_per_peer=0: init(self, 0, 0)
+
+
 BEFORE_PATCHES = {
     "backtracking_wildcards": backtracking_wildcards,
     "literals_in_memory": literals_in_memory,
     "fetch_whole": fetch_whole,
     "unbounded_nesting": unbounded_nesting,
+    "smtp_lines_in_memory": smtp_lines_in_memory,
+    "no_login_brakes": no_login_brakes,
+    "no_connection_caps": no_connection_caps,
 }
 
 
@@ -216,13 +283,13 @@ def stall_during(port, prepare, hostile, seconds):
 SERVERS = {}  # imap port -> the running _harness.OurServer (for its pid)
 
 
-def rss_mb(port):
-    """The resident memory of the server listening on ``port``, in MB."""
+def rss_mb(port, field="VmRSS"):
+    """The resident memory of the server listening on ``port``, in MB (VmHWM: its peak)."""
     with open("/proc/%d/status" % (SERVERS[port].proc.pid,)) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError("no " + field)
 
 
 def settle_rss(port, seconds=1.0):
@@ -366,6 +433,116 @@ def search_nesting(port, seconds):
     return max(latencies)
 
 
+SMTP_CONNECTION_BUDGET_MB = 1.5  # docs/operating.rst, "Limits and abuse" (--max-message-size)
+
+
+def smtp_data_memory(port, seconds, size=40 * 1024 * 1024):
+    """Peak RSS growth (MB) while one SMTP client sends ``size`` octets of DATA in 2-octet
+    lines, up to the 250 after the final dot."""
+    server = SERVERS[port]
+    conn = _harness.MailConn("127.0.0.1", server.smtp_port, timeout=600)
+    before = settle_rss(port)
+    conn.cmd(b"MAIL FROM:<carol@remote.example>", 250)
+    conn.cmd(b"RCPT TO:<" + USER.encode() + b">", 250)
+    conn.cmd(b"DATA", 354)
+    conn.sock.sendall(b"Subject: many short lines\r\n\r\n")
+    chunk = b"ab\r\n" * (256 * 1024)
+    for _ in range(size // len(chunk)):
+        conn.sock.sendall(chunk)
+    conn.sock.sendall(b".\r\n")
+    conn.finish()
+    peak = rss_mb(port, "VmHWM")
+    conn.quit()
+    return peak - before
+
+
+LOGIN_SECONDS = 30.0  # at least this long: the brakes need failures to bite
+LOGIN_RATE_TARGET = 1.0
+
+
+def login_guessing(port, seconds, connections=10):
+    """Password checks a second one address gets after its first 10 failures.
+
+    ``connections`` IMAP clients send LOGIN with wrong passwords as fast as they
+    are answered (reconnecting when closed) for ``max(seconds, LOGIN_SECONDS)``;
+    each ``NO [AUTHENTICATIONFAILED]`` is one checked guess (a try refused
+    unchecked, ``NO [UNAVAILABLE]``, is none). The figure: guesses after the
+    10th, divided by the time left after it.
+    """
+    duration = max(seconds, LOGIN_SECONDS)
+    start = time.monotonic()
+    deadline = start + duration
+    answered = []  # when each checked guess was answered
+    lock = threading.Lock()
+
+    def guess(i):
+        conn = None
+        n = 0
+        while time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn = _harness.IMAPConn("127.0.0.1", port, timeout=duration + 60)
+                n += 1
+                _, answer = conn.command(b'LOGIN "%s" "guess-%d-%d"' % (USER.encode(), i, n), ok=False)
+            except (OSError, _harness.ProtocolError):
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.05)
+                continue
+            if b"[AUTHENTICATIONFAILED]" in answer:
+                with lock:
+                    answered.append(time.monotonic())
+            elif b"[UNAVAILABLE]" in answer:
+                time.sleep(0.05)
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=guess, args=(i,), daemon=True) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(duration + 120)
+    answered.sort()
+    if len(answered) <= 10:
+        return 0.0
+    tenth = answered[9]
+    return (len(answered) - 10) / max(deadline - tenth, 1e-3)
+
+
+FLOOD_CONNECTIONS = 300
+FLOOD_TARGET = 20  # --max-connections-per-ip
+
+
+def connection_flood(port, seconds, connections=FLOOD_CONNECTIONS):
+    """SMTP connections one address gets the server to hold: it opens ``connections`` and
+    keeps those greeted with 220; then a client from another loopback address must still
+    be greeted (the run fails otherwise)."""
+    import socket
+
+    server = SERVERS[port]
+    held, socks = 0, []
+    for _ in range(connections):
+        s = socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10)
+        socks.append(s)
+        line = s.makefile("rb").readline()
+        if line.startswith(b"220 "):
+            held += 1
+        elif not line.startswith(b"421 4.7.0 "):
+            raise _harness.ProtocolError("flood: unexpected %r" % (line,))
+    other = socket.socket()
+    other.settimeout(10)
+    other.bind(("127.0.0.2", 0))
+    other.connect(("127.0.0.1", server.smtp_port))
+    greeting = other.makefile("rb").readline()
+    other.close()
+    for s in socks:
+        s.close()
+    if not greeting.startswith(b"220 "):
+        raise _harness.ProtocolError("flood: another address was not served: %r" % (greeting,))
+    return held
+
+
 # name, the patch that undoes the fix, the attack (port, seconds) -> figure, unit, target[, metric]
 ATTACKS = [
     ("list_wildcard", "backtracking_wildcards",
@@ -375,6 +552,12 @@ ATTACKS = [
     ("literal_memory", "literals_in_memory", literal_memory, "MB", rss_target(20), "server_rss_growth"),
     ("fetch_no_read", "fetch_whole", fetch_no_read, "MB", rss_target(5), "server_rss_growth"),
     ("search_nesting", "unbounded_nesting", search_nesting, "ms", NOOP_TARGET_MS),
+    ("smtp_data_memory", "smtp_lines_in_memory", smtp_data_memory, "MB",
+     SMTP_CONNECTION_BUDGET_MB + RSS_SLACK_MB, "server_rss_growth"),
+    ("login_guessing", "no_login_brakes", login_guessing, "/s", LOGIN_RATE_TARGET + 1e-9,
+     "password_checks_per_s_one_ip"),
+    ("connection_flood", "no_connection_caps", connection_flood, "", FLOOD_TARGET + 1,
+     "smtp_connections_held_one_ip"),
 ]
 
 
