@@ -17,7 +17,8 @@ those changes, checked over IMAP: STORE, EXPUNGE, APPEND from real clients):
 Each fetched message (for mbsync, less the X-TUID line it adds) must equal
 the file our store wrote (line ends compared as
 CRLF, since Maildir clients store LF), that file must be the delivered message
-with only trace headers (Return-Path, Received) in front, and every client must
+with only trace headers (Return-Path, Received, and the RFC 8601
+Authentication-Results the server adds to mail from other servers) in front, and every client must
 see exactly the delivered set, found by Message-ID.
 
 Missing clients are installed with ``apt-get install -y`` (``apt-get update``
@@ -54,7 +55,7 @@ CLIENTS = {  # name: (program, Debian package)
     "curl": ("curl", "curl"),
 }
 CLIENT_TIMEOUT = 60
-TRACE_HEADER = re.compile(rb"\A(?:(?:Return-Path|Received):[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*\Z", re.I)
+TRACE_HEADER = re.compile(rb"\A(?:(?:Return-Path|Received|Authentication-Results):[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*\Z", re.I)
 
 
 def say(*parts):
