@@ -4,37 +4,16 @@ import base64
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.imap.realm import IMAPRealm
 from imapwebpush.store.account import MailStore
 from imapwebpush.throttle import LoginThrottle
+from tests.harness.wire import MemoryWire
 
 USER, PASSWORD = b"alice@example.org", b"alice-pw"
-
-
-class Session:
-    def __init__(self, factory, host="192.0.2.1"):
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
-        self.protocol = factory.buildProtocol(self.transport.getPeer())
-        self.protocol.makeConnection(self.transport)
-        self.greeting = self.read()
-
-    def read(self):
-        data = self.transport.value()
-        self.transport.clear()
-        return data.split(b"\r\n")[:-1]
-
-    def send(self, line):
-        self.protocol.dataReceived(line + b"\r\n")
-        return self.read()
-
-    def close(self):
-        self.protocol.connectionLost(None)
 
 
 class LimitsTestMixin:
@@ -54,7 +33,7 @@ class LimitsTestMixin:
         )
 
     def connect(self, host="192.0.2.1"):
-        session = Session(self.factory, host)
+        session = MemoryWire(self.factory, host)
         self.addCleanup(session.close)
         return session
 

@@ -9,7 +9,7 @@
 - ``imap``: ``IMAPTestCase``, a MailStore and our IMAP server on a tracked port.
 - ``webpush``: ``WebPushTestBase``, a WEBPUSH IMAP server with a recording push sender
   (or the real delivery service and the testing PushService).
-- ``smtp``: the SMTP world (users, store), in memory (``SMTPWorldMixin``, ``SMTPWire``)
+- ``smtp``: the SMTP world (users, store), in memory (``SMTPWorldMixin``; its connections are ``wire.MemoryWire``)
   or on loopback (``LoopbackSMTPMixin``).
 - ``tls``: throw-away certificates and the client context that accepts them.
 - ``logs``: ``LogWatch``, the log events of a test (for asserting none is an error).

@@ -1,6 +1,6 @@
 """The SMTP tests' world: a data folder with two users, a mail store, and a server.
 
-``SMTPWorldMixin`` runs the server object on an in-memory transport (``SMTPWire``)
+``SMTPWorldMixin`` runs the server object on an in-memory transport (``wire.MemoryWire``)
 with a task.Clock: for tests of command ordering, odd bytes and timers, where a
 StringTransport gives the exact reply lines at once and the test moves time.
 ``LoopbackSMTPMixin`` is the same world on the reactor, for tests that drive a real
@@ -10,14 +10,13 @@ listening factory with smtplib in a thread.
 import os
 
 from twisted.internet import reactor, task, threads
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 
 from imapwebpush import datadir
 from imapwebpush.smtp.server import ReceivingFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
 from tests.harness.connections import ConnectionTracker
+from tests.harness.wire import MemoryWire
 
 FAST = {"n": 16, "r": 1, "p": 1}
 DOMAINS = ["example.org", "example.net"]
@@ -31,38 +30,6 @@ MESSAGE = (
     b".A line starting with a dot.\r\n"
     b"Last line.\r\n"
 )
-
-
-class SMTPWire:
-    """One connection: ``send(b"LINE")`` returns the reply lines the server wrote for it."""
-
-    def __init__(self, factory, host="192.0.2.1", port=40000):
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-        self.protocol = factory.buildProtocol(self.transport.getPeer())
-        self.protocol.makeConnection(self.transport)
-        self.greeting = self.read()
-
-    def read(self):
-        """The lines written since the last read (CRLF stripped)."""
-        data = self.transport.value()
-        self.transport.clear()
-        return data.split(b"\r\n")[:-1]
-
-    def send(self, line):
-        return self.send_raw(line + b"\r\n")
-
-    def send_raw(self, data):
-        self.protocol.dataReceived(data)
-        return self.read()
-
-    @property
-    def closed(self):
-        return self.transport.disconnecting
-
-    def close(self):
-        if not self.transport.disconnecting:
-            self.transport.loseConnection()
-        self.protocol.connectionLost(None)
 
 
 class SMTPWorldMixin:
@@ -89,7 +56,7 @@ class SMTPWorldMixin:
         return ReceivingFactory(self.store, self.users, DOMAINS, self.clock, **kw)
 
     def connect(self, factory, host="192.0.2.1"):
-        wire = SMTPWire(factory, host)
+        wire = MemoryWire(factory, host)
         self.addCleanup(wire.close)
         return wire
 

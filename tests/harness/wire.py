@@ -3,6 +3,7 @@
 ``Wire`` is a blocking socket client for test code that runs in a thread (next to
 imaplib or imapclient); ``LineClient`` is its twin on the reactor, whose calls
 return Deferreds. Both send raw text and hand back every line up to a tagged answer.
+``MemoryWire`` runs a server protocol (IMAP or SMTP) on an in-memory transport.
 ``imaplib_session`` is Python's imaplib, logged in, for tests of what a stock
 client gets.
 """
@@ -12,6 +13,8 @@ import socket
 from contextlib import contextmanager
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
 from imapwebpush.conformance.client import LineReader
 
@@ -124,3 +127,39 @@ def imaplib_session(port, user=USER, password=PASSWORD, timeout=10):
         yield client
     finally:
         client.logout()
+
+
+class MemoryWire:
+    """A server protocol (IMAP or SMTP) on an in-memory transport, for exact lines.
+
+    ``send(b"LINE")`` returns the lines the server wrote for it at once; a test
+    that moves a task.Clock reads what came later with ``read()``.
+    """
+
+    def __init__(self, factory, host="192.0.2.1", port=40000):
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.protocol = factory.buildProtocol(self.transport.getPeer())
+        self.protocol.makeConnection(self.transport)
+        self.greeting = self.read()
+
+    def read(self):
+        """The lines written since the last read (CRLF stripped)."""
+        data = self.transport.value()
+        self.transport.clear()
+        return data.split(b"\r\n")[:-1]
+
+    def send(self, line):
+        return self.send_raw(line + b"\r\n")
+
+    def send_raw(self, data):
+        self.protocol.dataReceived(data)
+        return self.read()
+
+    @property
+    def closed(self):
+        return self.transport.disconnecting
+
+    def close(self):
+        if not self.transport.disconnecting:
+            self.transport.loseConnection()
+        self.protocol.connectionLost(None)
