@@ -14,7 +14,7 @@ import os
 import re
 import smtplib
 
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 from imapwebpush.store.users import UserDatabase
@@ -188,14 +188,22 @@ class SubscribeOverIMAP(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_deleted_subscription_stops_at_once(self):
-        """WEBPUSH id NIL while a push waits for a retry: the push is never sent."""
+        """WEBPUSH id NIL while a push waits for a retry: the push is never sent.
+
+        A second device, told to retry one second later than the first, is the clock: once
+        its retry arrives, the deleted one's earlier retry would have been sent too.
+        """
         device = self.pushservice.new_subscription()
         device.respond(Answer.retry_after("1", status=503))
+        witness = self.pushservice.new_subscription()
+        witness.respond(Answer.retry_after("2", status=503))
         server = yield self.start()
         activate(server, device)
+        activate(server, witness, sid="witness")
         yield self.send(server, "waiting")
         [refused] = yield self.pushservice.wait_for(1, device)
         self.assertEqual(refused.status, 503)
+        yield self.pushservice.wait_for(1, witness)
         port = server.ports["imap"]
 
         def delete():
@@ -203,15 +211,16 @@ class SubscribeOverIMAP(unittest.TestCase):
                 return imap.xatom("WEBPUSH", "phone", "NIL")[0]
 
         self.assertEqual((yield self.client(server, delete)), "OK")
-        self.assertEqual(server.components.webpush.sender.pending(), 0)
-        yield task.deferLater(reactor, 1.5, lambda: None)  # past the Retry-After
+        self.assertEqual(server.components.webpush.sender.pending(), 1)  # the witness's retry
+        retried = yield self.pushservice.wait_for(2, witness)
+        self.assertEqual([p.status for p in retried], [503, 201])
         self.assertEqual(len(self.pushservice.received(device)), 1)
 
 
 def activate(server, device, sid="phone"):
     """Make ``device`` an active subscription of ALICE, as WEBPUSH + ACKWEBPUSH leave it."""
     store, keyring = server.components.webpush.store, server.components.webpush.keyring
-    token = b"t" * decisions.TOKEN_BYTES
+    token = (sid.encode() + b"t" * decisions.TOKEN_BYTES)[: decisions.TOKEN_BYTES]
     now = reactor.seconds()
     store.set_pending(ALICE, sid, device.endpoint, crypto.parse_p256dh(device.p256dh),
                       crypto.parse_auth(device.auth), keyring.current(), now,
