@@ -15,6 +15,7 @@ of one thing in it::
       webpush-outbox.sqlite          outbox()         (webpush/outbox.py)
       webpush-topic.key              topic_key()      (webpush/topic.py)
       webpush-owed.sqlite            owed()           (webpush/owed.py)
+      webpush-rate.sqlite            rate_limits()    (webpush/ratelimit.py)
       spool/                         spool()          (spool.py: SMTP DATA until it is stored)
       queue/                         queue()          (outbound/queue.py: mail for other domains)
       dkim/                          dkim()           (outbound/dkim.py: DKIM signing keys)
@@ -36,6 +37,7 @@ SUBSCRIPTIONS_FILE = "webpush-subscriptions.sqlite"
 OUTBOX_FILE = "webpush-outbox.sqlite"
 TOPIC_KEY_FILE = "webpush-topic.key"
 OWED_FILE = "webpush-owed.sqlite"
+RATE_FILE = "webpush-rate.sqlite"
 SPOOL_FOLDER = "spool"
 QUEUE_FOLDER = "queue"
 DKIM_FOLDER = "dkim"
@@ -59,6 +61,7 @@ subscriptions = _entry(SUBSCRIPTIONS_FILE, "The Web Push subscriptions (SQLite).
 outbox = _entry(OUTBOX_FILE, "The pushes waiting for delivery or a retry (SQLite).")
 topic_key = _entry(TOPIC_KEY_FILE, "The secret behind the Topic header of pushes.")
 owed = _entry(OWED_FILE, "The mailboxes the push dispatcher still owes a sync (SQLite).")
+rate_limits = _entry(RATE_FILE, "The new-mail rate-limit buckets that are not full (SQLite).")
 spool = _entry(
     SPOOL_FOLDER,
     "Messages being received (SMTP DATA beyond 64 KiB), in unnamed files until stored; on the "

@@ -9,6 +9,7 @@ from imapwebpush.webpush.dispatcher import PushDispatcher
 from imapwebpush.webpush.ratelimit import (
     DEFAULT_NEW_MAIL_BURST,
     DEFAULT_NEW_MAIL_PER_HOUR,
+    SavedBuckets,
     TokenBuckets,
 )
 from imapwebpush.webpush.topic import topic
@@ -50,6 +51,28 @@ class TokenBucketTests(unittest.TestCase):
         again = TokenBuckets(self.clock, burst=3, per_hour=3600)
         again.restore(self.buckets.state())
         self.assertFalse(again.take("a"))
+
+    def test_saved_buckets_outlive_the_object(self):
+        path, key = self.mktemp(), (ALICE, "phone")
+        first = TokenBuckets(self.clock, burst=3, per_hour=3600, saved=SavedBuckets(path))
+        self.assertTrue(first.take(key, 3))
+        self.clock.advance(0)  # saved at the end of the turn, before any stop
+        again = TokenBuckets(self.clock, burst=3, per_hour=3600, saved=SavedBuckets(path))
+        self.assertFalse(again.take(key))
+        self.clock.advance(1)  # refilled as time passed, saved or not
+        self.assertTrue(again.take(key))
+        first.close()
+        again.close()
+
+    def test_close_saves_what_the_turn_has_not(self):
+        path, key = self.mktemp(), (ALICE, "phone")
+        first = TokenBuckets(self.clock, burst=3, per_hour=3600, saved=SavedBuckets(path))
+        first.take(key, 2)
+        first.close()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        saved = SavedBuckets(path)
+        self.assertEqual(saved.load(), {key: (1.0, self.clock.seconds())})
+        saved.close()
 
     def test_zero_burst_is_no_limit(self):
         off = TokenBuckets(self.clock, burst=0)
@@ -99,6 +122,28 @@ class DispatcherLimitTests(unittest.TestCase):
             (b'* SELECT "Lists/Twisted"\r\n', "normal", decisions.TTL_NEW_MAIL,
              topic(KEY, ALICE, "Lists/Twisted", "new"), "limited"),
         ])
+
+    def test_a_restart_does_not_refill_the_bucket(self):
+        """The dispatcher of the next start sees the spent bucket: generic syncs, no new burst."""
+        path = self.mktemp()
+        self.dispatcher.stopService()
+        dispatcher = PushDispatcher(self.clock, self.subs, self.sender, KEY,
+                                    limiter=TokenBuckets(self.clock, burst=2, per_hour=3600,
+                                                         saved=SavedBuckets(path)))
+        dispatcher.startService()
+        self.dispatcher = dispatcher
+        self.flush(added(1))
+        self.flush(added(2))
+        dispatcher.stopService()
+
+        self.dispatcher = PushDispatcher(self.clock, self.subs, self.sender, KEY,
+                                         limiter=TokenBuckets(self.clock, burst=2, per_hour=3600,
+                                                              saved=SavedBuckets(path)))
+        self.dispatcher.startService()
+        self.addCleanup(self.dispatcher.stopService)
+        [(_, payload, _, _, topic_, context)] = self.flush(added(3))
+        self.assertEqual((payload, topic_, context["kind"]),
+                         (b'* SELECT "INBOX"\r\n', topic(KEY, ALICE, "INBOX", "new"), "limited"))
 
     def test_the_new_mail_topic_is_not_the_flag_topic(self):
         self.assertNotEqual(topic(KEY, ALICE, "INBOX", "new"), topic(KEY, ALICE, "INBOX"))

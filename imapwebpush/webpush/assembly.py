@@ -31,6 +31,7 @@ from imapwebpush.webpush.privacy import DEFAULT_PRIVACY, AccountPrivacy
 from imapwebpush.webpush.ratelimit import (
     DEFAULT_NEW_MAIL_BURST,
     DEFAULT_NEW_MAIL_PER_HOUR,
+    SavedBuckets,
     TokenBuckets,
 )
 from imapwebpush.webpush.service import build_webpush
@@ -101,7 +102,8 @@ class WebPush(service.MultiService):
         self.privacy = AccountPrivacy(self.store, privacy)
         self.dispatcher = PushDispatcher(
             reactor, self.store, self.sender, self.topic_key, coalesce_window=coalesce_window,
-            privacy=self.privacy, limiter=TokenBuckets(reactor, new_mail_burst, new_mail_per_hour),
+            privacy=self.privacy, limiter=TokenBuckets(reactor, new_mail_burst, new_mail_per_hour,
+                                 saved=SavedBuckets(datadir.rate_limits(data_dir))),
             preview_chars=preview_chars, scope=scope,
             owed=OwedSyncs(datadir.owed(data_dir), reactor))
         self.service.dispatcher = self.dispatcher

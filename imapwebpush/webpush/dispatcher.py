@@ -167,6 +167,8 @@ class PushDispatcher(service.Service):
             except Exception:
                 self.log.failure("push dispatcher: could not save what it still owes")
             self._owed = None
+        if self._limiter is not None and hasattr(self._limiter, "close"):
+            self._limiter.close()  # its buckets stay on disk for the next start
         self._queues.clear()
         for pending in self._accounts.values():
             for call in (pending.new_call, pending.other_call):
