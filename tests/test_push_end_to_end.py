@@ -54,7 +54,7 @@ ENVELOPE = (
     b'"Blurdybloop.example")) (("Fred Foobar" NIL "foobar" "Blurdybloop.example")) ((NIL NIL '
     b'"mooch" "owatagu.siam.edu.example")) NIL NIL NIL "<B27397-0100000@Blurdybloop.example>")'
 )
-# A message stored by SMTP or APPEND comes with its RFC 8970 PREVIEW (COPY/MOVE: without).
+# A message stored by SMTP or APPEND, or copied or moved, comes with its RFC 8970 PREVIEW.
 PREVIEWED = ENVELOPE + b' PREVIEW "Hello Joe, do you think we can meet at 3:30 tomorrow?"'
 
 
@@ -204,7 +204,7 @@ class EndToEnd(PushHarness):
         by_kind = {p.plaintext.split(b"\r\n")[0]: p for p in pushes[1:]}
         moved = by_kind[b'* SELECT "Archive"']
         self.assertEqual(moved.plaintext, b'* SELECT "Archive"\r\n* %d UIDFETCH (FLAGS () ENVELOPE %s)\r\n'
-                         % (new_uid, ENVELOPE))
+                         % (new_uid, PREVIEWED))
         self.assertEqual(moved.headers["urgency"], "normal")
         rest = [p.plaintext for p in pushes[1:] if p is not moved]
         self.assertIn(b'* SELECT "INBOX"\r\n* VANISHED %d\r\n' % uid, rest)
@@ -374,7 +374,7 @@ class ServerEndToEnd(ServerHarness):
         new_mail = [
             b'* SELECT "INBOX"\r\n* 2 UIDFETCH (FLAGS () ENVELOPE %s)\r\n' % PREVIEWED,
             b'* SELECT "Archive"\r\n* 1 UIDFETCH (FLAGS (\\Flagged \\Seen) ENVELOPE %s)\r\n'
-            % ENVELOPE,
+            % PREVIEWED,
         ]
         # MOVE's and EXPUNGE's removals share one VANISHED when they fall in one coalescing
         # window, and come in two when the machine is slow: wait for both UIDs either way

@@ -51,8 +51,21 @@ class PreviewTextTests(unittest.TestCase):
                 b"--outer--\r\n")
         self.assertEqual(preview_text(h, body), "deep text")
 
+    def test_html_only_gives_its_text(self):
+        h = headers(b"text/html; charset=iso-8859-1", b"quoted-printable")
+        body = (b"<html><head><title>News</title><style>p {color: red}</style></head>"
+                b"<body><p>Caf=E9 &amp; cr=E8me</p><script>alert(1)</script><p>to=\r\nday</p>"
+                b"<table><tr><td>a</td><td>b</td></tr></table><p>cut <b")
+        self.assertEqual(preview_text(h, body), "Caf\u00e9 & cr\u00e8me today a b cut")
+
+    def test_html_only_inside_a_multipart(self):
+        h = headers(b"multipart/mixed; boundary=XX")
+        body = (b"--XX\r\nContent-Type: text/html\r\n\r\n<div>Hello<br>world</div>\r\n"
+                b"--XX\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--XX--\r\n")
+        self.assertEqual(preview_text(h, body), "Hello world")
+
     def test_nothing_plain_to_show(self):
-        self.assertIsNone(preview_text(headers(b"text/html"), b"<p>x</p>"))
+        self.assertIsNone(preview_text(headers(b"text/html"), b"<head><style>p {}"))
         self.assertIsNone(preview_text(headers(b"application/pdf"), b"%PDF-1.4"))
         self.assertIsNone(preview_text(
             b"Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\n", b"file"))

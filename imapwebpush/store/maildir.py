@@ -485,8 +485,8 @@ class Mailbox:
                 fsync_dir(os.path.join(self.path, sub))
             expunged = self._remove([m for m, _ in placed], origin, unlink=False, announce=False)
         # Both sides are durable and consistent in memory: now tell the listeners.
-        for msg, headers in added:
-            destination._announce(msg, origin, headers)
+        for msg, headers, body in added:
+            destination._announce(msg, origin, headers, body)
         if expunged is not None:
             self._publish(expunged)
         return pairs
@@ -520,7 +520,9 @@ class Mailbox:
         return placed
 
     def _commit_added(self, placed):
-        """Give UIDs to files just linked into this folder; journal them (no events yet)."""
+        """Give UIDs to files just linked into this folder; journal them (no events yet).
+
+        Returns (pairs of old and new UIDs, [(message, headers, body start)] to announce)."""
         if not placed:
             return [], []
         index = self._index
@@ -540,7 +542,8 @@ class Mailbox:
             if not msg.recent:
                 index.fresh.add(msg.uid)  # a copy is recent whatever its flags (RFC 3501 6.4.7)
         self._after_change()
-        return pairs, [(m, m.headers()) for m in added]
+        # the start of each body too: a copy pushed to a phone gets its preview like new mail
+        return pairs, [(m,) + _message_start(m) for m in added]
 
     def claim_recent(self):
         self.refresh()

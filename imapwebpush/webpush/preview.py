@@ -8,10 +8,13 @@ this module does the MIME work, once, when a push has room for it.
 What it gives: the start of the first ``text/plain`` part (the message itself
 when it is not multipart), transfer encoding and charset decoded, runs of
 white space made one space, at most ``max_chars`` characters (RFC 8970: at
-most 256). Characters are cut, never octets, and an incomplete multi-octet
-sequence at the end of the truncated body is left out rather than replaced,
-so the text is always valid UTF-8 when encoded. None when there is no plain
-text to show (HTML only, an attachment, an encrypted message).
+most 256). A message with no plain text but an HTML part (many newsletters and
+phone mailers) gets the text of that HTML: tags dropped, ``<head>``,
+``<style>`` and ``<script>`` skipped, entities decoded. Characters are cut,
+never octets, and an incomplete multi-octet sequence at the end of the
+truncated body is left out rather than replaced, so the text is always valid
+UTF-8 when encoded. None when there is no text to show (an attachment, an
+encrypted message, HTML whose first octets are all style sheet).
 """
 
 import base64
@@ -20,6 +23,7 @@ import codecs
 import quopri
 import re
 from email.parser import BytesHeaderParser
+from html.parser import HTMLParser
 
 __all__ = ["preview_text", "MAX_PREVIEW_CHARS", "DEFAULT_PREVIEW_CHARS"]
 
@@ -35,7 +39,10 @@ def preview_text(headers, body, max_chars=DEFAULT_PREVIEW_CHARS):
     if max_chars <= 0 or not body:
         return None
     try:
-        text = _plain(headers, body, 0)
+        text = _text(headers, body, 0, "plain")
+        if not text:
+            text = _text(headers, body, 0, "html")
+            text = _html_text(text) if text else None
     except (LookupError, ValueError, TypeError, binascii.Error):
         return None
     if text is None:
@@ -48,10 +55,11 @@ def _parse(headers):
     return BytesHeaderParser().parsebytes(headers, headersonly=True)
 
 
-def _plain(headers, body, depth):
+def _text(headers, body, depth, subtype):
+    """The decoded start of the first ``text/<subtype>`` part that is not an attachment."""
     message = _parse(headers)
     ctype = message.get_content_type()
-    if ctype == "text/plain":
+    if ctype == "text/" + subtype:
         disposition = (message.get("Content-Disposition") or "").split(";")[0].strip().lower()
         if disposition == "attachment":
             return None
@@ -65,7 +73,7 @@ def _plain(headers, body, depth):
             split = part.find(b"\r\n\r\n")
             if split < 0:
                 continue
-            text = _plain(part[:split + 4], part[split + 4:], depth + 1)
+            text = _text(part[:split + 4], part[split + 4:], depth + 1, subtype)
             if text:
                 return text
     return None
@@ -101,3 +109,34 @@ def _decode_charset(raw, charset):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # final=False: an incomplete sequence at the end (the body was cut) is held back
     return decoder.decode(raw, final=False)
+
+
+class _HTMLText(HTMLParser):
+    """The character data of an HTML document, outside head, style and script."""
+
+    _SKIPPED = frozenset(["head", "style", "script", "title", "template"])
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.pieces = []
+        self._skipping = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self._SKIPPED:
+            self._skipping.append(tag)
+        self.pieces.append(" ")  # <br>, <p>, <td>: a word ends there
+
+    def handle_endtag(self, tag):
+        if self._skipping and tag == self._skipping[-1]:
+            self._skipping.pop()
+        self.pieces.append(" ")
+
+    def handle_data(self, data):
+        if not self._skipping:
+            self.pieces.append(data)
+
+
+def _html_text(html):
+    parser = _HTMLText()
+    parser.feed(html)  # no close(): the body may be cut inside a tag; what was complete counts
+    return "".join(parser.pieces)
