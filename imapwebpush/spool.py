@@ -38,6 +38,13 @@ class Spool:
         self._file.seek(0)
         return _PrefixedReader(prefix, self._file)
 
+    def range_reader(self, start, size):
+        """A readable of the ``size`` octets written from offset ``start``: one of the
+        messages of an IMAP APPEND, which stages them all in one spool (one file, not
+        one per message). One reader at a time, and no ``write`` after it."""
+        self._file.seek(start)
+        return _RangeReader(self._file, size)
+
     def close(self):
         self._file.close()
 
@@ -70,3 +77,27 @@ class _PrefixedReader:
             piece, self._prefix = self._prefix[:size], self._prefix[size:]
             return piece
         return self._file.read(size)
+
+
+class _RangeReader:
+    """At most ``size`` octets of a binary file from where it stands, read with
+    ``read`` and ``readline``."""
+
+    def __init__(self, file, size):
+        self._file = file
+        self._left = size
+
+    def _allowed(self, size):
+        if size is None or size < 0 or size > self._left:
+            return self._left
+        return size
+
+    def readline(self, limit=-1):
+        piece = self._file.readline(self._allowed(limit))
+        self._left -= len(piece)
+        return piece
+
+    def read(self, size=-1):
+        piece = self._file.read(self._allowed(size))
+        self._left -= len(piece)
+        return piece

@@ -34,6 +34,7 @@ from imapwebpush.connlimit import (
 )
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
+from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES
 from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.avatar import Avatar
 from imapwebpush.imap.factory import IMAPFactory
@@ -141,6 +142,13 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             None,
             DEFAULT_MAX_PATTERN_LENGTH,
             "Longest LIST/LSUB (reference + pattern) or LWEBPUSH pattern, in characters.",
+            int,
+        ],
+        [
+            "max-append-messages",
+            None,
+            DEFAULT_MAX_APPEND_MESSAGES,
+            "Most messages in one IMAP APPEND (MULTIAPPEND).",
             int,
         ],
         [
@@ -287,6 +295,8 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             raise usage.UsageError("--max-pattern-length must be positive")
         if self["max-nesting"] <= 0:
             raise usage.UsageError("--max-nesting must be positive")
+        if self["max-append-messages"] <= 0:
+            raise usage.UsageError("--max-append-messages must be positive")
         if self["push-coalesce"] < 0:
             raise usage.UsageError("--push-coalesce must not be negative")
         for name in (
@@ -473,6 +483,7 @@ def server_factories(c):
             allow_plaintext_auth=options["allow-plaintext-auth"],
             clock=c.reactor,
             max_message_size=options["max-message-size"],
+            max_append_messages=options["max-append-messages"],
             max_pattern_length=options["max-pattern-length"],
             max_nesting=options["max-nesting"],
             spool_dir=spool,

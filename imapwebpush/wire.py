@@ -77,6 +77,29 @@ def literal_header(text):
     return LiteralHeader(int(m.group(1)), not m.group(2))
 
 
+_APPEND_LITERAL = re.compile(rb"\A(~?)\{(\d{1,12})(\+?)\}\Z")
+
+
+def append_literal_header(text):
+    """(L{LiteralHeader}, binary?) of APPEND's message literal: ``{n}``, ``{n+}``, or the
+    literal8 ``~{n}`` / ``~{n+}`` of RFC 3516 (may hold NUL); ParseError for anything else."""
+    m = _APPEND_LITERAL.match(text)
+    if m is None:
+        raise ParseError("Expected a message literal")
+    return LiteralHeader(int(m.group(2)), not m.group(3)), bool(m.group(1))
+
+
+_TRAILING_LITERAL = re.compile(rb"~?\{(\d{1,12})(\+?)\}\Z")
+
+
+def trailing_literal(line):
+    """The L{LiteralHeader} of the literal announced at the end of ``line``, or None."""
+    m = _TRAILING_LITERAL.search(line.rstrip(b" "))
+    if m is None:
+        return None
+    return LiteralHeader(int(m.group(1)), not m.group(2))
+
+
 def _read_quoted(line):
     """(value, rest) of the quoted string opening ``line`` (RFC 3501 quoted).
 
@@ -236,6 +259,16 @@ def quoted(data):
 def literal(data):
     """A synchronizing literal of ``data``: ``{n}`` CRLF octets."""
     return b"{%d}\r\n%b" % (len(data), data)
+
+
+def literal8(data):
+    """A literal8 of ``data`` (RFC 3516): ``~{n}`` CRLF octets, which may hold NUL."""
+    return b"~{%d}\r\n%b" % (len(data), data)
+
+
+def binary_literal(data):
+    """BINARY's answer octets: a literal8 when ``data`` holds NUL, else a plain literal."""
+    return literal8(data) if b"\x00" in data else literal(data)
 
 
 def string(data):

@@ -78,6 +78,14 @@ class OptionsTests(unittest.TestCase):
             self.usage_error("--max-pattern-length", "0"), "--max-pattern-length must be positive"
         )
 
+    def test_max_append_messages(self):
+        self.assertEqual(self.parse()["max-append-messages"], 1000)
+        top = tap.makeService(self.parse("--max-append-messages", "7"))
+        self.assertEqual(top.getServiceNamed("imap").factory.max_append_messages, 7)
+        self.assertEqual(
+            self.usage_error("--max-append-messages", "0"), "--max-append-messages must be positive"
+        )
+
     def test_bad_endpoint(self):
         message = self.usage_error("--imap", "tcp:notaport")
         self.assertTrue(message.startswith("--imap: bad endpoint 'tcp:notaport': "), message)

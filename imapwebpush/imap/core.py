@@ -49,17 +49,20 @@ class Bad(wire.ParseError):
 class _Literal:
     """Collects the octets of one literal, then hands ``(value, rest of line)`` to a Deferred.
 
-    ``spool``: the folder of a L{Spool} that takes the octets as they arrive (APPEND:
-    the first 64 KiB in memory, the rest in an unnamed file; 20 clients holding
+    ``spool``: the folder of a L{Spool} that takes the octets as they arrive (the
+    first 64 KiB in memory, the rest in an unnamed file; 20 clients holding
     unfinished 9 MiB literals cost 179 MB of RAM before), the value is then a reader
-    of it; else (an astring, at most 64 KiB) bytes. ``refuse``: a non-synchronizing
-    literal over the limit, swallowed and then refused with this text.
+    of it; ``sink``: an object whose ``write`` takes the octets (APPEND stages all
+    the messages of a command in one spool), the value is the sink itself; else (an
+    astring, at most 64 KiB) bytes. ``refuse``: a non-synchronizing literal over the
+    limit, swallowed and then refused with this text.
     """
 
-    def __init__(self, size, deferred, spool=None, refuse=None):
+    def __init__(self, size, deferred, spool=None, refuse=None, sink=None):
         self.remaining = size
         self.deferred = deferred
         self.refuse = refuse
+        self.sink = sink
         self.spool = Spool(spool if spool is not True else None) if spool and not refuse else None
         self.chunks = []
 
@@ -69,6 +72,8 @@ class _Literal:
         self.remaining -= len(take)
         if self.refuse is not None:
             pass
+        elif self.sink is not None:
+            self.sink.write(take)
         elif self.spool is not None:
             self.spool.write(take)
         else:
@@ -81,6 +86,8 @@ class _Literal:
         """The line after the literal has come: the command goes on (or is refused)."""
         if self.refuse is not None:
             self.deferred.errback(No(self.refuse))
+        elif self.sink is not None:
+            self.deferred.callback((self.sink, line))
         elif self.spool is not None:
             try:  # the command (APPEND) copies the reader into the store before this returns
                 self.deferred.callback((self.spool.reader(), line))
@@ -508,14 +515,18 @@ class IMAPCore(imap4.IMAP4Server):
             reason = "[TOOBIG] Literal of %d octets is over the limit of %d" % (size, limit)
             if sync:
                 raise No(reason)
-            self._continuation = _Literal(size, d, refuse=reason)
-        else:
-            self._continuation = _Literal(size, d, spool=(self.spool_dir or True) if spool else None)
-            if sync:
-                self.sendContinuationRequest(b"Ready for literal data")
+            return self._start_literal(_Literal(size, d, refuse=reason), False)
+        return self._start_literal(_Literal(size, d, spool=(self.spool_dir or True) if spool else None), sync)
+
+    def _start_literal(self, literal, sync):
+        """Read the octets of ``literal`` (a L{_Literal}) next; its Deferred, with the
+        "+" a synchronizing literal waits for."""
+        self._continuation = literal
+        if sync:
+            self.sendContinuationRequest(b"Ready for literal data")
         self.parseState = "pending"
         self.setRawMode()
-        return d
+        return literal.deferred
 
     def _await_line(self, on_line):
         """Hand the client's next line (not a command) to ``on_line`` (AUTHENTICATE)."""

@@ -5,6 +5,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from imapwebpush.connlimit import peer_key
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
+from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES
 from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.server import IMAPServer
 from imapwebpush.throttle import LoginThrottle, ThrottledPortal
@@ -23,6 +24,7 @@ class IMAPFactory(protocol.ServerFactory):
     ``protocol``: the IMAPServer (sub)class, e.g. one mixing in WEBPUSH commands.
     ``clock``: IReactorTime for the autologout timers (the reactor by default).
     ``max_message_size``: largest literal (APPEND) accepted, in octets.
+    ``max_append_messages``: most messages in one APPEND (MULTIAPPEND, RFC 3502).
     ``max_pattern_length``: longest LIST/LSUB reference + pattern, in characters.
     ``max_nesting``: deepest nesting of parentheses, NOT and OR in a command (SEARCH, STATUS).
     ``spool_dir``: where APPEND literals beyond 64 KiB wait until stored (the data
@@ -41,6 +43,7 @@ class IMAPFactory(protocol.ServerFactory):
         protocol=IMAPServer,
         clock=None,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+        max_append_messages=DEFAULT_MAX_APPEND_MESSAGES,
         max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH,
         max_nesting=DEFAULT_MAX_NESTING,
         spool_dir=None,
@@ -56,6 +59,7 @@ class IMAPFactory(protocol.ServerFactory):
             from twisted.internet import reactor as clock
         self.clock = clock
         self.max_message_size = max_message_size
+        self.max_append_messages = max_append_messages
         self.max_pattern_length = max_pattern_length
         self.max_nesting = max_nesting
         self.spool_dir = spool_dir
@@ -71,6 +75,7 @@ class IMAPFactory(protocol.ServerFactory):
         p.clock = self.clock
         p.callLater = self.clock.callLater
         p.max_message_size = self.max_message_size
+        p.max_append_messages = self.max_append_messages
         p.max_pattern_length = self.max_pattern_length
         p.max_nesting = self.max_nesting
         p.spool_dir = self.spool_dir

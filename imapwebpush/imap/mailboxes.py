@@ -1,16 +1,14 @@
-"""Commands on mailboxes by name: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB,
-STATUS and APPEND, as a mixin of L{imapwebpush.imap.core.IMAPCore}.
+"""Commands on mailboxes by name: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB
+and STATUS, as a mixin of L{imapwebpush.imap.core.IMAPCore}.
 
 They talk to the account's store API (``self.mail_account``) and never to the
 selected mailbox's session view, except STATUS RECENT of the selected mailbox.
-LIST-EXTENDED and MULTIAPPEND belong here.
+LIST-EXTENDED belongs here; APPEND (and MULTIAPPEND) is in imap/append.py.
 """
-
-from twisted.mail import imap4
 
 from imapwebpush import wire
 from imapwebpush.constants import DELIMITER, INBOX
-from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list, arg_literal, opt_list
+from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list
 from imapwebpush.store import errors
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, list_pattern
 
@@ -78,7 +76,7 @@ MAX_STATUS_ITEMS = 32
 
 
 class MailboxCommandsMixin:
-    """CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, APPEND."""
+    """CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS."""
 
     max_pattern_length = DEFAULT_MAX_PATTERN_LENGTH  # LIST/LSUB reference + pattern, characters
 
@@ -228,27 +226,3 @@ class MailboxCommandsMixin:
             return len(view.recent)
         recent = getattr(mailbox, "recent", None)  # store extension: UIDs in new/, unclaimed
         return len(recent()) if callable(recent) else 0
-
-    # -- APPEND ----------------------------------------------------------------------------
-
-    def do_APPEND(self, tag, raw_name, flags, date, message):
-        name = self._mailbox_name(raw_name)
-        try:
-            mailbox = self.mail_account.mailbox(name)
-        except errors.MailboxNotFound:
-            raise No("[TRYCREATE] No such mailbox")
-        flag_names = self._flag_names(flags or [])
-        internaldate = wire.parse_datetime(date) if date else None
-        # copied from the spool; \Recent whatever its flags (RFC 3501 6.3.11)
-        uid = mailbox.add(message, flag_names, internaldate, origin=self, recent=True)
-        self.sendPositiveResponse(
-            tag, b"[APPENDUID %d %d] APPEND completed" % (mailbox.uidvalidity, uid)
-        )
-
-    auth_APPEND = select_APPEND = (
-        do_APPEND,
-        arg_astring,
-        opt_list,
-        imap4.IMAP4Server.opt_datetime,
-        arg_literal,
-    )

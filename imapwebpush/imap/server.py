@@ -11,7 +11,8 @@ output; imap/core.py); each mixin holds its commands as ``<state>_<NAME>`` table
 * L{AuthCommandsMixin} (imap/auth.py): STARTTLS, LOGIN, AUTHENTICATE, ID, NAMESPACE,
   ENABLE, IDLE;
 * L{MailboxCommandsMixin} (imap/mailboxes.py): CREATE, DELETE, RENAME, (UN)SUBSCRIBE,
-  LIST, LSUB, STATUS, APPEND;
+  LIST, LSUB, STATUS;
+* L{AppendCommandMixin} (imap/append.py): APPEND, with MULTIAPPEND and literal8;
 * L{SelectedCommandsMixin} (imap/selected.py): SELECT, EXAMINE, CHECK, CLOSE, UNSELECT,
   EXPUNGE, UID, COPY, MOVE, STORE;
 * L{FetchCommandMixin} (imap/fetch.py): FETCH, over the attribute parser of
@@ -26,6 +27,7 @@ IMAP text (strings, sequence sets, dates, mailbox names) is read and written by
 L{imapwebpush.wire}.
 """
 
+from imapwebpush.imap.append import AppendCommandMixin
 from imapwebpush.imap.auth import AuthCommandsMixin
 from imapwebpush.imap.core import Bad, IMAPCore, No  # noqa: F401 (the errors handlers raise)
 from imapwebpush.imap.fetch import FetchCommandMixin
@@ -44,6 +46,7 @@ _CAPABILITIES = (
     b"CHILDREN",
     b"SPECIAL-USE",
     b"UIDPLUS",
+    b"MULTIAPPEND",
     b"MOVE",
     b"UNSELECT",
     b"CONDSTORE",
@@ -59,6 +62,7 @@ _CAPABILITIES = (
 class IMAPServer(
     AuthCommandsMixin,
     MailboxCommandsMixin,
+    AppendCommandMixin,
     SelectedCommandsMixin,
     FetchCommandMixin,
     SortCommandMixin,
