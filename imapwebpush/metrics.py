@@ -56,8 +56,8 @@ class ServerMetrics:
             "imapwebpush_imap_commands", "IMAP commands received, by name.", ["command"],
             registry=r)
         self.login_failures = Counter(
-            "imapwebpush_login_failures", "Refused logins (IMAP LOGIN/AUTHENTICATE, SMTP AUTH).",
-            registry=r)
+            "imapwebpush_login_failures", "Refused logins by protocol (imap: LOGIN and"
+            " AUTHENTICATE, smtp: submission AUTH).", ["protocol"], registry=r)
         self.push_sends = Counter(
             "imapwebpush_push_sends", "Pushes finished, by the push service's status class"
             " (none: no answer).", ["status_class"], registry=r)
@@ -108,9 +108,10 @@ class ServerMetrics:
         Metered.__name__ = Metered.__qualname__ = "Metered" + base.__name__
         return Metered
 
-    def checker(self, checker):
-        """``checker`` (an ICredentialsChecker) counting the credentials it refuses."""
-        return _CountingChecker(checker, self.login_failures)
+    def checker(self, checker, protocol):
+        """``checker`` (an ICredentialsChecker) counting the credentials it refuses, as
+        refused logins of ``protocol`` (``imap``, ``smtp``): one wrapper per listener."""
+        return _CountingChecker(checker, self.login_failures.labels(protocol))
 
     def site(self):
         """The web site serving ``/metrics``."""

@@ -397,6 +397,13 @@ class Components:
         self.services = []
         self.metrics = None  # ServerMetrics when --metrics is given
 
+    def counted_checker(self, protocol):
+        """The checker one listener uses: its refusals counted under ``protocol`` when
+        --metrics is on."""
+        if self.metrics is None:
+            return self.checker
+        return self.metrics.checker(self.checker, protocol)
+
 
 def build_components(options, reactor=None):
     """Make the mail store, the users, the checker and the IMAP portal."""
@@ -415,13 +422,13 @@ def build_components(options, reactor=None):
     )
     if "metrics" in options["endpoints"]:
         c.metrics = ServerMetrics()
-        c.checker = c.metrics.checker(c.checker)
         c.metrics.watch_store(c.mail_store.bus)
     add_webpush(c)
     if c.metrics is not None:
         c.metrics.watch_webpush(c.webpush)
     outbound_wiring.add_outbound(c)
-    c.portal = Portal(IMAPRealm(c.mail_store, avatar_factory=c.avatar_factory), [c.checker])
+    c.portal = Portal(IMAPRealm(c.mail_store, avatar_factory=c.avatar_factory),
+                      [c.counted_checker("imap")])
     return c
 
 
@@ -501,7 +508,7 @@ def server_factories(c):
             c.users,
             c.domains,
             c.reactor,
-            c.checker,
+            c.counted_checker("smtp"),
             allow_plaintext_auth=options["allow-plaintext-auth"],
             outbound=c.outbound,
             senders=c.senders,

@@ -24,7 +24,8 @@ def value(text, name, labels=""):
 
 
 class EndpointTests(ServerHarness):
-    options = ("--metrics", "tcp:0:interface=127.0.0.1")
+    options = ("--metrics", "tcp:0:interface=127.0.0.1",
+               "--submission", "tcp:0:interface=127.0.0.1")
 
     @defer.inlineCallbacks
     def test_scrape_after_traffic(self):
@@ -36,6 +37,12 @@ class EndpointTests(ServerHarness):
                 self.assertRaises(imaplib.IMAP4.error, bad.login, ALICE, "wrong")
             finally:
                 bad.logout()
+            for password in ("wrong", "wronger"):  # one AUTH PLAIN each (login() tries them all)
+                with smtplib.SMTP("127.0.0.1", self.server.ports["submission"], timeout=10) as sub:
+                    sub.ehlo()
+                    sub.user, sub.password = ALICE, password
+                    self.assertRaises(smtplib.SMTPAuthenticationError,
+                                      sub.auth, "PLAIN", sub.auth_plain)
             with self.imap() as client:
                 client.select("INBOX")
                 client.uid("FETCH", "1", "(FLAGS)")
@@ -52,7 +59,8 @@ class EndpointTests(ServerHarness):
         self.assertEqual(value(text, "imapwebpush_imap_commands_total", '{command="LOGIN"}'), 2)
         self.assertEqual(value(text, "imapwebpush_imap_commands_total", '{command="SELECT"}'), 1)
         self.assertEqual(value(text, "imapwebpush_imap_commands_total", '{command="UID"}'), 1)
-        self.assertEqual(value(text, "imapwebpush_login_failures_total"), 1)
+        self.assertEqual(value(text, "imapwebpush_login_failures_total", '{protocol="imap"}'), 1)
+        self.assertEqual(value(text, "imapwebpush_login_failures_total", '{protocol="smtp"}'), 2)
         # the verification push and the new-mail push, both 201
         self.assertEqual(value(text, "imapwebpush_push_sends_total", '{status_class="2xx"}'), 2)
         self.assertEqual(value(text, "imapwebpush_push_latency_seconds_count"), 1)
