@@ -48,7 +48,15 @@ def big_message():
     return head + body + b"z" * (SIZE - len(head) - len(body))
 
 
-class FetchStreamTests(unittest.TestCase):
+class StreamCase(unittest.TestCase):
+    """INBOX holds ``message_data()`` (and ``more_messages()``), selected on a slow client."""
+
+    def message_data(self):
+        return big_message()
+
+    def more_messages(self):
+        return []
+
     def setUp(self):
         self.store = MailStore(self.mktemp())
         checker = InMemoryUsernamePasswordDatabaseDontUse()
@@ -56,8 +64,10 @@ class FetchStreamTests(unittest.TestCase):
         self.clock = task.Clock()
         factory = IMAPFactory(Portal(IMAPRealm(self.store), [checker]), self.store,
                               allow_plaintext_auth=True, clock=self.clock)
-        self.data = big_message()
+        self.data = self.message_data()
         self.store.account(USER).mailbox("INBOX").add(self.data, ["\\Seen"])
+        for data in self.more_messages():
+            self.store.account(USER).mailbox("INBOX").add(data, ["\\Seen"])
         self.server = factory.buildProtocol(None)
         self.transport = SlowClientTransport()
         self.server.makeConnection(self.transport)
@@ -67,8 +77,12 @@ class FetchStreamTests(unittest.TestCase):
         self.assertIn(b"S OK [READ-WRITE]", self.transport.value())
         self.transport.clear()
 
+        read = store_message.StoredMessage.read
+
         def whole(stored):
-            raise AssertionError("the message was read whole")
+            if stored.size > 256 * 1024:
+                raise AssertionError("the message was read whole")
+            return read(stored)
 
         self.patch(store_message.StoredMessage, "read", whole)
 
@@ -99,6 +113,8 @@ class FetchStreamTests(unittest.TestCase):
             self.assertLess(turns, 1000)
         return self.transport.value()
 
+
+class FetchStreamTests(StreamCase):
     def test_body_peek(self):
         out = self.fetch(b"FETCH 1 BODY.PEEK[]", b"")
         self.assertEqual(out, b"* 1 FETCH (BODY[] {%d}\r\n" % (SIZE,) + self.data + b")\r\nF OK FETCH completed\r\n")
@@ -128,3 +144,49 @@ class FetchStreamTests(unittest.TestCase):
         self.server.connectionLost(None)
         self.clock.advance(0)
         self.assertIsNone(producer.pending_file())
+
+    def test_binary_as_body(self):
+        header_end = self.data.index(b"\r\n\r\n") + 4
+        text = self.data[header_end:]
+        out = self.fetch(b"FETCH 1 (BINARY.SIZE[] BINARY.SIZE[1] BINARY.PEEK[] BINARY.PEEK[1]<10.2000000>)", b"")
+        self.assertEqual(
+            out,
+            b"* 1 FETCH (BINARY.SIZE[] %d BINARY.SIZE[1] %d BINARY[] {%d}\r\n" % (SIZE, len(text), SIZE)
+            + self.data + b" BINARY[1]<10> {2000000}\r\n" + text[10:2000010]
+            + b")\r\nF OK FETCH completed\r\n",
+        )
+
+
+class BinaryStreamTests(StreamCase):
+    """A large message holding NUL near its end, then one whose encoding is unknown."""
+
+    UNKNOWN = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n"
+
+    def message_data(self):
+        data = big_message()
+        return data[:-5] + b"\x00\x00zzz"
+
+    def more_messages(self):
+        return [self.UNKNOWN]
+
+    def test_literal8_from_the_file(self):
+        text = self.data[self.data.index(b"\r\n\r\n") + 4 :]
+        out = self.fetch(b"FETCH 1 (BINARY.PEEK[] BINARY.PEEK[]<0.1000> BINARY.PEEK[1])", b"")
+        self.assertEqual(
+            out,
+            b"* 1 FETCH (BINARY[] ~{%d}\r\n" % (SIZE,) + self.data
+            + b" BINARY[]<0> {1000}\r\n" + self.data[:1000]
+            + b" BINARY[1] ~{%d}\r\n" % (len(text),) + text
+            + b")\r\nF OK FETCH completed\r\n",
+        )
+
+    def test_unknown_encoding_after_a_slice_ends_the_command(self):
+        text = self.data[self.data.index(b"\r\n\r\n") + 4 :]
+        out = self.fetch(b"FETCH 1:2 (BINARY.PEEK[1])", b"")
+        self.assertEqual(
+            out,
+            b"* 1 FETCH (BINARY[1] ~{%d}\r\n" % (len(text),) + text
+            + b")\r\nF NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding x-uuencode\r\n",
+        )
+        self.server.dataReceived(b"N NOOP\r\n")
+        self.assertTrue(self.transport.value().endswith(b"N OK NOOP completed\r\n"))

@@ -4,6 +4,7 @@ and APPEND of a literal8 (RFC 3516 4.4)."""
 from zope.interface import implementer
 
 from imapwebpush.events import MessageAdded
+from imapwebpush.imap import append
 from imapwebpush.interfaces import IChangeListener
 from imapwebpush.store import errors
 from tests.harness.imap import IMAPTestCase, message
@@ -130,6 +131,38 @@ class MultiAppendTests(IMAPTestCase):
             inbox = self.inbox()
             self.assertEqual([inbox.message(u).read() for u in (1, 2, 3)], [ONE, TWO, THREE])
             self.assertEqual(inbox.message(2).internaldate, 1793869872)
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_commit_in_slices(self):
+        self.patch(append, "_COMMIT_SLICE", 0)  # one message per reactor turn
+
+        def client():
+            w = self.session()
+            w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + nonsync(TWO, THREE) + b"\r\na2 NOOP\r\n")
+            lines = w.until("a2")
+            w.close()
+            return lines
+
+        def check(lines):
+            self.assertRegex(lines[0], r"^a1 OK \[APPENDUID \d+ 1:3\] APPEND completed$")
+            self.assertEqual(lines[1:], ["a2 OK NOOP completed"])
+            self.assertEqual([self.inbox().message(u).read() for u in (1, 2, 3)], [ONE, TWO, THREE])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_connection_lost_half_way_adds_nothing(self):
+        def client():
+            w = self.session()
+            w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + b" {%d+}\r\n" % len(TWO) + TWO[:10])
+            w.close()
+            w = self.session()
+            lines = w.cmd("s1", "STATUS INBOX (MESSAGES)")
+            w.close()
+            return lines
+
+        def check(lines):
+            self.assertEqual(lines, ['* STATUS "INBOX" (MESSAGES 0)', "s1 OK STATUS completed"])
 
         return self.in_thread(client).addCallback(check)
 
@@ -283,6 +316,7 @@ class Literal8AppendTests(IMAPTestCase):
 
         def check(result):
             caps, cont, lines = result
+            self.assertIn(" BINARY", caps[0])
             self.assertEqual(cont, "+ Ready for literal data")
             self.assertRegex(lines[-1], r"^a1 OK \[APPENDUID \d+ 1:2\] APPEND completed$")
             self.assertEqual(self.inbox().message(1).read(), self.BINARY)

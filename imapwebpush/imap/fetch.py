@@ -3,7 +3,8 @@ L{imapwebpush.imap.core.IMAPCore}, and the streamer that writes its answers.
 
 The attribute list is parsed by L{imapwebpush.imap.fetch_attributes} (its result
 cached per text); each message's answer is rendered when the streamer asks for it, so
-a FETCH of many large messages never holds them all in memory. BINARY belongs here.
+a FETCH of many large messages never holds them all in memory. BINARY[...] and
+BINARY.SIZE[...] (RFC 3516) are answered here, over the decoding of imap/binary.py.
 """
 
 import collections
@@ -15,10 +16,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from imapwebpush import wire
-from imapwebpush.imap import qresync
-from imapwebpush.imap.core import EXPUNGEISSUED, Bad, arg_rest, arg_word
+from imapwebpush.imap import binary, qresync
+from imapwebpush.imap.core import EXPUNGEISSUED, Bad, No, arg_rest, arg_word
 from imapwebpush.imap.fetch_attributes import fetch_attributes, is_section
-from imapwebpush.imap.message import StoredMessage, body_structure, message_envelope, wire_safe
+from imapwebpush.imap.message import RawPart, StoredMessage, body_structure, message_envelope, wire_safe
 
 
 def split_fetch_arguments(rest):
@@ -92,7 +93,10 @@ class FetchCommandMixin:
             else:
                 self.sendPositiveResponse(tag, b"FETCH completed")
 
-        _FetchStreamer(self, messages, render, finish).start()
+        def fail(failure):
+            self._fail(tag, failure)
+
+        _FetchStreamer(self, messages, render, finish, fail).start()
 
     select_FETCH = (do_FETCH, arg_word, arg_rest)
 
@@ -189,6 +193,8 @@ class FetchCommandMixin:
 
     def _fetch_content(self, attr, message):
         kind = attr.type
+        if kind == "binary" or kind == "binarysize":
+            return self._fetch_binary(attr, message)
         if message.stored.size > STREAM_MIN and not attr.part:
             streamed = _streamed(attr, message.stored)
             if streamed is not None:
@@ -207,6 +213,29 @@ class FetchCommandMixin:
         if kind == "rfc822text":
             return b"RFC822.TEXT " + wire.literal(message.body)
         return self._fetch_section(attr, message)
+
+    def _fetch_binary(self, attr, message):
+        """BINARY[...] or BINARY.SIZE[...] of one message (RFC 3516): a literal8 when the
+        decoded octets hold NUL, else a literal; No [UNKNOWN-CTE] when they cannot be had."""
+        path = attr.part
+        try:
+            if message.stored.size > STREAM_MIN:
+                streamed = _streamed_binary(attr, message.stored)
+                if streamed is not None:
+                    return streamed
+            data = message.decoded.get(path)
+            if data is None:
+                data = message.decoded[path] = binary.decoded_section(message, path)
+        except binary.UnknownCTE as e:
+            raise No("[UNKNOWN-CTE] %s" % (e,))
+        section = b".".join(b"%d" % (p + 1) for p in path)
+        if attr.type == "binarysize":
+            return b"BINARY.SIZE[%s] %d" % (section, len(data))
+        name = b"BINARY[%s]" % (section,)
+        if attr.partial_begin is not None:
+            data = data[attr.partial_begin : attr.partial_begin + attr.partial_length]
+            name += b"<%d>" % (attr.partial_begin,)
+        return name + b" " + wire.binary_literal(data)
 
     def _fetch_envelope(self, message):
         try:
@@ -287,19 +316,69 @@ def _streamed(attr, stored):
         return None
     start = 0
     if text:
-        header = stored.headers()
-        if header != b"\r\n" and not header.endswith(b"\r\n\r\n"):
-            return None  # a header block longer than the reader's limit: parse it in memory
+        header = _header_block(stored)
+        if header is None:
+            return None
         start = len(header)
+    return _file_range(stored, name, start, attr)
+
+
+def _streamed_binary(attr, stored):
+    """BINARY[] or BINARY[1] (or their BINARY.SIZE) of a large message from its file when
+    nothing is to be decoded: the whole message, or the body of a message that is one
+    part in 7bit, 8bit or binary. None otherwise: the section is decoded in memory."""
+    if attr.part not in ((), (0,)):
+        return None
+    start = 0
+    if attr.part:
+        header = _header_block(stored)
+        if header is None:
+            return None
+        top = RawPart(header)
+        if top.isMultipart() or not binary.plain(top):
+            return None
+        start = len(header)
+    section = b"1" if attr.part else b""
+    if attr.type == "binarysize":
+        return b"BINARY.SIZE[%s] %d" % (section, stored.size - start)
+    return _file_range(stored, b"BINARY[%s]" % (section,), start, attr, binary=True)
+
+
+def _header_block(stored):
+    """The message's header block, or None when it ends beyond the header reader's limit
+    (the message is then parsed in memory)."""
+    header = stored.headers()
+    if header != b"\r\n" and not header.endswith(b"\r\n\r\n"):
+        return None
+    return header
+
+
+def _file_range(stored, name, start, attr, binary=False):
+    """A L{_FileRange} of ``stored``'s file from ``start`` (and ``attr``'s partial) named
+    ``name``; with ``binary``, a literal8 when those octets hold NUL (one more read)."""
     f = stored.open()  # KeyError when expunged meanwhile (the caller handles it)
     size = os.fstat(f.fileno()).st_size - start
-    if kind == "body" and attr.partial_begin is not None:
+    if attr.partial_begin is not None:
         skip = min(attr.partial_begin, max(size, 0))
         start += skip
         size = min(attr.partial_length, size - skip)
         name += b"<%d>" % (attr.partial_begin,)
     size = max(size, 0)
-    return _FileRange(name + b" {%d}\r\n" % (size,), f, start, size)
+    literal = b"~{%d}\r\n" if binary and _holds_nul(f, start, size) else b"{%d}\r\n"
+    return _FileRange(name + b" " + literal % (size,), f, start, size)
+
+
+def _holds_nul(f, start, size):
+    """True when the ``size`` octets of ``f`` from ``start`` hold a NUL (read 1 MiB at a time)."""
+    f.seek(start)
+    while size > 0:
+        chunk = f.read(min(size, 1024 * 1024))
+        if not chunk:
+            return False
+        if b"\x00" in chunk:
+            return True
+        size -= len(chunk)
+    return False
 
 
 class _FileRange:
@@ -343,12 +422,13 @@ class _FetchStreamer:
 
     SLICE = 256 * 1024
 
-    def __init__(self, server, items, render, finish):
+    def __init__(self, server, items, render, finish, fail):
         self.server = server
         self.items = items
         self.index = 0
         self.render = render
         self.finish = finish
+        self.fail = fail  # a message's answer was refused (No): the command ends with it
         self.paused = False
         self.stopped = False
         self.registered = False
@@ -421,6 +501,13 @@ class _FetchStreamer:
         self.server.resetTimeout()  # a long download is activity, not an idle client
         try:
             more = self._slice()
+        except No:  # raised before any octet of that message's answer went out
+            failure = Failure()
+            self.stopProducing()
+            self.server.transport.unregisterProducer()
+            self.registered = False
+            self.fail(failure)
+            return
         except Exception:
             self.stopProducing()
             self.server.log.failure("FETCH stopped half-way")

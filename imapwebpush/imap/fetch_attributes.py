@@ -1,8 +1,8 @@
 """FETCH attribute lists (RFC 3501 6.4.5, fetch-att) parsed into small objects, and cached.
 
 Why our own parser: Twisted's is private (``imap4._FetchParser``), rewrote the header
-names a client asked for, and cannot grow the items of extensions (BINARY[...],
-BINARY.SIZE: add them to ``_ATT`` and L{Attribute}). Pure: bytes in, L{Attribute}s out,
+names a client asked for, and cannot grow the items of extensions (BINARY[...] and
+BINARY.SIZE[...] of RFC 3516 are two more alternatives of ``_ATT``). Pure: bytes in, L{Attribute}s out,
 L{Bad} for anything else.
 """
 
@@ -30,13 +30,17 @@ _SIMPLE = {
     b"BODY": "body",
     b"BODY.PEEK": "body",  # without a section: the structure, as BODY (Twisted's reading)
 }
-# One fetch-att: BODY[.PEEK][section]<partial>, or a simple name; a space or the end follows.
+# One fetch-att: BODY[.PEEK][section]<partial>, BINARY[.PEEK][part]<partial>,
+# BINARY.SIZE[part], or a simple name; a space or the end follows.
 _ATT = re.compile(
     rb"""(?:
         BODY(?P<peek>\.PEEK)?\[
             (?P<part>\d+(?:\.\d+)*)?\.?
             (?P<section>HEADER\.FIELDS(?P<negate>\.NOT)?\s+\((?P<names>[^)]*)\)|HEADER|TEXT|MIME)?
         \](?:<(?P<begin>\d+)\.(?P<length>\d+)>)?
+      | BINARY(?P<bpeek>\.PEEK)?\[(?P<bpart>\d+(?:\.\d+)*)?\]
+            (?:<(?P<bbegin>\d+)\.(?P<blength>\d+)>)?
+      | BINARY\.SIZE\[(?P<spart>\d+(?:\.\d+)*)?\]
       | (?P<simple>[A-Z0-9.]+)
     )(?=\s|\Z)""",
     re.IGNORECASE | re.VERBOSE,
@@ -65,8 +69,8 @@ class Header:
 
 
 class Attribute:
-    """One FETCH attribute: ``type`` ("flags", "body", "rfc822size"...) and, for BODY,
-    its section: ``peek``, ``empty`` (``[]``), ``header`` (a L{Header}), ``text``,
+    """One FETCH attribute: ``type`` ("flags", "body", "binary", "binarysize",
+    "rfc822size"...) and, for BODY and BINARY, its section: ``peek``, ``empty`` (``[]``), ``header`` (a L{Header}), ``text``,
     ``mime``, ``part`` (0-based part numbers), ``partial_begin``/``partial_length``."""
 
     __slots__ = ("type", "peek", "empty", "header", "text", "mime", "part", "partial_begin", "partial_length")
@@ -92,16 +96,41 @@ def _unquote(name):
     return name
 
 
+def _part(text):
+    """0-based part numbers of a section-part (``1.2``), () for none."""
+    if not text:
+        return ()
+    part = tuple(int(p) - 1 for p in text.split(b"."))
+    if any(p < 0 for p in part):
+        # RFC 3501 9: section-part = nz-number *("." nz-number)
+        raise Bad("section part numbers start at 1")
+    return part
+
+
+def _partial(attr, begin, length):
+    """Set ``<begin.length>`` on ``attr`` (both 32-bit numbers) when the item has it."""
+    if begin is not None:
+        if len(begin) > 10 or len(length) > 10 or max(int(begin), int(length)) > wire.MAX_NUMBER:
+            raise Bad("partial offsets are 32-bit numbers")  # RFC 3501 9: number
+        attr.partial_begin = int(begin)
+        attr.partial_length = int(length)
+    return attr
+
+
+def _binary(m):
+    """The L{Attribute} of a matched BINARY[...] or BINARY.SIZE[...] item (RFC 3516)."""
+    if m.group(0)[:11].upper() == b"BINARY.SIZE":
+        return Attribute("binarysize", part=_part(m.group("spart")))
+    attr = Attribute("binary", peek=bool(m.group("bpeek")), part=_part(m.group("bpart")))
+    if m.group("blength") is not None and int(m.group("blength")) == 0:
+        raise Bad("a BINARY partial's length is at least 1")  # RFC 3516 7: nz-number
+    return _partial(attr, m.group("bbegin"), m.group("blength"))
+
+
 def _body(m):
     """The L{Attribute} of a matched BODY[...] item."""
-    part = ()
-    if m.group("part"):
-        part = tuple(int(p) - 1 for p in m.group("part").split(b"."))
-        if any(p < 0 for p in part):
-            # RFC 3501 9: section-part = nz-number *("." nz-number)
-            raise Bad("section part numbers start at 1")
     section = (m.group("section") or b"").upper()
-    attr = Attribute("body", peek=bool(m.group("peek")), part=part)
+    attr = Attribute("body", peek=bool(m.group("peek")), part=_part(m.group("part")))
     if not section:
         attr.empty = True
     elif section == b"TEXT":
@@ -112,13 +141,7 @@ def _body(m):
         attr.header = Header()
     else:
         attr.header = Header(m.group("names").split(), negate=bool(m.group("negate")))
-    if m.group("begin") is not None:
-        begin, length = m.group("begin"), m.group("length")
-        if len(begin) > 10 or len(length) > 10 or max(int(begin), int(length)) > wire.MAX_NUMBER:
-            raise Bad("partial offsets are 32-bit numbers")  # RFC 3501 9: number
-        attr.partial_begin = int(begin)
-        attr.partial_length = int(length)
-    return attr
+    return _partial(attr, m.group("begin"), m.group("length"))
 
 
 def parse_fetch_attributes(text):
@@ -138,7 +161,7 @@ def parse_fetch_attributes(text):
         if m is None:
             raise Bad("Bad FETCH attribute: %s" % (text[pos : pos + 40].decode("ascii", "replace"),))
         if m.group("simple") is None:
-            attrs.append(_body(m))
+            attrs.append(_binary(m) if m.group(0)[:6].upper() == b"BINARY" else _body(m))
         else:
             kind = _SIMPLE.get(m.group("simple").upper())
             if kind is None:
@@ -158,9 +181,12 @@ def is_section(attr):
 
 
 def sets_seen(attr):
-    """True when fetching ``attr`` sets \\Seen (RFC 3501 6.4.5: BODY[...], RFC822, RFC822.TEXT)."""
+    """True when fetching ``attr`` sets \\Seen (RFC 3501 6.4.5: BODY[...], RFC822, RFC822.TEXT;
+    RFC 3516 4.2: BINARY[...])."""
     if attr.type == "body":
         return not attr.peek and is_section(attr)
+    if attr.type == "binary":
+        return not attr.peek
     return attr.type in ("rfc822", "rfc822text")
 
 

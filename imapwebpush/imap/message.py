@@ -130,11 +130,15 @@ class RawPart:
                 out.extend(rawlines)
         return b"".join(line + b"\r\n" for line in out) + b"\r\n"
 
-    def content_type(self):
-        for name, value, _ in self._fields:
-            if name == "content-type":
+    def header_value(self, name):
+        """The unfolded value of the first ``name`` field (lower-case str); b"" when none."""
+        for field, value, _ in self._fields:
+            if field == name:
                 return value
         return b""
+
+    def content_type(self):
+        return self.header_value("content-type")
 
     def mime_type(self):
         """The lower-case ``type/subtype`` of this entity, its default when it names none."""
@@ -238,6 +242,7 @@ class StoredMessage(RawPart):
         self.stored = stored
         self._flags = flags
         self._raw = None
+        self.decoded = {}  # BINARY sections decoded for this FETCH, by part path
         super().__init__(None)
 
     @property

@@ -56,6 +56,7 @@ _CAPABILITIES = (
     b"SORT",
     b"THREAD=ORDEREDSUBJECT",
     b"THREAD=REFERENCES",
+    b"BINARY",
 )
 
 
