@@ -56,6 +56,28 @@ class IMAPClientTests(IMAPTestCase):
 
         return self.in_thread(run).addCallback(check)
 
+    def test_multiappend(self):
+        import datetime
+
+        date = datetime.datetime(2026, 11, 5, 10, 11, 12, tzinfo=datetime.timezone.utc)
+
+        def run():
+            c = self.client()
+            caps = c.capabilities()
+            answer = c.multiappend("INBOX", [MESSAGE, {"msg": message("two"), "flags": [b"\\Seen"], "date": date}])
+            c.logout()
+            return caps, answer
+
+        def check(result):
+            caps, answer = result
+            self.assertIn(b"MULTIAPPEND", caps)
+            self.assertEqual(answer, ("OK", [b"[APPENDUID %d 1:2] APPEND completed" % self.inbox().uidvalidity]))
+            second = self.inbox().message(2)
+            self.assertEqual(second.read(), message("two"))
+            self.assertEqual((second.flags, second.internaldate), (frozenset(["\\Seen"]), date.timestamp()))
+
+        return self.in_thread(run).addCallback(check)
+
     def test_idle(self):
         def run():
             c = self.client()
