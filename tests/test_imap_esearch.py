@@ -19,25 +19,15 @@ class _TwelveMessages(IMAPTestCase):
                 flags.append("\\Seen")
             inbox.add(message("m%d" % n, b"x" * (100 * n) + b"\r\n"), flags)
 
-    def session(self, *commands):
-        def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s", "SELECT INBOX")
-            w.cmd("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")
-            w.cmd("e", "EXPUNGE")
-            answers = [w.cmd("a%d" % i, c) for i, c in enumerate(commands)]
-            w.close()
-            return answers
-
-        return self.in_thread(client)
+    def answers(self, *commands):
+        return self.in_inbox(*commands, before=["STORE 1 +FLAGS.SILENT (\\Deleted)", "EXPUNGE"])
 
 
 class ESearchTests(_TwelveMessages):
     """RFC 4731: RETURN (MIN MAX ALL COUNT), by number and by UID."""
 
     def test_rfc4731_examples(self):
-        d = self.session(
+        d = self.answers(
             'SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"',
             'SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"',
             "SEARCH RETURN (MIN MAX) KEYWORD Junk",
@@ -66,7 +56,7 @@ class ESearchTests(_TwelveMessages):
         return d.addCallback(check)
 
     def test_modseq_and_charset(self):
-        d = self.session(
+        d = self.answers(
             "SEARCH RETURN (COUNT) CHARSET UTF-8 FLAGGED",
             "SEARCH RETURN (MAX) MODSEQ 1",
             "SEARCH RETURN (FOO) ALL",
@@ -102,7 +92,7 @@ class SearchResTests(_TwelveMessages):
 
     def test_save_then_use(self):
         self.account().create_mailbox("Other Messages")
-        d = self.session(
+        d = self.answers(
             'SEARCH RETURN (SAVE) FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"',
             "FETCH $ (UID)",
             "STORE $ +FLAGS (\\Answered)",

@@ -32,19 +32,8 @@ class SortTests(IMAPTestCase):
         for subject, date, sender, to, cc, arrival, length in MESSAGES:
             inbox.add(raw(subject, date, sender, to, cc, length), ["\\Seen"], internaldate=1700000000 + arrival)
 
-    def commands(self, *commands):
-        def client():
-            w = self.wire()
-            w.login()
-            w.cmd("s", "SELECT INBOX")
-            answers = [w.cmd("a%d" % i, c) for i, c in enumerate(commands)]
-            w.close()
-            return answers
-
-        return self.in_thread(client)
-
     def test_rfc5256_examples_and_keys(self):
-        d = self.commands(
+        d = self.in_inbox(
             "SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994",
             "SORT (SUBJECT REVERSE DATE) UTF-8 ALL",
             'SORT (SUBJECT) US-ASCII TEXT "not in mailbox"',
@@ -80,7 +69,7 @@ class SortTests(IMAPTestCase):
         return d.addCallback(check)
 
     def test_bad_sorts(self):
-        d = self.commands(
+        d = self.in_inbox(
             "SORT (NAME) UTF-8 ALL",
             "SORT (REVERSE) UTF-8 ALL",
             "SORT SUBJECT UTF-8 ALL",

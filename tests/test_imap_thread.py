@@ -40,20 +40,9 @@ class ThreadTests(IMAPTestCase):
         for fields in MESSAGES:
             inbox.add(raw(*fields), ["\\Seen"])
 
-    def commands(self, *commands):
-        def client():
-            w = self.wire()
-            w.login()
-            caps = w.cmd("c", "CAPABILITY")[0]
-            w.cmd("s", "SELECT INBOX")
-            answers = [w.cmd("a%d" % i, c) for i, c in enumerate(commands)]
-            w.close()
-            return caps, answers
-
-        return self.in_thread(client)
-
     def test_threads(self):
-        d = self.commands(
+        d = self.in_inbox(
+            "CAPABILITY",
             "THREAD REFERENCES UTF-8 ALL",
             "THREAD ORDEREDSUBJECT UTF-8 ALL",
             "UID THREAD REFERENCES UTF-8 1:5",
@@ -63,19 +52,19 @@ class ThreadTests(IMAPTestCase):
             "THREAD REFERENCES KOI8-R ALL",
         )
 
-        def check(result):
-            caps, answers = result
-            self.assertIn(" THREAD=ORDEREDSUBJECT THREAD=REFERENCES", caps)
+        def check(answers):
+            caps = answers.pop(0)
+            self.assertIn(" THREAD=ORDEREDSUBJECT THREAD=REFERENCES", caps[0])
             self.assertEqual(
                 answers,
                 [
-                    ["* THREAD (7 8)(1 (2 5)(4))(3 6)((9)(10))", "a0 OK THREAD completed"],
-                    ["* THREAD (7 8)(1 (2)(4)(5))(3 6)(9)(10)", "a1 OK THREAD completed"],
-                    ["* THREAD (1 (2 5)(4))(3)", "a2 OK THREAD completed"],
-                    ["* THREAD", "a3 OK THREAD completed"],
-                    ["a4 BAD Unknown threading algorithm"],
-                    ["a5 BAD Expected a charset and search criteria"],
-                    ["a6 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"],
+                    ["* THREAD (7 8)(1 (2 5)(4))(3 6)((9)(10))", "a1 OK THREAD completed"],
+                    ["* THREAD (7 8)(1 (2)(4)(5))(3 6)(9)(10)", "a2 OK THREAD completed"],
+                    ["* THREAD (1 (2 5)(4))(3)", "a3 OK THREAD completed"],
+                    ["* THREAD", "a4 OK THREAD completed"],
+                    ["a5 BAD Unknown threading algorithm"],
+                    ["a6 BAD Expected a charset and search criteria"],
+                    ["a7 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"],
                 ],
             )
 

@@ -86,6 +86,20 @@ class IMAPTestCase(unittest.TestCase):
             assert lines[-1].startswith("s1 OK"), lines
         return w
 
+    def in_inbox(self, *commands, before=()):
+        """Deferred [the lines answering each of ``commands``] (tags a0, a1, ...), sent by one
+        client thread after LOGIN, SELECT INBOX and ``before`` (tags b0, b1, ..., answers dropped)."""
+
+        def client():
+            w = self.session(select="INBOX")
+            for i, command in enumerate(before):
+                w.cmd("b%d" % i, command)
+            answers = [w.cmd("a%d" % i, command) for i, command in enumerate(commands)]
+            w.close()
+            return answers
+
+        return self.in_thread(client)
+
     def imaplib(self, login=True):
         client = imaplib.IMAP4("127.0.0.1", self.portno, timeout=10)
         if login:
