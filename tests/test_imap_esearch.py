@@ -244,3 +244,37 @@ class ScanSliceTests(unittest.TestCase):
         coop = task.Cooperator(scheduler=lambda work: self.fail("no slice expected"))
         d = search_scan.scan(_View(5), lambda item: item.uid > 3, coop)
         self.assertEqual([m.uid for m in self.successResultOf(d)], [4, 5])
+
+    def test_finish_runs_in_slices_past_the_inline_time(self):
+        """What follows the match (SORT's ordering, THREAD's threading) yields to the clock too."""
+        self.patch(search_scan, "INLINE_SECONDS", -1)
+        clock = task.Clock()
+        coop = task.Cooperator(
+            scheduler=lambda work: clock.callLater(1, work),
+            terminationPredicateFactory=lambda: iter([False, True]).__next__,  # 2 steps per turn
+        )
+        done = []
+
+        def steps():
+            for n in range(5):
+                done.append(n)
+                yield
+            return "answer"
+
+        d = search_scan.finish(steps(), coop)
+        self.assertEqual(done, [0])
+        self.assertNoResult(d)
+        clock.advance(1)
+        self.assertEqual(done, [0, 1, 2])
+        for _ in range(3):
+            clock.advance(1)
+        self.assertEqual(self.successResultOf(d), "answer")
+
+    def test_finish_small_work_at_once(self):
+        coop = task.Cooperator(scheduler=lambda work: self.fail("no slice expected"))
+
+        def steps():
+            yield
+            return "answer"
+
+        self.assertEqual(self.successResultOf(search_scan.finish(steps(), coop)), "answer")

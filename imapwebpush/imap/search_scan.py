@@ -6,6 +6,10 @@ the first messages at once (for at most 10 ms: a small mailbox answers in the sa
 as before) and the rest in slices of a L{twisted.internet.task.Cooperator} (about 10 ms each), over a
 snapshot of the session's UIDs: the view only changes when the command's answer is
 sent, and a message another session expunges meanwhile is simply not found.
+
+``finish`` runs what follows the match (SORT's ordering, THREAD's threading and the
+answer line, each a generator that yields between steps of a few milliseconds) the
+same way: at once for a small answer, in slices for a large one.
 """
 
 import time
@@ -67,13 +71,25 @@ def scan(view, predicate, coop, keep=None):
     """
     found = []
     work = _matching(view, predicate, found, keep)
+    return _drive(work, coop, lambda index: index >= INLINE_MESSAGES).addCallback(lambda _: found)
+
+
+def finish(steps, coop):
+    """Deferred of the value the generator ``steps`` returns, run like ``scan``'s matching:
+    at once for up to INLINE_SECONDS, the rest in ``coop``'s slices (a slice ends only at a ``yield``)."""
+    result = []
+
+    def work():
+        result.append((yield from steps))
+
+    return _drive(work(), coop, lambda _: False).addCallback(lambda _: result[0])
+
+
+def _drive(work, coop, enough_inline):
+    """Deferred fired when the generator ``work`` is exhausted: in this turn until
+    ``enough_inline(what it yielded)`` or INLINE_SECONDS, then in the cooperator's slices."""
     deadline = time.monotonic() + INLINE_SECONDS
-    for index in work:
-        if index >= INLINE_MESSAGES or time.monotonic() > deadline:
-            return coop.cooperate(_slices(work)).whenDone().addCallback(lambda _: found)
-    return defer.succeed(found)
-
-
-def _slices(work):
-    for _ in work:
-        yield None
+    for step in work:
+        if enough_inline(step) or time.monotonic() > deadline:
+            return coop.cooperate(work).whenDone()
+    return defer.succeed(None)

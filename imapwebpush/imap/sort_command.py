@@ -3,12 +3,17 @@
 The search criteria go through the SEARCH steps (imap/search_command.py): compiled by
 ``compile_criteria``, matched in slices by L{imapwebpush.imap.search_scan.scan}, which
 also reads each match's sort key (or what threading needs) while the message is at hand;
-imap/sort.py orders them, imap/thread.py threads them.
+imap/sort.py orders them, imap/thread.py threads them, and the answer line is written,
+in slices too (``search_scan.finish``): 20,000 messages are sorted or threaded without
+holding the other sessions for more than a few milliseconds at a time.
 """
 
 from imapwebpush import wire
 from imapwebpush.imap import search_scan, sort, thread
 from imapwebpush.imap.core import Bad
+
+# numbers written into the answer line between two chances for the reactor
+_NUMBERS_PER_STEP = 2000
 
 
 def split_sort_line(line, max_nesting):
@@ -39,6 +44,32 @@ def split_thread_line(line):
     return algorithm, b"CHARSET " + charset + b" " + search
 
 
+def sort_response(criteria, found, modseq, uid):
+    """Generator returning the ``SORT ...`` line of the L{search_scan.Match}es ``found``."""
+    entries = [m.key + (m,) for m in found]
+    yield from sort.ordering(criteria, entries)
+    last = len(criteria)
+    parts = [b"SORT"]
+    for start in range(0, len(entries), _NUMBERS_PER_STEP):
+        chunk = entries[start : start + _NUMBERS_PER_STEP]
+        parts.append(b"".join(b" %d" % (e[last].uid if uid else e[last].seq,) for e in chunk))
+        yield
+    if modseq and found:
+        parts.append(b" (MODSEQ %d)" % (max(m.modseq for m in found),))
+    return b"".join(parts)
+
+
+def thread_response(algorithm, found, uid):
+    """Generator returning the ``THREAD ...`` line of the L{search_scan.Match}es ``found``."""
+    entries = [(m.uid if uid else m.seq, m.key) for m in found]
+    if algorithm == b"ORDEREDSUBJECT":
+        roots = yield from thread.ordered_subject_steps(entries)
+    else:
+        roots = yield from thread.references_steps(entries)
+    text = yield from thread.thread_list_steps(roots)
+    return b"THREAD " + text if text else b"THREAD"
+
+
 class SortCommandMixin:
     """SORT, THREAD and their UID forms."""
 
@@ -46,19 +77,13 @@ class SortCommandMixin:
         criteria, search_line = split_sort_line(line, self.max_nesting)
         query = self.compile_criteria(search_line)
         view = self.view
-        d = search_scan.scan(view, query.predicate, self.search_cooperator(), keep=sort.sort_key(criteria))
-        d.addCallback(self._sorted, tag, view, criteria, query.uses_modseq, uid)
+        coop = self.search_cooperator()
+        d = search_scan.scan(view, query.predicate, coop, keep=sort.sort_key(criteria))
+        d.addCallback(
+            lambda found: search_scan.finish(sort_response(criteria, found, query.uses_modseq, uid), coop)
+        )
+        d.addCallback(self._answered, tag, view, b"SORT completed")
         d.addErrback(self._search_failed, tag)
-
-    def _sorted(self, found, tag, view, criteria, modseq, uid):
-        if self.view is not view:
-            return  # the connection went while the search ran
-        entries = sort.ordered(criteria, [(m.seq, m.key, m) for m in found])
-        line = b"SORT" + b"".join(b" %d" % (m.uid if uid else m.seq,) for _, _, m in entries)
-        if modseq and found:
-            line += b" (MODSEQ %d)" % (max(m.modseq for m in found),)
-        self.sendUntaggedResponse(line)
-        self.sendPositiveResponse(tag, b"SORT completed")
 
     select_SORT = (do_SORT, lambda self, line: self.arg_search(line))
 
@@ -66,20 +91,16 @@ class SortCommandMixin:
         algorithm, search_line = split_thread_line(line)
         query = self.compile_criteria(search_line)
         view = self.view
-        d = search_scan.scan(view, query.predicate, self.search_cooperator(), keep=thread.thread_info)
-        d.addCallback(self._threaded, tag, view, algorithm, uid)
+        coop = self.search_cooperator()
+        d = search_scan.scan(view, query.predicate, coop, keep=thread.thread_info)
+        d.addCallback(lambda found: search_scan.finish(thread_response(algorithm, found, uid), coop))
+        d.addCallback(self._answered, tag, view, b"THREAD completed")
         d.addErrback(self._search_failed, tag)
 
-    def _threaded(self, found, tag, view, algorithm, uid):
-        if self.view is not view:
-            return
-        entries = [(m.uid if uid else m.seq, m.key) for m in found]
-        if algorithm == b"ORDEREDSUBJECT":
-            roots = thread.ordered_subject(entries)
-        else:
-            roots = thread.references(entries)
-        text = thread.format_threads(roots)
-        self.sendUntaggedResponse(b"THREAD " + text if text else b"THREAD")
-        self.sendPositiveResponse(tag, b"THREAD completed")
-
     select_THREAD = (do_THREAD, lambda self, line: self.arg_search(line))
+
+    def _answered(self, line, tag, view, completed):
+        if self.view is not view:
+            return  # the connection went while the search ran
+        self.sendUntaggedResponse(line)
+        self.sendPositiveResponse(tag, completed)
