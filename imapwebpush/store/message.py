@@ -19,6 +19,23 @@ HEADER_CACHE_SIZE = 2048
 # The longest header block read, cached and announced (Postfix keeps 100 KiB).
 MAX_HEADER_BLOCK = 128 * 1024
 
+# Flag sets shared by the messages that have the same flags (a mailbox has a few
+# combinations): three sets per message made 60,000 of the 120,000 objects the garbage
+# collector walks in a server holding a 20,000-message mailbox, and a full collection
+# holds every session (48 ms, 32 ms shared). At most this many kept.
+_SHARED_FLAG_SETS = 1024
+_flag_sets = {}
+
+
+def _shared(flags):
+    """One frozenset object for equal sets of flags."""
+    kept = _flag_sets.get(flags)
+    if kept is not None:
+        return kept
+    if len(_flag_sets) < _SHARED_FLAG_SETS:
+        _flag_sets[flags] = flags
+    return flags
+
 
 def to_crlf(data):
     """``data`` with every line ending as CRLF (bare LF becomes CRLF)."""
@@ -126,9 +143,10 @@ class StoredMessage:
     def set_file(self, filename, keywords):
         """Take a new file name and keywords (memory only: the index's step)."""
         self.filename = filename  # 'new/<base>' or 'cur/<base>:2,<letters>'
-        self.base, self.system, self.extra = flagsmod.parse_name(filename[4:])
-        self.keywords = frozenset(keywords)
-        self.flags = self.system | self.keywords
+        self.base, system, self.extra = flagsmod.parse_name(filename[4:])
+        self.system = _shared(system)
+        self.keywords = _shared(frozenset(keywords))
+        self.flags = _shared(system | self.keywords)
 
     @property
     def recent(self):
