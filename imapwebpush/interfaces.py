@@ -49,6 +49,10 @@ class IStoredMessage(Interface):
     modseq = Attribute("int: CONDSTORE mod-sequence of the last change")
     size = Attribute("int: octets of the message as stored (CRLF line ends)")
     internaldate = Attribute("float: seconds since the epoch")
+    saved = Attribute(
+        "float: when the message was saved into this mailbox (APPEND, delivery, COPY, MOVE), "
+        "seconds since the epoch; None when not known (RFC 8514 SAVEDATE NIL)"
+    )
 
     def read():
         """The whole message, bytes with CRLF line ends."""

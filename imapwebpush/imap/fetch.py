@@ -167,6 +167,9 @@ class FetchCommandMixin:
                 items.append(view.flags_item(uid, flags))
             elif kind == "internaldate":
                 items.append(b"INTERNALDATE " + wire.format_internaldate(stored.internaldate))
+            elif kind == "savedate":
+                saved = stored.saved  # None: not known (a journal from before save dates)
+                items.append(b"SAVEDATE " + (b"NIL" if saved is None else wire.format_internaldate(saved)))
             elif kind == "rfc822size":
                 items.append(b"RFC822.SIZE %d" % (stored.size,))
             else:

@@ -21,6 +21,7 @@ _SIMPLE = {
     b"ENVELOPE": "envelope",
     b"FLAGS": "flags",
     b"INTERNALDATE": "internaldate",
+    b"SAVEDATE": "savedate",  # RFC 8514
     b"RFC822": "rfc822",
     b"RFC822.HEADER": "rfc822header",
     b"RFC822.TEXT": "rfc822text",

@@ -181,10 +181,18 @@ def _key_size(compiler, key, tokens):
 def _key_date(compiler, key, tokens):
     day = wire.parse_date(_arg(key, tokens))
     compare = {b"BEFORE": lambda d: d < day, b"ON": lambda d: d == day, b"SINCE": lambda d: d >= day}
-    test = compare[key.replace(b"SENT", b"")]
     if key.startswith(b"SENT"):
+        test = compare[key[4:]]
         return lambda m: m.sent_date() is not None and test(m.sent_date())
+    if key.startswith(b"SAVED"):  # RFC 8514 4.3
+        test = compare[key[5:]]
+        return lambda m: test(m.save_date())
+    test = compare[key]
     return lambda m: test(m.internal_date())
+
+
+def _key_savedatesupported(compiler, key, tokens):
+    return lambda m: True  # every mailbox keeps save dates (RFC 8514 4.3)
 
 
 def _key_address(compiler, key, tokens):
@@ -253,7 +261,9 @@ _KEYS = {
     b"BODY": _key_body,
     b"TEXT": _key_body,
 }
-_KEYS.update(dict.fromkeys((b"BEFORE", b"ON", b"SINCE", b"SENTBEFORE", b"SENTON", b"SENTSINCE"), _key_date))
+_KEYS[b"SAVEDATESUPPORTED"] = _key_savedatesupported
+_DATE_KEYS = (b"BEFORE", b"ON", b"SINCE", b"SENTBEFORE", b"SENTON", b"SENTSINCE", b"SAVEDBEFORE", b"SAVEDON", b"SAVEDSINCE")
+_KEYS.update(dict.fromkeys(_DATE_KEYS, _key_date))
 _KEYS.update(dict.fromkeys((b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT"), _key_address))
 
 
@@ -326,6 +336,15 @@ class SearchItem:
 
     def internal_date(self):
         t = time.gmtime(self.stored.internaldate)
+        return (t.tm_year, t.tm_mon, t.tm_mday)
+
+    def save_date(self):
+        """The day (UTC) the message was saved into the mailbox; its INTERNALDATE's when
+        that is not known (RFC 8514 4.3)."""
+        saved = self.stored.saved
+        if saved is None:
+            return self.internal_date()
+        t = time.gmtime(saved)
         return (t.tm_year, t.tm_mon, t.tm_mday)
 
     def sent_date(self):

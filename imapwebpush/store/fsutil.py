@@ -6,6 +6,7 @@ for the store's modules.
 
 import itertools
 import os
+import re
 import shutil
 import socket
 
@@ -36,6 +37,18 @@ def unique_name(now, size):
         _HOST,
         size,
     )
+
+
+_UNIQUE_NAME_TIME = re.compile(r"(?:new|cur)/(\d+)\.M(\d{1,6})P\d+Q\d+R")
+
+
+def name_time(filename):
+    """The time ``unique_name`` wrote at the start of ``filename`` ('new/...' or 'cur/...'),
+    or None for a file named otherwise (by another tool)."""
+    m = _UNIQUE_NAME_TIME.match(filename)
+    if m is None:
+        return None
+    return int(m.group(1)) + int(m.group(2)) / 1000000
 
 
 def place_file(tmp, target, data, mtime):

@@ -14,6 +14,7 @@ import os
 
 from twisted.logger import Logger
 
+from imapwebpush.store.fsutil import name_time
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 from imapwebpush.store.message import StoredMessage
 from imapwebpush.wire import ranges_of
@@ -27,11 +28,13 @@ VANISHED_HISTORY = 10000
 
 
 def record_of(msg, kind="a"):
-    """The journal line of ``msg``: 'a' (added, with size and date) or 'f' (file changed)."""
+    """The journal line of ``msg``: 'a' (added, with size, date and save date) or 'f' (file changed)."""
     record = {"t": kind, "u": msg.uid, "f": msg.filename, "m": msg.modseq}
     if kind == "a":
         record["s"] = msg.size
         record["d"] = msg.internaldate
+        if msg.saved is not None:
+            record["w"] = msg.saved
     if msg.keywords:
         record["k"] = sorted(msg.keywords)
     return record
@@ -141,14 +144,17 @@ class MessageIndex:
         old = self.by_uid.get(uid)
         if old is not None:
             self.forget([old])
-        self.remember(self.make(uid, r["f"], int(r["m"]), int(r["s"]), float(r["d"]), r.get("k", ())))
+        saved = r.get("w")
+        # a line written before save dates: the time our own file names begin with, if it has one
+        saved = float(saved) if saved is not None else name_time(r["f"])
+        self.remember(self.make(uid, r["f"], int(r["m"]), int(r["s"]), float(r["d"]), r.get("k", ()), saved))
         return uid
 
     # -- messages -------------------------------------------------------
 
-    def make(self, uid, filename, modseq, size, internaldate, keywords):
-        """A message of this mailbox, not yet remembered."""
-        return StoredMessage(self._mailbox, uid, filename, modseq, size, internaldate, keywords)
+    def make(self, uid, filename, modseq, size, internaldate, keywords, saved=None):
+        """A message of this mailbox, not yet remembered; ``saved``: when it was saved here."""
+        return StoredMessage(self._mailbox, uid, filename, modseq, size, internaldate, keywords, saved)
 
     def remember(self, msg):
         self.by_uid[msg.uid] = msg

@@ -323,7 +323,7 @@ class Mailbox:
         fsync_dir(os.path.join(self.path, rel[:3]))
         index = self._index
         uid = index.uidnext
-        msg = index.make(uid, rel, index.highestmodseq + 1, size, float(internaldate), keywords)
+        msg = index.make(uid, rel, index.highestmodseq + 1, size, float(internaldate), keywords, now)
         index.write([record_of(msg)])
         index.advance(uid + 1, msg.modseq)
         index.remember(msg)
@@ -530,9 +530,10 @@ class Mailbox:
         added = []
         uid = index.uidnext
         modseq = index.highestmodseq
+        now = self._clock.seconds()  # the save date: INTERNALDATE stays the source's
         for source, rel in placed:
             modseq += 1
-            added.append(index.make(uid, rel, modseq, source.size, source.internaldate, source.keywords))
+            added.append(index.make(uid, rel, modseq, source.size, source.internaldate, source.keywords, now))
             pairs.append((source.uid, uid))
             uid += 1
         index.write([record_of(msg) for msg in added])

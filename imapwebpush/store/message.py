@@ -124,6 +124,7 @@ class StoredMessage:
         "modseq",
         "size",
         "internaldate",
+        "saved",
         "system",
         "keywords",
         "extra",
@@ -132,12 +133,13 @@ class StoredMessage:
         "_mailbox",
     )
 
-    def __init__(self, mailbox, uid, filename, modseq, size, internaldate, keywords):
+    def __init__(self, mailbox, uid, filename, modseq, size, internaldate, keywords, saved=None):
         self._mailbox = mailbox
         self.uid = uid
         self.modseq = modseq
         self.size = size
         self.internaldate = internaldate
+        self.saved = saved  # seconds, or None (a journal line from before save dates, and no name to tell it)
         self.set_file(filename, keywords)
 
     def set_file(self, filename, keywords):

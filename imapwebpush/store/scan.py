@@ -247,7 +247,9 @@ def _adopt(index, path, rel, uid, modseq):
         # Other tools write LF; we promise CRLF. Rewrite before the UID is given.
         rel = _rewrite(path, rel, fixed, stat.st_mtime)
         data = fixed
-    return index.make(uid, rel, modseq, len(data), stat.st_mtime, ())
+    # saved into the folder when it was last renamed or written (a delivery agent's
+    # rename, or an "mv" from another folder): its ctime
+    return index.make(uid, rel, modseq, len(data), stat.st_mtime, (), stat.st_ctime)
 
 
 def _rewrite(path, rel, data, mtime):

@@ -44,7 +44,7 @@ class IMAPTestCase(unittest.TestCase):
     tls = None
 
     def setUp(self):
-        self.store = MailStore(self.mktemp())
+        self.store = self.make_store()
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(USER.encode(), PASSWORD.encode())
         checker.addUser(OTHER.encode(), PASSWORD.encode())
@@ -53,6 +53,10 @@ class IMAPTestCase(unittest.TestCase):
         self.connections = ConnectionTracker(reactor)
         self.addCleanup(self.connections.close)
         self.portno = self.connections.listen(self.serving_factory())
+
+    def make_store(self):
+        """The MailStore served (a test may give it a clock of its own)."""
+        return MailStore(self.mktemp())
 
     def make_factory(self):
         return IMAPFactory(
