@@ -103,10 +103,11 @@ def backtracking_wildcards():
     from imapwebpush import wildcard
 
     def match(self, name):
-        regex = self.__dict__.get("_regex")
-        if regex is None:
-            regex = self._regex = _backtracking_regex(self.pattern, self.delimiter)
-        return regex.match(name) is not None
+        regexes = self.__dict__.get("_regexes")
+        if regexes is None:  # a Pattern holds one pattern, or several (LIST-EXTENDED)
+            texts = [self.pattern] if isinstance(self.pattern, str) else self.pattern
+            regexes = self._regexes = [_backtracking_regex(t, self.delimiter) for t in texts]
+        return any(regex.match(name) is not None for regex in regexes)
 
     wildcard.Pattern.match = match
     wildcard.Pattern.__call__ = match

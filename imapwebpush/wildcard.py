@@ -51,36 +51,52 @@ def _tokens(pattern):
 
 
 class Pattern:
-    """A compiled pattern: ``match(name)`` is True when the whole ``name`` matches.
+    """A compiled pattern, or several: ``match(name)`` is True when the whole ``name``
+    matches (one of them: LIST-EXTENDED's ``("a" "b/%")``).
 
-    State ``i`` means "the first ``i`` tokens have matched"; bit ``i`` of the
-    state set is set when state ``i`` is live. The accepting state is
-    ``len(tokens)``.
+    State ``i`` means "the first ``i`` tokens of a pattern have matched"; bit ``i``
+    of the state set is set when state ``i`` is live. Several patterns lie side by
+    side in one state set, each followed by its accepting state (which no token
+    leaves), so a name is read once however many patterns there are. Patterns
+    without wildcards are kept in a set instead.
     """
 
     def __init__(self, pattern, delimiter=DELIMITER, max_length=DEFAULT_MAX_PATTERN_LENGTH):
-        if max_length is not None and len(pattern) > max_length:
-            raise PatternTooLong(len(pattern), max_length)
+        texts = [pattern] if isinstance(pattern, str) else list(pattern)
+        length = sum(len(t) for t in texts)
+        if max_length is not None and length > max_length:
+            raise PatternTooLong(length, max_length)
         self.pattern = pattern
         self.delimiter = delimiter
-        tokens = _tokens(pattern)
-        self._accept = 1 << len(tokens)
         self._literal = {}  # char -> states whose token is that literal char
         self._star = 0  # states whose token is '*'
         self._percent = 0  # states whose token is '%'
-        for i, (kind, ch) in enumerate(tokens):
-            bit = 1 << i
-            if kind == _LITERAL:
-                self._literal[ch] = self._literal.get(ch, 0) | bit
-            elif kind == _STAR or delimiter is None:
-                self._star |= bit
-            else:
-                self._percent |= bit
+        self._accept = 0  # the accepting state of each pattern
+        self._everything = False  # a pattern matches every name (a common shape)
+        exact = set()
+        start = 0
+        offset = 0
+        for text in texts:
+            tokens = _tokens(text)
+            if all(kind == _LITERAL for kind, _ in tokens):
+                exact.add(text)
+                continue
+            if tokens == [(_STAR, "*")] or (delimiter is None and tokens == [(_PERCENT, "%")]):
+                self._everything = True
+            start |= 1 << offset
+            for i, (kind, ch) in enumerate(tokens):
+                bit = 1 << (offset + i)
+                if kind == _LITERAL:
+                    self._literal[ch] = self._literal.get(ch, 0) | bit
+                elif kind == _STAR or delimiter is None:
+                    self._star |= bit
+                else:
+                    self._percent |= bit
+            self._accept |= 1 << (offset + len(tokens))
+            offset += len(tokens) + 1
         self._wild = self._star | self._percent
-        self._start = self._closure(1)
-        # Common shapes answered without the simulation.
-        self._everything = tokens == [(_STAR, "*")] or (delimiter is None and tokens == [(_PERCENT, "%")])
-        self._exact = pattern if not self._wild else None
+        self._start = self._closure(start)
+        self._exact = frozenset(exact)
 
     def _closure(self, states):
         # A wildcard may match nothing: its state also stands for the next one.
@@ -88,11 +104,11 @@ class Pattern:
         return states | ((states & self._wild) << 1)
 
     def match(self, name):
-        if self._everything:
+        if self._everything or name in self._exact:
             return True
-        if self._exact is not None:
-            return name == self._exact
         states = self._start
+        if not states:
+            return False
         literal = self._literal
         star, percent, delimiter = self._star, self._percent, self.delimiter
         wild = self._wild
@@ -112,18 +128,26 @@ class Pattern:
 
 
 def compile_pattern(pattern, delimiter=DELIMITER, max_length=DEFAULT_MAX_PATTERN_LENGTH):
-    """A L{Pattern} for ``pattern`` (str); L{PatternTooLong} beyond ``max_length`` (None: no cap)."""
+    """A L{Pattern} for ``pattern`` (str, or a list of them: any may match);
+    L{PatternTooLong} when they are longer together than ``max_length`` (None: no cap)."""
     return Pattern(pattern, delimiter, max_length)
 
 
 def list_pattern(text, max_length=DEFAULT_MAX_PATTERN_LENGTH):
-    """The L{Pattern} of LIST/LSUB for ``text`` (reference + pattern, decoded).
+    """The L{Pattern} of LIST/LSUB for ``text`` (reference + pattern, decoded), or for
+    a list of them (LIST-EXTENDED's several patterns, ``max_length`` for all together).
 
     INBOX is case-insensitive (RFC 3501 5.1), other names are not: a leading
     ``inbox`` that is the whole first level (or ends in a wildcard) is spelled
     the way the store spells it, so ``inbox``, ``Inbox/%`` and ``inbox*`` work.
     """
+    if isinstance(text, str):
+        return compile_pattern(_inbox_spelled(text), DELIMITER, max_length)
+    return compile_pattern([_inbox_spelled(t) for t in text], DELIMITER, max_length)
+
+
+def _inbox_spelled(text):
     n = len(INBOX)
     if text[:n].upper() == INBOX and (len(text) == n or text[n] in DELIMITER + "%*"):
-        text = INBOX + text[n:]
-    return compile_pattern(text, DELIMITER, max_length)
+        return INBOX + text[n:]
+    return text

@@ -137,3 +137,38 @@ class AgreesWithReferenceTests(unittest.TestCase):
     def test_same_answer_as_the_regex(self, pattern, name, delimiter):
         expected = reference(pattern, delimiter)(name) is not None
         self.assertEqual(compile_pattern(pattern, delimiter).match(name), expected)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(st.text(_alphabet, max_size=6), min_size=1, max_size=4),
+        st.text(st.sampled_from("ab/"), max_size=8),
+        st.sampled_from(["/", None]),
+    )
+    def test_several_patterns_match_when_one_does(self, patterns, name, delimiter):
+        expected = any(reference(p, delimiter)(name) is not None for p in patterns)
+        self.assertEqual(compile_pattern(patterns, delimiter).match(name), expected)
+
+
+class SeveralPatternsTests(unittest.TestCase):
+    """LIST-EXTENDED's ``("INBOX" "Sent/%")``: one matcher for all, one limit for all."""
+
+    def test_union(self):
+        p = list_pattern(["inbox", "Sent/%", "a*b"])
+        names = ["INBOX", "Sent", "Sent/2024", "Sent/2024/x", "ab", "a/x/b", "b"]
+        self.assertEqual([n for n in names if p.match(n)], ["INBOX", "Sent/2024", "ab", "a/x/b"])
+
+    def test_a_wildcard_pattern_does_not_run_into_the_next(self):
+        p = compile_pattern(["a%", "b"])
+        self.assertFalse(p.match("ab/b"))
+        self.assertFalse(p.match("a/b"))
+        self.assertTrue(p.match("a"))
+        self.assertTrue(p.match("b"))
+
+    def test_none_and_empty(self):
+        self.assertFalse(compile_pattern([]).match("a"))
+        self.assertFalse(compile_pattern([""]).match("a"))
+
+    def test_limit_counts_every_pattern(self):
+        compile_pattern(["abc", "de"], max_length=5)
+        e = self.assertRaises(PatternTooLong, compile_pattern, ["abc", "def"], max_length=5)
+        self.assertEqual(str(e), "pattern is 6 characters, more than 5")
