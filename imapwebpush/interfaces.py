@@ -130,6 +130,9 @@ class IStoredMailbox(Interface):
     def unseen():
         """Sorted UIDs of messages without \\Seen."""
 
+    def total_size():
+        """Octets of all the messages (the sum of their sizes), from memory (STATUS SIZE)."""
+
     def changed_since(modseq):
         """Sorted UIDs of messages whose modseq is greater than ``modseq`` (CHANGEDSINCE)."""
 

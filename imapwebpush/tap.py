@@ -141,7 +141,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             "max-pattern-length",
             None,
             DEFAULT_MAX_PATTERN_LENGTH,
-            "Longest LIST/LSUB (reference + pattern) or LWEBPUSH pattern, in characters.",
+            "Longest LIST/LSUB (reference + pattern; a LIST's patterns together) or LWEBPUSH pattern, in characters.",
             int,
         ],
         [

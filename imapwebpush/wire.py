@@ -164,6 +164,29 @@ def read_astring(line):
     return value, rest
 
 
+_LIST_ITEM = re.compile(
+    rb'(?:"((?:[^"\\\r\n\x00]|\\["\\])*)"|([^\x00-\x20\x7f-\xff(){"\\]+))(?= |\)|\Z)'
+)
+
+
+def read_list_item(line):
+    """(value, rest) of one astring or list-mailbox inside a parenthesised list
+    (LIST-EXTENDED's patterns): as L{read_astring}, but a ``)`` may follow it at once.
+
+    ``value`` is bytes, or a L{LiteralHeader} when a literal ends the line.
+    """
+    line = (line or b"").lstrip(b" ")
+    if line[:1] == b"{":
+        return literal_header(line), b""
+    m = _LIST_ITEM.match(line)
+    if m is None:
+        raise ParseError("Malformed list item")
+    quoted_text, atom = m.groups()
+    if quoted_text is not None:
+        return _UNESCAPE.sub(rb"\1", quoted_text), line[m.end() :]
+    return atom, line[m.end() :]
+
+
 def read_nstring(line):
     """Like L{read_astring}, but the atom ``NIL`` (not ``"NIL"``) reads as None."""
     kind, value, rest = _read(line)

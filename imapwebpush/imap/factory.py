@@ -25,7 +25,7 @@ class IMAPFactory(protocol.ServerFactory):
     ``clock``: IReactorTime for the autologout timers (the reactor by default).
     ``max_message_size``: largest literal (APPEND) accepted, in octets.
     ``max_append_messages``: most messages in one APPEND (MULTIAPPEND, RFC 3502).
-    ``max_pattern_length``: longest LIST/LSUB reference + pattern, in characters.
+    ``max_pattern_length``: longest LIST/LSUB reference + pattern (all of one LIST together), in characters.
     ``max_nesting``: deepest nesting of parentheses, NOT and OR in a command (SEARCH, STATUS).
     ``spool_dir``: where APPEND literals beyond 64 KiB wait until stored (the data
     folder's ``spool/``; None: the system's temp folder).

@@ -3,31 +3,19 @@ and STATUS, as a mixin of L{imapwebpush.imap.core.IMAPCore}.
 
 They talk to the account's store API (``self.mail_account``) and never to the
 selected mailbox's session view, except STATUS RECENT of the selected mailbox.
-LIST-EXTENDED belongs here; APPEND (and MULTIAPPEND) is in imap/append.py.
+LIST's extended arguments and which names it lists are L{imapwebpush.imap.list_extended}'s;
+APPEND (and MULTIAPPEND) is in imap/append.py.
 """
 
 from imapwebpush import wire
 from imapwebpush.constants import DELIMITER, INBOX
+from imapwebpush.imap import list_extended
 from imapwebpush.imap.core import Bad, No, arg_astring, arg_finalastring, arg_list
+from imapwebpush.imap.list_extended import parent_names
 from imapwebpush.store import errors
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH, PatternTooLong, list_pattern
 
 _DELIMITER_WIRE = wire.quoted(DELIMITER.encode("ascii"))
-
-
-def parent_names(names):
-    """Every name that some name in ``names`` lies under (``a`` and ``a/b`` for ``a/b/c``).
-
-    Built once per LIST: asking "does any name start with ``name/``?" of each name
-    compared every mailbox with every other (2,000 mailboxes: half a second a LIST).
-    """
-    parents = set()
-    for n in names:
-        at = n.find(DELIMITER)
-        while at != -1:
-            parents.add(n[:at])
-            at = n.find(DELIMITER, at + 1)
-    return parents
 
 
 def lsub_entries(subscribed, existing, matches):
@@ -48,18 +36,21 @@ def lsub_entries(subscribed, existing, matches):
     return out
 
 
-def _list_pattern(ref, pattern, max_length):
-    """The matcher of a LIST/LSUB reference and pattern (mUTF-7 bytes), linear in time.
+def _list_pattern(ref, patterns, max_length):
+    """The matcher of a LIST/LSUB reference and patterns (mUTF-7 bytes), linear in time.
 
-    Longer than ``max_length`` characters together: NO [LIMIT]. Not valid modified UTF-7
-    (but a valid string): a matcher of nothing, so the answer is an empty OK, as Dovecot.
+    Longer than ``max_length`` characters together (the reference counted with each
+    pattern): NO [LIMIT]. A pattern not valid as modified UTF-7 (but a valid string)
+    matches nothing: no name, an empty OK, as Dovecot.
     """
+    texts = []
+    for pattern in patterns:
+        try:
+            texts.append(wire.decode_mailbox(ref + pattern))
+        except wire.ParseError:
+            pass
     try:
-        text = wire.decode_mailbox(ref + pattern)
-    except wire.ParseError:
-        return lambda name: False
-    try:
-        return list_pattern(text, max_length=max_length).match
+        return list_pattern(texts, max_length=max_length).match
     except PatternTooLong as e:
         raise No("[LIMIT] %s" % (e,))
 
@@ -73,6 +64,9 @@ def _stored_flags(mailbox, uid):
 
 # STATUS knows 7 items; a list of thousands only costs the server time.
 MAX_STATUS_ITEMS = 32
+STATUS_ITEMS = frozenset(
+    (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ", b"SIZE")
+)
 
 
 class MailboxCommandsMixin:
@@ -123,46 +117,55 @@ class MailboxCommandsMixin:
 
     # -- LIST, LSUB ------------------------------------------------------------------------
 
-    def _mailbox_attributes(self, name, parents):
-        """LIST attributes of ``name``; ``parents`` is ``parent_names`` of the listing."""
-        attrs = []
-        selectable = getattr(self.mail_account, "is_selectable", None)
-        if selectable is None:
-            try:
-                self.mail_account.mailbox(name)
-                selectable = True
-            except errors.MailboxNotFound:
-                selectable = False
-        else:
-            selectable = selectable(name)
-        if not selectable:
-            attrs.append("\\Noselect")
-        attrs.append("\\HasChildren" if name in parents else "\\HasNoChildren")
-        special = self.mail_account.special_use(name)
-        if special:
-            attrs.append(special)
-        return attrs
-
-    def do_LIST(self, tag, ref, pattern):
-        if not pattern:
+    def do_LIST(self, tag, select, ref, patterns, returns):
+        patterns, _ = patterns
+        request = list_extended.list_request(select, returns)
+        status = self._status_keys(request.status) if request.status is not None else None
+        if patterns == [b""] and not request.select & {list_extended.SUBSCRIBED, list_extended.SPECIAL_USE}:
             self.sendUntaggedResponse(b"LIST (\\Noselect) " + _DELIMITER_WIRE + b' ""')
             self.sendPositiveResponse(tag, b"LIST completed")
             return
-        matches = _list_pattern(ref, pattern, self.max_pattern_length)
-        names = self.mail_account.list_mailboxes()
-        parents = parent_names(names)
-        for name in names:
-            if matches(name):
-                attrs = " ".join(self._mailbox_attributes(name, parents)).encode()
-                self.sendUntaggedResponse(
-                    b"LIST (" + attrs + b") " + _DELIMITER_WIRE + b" " + wire.quoted_mailbox(name)
-                )
+        matches = _list_pattern(ref, patterns, self.max_pattern_length)
+        account = self.mail_account
+        wants_subscriptions = list_extended.SUBSCRIBED in request.select | request.returns
+        entries = list_extended.list_entries(
+            request,
+            matches,
+            account.list_mailboxes(),
+            self._selectable,
+            account.subscriptions() if wants_subscriptions else (),
+            account.special_use,
+        )
+        for entry in entries:
+            self.sendUntaggedResponse(list_extended.list_line(entry))
+            if status and entry.status:
+                try:
+                    mailbox = account.mailbox(entry.name)
+                except errors.MailboxNotFound:
+                    continue  # deleted meanwhile; RFC 5819 lets its STATUS go
+                self.sendUntaggedResponse(self._status_line(mailbox, status))
         self.sendPositiveResponse(tag, b"LIST completed")
 
-    auth_LIST = select_LIST = (do_LIST, arg_astring, arg_finalastring)
+    auth_LIST = select_LIST = (
+        do_LIST,
+        list_extended.opt_select,
+        arg_astring,
+        list_extended.arg_patterns,
+        list_extended.opt_return,
+    )
+
+    def _selectable(self, name):
+        selectable = getattr(self.mail_account, "is_selectable", None)
+        if selectable is not None:
+            return selectable(name)
+        try:
+            self.mail_account.mailbox(name)
+            return True
+        except errors.MailboxNotFound:
+            return False
 
     def do_LSUB(self, tag, ref, pattern):
-        matches = _list_pattern(ref, pattern, self.max_pattern_length)
+        matches = _list_pattern(ref, [pattern], self.max_pattern_length)
         existing = set(self.mail_account.list_mailboxes())
         subscribed = self.mail_account.subscriptions()
         for name, attrs in lsub_entries(subscribed, existing, matches):
@@ -176,28 +179,35 @@ class MailboxCommandsMixin:
     # -- STATUS ----------------------------------------------------------------------------
 
     def do_STATUS(self, tag, raw_name, items):
+        keys = self._status_keys(items)
         mailbox = self.mail_account.mailbox(self._mailbox_name(raw_name))
-        out = []
-        uids = []  # the mailbox's UIDs, read once if an item needs them
-        if len(items) > MAX_STATUS_ITEMS:
-            raise Bad("Too many STATUS items (more than %d)" % (MAX_STATUS_ITEMS,))
-        for item in items:
-            if not isinstance(item, bytes):
-                raise Bad("Bad STATUS item")
-            key = item.upper()
-            value = self._status_item(mailbox, key, uids)
-            if value is None:
-                raise Bad("Unknown STATUS item %s" % (item.decode("ascii", "replace"),))
-            out.append(b"%s %d" % (key, value))
-        self.sendUntaggedResponse(
-            b"STATUS " + wire.quoted_mailbox(mailbox.name) + b" (" + b" ".join(out) + b")"
-        )
+        self.sendUntaggedResponse(self._status_line(mailbox, keys))
         self.sendPositiveResponse(tag, b"STATUS completed")
 
     auth_STATUS = select_STATUS = (do_STATUS, arg_astring, arg_list)
 
+    def _status_keys(self, items):
+        """The upper-cased items of a client's STATUS list (STATUS, LIST-STATUS), or Bad."""
+        if len(items) > MAX_STATUS_ITEMS:
+            raise Bad("Too many STATUS items (more than %d)" % (MAX_STATUS_ITEMS,))
+        keys = []
+        for item in items:
+            if not isinstance(item, bytes):
+                raise Bad("Bad STATUS item")
+            key = item.upper()
+            if key not in STATUS_ITEMS:
+                raise Bad("Unknown STATUS item %s" % (item.decode("ascii", "replace"),))
+            keys.append(key)
+        return keys
+
+    def _status_line(self, mailbox, keys):
+        """The ``STATUS "name" (KEY n ...)`` response (no ``* ``) of checked ``keys``."""
+        uids = []  # the mailbox's UIDs, read once if an item needs them
+        values = b" ".join(b"%s %d" % (key, self._status_item(mailbox, key, uids)) for key in keys)
+        return b"STATUS " + wire.quoted_mailbox(mailbox.name) + b" (" + values + b")"
+
     def _status_item(self, mailbox, key, uids):
-        """The number of one STATUS item (``uids``: a list filled on first use), or None."""
+        """The number of one checked STATUS item (``uids``: a list filled on first use)."""
 
         def all_uids():
             if not uids:
@@ -218,7 +228,10 @@ class MailboxCommandsMixin:
             return sum(1 for u in all_uids() if "\\Seen" not in _stored_flags(mailbox, u))
         if key == b"HIGHESTMODSEQ":
             return mailbox.highestmodseq
-        return None
+        if key == b"SIZE":  # RFC 8438: the index's sizes, no file read
+            all_uids()  # the same look for new files as MESSAGES
+            return mailbox.total_size()
+        raise ValueError("unknown STATUS item %r" % (key,))
 
     def _recent_count(self, mailbox):
         view = self.view

@@ -11,7 +11,7 @@ output; imap/core.py); each mixin holds its commands as ``<state>_<NAME>`` table
 * L{AuthCommandsMixin} (imap/auth.py): STARTTLS, LOGIN, AUTHENTICATE, ID, NAMESPACE,
   ENABLE, IDLE;
 * L{MailboxCommandsMixin} (imap/mailboxes.py): CREATE, DELETE, RENAME, (UN)SUBSCRIBE,
-  LIST, LSUB, STATUS;
+  LIST (its extended arguments and answer in imap/list_extended.py), LSUB, STATUS;
 * L{AppendCommandMixin} (imap/append.py): APPEND, with MULTIAPPEND and literal8;
 * L{SelectedCommandsMixin} (imap/selected.py): SELECT, EXAMINE, CHECK, CLOSE, UNSELECT,
   EXPUNGE, UID, COPY, MOVE, STORE;
@@ -45,6 +45,9 @@ _CAPABILITIES = (
     b"NAMESPACE",
     b"CHILDREN",
     b"SPECIAL-USE",
+    b"LIST-EXTENDED",
+    b"LIST-STATUS",
+    b"STATUS=SIZE",
     b"UIDPLUS",
     b"MULTIAPPEND",
     b"MOVE",

@@ -265,6 +265,10 @@ class Mailbox:
         flags by APPEND or COPY), without claiming them."""
         return sorted(self._index.in_new | self._index.fresh)
 
+    def total_size(self):
+        """Octets of all the messages (the sum of their RFC822.SIZE), from memory."""
+        return sum(m.size for m in self._index.by_uid.values())
+
     def unseen(self):
         """Sorted UIDs of the messages without \\Seen."""
         by_uid = self._index.by_uid
