@@ -21,6 +21,11 @@ Attacks and their figures:
 * ``literal_memory``: 20 connections each announce a 9 MiB APPEND literal and
   send all of it but its last octet; the figure is the server's RSS growth.
   Before: each literal waited in memory (up to 10 MiB each).
+* ``append_many``: one client sends an APPEND of 200,000 one-octet messages
+  (LITERAL+) and never ends the command; the figure is the server's RSS
+  growth. Before: no cap on the messages of one APPEND, each staged message
+  held until the command ends. Now the 1001st is refused and the rest are
+  read and dropped.
 * ``fetch_no_read``: 5 clients FETCH ``BODY.PEEK[]`` of a 40 MB message and
   read nothing; the figure is the server's RSS growth. Before: the message was
   read whole and handed to the transport whole. Target for both: the
@@ -48,6 +53,7 @@ Measured on the final code (this machine, ``--seconds 2``)::
     attack=list_wildcard before=3310.3ms after=4.8ms ... ok=yes
     attack=lwebpush_wildcard before=2628.9ms after=2.3ms ... ok=yes
     attack=literal_memory before=190.9MB after=0.0MB metric=server_rss_growth target=<30MB ok=yes
+    attack=append_many before=50.0MB after=0.1MB metric=server_rss_growth target=<11MB ok=yes
     attack=fetch_no_read before=179.4MB after=1.8MB metric=server_rss_growth target=<15MB ok=yes
     attack=search_nesting before=113.0ms after=37.5ms ... ok=yes
     attack=smtp_data_memory before=2281.6MB after=0.6MB metric=server_rss_growth target=<11.5MB ok=yes
@@ -116,9 +122,16 @@ def backtracking_wildcards():
 def literals_in_memory():
     """APPEND literals wait in memory up to 10 MiB, as they did before the spool."""
     from imapwebpush import spool
-    from imapwebpush.imap import core
+    from imapwebpush.imap import append
 
-    core.Spool = lambda directory=None: spool.Spool(directory, in_memory=10 * 1024 * 1024)
+    append.Spool = lambda directory=None: spool.Spool(directory, in_memory=10 * 1024 * 1024)
+
+
+def unbounded_multiappend():
+    """No cap on the messages of one APPEND (MULTIAPPEND), as before --max-append-messages."""
+    from imapwebpush.imap import append
+
+    append.AppendCommandMixin.max_append_messages = property(lambda self: 1 << 62, lambda self, value: None)
 
 
 def fetch_whole():
@@ -215,6 +228,7 @@ BEFORE_PATCHES = {
     "backtracking_wildcards": backtracking_wildcards,
     "literals_in_memory": literals_in_memory,
     "fetch_whole": fetch_whole,
+    "unbounded_multiappend": unbounded_multiappend,
     "unbounded_nesting": unbounded_nesting,
     "smtp_lines_in_memory": smtp_lines_in_memory,
     "no_login_brakes": no_login_brakes,
@@ -378,6 +392,21 @@ def literal_memory(port, seconds, connections=20, size=9 * 1024 * 1024):
     after = settle_rss(port, seconds)
     for c in conns:
         c.close()
+    return after - before
+
+
+def append_many(port, seconds, messages=200000):
+    """RSS growth (MB) while one client's APPEND carries ``messages`` one-octet messages."""
+    c = _harness.IMAPConn("127.0.0.1", port)
+    c.login(USER, PASSWORD)
+    before = settle_rss(port)
+    c.send(b"A APPEND INBOX {1+}\r\nx")
+    piece = b" {1+}\r\nx" * 1000
+    for _ in range(messages // 1000):
+        c.send(piece)
+    time.sleep(seconds)
+    after = settle_rss(port, seconds)
+    c.close()
     return after - before
 
 
@@ -551,6 +580,7 @@ ATTACKS = [
     ("lwebpush_wildcard", "backtracking_wildcards",
      noop_stall(_subscribe_long_id, b"LWEBPUSH *******x"), "ms", NOOP_TARGET_MS),
     ("literal_memory", "literals_in_memory", literal_memory, "MB", rss_target(20), "server_rss_growth"),
+    ("append_many", "unbounded_multiappend", append_many, "MB", rss_target(1), "server_rss_growth"),
     ("fetch_no_read", "fetch_whole", fetch_no_read, "MB", rss_target(5), "server_rss_growth"),
     ("search_nesting", "unbounded_nesting", search_nesting, "ms", NOOP_TARGET_MS),
     ("smtp_data_memory", "smtp_lines_in_memory", smtp_data_memory, "MB",

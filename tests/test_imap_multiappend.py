@@ -1,13 +1,24 @@
 """MULTIAPPEND (RFC 3502): many messages in one APPEND, all or nothing, one APPENDUID;
 and APPEND of a literal8 (RFC 3516 4.4)."""
 
+import gc
+
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import Portal
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial import unittest
 from zope.interface import implementer
 
 from imapwebpush.events import MessageAdded
 from imapwebpush.imap import append
+from imapwebpush.imap.factory import IMAPFactory
+from imapwebpush.imap.realm import IMAPRealm
+from imapwebpush.store.account import MailStore
 from imapwebpush.interfaces import IChangeListener
 from imapwebpush.store import errors
 from tests.harness.imap import IMAPTestCase, message
+from tests.harness.wire import PASSWORD, USER, MemoryWire
 
 # The two messages of RFC 3502's example (section 6), with CRLF line ends.
 RFC_FIRST = (
@@ -346,3 +357,30 @@ class Literal8AppendTests(IMAPTestCase):
             self.assertEqual(self.inbox().uids(), [])
 
         return self.in_thread(client).addCallback(check)
+
+
+class RefusedCommandMemoryTests(unittest.TestCase):
+    """A refused APPEND whose client goes on sending literals costs no memory per literal."""
+
+    def setUp(self):
+        clock = Clock()
+        store = MailStore(self.mktemp(), clock=clock)
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(USER.encode(), PASSWORD.encode())
+        factory = IMAPFactory(Portal(IMAPRealm(store), [checker]), store, allow_plaintext_auth=True, clock=clock)
+        factory.max_append_messages = 1
+        self.wire = MemoryWire(factory)
+        self.addCleanup(self.wire.close)
+        self.wire.send(b'L LOGIN "%s" "%s"' % (USER.encode(), PASSWORD.encode()))
+
+    def deferreds(self):
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, defer.Deferred))
+
+    def test_skipped_literals_are_not_chained(self):
+        self.assertEqual(self.wire.send_raw(b"a1 APPEND INBOX {1+}\r\nx {1+}\r\nx"), [])
+        before = self.deferreds()
+        self.assertEqual(self.wire.send_raw(b" {1+}\r\nx" * 2000), [])
+        # one Deferred per skipped literal, kept until the command ends, was 2000 more
+        self.assertLess(self.deferreds() - before, 10)
+        self.assertEqual(self.wire.send(b""), [b"a1 NO [LIMIT] At most 1 messages in one APPEND"])

@@ -117,8 +117,15 @@ class AppendCommandMixin:
         return result.addCallback(lambda name_rest: self._append_messages(*name_rest))
 
     def _append_messages(self, raw_name, line):
+        """A Deferred of ((mailbox, batch), b""), fired once the last message has come.
+
+        One Deferred for the whole command, fired by the last literal's callback: a
+        chain of one Deferred per literal would let a client that sends endless
+        non-synchronizing literals after a refusal grow the server's memory.
+        """
         self._drop_batch()
         batch = self._append_batch = _Batch(self.spool_dir)
+        done = defer.Deferred()
         try:
             name = self._mailbox_name(raw_name)
             try:
@@ -126,19 +133,23 @@ class AppendCommandMixin:
             except errors.MailboxNotFound:
                 raise No("[TRYCREATE] No such mailbox")
         except Exception:
-            return self._skip_command(line, Failure())
-        return self._next_message(mailbox, batch, line)
+            self._skip_command(line, Failure(), done)
+        else:
+            self._next_message(mailbox, batch, line, done)
+        return done
 
-    def _next_message(self, mailbox, batch, line):
+    def _next_message(self, mailbox, batch, line, done):
         """Read the message ``line`` announces, or end the command when it announces none."""
         if batch.messages and not line.strip():
-            return (mailbox, batch), b""
+            done.callback(((mailbox, batch), b""))
+            return
         try:
             staged, header = self._stage(batch, line)
         except Exception:
-            return self._skip_command(line, Failure())
+            self._skip_command(line, Failure(), done)
+            return
         d = self._start_literal(_Literal(header.size, defer.Deferred(), sink=staged), header.sync)
-        return d.addCallback(self._message_read, mailbox, batch)
+        d.addCallback(self._message_read, mailbox, batch, done)
 
     def _stage(self, batch, line):
         """(L{_Staged}, literal header) of ``[flags] [date] literal``, checked before its
@@ -156,15 +167,20 @@ class AppendCommandMixin:
             )
         return _Staged(batch, header.size, flag_names, internaldate, binary), header
 
-    def _message_read(self, result, mailbox, batch):
+    def _message_read(self, result, mailbox, batch, done):
         staged, line = result
-        batch.messages.append(staged)
-        if staged.bare_lf:
-            return self._skip_command(line, Failure(No(_BINARY_LOST)))
-        return self._next_message(mailbox, batch, line)
+        try:
+            batch.messages.append(staged)
+            if staged.bare_lf:
+                self._skip_command(line, Failure(No(_BINARY_LOST)), done)
+            else:
+                self._next_message(mailbox, batch, line, done)
+        except Exception:
+            if not done.called:
+                done.errback(Failure())
 
-    def _skip_command(self, line, failure):
-        """Refuse the command with ``failure`` once the client has sent all of it.
+    def _skip_command(self, line, failure, done):
+        """Fail ``done`` with ``failure`` once the client has sent all of the command.
 
         A non-synchronizing literal ending ``line`` is on its way: read it, drop it and
         look at the line after it. A synchronizing one waits for a "+" that never comes:
@@ -173,9 +189,10 @@ class AppendCommandMixin:
         self._drop_batch()
         header = wire.trailing_literal(line)
         if header is None or header.sync:
-            failure.raiseException()
+            done.errback(failure)
+            return
         d = self._start_literal(_Literal(header.size, defer.Deferred(), sink=_DISCARD), False)
-        return d.addCallback(lambda result: self._skip_command(result[1], failure))
+        d.addCallback(lambda result: self._skip_command(result[1], failure, done))
 
     # -- storing ---------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from twisted.python.failure import Failure
 
 from imapwebpush import upstream, wire
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING, DELIMITER, INBOX, SYSTEM_FLAGS
-from imapwebpush.spool import Spool
 from imapwebpush.store import errors
 
 MAX_ASTRING_LITERAL = 64 * 1024
@@ -49,21 +48,18 @@ class Bad(wire.ParseError):
 class _Literal:
     """Collects the octets of one literal, then hands ``(value, rest of line)`` to a Deferred.
 
-    ``spool``: the folder of a L{Spool} that takes the octets as they arrive (the
-    first 64 KiB in memory, the rest in an unnamed file; 20 clients holding
-    unfinished 9 MiB literals cost 179 MB of RAM before), the value is then a reader
-    of it; ``sink``: an object whose ``write`` takes the octets (APPEND stages all
-    the messages of a command in one spool), the value is the sink itself; else (an
+    ``sink``: an object whose ``write`` takes the octets as they arrive, the value is
+    then the sink itself (APPEND writes its messages into a L{imapwebpush.spool.Spool}:
+    20 clients holding unfinished 9 MiB literals cost 179 MB of RAM before); else (an
     astring, at most 64 KiB) bytes. ``refuse``: a non-synchronizing literal over the
     limit, swallowed and then refused with this text.
     """
 
-    def __init__(self, size, deferred, spool=None, refuse=None, sink=None):
+    def __init__(self, size, deferred, refuse=None, sink=None):
         self.remaining = size
         self.deferred = deferred
         self.refuse = refuse
         self.sink = sink
-        self.spool = Spool(spool if spool is not True else None) if spool and not refuse else None
         self.chunks = []
 
     def write(self, data):
@@ -74,8 +70,6 @@ class _Literal:
             pass
         elif self.sink is not None:
             self.sink.write(take)
-        elif self.spool is not None:
-            self.spool.write(take)
         else:
             self.chunks.append(take)
         if self.remaining > 0:
@@ -88,18 +82,8 @@ class _Literal:
             self.deferred.errback(No(self.refuse))
         elif self.sink is not None:
             self.deferred.callback((self.sink, line))
-        elif self.spool is not None:
-            try:  # the command (APPEND) copies the reader into the store before this returns
-                self.deferred.callback((self.spool.reader(), line))
-            finally:
-                self.spool.close()
         else:
             self.deferred.callback((b"".join(self.chunks), line))
-
-    def close(self):
-        """The connection ended or the command is over: the spool file goes."""
-        if self.spool is not None:
-            self.spool.close()
 
 
 def _text(value):
@@ -182,9 +166,7 @@ class IMAPCore(imap4.IMAP4Server):
 
     def connectionLost(self, reason):
         self._close_view()
-        continuation, self._continuation = self._continuation, None
-        if isinstance(continuation, _Literal):
-            continuation.close()  # an unfinished APPEND: its spool file goes
+        self._continuation = None
         self.state = "logout"
         super().connectionLost(reason)
         logout, self._avatar_logout = self._avatar_logout, None
@@ -475,13 +457,6 @@ class IMAPCore(imap4.IMAP4Server):
     def arg_finalastring(self, line):
         return self.arg_astring(line)
 
-    def arg_literal(self, line):
-        line = line.strip()
-        if line[:1] != b"{":
-            raise Bad("Expected a literal")
-        size, sync = wire.literal_header(line)
-        return self._read_literal(size, sync, self.max_message_size, spool=True)
-
     def arg_word(self, line):
         """A sequence set or other space-free token (atoms cannot hold "*")."""
         word, _, rest = (line or b"").lstrip(b" ").partition(b" ")
@@ -508,7 +483,7 @@ class IMAPCore(imap4.IMAP4Server):
         value, rest = self.arg_list(stripped)
         return value, rest[1:] if rest[:1] == b" " else rest
 
-    def _read_literal(self, size, sync, limit, spool=False):
+    def _read_literal(self, size, sync, limit):
         """A Deferred of (octets, rest of line) of the literal announced at the end of a line."""
         d = defer.Deferred()
         if size > limit:
@@ -516,7 +491,7 @@ class IMAPCore(imap4.IMAP4Server):
             if sync:
                 raise No(reason)
             return self._start_literal(_Literal(size, d, refuse=reason), False)
-        return self._start_literal(_Literal(size, d, spool=(self.spool_dir or True) if spool else None), sync)
+        return self._start_literal(_Literal(size, d), sync)
 
     def _start_literal(self, literal, sync):
         """Read the octets of ``literal`` (a L{_Literal}) next; its Deferred, with the
@@ -623,7 +598,6 @@ def flag_words(text):
 # ``auth_CREATE = (do_CREATE, arg_finalastring)`` calls ``arg_finalastring(server, line)``.
 arg_astring = IMAPCore.arg_astring
 arg_finalastring = IMAPCore.arg_finalastring
-arg_literal = IMAPCore.arg_literal
 arg_word = IMAPCore.arg_word
 arg_rest = IMAPCore.arg_rest
 arg_list = IMAPCore.arg_list
