@@ -173,9 +173,11 @@ class SeveralPatternsTests(ListExtendedCase):
     def test_empty_and_invalid_patterns_match_nothing(self):
         self.says('B5 LIST "" ("" "&Jjo" "Trash")', '* LIST (\\HasNoChildren) "/" "Trash"', "B5 OK LIST completed")
 
-    def test_one_empty_pattern_still_asks_for_the_delimiter(self):
-        self.says('B6 LIST () "" ""', '* LIST (\\Noselect) "/" ""', "B6 OK LIST completed")
-        self.says('B7 LIST "" ""', '* LIST (\\Noselect) "/" ""', "B7 OK LIST completed")
+    def test_only_the_rfc3501_form_asks_for_the_delimiter(self):
+        self.says('B6 LIST "" ""', '* LIST (\\Noselect) "/" ""', "B6 OK LIST completed")
+        self.says('B7 LIST () "" ""', "B7 OK LIST completed")
+        self.says('B8 LIST "" "" RETURN (CHILDREN)', "B8 OK LIST completed")
+        self.says('B9 LIST "" ("")', "B9 OK LIST completed")
 
 
 class ChildInfoTests(ListExtendedCase):
@@ -232,12 +234,24 @@ class ChildInfoTests(ListExtendedCase):
             "C04 OK LIST completed",
         )
 
-    def test_recursivematch_with_star_lists_the_parent_and_the_child(self):
+    def test_childinfo_only_for_descendants_the_patterns_leave_out(self):
         self.says(
             'C06 LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"',
-            '* LIST (\\HasChildren) "/" "Foo" ("CHILDINFO" ("SUBSCRIBED"))',
             '* LIST (\\Subscribed \\HasNoChildren) "/" "Foo/Baz"',
             "C06 OK LIST completed",
+        )
+        self.says(
+            'C07 LIST (SUBSCRIBED RECURSIVEMATCH) "" ("Foo" "Foo/%")',
+            '* LIST (\\Subscribed \\HasNoChildren) "/" "Foo/Baz"',
+            "C07 OK LIST completed",
+        )
+        self.account.create_mailbox("Foo/Baz/Deep")
+        self.account.subscribe("Foo/Baz/Deep")
+        self.says(
+            'C08 LIST (SUBSCRIBED RECURSIVEMATCH) "" ("%" "Foo/%")',
+            '* LIST (\\HasChildren) "/" "Foo" ("CHILDINFO" ("SUBSCRIBED"))',
+            '* LIST (\\Subscribed \\HasChildren) "/" "Foo/Baz" ("CHILDINFO" ("SUBSCRIBED"))',
+            "C08 OK LIST completed",
         )
 
 

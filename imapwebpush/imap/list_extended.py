@@ -7,11 +7,13 @@ SPECIAL-USE options (RFC 6154)::
 
 Selection: SUBSCRIBED (subscribed names, existing or not: ``\\NonExistent``), REMOTE (we
 have no remote mailboxes: nothing changes), RECURSIVEMATCH (with SUBSCRIBED: a matching
-name with a subscribed descendant gets ``("CHILDINFO" ("SUBSCRIBED"))``, and is listed
-for it even when it is not itself subscribed), SPECIAL-USE (only mailboxes with a
-special use). Return: SUBSCRIBED (``\\Subscribed``), CHILDREN and SPECIAL-USE (both
-always given, as Dovecot does), STATUS (a ``* STATUS`` after each listed selectable
-mailbox; the session checks and reads the items). Unknown options are BAD.
+name with a subscribed descendant that the patterns do not match gets ``("CHILDINFO"
+("SUBSCRIBED"))``, and is listed for it even when not itself subscribed, as Dovecot),
+SPECIAL-USE (only mailboxes with a special use). Return: SUBSCRIBED (``\\Subscribed``),
+CHILDREN and SPECIAL-USE (both always given), STATUS (a ``* STATUS`` after each listed
+selectable mailbox; the session checks and reads the items). Unknown options are BAD.
+An empty pattern matches nothing; only ``LIST ref ""`` in the RFC 3501 form asks for
+the delimiter.
 
 The argument parsers are the command table's (``parser(server, line)``, see
 L{imapwebpush.imap.core}); L{list_entries} needs no server.
@@ -43,7 +45,7 @@ class ListRequest(NamedTuple):
 class ListEntry(NamedTuple):
     name: str
     attributes: List[str]
-    childinfo: bool  # RECURSIVEMATCH found a descendant that meets the selection
+    childinfo: bool  # RECURSIVEMATCH found an unmatched descendant that meets the selection
     status: bool  # met the selection and can be selected: LIST-STATUS answers for it
 
 
@@ -195,7 +197,8 @@ def list_entries(request, matches, existing, selectable, subscribed, special_use
     names = every | subscribed if by_subscription else set(every)
     with_chosen_child = set()
     if RECURSIVEMATCH in request.select:
-        with_chosen_child = parent_names(n for n in names if chosen(n))
+        # only descendants the patterns leave out, as Dovecot: with "*" the child is listed itself
+        with_chosen_child = parent_names(n for n in names if chosen(n) and not matches(n))
         names |= with_chosen_child
     tell_subscribed = SUBSCRIBED in request.returns
     out = []

@@ -118,10 +118,11 @@ class MailboxCommandsMixin:
     # -- LIST, LSUB ------------------------------------------------------------------------
 
     def do_LIST(self, tag, select, ref, patterns, returns):
-        patterns, _ = patterns
+        patterns, in_parentheses = patterns
         request = list_extended.list_request(select, returns)
         status = self._status_keys(request.status) if request.status is not None else None
-        if patterns == [b""] and not request.select & {list_extended.SUBSCRIBED, list_extended.SPECIAL_USE}:
+        extended = select is not None or in_parentheses or returns is not None
+        if patterns == [b""] and not extended:  # RFC 3501 6.3.8; extended: no name (as Dovecot)
             self.sendUntaggedResponse(b"LIST (\\Noselect) " + _DELIMITER_WIRE + b' ""')
             self.sendPositiveResponse(tag, b"LIST completed")
             return
