@@ -64,7 +64,30 @@ class ViewPropertyTests(unittest.TestCase):
                 apply(view.take_updates(allow_expunge=arg))
                 # between commands, numbers the client knows never move
                 self.assertEqual(client, view.uids)
+                self.assert_numbers(view, client)
         apply(view.take_updates(allow_expunge=True))
         self.assertEqual(client, view.uids)
+        self.assert_numbers(view, client)
         self.assertEqual(client, inbox.uids())
         view.close()
+
+    def assert_numbers(self, view, client):
+        """seq() and resolve() (found by bisection) say what the client's own list says."""
+        self.assertEqual(client, sorted(client))
+        for n, uid in enumerate(client, 1):
+            self.assertEqual(view.seq(uid), n)
+        top = (client[-1] if client else 0) + 2
+        for uid in range(1, top):
+            if uid not in client:
+                self.assertRaises(KeyError, view.seq, uid)
+        everything = [(n, u) for n, u in enumerate(client, 1)]
+        self.assertEqual(view.resolve([(1, None)], uid=False), everything)
+        self.assertEqual(view.resolve([(1, None)], uid=True), everything)
+        for lo in range(1, top):
+            for hi in range(lo, top):
+                by_uid = [(n, u) for n, u in everything if lo <= u <= hi]
+                self.assertEqual(view.resolve([(lo, hi)], uid=True), by_uid)
+                if hi <= len(client):
+                    self.assertEqual(view.resolve([(lo, hi)], uid=False), everything[lo - 1 : hi])
+                else:
+                    self.assertRaises(ValueError, view.resolve, [(lo, hi)], False)

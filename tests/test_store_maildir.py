@@ -436,6 +436,20 @@ class ForeignFileTests(StoreTestMixin, unittest.TestCase):
         (event,) = self.recorder.of(FlagsChanged)
         self.assertEqual(event.changes, ((uid, msg.flags, msg.modseq),))
 
+    def test_unseen_and_expunge_follow_flags_changed_by_other_tool(self):
+        """UNSEEN and EXPUNGE read sets the index keeps; a rename by another tool moves them too."""
+        u1 = self.inbox.add(MESSAGE, flags=["\\Seen"])
+        u2 = self.inbox.add(MESSAGE, flags=["\\Flagged"])
+        self.assertEqual(self.inbox.unseen(), [u2])
+        old = self.inbox.message(u1).path()
+        os.rename(old, old.replace(":2,S", ":2,T"))  # \Seen off, \Deleted on
+        self.drop("cur", ".touch", b"")
+        self.assertEqual(self.inbox.uids(), [u1, u2])  # the look that finds the rename
+        self.assertEqual(self.inbox.unseen(), [u1, u2])
+        self.assertEqual(self.inbox.expunge(), [u1])
+        self.assertEqual(self.inbox.unseen(), [u2])
+        self.assertEqual(self.reopen().unseen(), [u2])
+
     def test_file_removed_by_other_tool(self):
         u1 = self.inbox.add(MESSAGE)
         u2 = self.inbox.add(MESSAGE)

@@ -94,6 +94,8 @@ class MailboxMachine(RuleBasedStateMachine):
         assert self.box.uidvalidity == self.validity
         assert self.box.highestmodseq >= self.modseq
         self.modseq = self.box.highestmodseq
+        # kept as flags change (STATUS UNSEEN), not recomputed
+        assert self.box.unseen() == sorted(u for u, (f, _) in self.model.items() if "\\Seen" not in f)
         for uid, (flags, data) in self.model.items():
             msg = self.box.message(uid)
             assert msg.flags == flags, (uid, msg.flags, flags)

@@ -35,8 +35,9 @@ class SessionView:
         self.condstore = False
         self.qresync = False  # expunges told as VANISHED (RFC 7162 3.2.7)
         self.gone = False
+        # Ascending, so a UID's place is found by bisection: a {uid: index} dict rebuilt
+        # after every EXISTS or EXPUNGE was the largest cost of 10 busy sessions.
         self.uids = list(mailbox.uids())
-        self._positions = None  # uid -> index in self.uids, rebuilt after changes
         if readonly:
             # EXAMINE shows what is recent without claiming it (RFC 3501 6.3.2).
             peek = getattr(mailbox, "recent", None)
@@ -87,7 +88,7 @@ class SessionView:
             return False
         if isinstance(event, events.MessageAdded):
             self._note_keywords(event.flags)
-            if event.uid not in self._added and event.uid not in self._index():
+            if event.uid not in self._added and not self._has(event.uid):
                 self._added.append(event.uid)
             return True
         if isinstance(event, events.MessagesExpunged):
@@ -163,9 +164,8 @@ class SessionView:
                 self._added.remove(uid)
                 self._expunged.discard(uid)
         if allow_expunge and self._expunged:
-            index_of = self._index()
-            positions = sorted((index_of[u] for u in self._expunged if u in index_of), reverse=True)
-            self._positions = None
+            positions = [self._index_of(u) for u in self._expunged]
+            positions = sorted((i for i in positions if i is not None), reverse=True)
             for index in positions:
                 uid = self.uids.pop(index)
                 self.recent.discard(uid)
@@ -174,34 +174,48 @@ class SessionView:
             self._expunged.clear()
         if self._flags:
             for uid in sorted(self._flags):
-                if uid in self._expunged or uid not in self._index():
+                if uid in self._expunged or not self._has(uid):
                     continue
                 flags, modseq = self._flags[uid]
                 out.append(("flags", self.seq(uid), uid, flags, modseq))
             self._flags.clear()
         if self._added:
-            self.uids.extend(sorted(self._added))
+            added = sorted(self._added)
             self._added = []
-            self._positions = None
+            if self.uids and added[0] < self.uids[-1]:
+                # never with one store process; self.uids must stay ascending all the same
+                added = sorted(set(added).union(self.uids))
+                self.uids[:] = []
+            self.uids.extend(added)
             if not self.readonly:
                 self.recent.update(self.mailbox.claim_recent())
             else:
                 peek = getattr(self.mailbox, "recent", None)
                 if callable(peek):
-                    self.recent.update(u for u in peek() if u in self._index())
+                    self.recent.update(u for u in peek() if self._has(u))
             out.append(("exists", len(self.uids)))
             out.append(("recent", len(self.recent)))
         return out
 
     # -- sequence numbers --------------------------------------------------------
 
-    def _index(self):
-        if self._positions is None:
-            self._positions = {u: i for i, u in enumerate(self.uids)}
-        return self._positions
+    def _index_of(self, uid):
+        """The index of ``uid`` in ``self.uids``, or None."""
+        uids = self.uids
+        index = bisect_left(uids, uid)
+        if index < len(uids) and uids[index] == uid:
+            return index
+        return None
+
+    def _has(self, uid):
+        return self._index_of(uid) is not None
 
     def seq(self, uid):
-        return self._index()[uid] + 1
+        """The sequence number of ``uid``; KeyError when the client does not know it."""
+        index = self._index_of(uid)
+        if index is None:
+            raise KeyError(uid)
+        return index + 1
 
     def exists(self):
         return len(self.uids)

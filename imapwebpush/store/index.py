@@ -14,6 +14,7 @@ import os
 
 from twisted.logger import Logger
 
+from imapwebpush.store import flags as flagsmod
 from imapwebpush.store.fsutil import name_time
 from imapwebpush.store.journal import JOURNAL_NAME, Journal
 from imapwebpush.store.message import StoredMessage
@@ -43,8 +44,8 @@ def record_of(msg, kind="a"):
 class MessageIndex:
     """The messages, counters and tombstones of the mailbox ``mailbox`` (folder ``path``).
 
-    ``by_uid``, ``by_base``, ``uids`` (sorted), ``in_new`` and ``fresh`` are read by the
-    mailbox and the scan; they change only through the methods below.
+    ``by_uid``, ``by_base``, ``uids`` (sorted), ``in_new``, ``fresh``, ``unseen`` and
+    ``deleted`` are read by the mailbox and the scan; they change only through the methods below.
     """
 
     def __init__(self, mailbox, path, header_cache):
@@ -58,6 +59,10 @@ class MessageIndex:
         # Messages this process stored in cur/ (APPEND or COPY with flags) that no session
         # has claimed yet: \Recent as much as those in new/ (RFC 3501 6.4.7), memory only.
         self.fresh = set()
+        # UIDs without \Seen and with \Deleted, kept as flags change: STATUS UNSEEN and
+        # EXPUNGE read them instead of looking at every message.
+        self.unseen = set()
+        self.deleted = set()
         self._records = 0  # lines in the journal
         self.uidvalidity = 0
         self.uidnext = 1
@@ -166,6 +171,18 @@ class MessageIndex:
             self.uids.append(msg.uid)
         if msg.recent:
             self.in_new.add(msg.uid)
+        self._note_flags(msg)
+
+    def _note_flags(self, msg):
+        """Keep ``unseen`` and ``deleted`` in step with ``msg``'s system flags."""
+        if flagsmod.SEEN in msg.system:
+            self.unseen.discard(msg.uid)
+        else:
+            self.unseen.add(msg.uid)
+        if flagsmod.DELETED in msg.system:
+            self.deleted.add(msg.uid)
+        else:
+            self.deleted.discard(msg.uid)
 
     def _unindex(self, msg):
         """Drop ``msg`` from every index but the sorted ``uids`` list."""
@@ -175,6 +192,8 @@ class MessageIndex:
             del self.by_base[msg.base]
         self.in_new.discard(msg.uid)
         self.fresh.discard(msg.uid)
+        self.unseen.discard(msg.uid)
+        self.deleted.discard(msg.uid)
 
     def forget(self, msgs):
         """Drop expunged messages from memory."""
@@ -182,7 +201,14 @@ class MessageIndex:
             return
         for msg in msgs:
             self._unindex(msg)
-        self.uids = [u for u in self.uids if u in self.by_uid]
+        uids = self.uids
+        if len(msgs) > 16:
+            self.uids = [u for u in uids if u in self.by_uid]
+            return
+        for msg in msgs:  # a few: found by bisection, not by a pass over every UID
+            i = bisect.bisect_left(uids, msg.uid)
+            if i < len(uids) and uids[i] == msg.uid and msg.uid not in self.by_uid:
+                del uids[i]
 
     def rename(self, msg, filename, keywords, modseq=None):
         """``msg`` now has file ``filename`` and ``keywords`` (and ``modseq`` when given)."""
@@ -196,6 +222,7 @@ class MessageIndex:
             self.in_new.add(msg.uid)
         else:
             self.in_new.discard(msg.uid)
+        self._note_flags(msg)
 
     def unique_bases(self):
         """False when two UIDs name one file (a damaged index)."""

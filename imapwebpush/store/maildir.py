@@ -271,8 +271,7 @@ class Mailbox:
 
     def unseen(self):
         """Sorted UIDs of the messages without \\Seen."""
-        by_uid = self._index.by_uid
-        return [u for u in self._index.uids if flagsmod.SEEN not in by_uid[u].system]
+        return sorted(self._index.unseen)
 
     def changed_since(self, modseq):
         """Sorted UIDs of the messages whose modseq is greater than ``modseq`` (CHANGEDSINCE)."""
@@ -423,12 +422,10 @@ class Mailbox:
 
     def expunge(self, uids=None, origin=None):
         self.refresh()
+        deleted = self._index.deleted
+        candidates = deleted if uids is None else deleted.intersection(uids)
         by_uid = self._index.by_uid
-        if uids is None:
-            candidates = self._index.uids
-        else:
-            candidates = sorted(set(u for u in uids if u in by_uid))
-        doomed = [by_uid[u] for u in candidates if flagsmod.DELETED in by_uid[u].system]
+        doomed = [by_uid[u] for u in sorted(candidates)]
         return self._remove(doomed, origin, unlink=True)
 
     def _remove(self, doomed, origin, unlink, announce=True):
