@@ -30,13 +30,15 @@ class Spool:
         self._file.write(data)
         self.size += len(data)
 
-    def reader(self, prefix=b""):
+    def reader(self, prefix=b"", skip=()):
         """A readable of ``prefix`` then everything written, from the start.
 
-        One reader at a time: each call rewinds the one file underneath.
+        ``skip``: (start, end) offsets of written octets to leave out (whole
+        lines: ``readline`` stops at each start). One reader at a time: each
+        call rewinds the one file underneath.
         """
         self._file.seek(0)
-        return _PrefixedReader(prefix, self._file)
+        return _PrefixedReader(prefix, self._file, skip)
 
     def range_reader(self, start, size):
         """A readable of the ``size`` octets written from offset ``start``: one of the
@@ -54,11 +56,25 @@ class Spool:
 
 
 class _PrefixedReader:
-    """``prefix`` followed by a binary file, read with ``read`` and ``readline``."""
+    """``prefix`` followed by a binary file (less its ``skip`` ranges), read with ``read`` and ``readline``."""
 
-    def __init__(self, prefix, file):
+    def __init__(self, prefix, file, skip=()):
         self._prefix = bytes(prefix)
         self._file = file
+        self._skip = sorted(skip)
+        self._position = 0  # in the file
+
+    def _room(self, size):
+        """At most ``size`` (-1: any) octets of the file may come next; jumps over a skipped range."""
+        while self._skip and self._position >= self._skip[0][0]:
+            _, end = self._skip.pop(0)
+            if self._position < end:
+                self._file.seek(end)
+                self._position = end
+        if not self._skip:
+            return size
+        room = self._skip[0][0] - self._position
+        return room if size is None or size < 0 else min(size, room)
 
     def readline(self, limit=-1):
         if self._prefix:
@@ -67,16 +83,25 @@ class _PrefixedReader:
                 end = min(end, limit)
             piece, self._prefix = self._prefix[:end], self._prefix[end:]
             return piece
-        return self._file.readline(limit)
+        line = self._file.readline(self._room(limit))
+        self._position += len(line)
+        return line
 
     def read(self, size=-1):
-        if size is None or size < 0:
-            piece, self._prefix = self._prefix, b""
-            return piece + self._file.read()
-        if self._prefix:
+        if self._prefix and size is not None and size >= 0:
             piece, self._prefix = self._prefix[:size], self._prefix[size:]
             return piece
-        return self._file.read(size)
+        pieces, self._prefix = [self._prefix], b""
+        wanted = -1 if size is None or size < 0 else size
+        while wanted != 0:
+            piece = self._file.read(self._room(wanted))
+            if not piece:
+                break
+            self._position += len(piece)
+            pieces.append(piece)
+            if wanted > 0:
+                wanted -= len(piece)
+        return b"".join(pieces)
 
 
 class _RangeReader:

@@ -193,6 +193,7 @@ class OutboundEndToEndTests(OutboundWorld, unittest.TestCase):
                       out, re.M)
         self.assertIsNotNone(m, out)
         self.zone.add(m.group(1), "TXT", m.group(2))  # what the operator publishes
+        self.zone.add("local.test", "TXT", "v=spf1 mx -all")  # and the SPF record of docs/operating
         remote = yield self.start_remote()
         local = yield self.start_local(remote.ports["smtp"])
         yield self.submit(local.ports["submission"], ["bob@remote.test"])
@@ -201,7 +202,8 @@ class OutboundEndToEndTests(OutboundWorld, unittest.TestCase):
         head = arrived.split(b"\r\n\r\n", 1)[0]
         self.assertRegex(head, rb"^Return-Path: <alice@local\.test>\r\n"
                                rb"Authentication-Results: mx\.remote\.test;\r\n"
-                               rb"\tdkim=pass header\.d=local\.test header\.s=imapwebpush\r\n"
+                               rb"\tdkim=pass header\.d=local\.test header\.s=imapwebpush;\r\n"
+                               rb"\tspf=pass smtp\.mailfrom=alice@local\.test\r\n"
                                rb"Received: from mx\.local\.test ")
         self.assertIn(b"\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=local.test;", head)
         self.assertIn(("imapwebpush._domainkey.local.test", "TXT"), self.zone.queries)
@@ -213,7 +215,8 @@ class OutboundEndToEndTests(OutboundWorld, unittest.TestCase):
         yield self.submit(local.ports["submission"], ["bob@remote.test"])
         yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
         [arrived] = self.inbox(remote, "bob@remote.test")
-        self.assertIn(b"\r\nAuthentication-Results: mx.remote.test;\r\n\tdkim=none\r\n", arrived)
+        self.assertIn(b"\r\nAuthentication-Results: mx.remote.test;\r\n\tdkim=none;\r\n"
+                      b"\tspf=none smtp.mailfrom=alice@local.test\r\n", arrived)
         self.assertNotIn(b"DKIM-Signature", arrived)
 
     @defer.inlineCallbacks

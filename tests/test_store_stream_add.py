@@ -25,6 +25,46 @@ class CRLFPiecesTests(unittest.TestCase):
         self.assertEqual(b"".join(crlf_pieces(io.BytesIO(b"abc\r\ndef\n"), 4)), b"abc\r\ndef\r\n")
 
 
+class SpoolSkipTests(unittest.TestCase):
+    """A spool reader that leaves ranges out (forged Authentication-Results) reads as if they were never there."""
+
+    lines = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\r\n"), min_size=1, max_size=30)
+
+    @staticmethod
+    def spooled(lines, in_memory):
+        spool = Spool(in_memory=in_memory)
+        for line in lines:
+            spool.write(line)
+        return spool
+
+    @staticmethod
+    def line_ranges(lines, chosen):
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line))
+        return [(offsets[i], offsets[i + 1]) for i in sorted(set(i % len(lines) for i in chosen))]
+
+    @settings(max_examples=200, deadline=None)
+    @given(lines, st.lists(st.integers(0, 40), max_size=8), st.integers(1, 7), st.sampled_from([8, 1 << 20]))
+    def test_read_and_readline_skip_the_ranges(self, lines, chosen, size, in_memory):
+        skip = self.line_ranges(lines, chosen)
+        kept = b"".join(line for i, line in enumerate(lines)
+                        if not any(s == sum(map(len, lines[:i])) for s, _ in skip))
+        spool = self.spooled(lines, in_memory)
+        self.addCleanup(spool.close)
+        self.assertEqual(spool.reader(b"P\r\n", skip).read(), b"P\r\n" + kept)
+        reader, pieces = spool.reader(b"", skip), []
+        while True:
+            piece = reader.read(size)
+            if not piece:
+                break
+            self.assertLessEqual(len(piece), size)
+            pieces.append(piece)
+        self.assertEqual(b"".join(pieces), kept)
+        reader = spool.reader(b"", skip)
+        self.assertEqual(b"".join(iter(lambda: reader.readline(size), b"")), kept)
+
+
 class StreamAddTests(StoreTestMixin, unittest.TestCase):
     def test_from_a_spool(self):
         spool = Spool(in_memory=16)

@@ -166,6 +166,7 @@ def add_outbound(c):
     from twisted.internet import threads
 
     from imapwebpush.outbound.authres import Authenticator
+    from imapwebpush.outbound.spfcheck import SPFChecker
 
     keys = options["dkim-keys"]
     c.signer = dkim.DKIMSigner(keys) if keys else None
@@ -174,6 +175,7 @@ def add_outbound(c):
         c.authenticator = Authenticator(
             hostname,
             dkim.DKIMVerifier(c.resolver, c.reactor, threads.deferToThread, timeout=options["dns-timeout"]),
+            SPFChecker(c.resolver, c.reactor, timeout=options["dns-timeout"], receiver=hostname),
         )
     c.outbound = service_module.OutboundService(
         DiskQueue(datadir.queue(c.data_dir)),

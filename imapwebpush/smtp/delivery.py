@@ -12,6 +12,10 @@ so a connection in DATA holds a few buffers, whatever the message size.
 
 A message is durable (the store fsyncs it) before ``eomReceived`` returns, so
 the ``250`` the client reads after the final dot means the mail is on disk.
+
+The local copies leave out any ``Authentication-Results:`` field that claims
+this server's name (RFC 8601 section 5): only the one we add may say what
+this server checked.
 """
 
 import os
@@ -27,6 +31,7 @@ from twisted.mail.smtp import SMTPBadRcpt, SMTPServerError
 from zope.interface import implementer
 
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, INBOX
+from imapwebpush.outbound.authres import ClaimedResults
 from imapwebpush.smtp.senders import SenderPolicy
 from imapwebpush.spool import Spool
 from imapwebpush.store.users import InvalidAddress, normalize_address
@@ -82,7 +87,7 @@ class _Envelope:
     message object is done with it (delivered, failed or the client gone).
     """
 
-    def __init__(self, origin, max_size, transaction_id, spool_dir=None):
+    def __init__(self, origin, max_size, transaction_id, spool_dir=None, authserv_id="unknown"):
         self.origin = origin
         self.max_size = max_size
         self.id = transaction_id
@@ -95,6 +100,7 @@ class _Envelope:
         self.client = (None, None)  # (HELO argument, client IP) for SPF
         self.authentication = None  # _Once: the Authentication-Results bytes, computed once
         self.queued = None  # _Once: their queue id once queued
+        self.claims = ClaimedResults(authserv_id)  # forged Authentication-Results to leave out
 
     def append(self, line):
         if self.spool is None:
@@ -105,6 +111,7 @@ class _Envelope:
                 552,
                 b"5.3.4 Message size exceeds fixed maximum message size (%d octets)" % self.max_size,
             )
+        self.claims.line(self.spool.size, line)
         self.spool.write(line)
         self.spool.write(b"\r\n")
 
@@ -112,12 +119,17 @@ class _Envelope:
     def size(self):
         return self.spool.size if self.spool is not None else 0
 
-    def reader(self, prefix):
-        """``prefix`` then the body, to be read once."""
+    def reader(self, prefix, skip=()):
+        """``prefix`` then the body (less the ``skip`` ranges), to be read once."""
         if self.spool is None:  # no line at all: an empty body after the header block
             self.spool = Spool(self.spool_dir)
             self.spool.write(b"\r\n")
-        return self.spool.reader(prefix)
+        return self.spool.reader(prefix, skip)
+
+    def local_reader(self, prefix):
+        """``(reader, size)`` of a local copy: ``prefix``, the body without our claimed results."""
+        skip = self.claims.ranges()
+        return self.reader(prefix, skip), len(prefix) + self.size - sum(e - s for s, e in skip)
 
     def done(self):
         """One message object is finished with the spool; the last one closes it."""
@@ -168,11 +180,10 @@ class _RecipientMessage:
             if self.address in envelope.delivered:
                 return defer.succeed(None)
             cut = self.trace.index(b"\r\n") + 2
-            trace = self.trace[:cut] + extra + self.trace[cut:]
-            size = len(trace) + envelope.size
+            reader, size = envelope.local_reader(self.trace[:cut] + extra + self.trace[cut:])
             account = self.delivery.mail_store.account(self.address)
             uid = account.mailbox(INBOX).add(
-                envelope.reader(trace), internaldate=self.delivery.clock.seconds(), origin=ORIGIN
+                reader, internaldate=self.delivery.clock.seconds(), origin=ORIGIN
             )
         except Exception:
             self.log.failure(
@@ -285,7 +296,7 @@ class LocalDelivery:
         if self._envelope is not None and not self._envelope.readers:
             self._envelope.discard()  # MAIL, RCPT, then RSET or MAIL again: never read
         self._envelope = _Envelope(
-            str(origin), self.max_message_size, os.urandom(8).hex(), self.spool_dir
+            str(origin), self.max_message_size, os.urandom(8).hex(), self.spool_dir, self.hostname
         )
         return origin
 

@@ -3,14 +3,15 @@
 Why a real server: the outbound code must be tested with the resolver it uses
 in production (twisted.names over UDP), so tests start this server on
 127.0.0.1 port 0 and point ``--dns-server`` at it. Names not in the zone are
-NXDOMAIN; a known name without the asked type answers empty.
+NXDOMAIN; a known name without the asked type answers empty; a name in
+``zone.silent`` is never answered (a DNS timeout for the asker).
 """
 
 from twisted.internet import defer
 from twisted.names import dns, error, server
 from twisted.names.common import ResolverBase
 
-_TYPES = {"MX": dns.MX, "A": dns.A, "AAAA": dns.AAAA, "TXT": dns.TXT}
+_TYPES = {"MX": dns.MX, "A": dns.A, "AAAA": dns.AAAA, "TXT": dns.TXT, "PTR": dns.PTR}
 
 
 class Zone(ResolverBase):
@@ -21,6 +22,8 @@ class Zone(ResolverBase):
         self.records = {}  # (name, type) -> [payload]
         self.queries = []  # (name, type name) asked, in order
         self.failing = set()  # names answered with SERVFAIL
+        self.silent = set()  # names never answered
+        self._unanswered = []
 
     def add(self, name, rtype, *args):
         name = name.lower().rstrip(".")
@@ -30,6 +33,8 @@ class Zone(ResolverBase):
             payload = dns.Record_A(args[0], ttl=60)
         elif rtype == "AAAA":
             payload = dns.Record_AAAA(args[0], ttl=60)
+        elif rtype == "PTR":
+            payload = dns.Record_PTR(args[0].encode("ascii"), ttl=60)
         elif rtype == "TXT":
             text = args[0].encode("ascii") if isinstance(args[0], str) else args[0]
             # A TXT record is a list of strings of at most 255 octets each.
@@ -43,8 +48,12 @@ class Zone(ResolverBase):
         self.queries.append((name, dns.QUERY_TYPES.get(rtype, rtype)))
         if name in self.failing:
             return defer.fail(error.DNSServerError(name))
+        if name in self.silent:
+            d = defer.Deferred()
+            self._unanswered.append(d)  # kept, so it is not collected while "pending"
+            return d
         if not any(n == name for n, _ in self.records):
-            return defer.fail(error.DomainError(name))
+            return defer.fail(error.DNSNameError(name))
         answers = [
             dns.RRHeader(name=name, type=rtype, cls=dns.IN, ttl=60, payload=p, auth=True)
             for p in self.records.get((name, rtype), [])
