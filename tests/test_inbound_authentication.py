@@ -8,8 +8,11 @@ records say what they think of 127.0.0.1. Nothing is refused for SPF.
 
 import smtplib
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
+from twisted.names import dns
 from twisted.trial import unittest
+
+from imapwebpush.outbound.spfcheck import SPFChecker
 
 from tests.test_outbound_end_to_end import OutboundWorld
 
@@ -198,3 +201,41 @@ class ForgedResultsTests(InboundWorld, unittest.TestCase):
         stored = yield self.send(running, "x@none.test", FORGED + AFTER)
         self.assertRegex(stored, rb"\AReturn-Path: <x@none\.test>\r\nReceived: from client\.example ")
         self.assertTrue(stored.endswith(b"\r\n" + STORED), stored)
+
+
+class SlowResolver:
+    """Answers TXT for pass.test after a second, and never anything else; records the timeouts asked."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.asked = []
+
+    def lookupText(self, name, timeout=None):
+        self.asked.append((name, "TXT", timeout))
+        d = defer.Deferred()
+        if name == b"pass.test":
+            record = dns.RRHeader(name=name, type=dns.TXT, payload=dns.Record_TXT(b"v=spf1 a:slow.test -all"))
+            self.clock.callLater(1, d.callback, ([record], [], []))
+        return d
+
+    def lookupAddress(self, name, timeout=None):
+        self.asked.append((name, "A", timeout))
+        return defer.Deferred()
+
+
+class DeadlineTests(unittest.TestCase):
+    """All lookups of one message share one --dns-timeout, and the resolver is told how long it has."""
+
+    def test_lookups_share_the_timeout(self):
+        clock = task.Clock()
+        resolver = SlowResolver(clock)
+        results = []
+        SPFChecker(resolver, clock, timeout=5).check("192.0.2.1", "a@pass.test", "h.test").addCallback(
+            results.append)
+        clock.advance(1)  # the record arrives; now the A lookup, with 4 seconds left
+        self.assertEqual(resolver.asked, [(b"pass.test", "TXT", (1, 3, 1)), (b"slow.test", "A", (1, 3))])
+        clock.advance(4.9)
+        self.assertEqual(results, [])  # the resolver gives up by itself at 4; this is its backstop
+        clock.advance(0.2)
+        self.assertEqual(results, ["temperror"])
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -154,6 +154,11 @@ class SPFChecker:
             except _Missing as missing:
                 answers[missing.key] = await self._fetch(missing.key, deadline)
                 continue
+            except Exception as e:
+                # A record pyspf cannot digest is the record's error: one line, no traceback.
+                self.log.info("SPF of {sender} from {ip}: pyspf failed: {error!r}",
+                              sender=mail_from, ip=client_ip, error=e)
+                return "permerror"
             return result
         self.log.info("SPF of {sender} from {ip}: more than {n} evaluations", sender=mail_from,
                       ip=client_ip, n=MAX_EVALUATIONS)
