@@ -136,6 +136,12 @@ def _serve(log_path, argv):
         print("FAILED %s" % (f.getErrorMessage(),), flush=True)
         reactor.stop()
 
+    if "--dns-server" not in argv:
+        # The SPF and DKIM lookups of mail arriving on --smtp stay on loopback, as in the
+        # tests: an empty zone (spf=none), one loopback round trip per message.
+        from imapwebpush.testing import dns as testing_dns
+
+        argv = list(argv) + ["--dns-server", testing_dns.loopback(reactor)[0]]
     reactor.callWhenRunning(lambda: tap.start_server(argv, reactor).addCallbacks(started, failed))
     profile_to = os.environ.get("IMAPWEBPUSH_PROFILE")
     if profile_to:

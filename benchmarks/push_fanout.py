@@ -51,6 +51,7 @@ from push_latency import DOMAIN, PushWiring, add_users, message, quiet_logs  # n
 
 from imapwebpush.tap import start_server  # noqa: E402
 from imapwebpush.testing import PushService  # noqa: E402
+from imapwebpush.testing import dns as testing_dns  # noqa: E402
 
 CLIENTS = 4
 
@@ -110,6 +111,8 @@ def run(accounts, per_account, messages):
             "--data", data, "--domain", DOMAIN, "--imap", "none",
             "--smtp", "tcp:0:interface=127.0.0.1", "--hostname", "bench.example",
             "--insecure-push-endpoints", "--metrics", "tcp:0:interface=127.0.0.1",
+            # SPF/DKIM lookups of the delivered mail: a loopback server (empty zone).
+            "--dns-server", testing_dns.loopback(reactor)[0],
         ], reactor)
         # the accounts exist before the clock starts, as after "imapwebpush user add"
         for user in users:

@@ -63,6 +63,7 @@ from imapwebpush import decisions
 from imapwebpush.store.users import UserDatabase
 from imapwebpush.tap import start_server
 from imapwebpush.testing import PushService
+from imapwebpush.testing import dns as testing_dns
 from imapwebpush.webpush import crypto
 from imapwebpush.webpush.subscriptions import token_hash
 
@@ -287,6 +288,8 @@ def run(count, warmup=10, dovecot=True, install_dovecot=False):
             "--data", data, "--domain", DOMAIN, "--imap", "none",
             "--smtp", "tcp:0:interface=127.0.0.1", "--hostname", "bench.example",
             "--insecure-push-endpoints",
+            # SPF/DKIM lookups of the delivered mail: a loopback server (empty zone).
+            "--dns-server", testing_dns.loopback(reactor)[0],
         ], reactor)
         pushservice = PushService(reactor)
         yield pushservice.start()

@@ -27,6 +27,7 @@ from imapwebpush.tap import start_server
 from imapwebpush.testing import PushService
 
 from tests.harness.connections import track_server
+from tests.harness.dns import dns_server_option
 from tests.harness.settle import OutcomeWatch
 from tests.harness.wire import imaplib_session
 
@@ -67,7 +68,7 @@ class PermissionsTests(unittest.TestCase):
                 "--data", self.data, "--domain", "example.org",
                 "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
                 "--allow-plaintext-auth", "--insecure-push-endpoints",
-            ], reactor)
+            ] + dns_server_option(self), reactor)
         self.connections = track_server(self.server)
         self.outcomes = OutcomeWatch(self.server.components.webpush.sender)
         self.addCleanup(self.stop)

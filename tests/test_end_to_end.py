@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from imapwebpush import cli, datadir, tap
 
 from tests.harness.connections import track_server
+from tests.harness.dns import dns_server_option
 from tests.harness.wire import imaplib_session
 from tests.harness.tls import client_context, write_self_signed
 
@@ -40,7 +41,7 @@ class EndToEndTests(unittest.TestCase):
     def start(self, *extra):
         running = yield tap.start_server(
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK,
-             "--submission", LOOPBACK, "--domain", "example.org"] + list(extra)
+             "--submission", LOOPBACK, "--domain", "example.org"] + dns_server_option(self) + list(extra)
         )
         running.connections = track_server(running)
         self.addCleanup(self.stop, running)
@@ -90,7 +91,8 @@ class EndToEndTests(unittest.TestCase):
         self.assertRegex(head, rb"^1 \(UID 1 FLAGS \(\\Recent\) BODY\[\] \{\d+\}$")
         self.assertTrue(body.startswith(
             b"Return-Path: <carol@remote.example>\r\n"
-            b"Authentication-Results: localhost;\r\n\tdkim=none\r\nReceived: from "))
+            b"Authentication-Results: localhost;\r\n\tdkim=none;\r\n"
+            b"\tspf=none smtp.mailfrom=carol@remote.example\r\nReceived: from "), body[:160])
         self.assertTrue(body.endswith(MESSAGE))
         # The data folder layout docs/operating.rst describes.
         self.assertTrue(os.path.isfile(datadir.users(self.data)))

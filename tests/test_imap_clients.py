@@ -24,6 +24,8 @@ from imapwebpush import tap
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
 
+from tests.harness.dns import dns_server_option
+
 USER = "carol@localhost"
 PASSWORD = "client-Pass_1"
 CHEAP_SCRYPT = {"n": 2**8, "r": 8, "p": 1}  # the stored parameters are what LOGIN verifies
@@ -73,7 +75,7 @@ class ServerClientTests(unittest.TestCase):
                 "--imap", "tcp:0:interface=127.0.0.1",
                 "--smtp", "tcp:0:interface=127.0.0.1",
                 "--allow-plaintext-auth",
-            ],
+            ] + dns_server_option(self),
             reactor,
         )
 
@@ -139,7 +141,8 @@ class ServerClientTests(unittest.TestCase):
             self.assertTrue(body.endswith(sent), body)
             self.assertTrue(body.startswith(
                 b"Return-Path: <alice@example.org>\r\n"
-                b"Authentication-Results: localhost;\r\n\tdkim=none\r\nReceived: "), body[:80])
+                b"Authentication-Results: localhost;\r\n\tdkim=none;\r\n"
+                b"\tspf=none smtp.mailfrom=alice@example.org\r\nReceived: "), body[:140])
             self.assertEqual(got[1][b"RFC822.SIZE"], len(body))
             self.assertEqual(got[1][b"ENVELOPE"].subject, b"first")
             self.assertEqual(flags_after[1], (b"\\Recent",))  # PEEK did not set \Seen

@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from imapwebpush import tap
 
 from tests.harness.connections import track_server
+from tests.harness.dns import dns_server_option
 from tests.test_end_to_end import LOOPBACK
 
 
@@ -34,7 +35,8 @@ class ServerMixin:
     def start(self, *extra):
         data = os.path.abspath(self.mktemp())
         running = yield tap.start_server(
-            ["--data", data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--submission", LOOPBACK] + list(extra)
+            ["--data", data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--submission", LOOPBACK]
+            + dns_server_option(self) + list(extra)
         )
         running.connections = track_server(running)
         self.addCleanup(self.stop, running)

@@ -29,6 +29,7 @@ from imapwebpush.webpush.subscriptions import SQLiteSubscriptionStore
 from imapwebpush.webpush.topic import load_or_create_topic_key, topic
 from imapwebpush.webpush.vapid import VapidKeyring
 from tests.harness.connections import track_server
+from tests.harness.dns import dns_server_option
 from tests.harness.settle import OutcomeWatch, received_until, settle
 from tests.harness.wire import imaplib_session
 
@@ -292,7 +293,7 @@ class ServerHarness(PushHarness):
             "--data", data, "--domain", "example.org", "--hostname", "mx.example.org",
             "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
             "--allow-plaintext-auth", "--insecure-push-endpoints", "--push-coalesce", str(WINDOW),
-        ] + list(self.options), reactor)
+        ] + dns_server_option(self) + list(self.options), reactor)
         self.addCleanup(self.server.stop)
         self.connections = track_server(self.server)
         c = self.server.components

@@ -18,6 +18,7 @@ from imapwebpush import cli, datadir, tap
 from imapwebpush.durable import atomic_write
 from imapwebpush.store.users import hash_password
 
+from tests.harness.dns import dns_server_option
 from tests.test_end_to_end import LOOPBACK
 from tests.harness.connections import track_server
 from tests.harness.wire import LineClient
@@ -93,7 +94,7 @@ class WireTests(unittest.TestCase):
         add_leftover(self.data, "a/b@example.org", "pw")
         self.running = yield tap.start_server(
             ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--domain", "example.org",
-             "--allow-plaintext-auth"]
+             "--allow-plaintext-auth"] + dns_server_option(self)
         )
         self.connections = track_server(self.running)
 

@@ -24,6 +24,7 @@ from imapwebpush.testing import Answer, PushService
 from imapwebpush.webpush import crypto
 from imapwebpush.webpush.subscriptions import token_hash
 from tests.harness.connections import track_server
+from tests.harness.dns import dns_server_option
 from tests.harness.settle import OutcomeWatch
 from tests.harness.wire import imaplib_session
 
@@ -60,7 +61,7 @@ class SubscribeOverIMAP(unittest.TestCase):
             "--data", self.data, "--domain", "example.org",
             "--smtp", "tcp:0:interface=127.0.0.1", "--imap", "tcp:0:interface=127.0.0.1",
             "--allow-plaintext-auth", "--insecure-push-endpoints",
-        ], reactor)
+        ] + dns_server_option(self), reactor)
         server.connections = track_server(server)
         server.outcomes = OutcomeWatch(server.components.webpush.sender)
         self.addCleanup(self.stop, server)

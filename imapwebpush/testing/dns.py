@@ -83,3 +83,18 @@ def listen(reactor, zone, attempts=20):
             continue
         return number, [udp, tcp]
     raise CannotListenError("127.0.0.1", 0, "no port free for both UDP and TCP")
+
+
+def loopback(reactor, zone=None):
+    """``(HOST:PORT, stop)``: a server for ``zone`` (default: an empty one) for ``--dns-server``.
+
+    For servers started in tests and benchmarks: their inbound SPF and DKIM
+    lookups then stay on loopback (an empty zone answers NXDOMAIN: ``spf=none``)
+    instead of going to the system's resolver. ``stop()`` returns a Deferred.
+    """
+    number, ports = listen(reactor, zone if zone is not None else Zone())
+
+    def stop():
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+
+    return "127.0.0.1:%d" % (number,), stop

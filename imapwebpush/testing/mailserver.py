@@ -3,7 +3,9 @@
 GreenMail and Mailpit give a client developer a throw-away IMAP/SMTP server;
 neither knows Web Push. ``MailServer`` is this server (IMAP with WEBPUSH, SMTP,
 submission, Maildir store, real push delivery) plus the loopback
-``PushService``, on ephemeral ports, in a temporary data folder::
+``PushService`` and a DNS server on loopback (``dns_zone``: the SPF and DKIM
+lookups of mail it receives never leave the machine), on ephemeral ports, in a
+temporary data folder::
 
     server = MailServer()
     server.start()
@@ -34,6 +36,7 @@ from twisted.internet import defer
 from twisted.python import threadable
 
 from imapwebpush.events import MessageAdded, canonical_mailbox
+from imapwebpush.testing import dns as testing_dns
 from imapwebpush.testing.pushservice import PushService
 
 DEFAULT_TIMEOUT = 10.0
@@ -126,6 +129,8 @@ class MailServer:
         self.events = []  # dicts with "seq": messages stored and pushes answered, in order
         self._event_waiters = []
         self._push.observers.append(self._pushed)
+        self.dns_zone = testing_dns.Zone()  # what its DNS server (on loopback) answers
+        self._dns_stop = None
 
     # -- the threading rule, kept here ---------------------------------------------------
 
@@ -152,7 +157,9 @@ class MailServer:
         if self.data_dir is None:
             self.data_dir = tempfile.mkdtemp(prefix="imapwebpush-test-")
         yield self._push.start()
-        argv = ["--data", self.data_dir, "--allow-plaintext-auth",
+        # SPF and DKIM lookups of the mail it receives stay on loopback (dns_zone: add records).
+        self._dns, self._dns_stop = testing_dns.loopback(self.reactor, self.dns_zone)
+        argv = ["--data", self.data_dir, "--allow-plaintext-auth", "--dns-server", self._dns,
                 "--insecure-push-endpoints", "--push-coalesce", str(self.coalesce)]
         for name, port in self._ports.items():
             argv += ["--" + name, "tcp:%d:interface=127.0.0.1" % (port,)]
@@ -162,6 +169,7 @@ class MailServer:
             self._running = yield start_server(argv, self.reactor)
         except Exception:
             yield self._push.stop()
+            yield self._dns_stop()
             raise
         self.components = self._running.components
         self.components.mail_store.bus.subscribe(self._changed)
@@ -181,6 +189,9 @@ class MailServer:
             yield running.stop()
             self.components.webpush.store.close()
         yield self._push.stop()
+        if self._dns_stop is not None:
+            stop, self._dns_stop = self._dns_stop, None
+            yield stop()
         if self._own_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
