@@ -3,7 +3,7 @@
 from twisted.trial import unittest
 
 from imapwebpush.imap import search_scan, thread
-from imapwebpush.imap.thread import ThreadInfo, format_threads, ordered_subject, references
+from imapwebpush.imap.thread import info_tuple, format_threads, ordered_subject, references
 from tests.harness.imap import IMAPTestCase
 
 # (Message-ID, References, In-Reply-To, Subject, day of December 2020 / January 2021)
@@ -83,10 +83,10 @@ class ReferencesLoopTests(unittest.TestCase):
 
     def test_cycles(self):
         entries = [
-            (1, ThreadInfo("a@x", ["b@x"], "s", False, 1)),
-            (2, ThreadInfo("b@x", ["a@x"], "s", True, 2)),
-            (3, ThreadInfo("c@x", ["c@x"], "t", False, 3)),
-            (4, ThreadInfo("a@x", [], "u", False, 4)),  # a duplicate Message-ID: a thread of its own
+            (1, info_tuple("a@x", ["b@x"], "s", False, 1)),
+            (2, info_tuple("b@x", ["a@x"], "s", True, 2)),
+            (3, info_tuple("c@x", ["c@x"], "t", False, 3)),
+            (4, info_tuple("a@x", [], "u", False, 4)),  # a duplicate Message-ID: a thread of its own
         ]
         self.assertEqual(format_threads(references(entries)), b"(2 1)(3)(4)")  # 1 named 2 first: 2 stays its parent
 
@@ -104,7 +104,7 @@ class DeepThreadTests(unittest.TestCase):
     def test_parent_chain(self):
         """Each message a reply to the one before: one thread, one flat run of numbers."""
         entries = [
-            (n, ThreadInfo("m%d@x" % n, ["m%d@x" % (n - 1)] if n > 1 else [], "s", n > 1, n))
+            (n, info_tuple("m%d@x" % n, ["m%d@x" % (n - 1)] if n > 1 else [], "s", n > 1, n))
             for n in range(1, DEPTH + 1)
         ]
         self.assertEqual(format_threads(references(entries)), b"(" + numbers(1, DEPTH) + b")")
@@ -113,8 +113,8 @@ class DeepThreadTests(unittest.TestCase):
 
     def test_references_naming_every_ancestor(self):
         """The last message's References names all 10,000 before it, oldest first."""
-        entries = [(n, ThreadInfo("m%d@x" % n, [], "s%d" % n, False, n)) for n in range(1, DEPTH + 1)]
-        entries.append((DEPTH + 1, ThreadInfo("last@x", ["m%d@x" % n for n in range(1, DEPTH + 1)], "z", True, 0)))
+        entries = [(n, info_tuple("m%d@x" % n, [], "s%d" % n, False, n)) for n in range(1, DEPTH + 1)]
+        entries.append((DEPTH + 1, info_tuple("last@x", ["m%d@x" % n for n in range(1, DEPTH + 1)], "z", True, 0)))
         self.assertEqual(format_threads(references(entries)), b"(" + numbers(1, DEPTH + 1) + b")")
 
     def test_deep_branches_nest_in_the_answer(self):
@@ -123,9 +123,9 @@ class DeepThreadTests(unittest.TestCase):
         entries = []
         for k in range(1, levels + 1):
             parent = ["c%d@x" % (k - 1)] if k > 1 else []
-            entries.append((2 * k - 1, ThreadInfo("c%d@x" % k, parent, "s", k > 1, 2 * k - 1)))
+            entries.append((2 * k - 1, info_tuple("c%d@x" % k, parent, "s", k > 1, 2 * k - 1)))
             if k > 1:
-                entries.append((2 * k, ThreadInfo("l%d@x" % k, parent, "s", True, 2 * k)))
+                entries.append((2 * k, info_tuple("l%d@x" % k, parent, "s", True, 2 * k)))
         # written inside out: the deepest chain message alone, then each level around it
         text = b"%d" % (2 * levels - 1,)
         for k in range(levels - 1, 0, -1):
@@ -133,7 +133,7 @@ class DeepThreadTests(unittest.TestCase):
         self.assertEqual(format_threads(references(entries)), b"(" + text + b")")
 
     def test_ordered_subject_of_many(self):
-        entries = [(n, ThreadInfo(None, [], "s%d" % (n % 2), False, n)) for n in range(1, DEPTH + 1)]
+        entries = [(n, info_tuple(None, [], "s%d" % (n % 2), False, n)) for n in range(1, DEPTH + 1)]
         expected = b"(1 " + b"".join(b"(%d)" % n for n in range(3, DEPTH, 2)) + b")"
         expected += b"(2 " + b"".join(b"(%d)" % n for n in range(4, DEPTH + 1, 2)) + b")"
         self.assertEqual(format_threads(ordered_subject(entries)), expected)

@@ -83,11 +83,11 @@ class SearchCommandMixin:
         if self.view is not view:
             return  # the connection went while the search ran
         if options is None:
-            line = b"SEARCH" + b"".join(b" %d" % (m.uid if uid else m.seq,) for m in found)
+            line = b"SEARCH" + b"".join(b" %d" % (u if uid else seq,) for seq, u, _, _ in found)
             if modseq and found:
-                line += b" (MODSEQ %d)" % (max(m.modseq for m in found),)
+                line += b" (MODSEQ %d)" % (max(m for _, _, m, _ in found),)
         else:
-            entries = [(m.uid if uid else m.seq, m.uid, m.modseq) for m in found]
+            entries = [(u if uid else seq, u, m) for seq, u, m, _ in found]
             if b"SAVE" in options:
                 self.saved_search = esearch.saved_uids(options, entries)
             line = esearch.esearch_line(tag, options, entries, uid, modseq)

@@ -26,16 +26,10 @@ INLINE_SECONDS = 0.01
 _SLICE = 10
 
 
-class Match:
-    """One message a SEARCH found: ``seq``, ``uid``, ``modseq`` and ``key`` (what ``keep`` gave)."""
-
-    __slots__ = ("seq", "uid", "modseq", "key")
-
-    def __init__(self, seq, uid, modseq, key):
-        self.seq = seq
-        self.uid = uid
-        self.modseq = modseq
-        self.key = key
+# A message a SEARCH found is the plain tuple (seq, uid, modseq, key), ``key`` what
+# ``keep`` gave: with numbers and a key of strings and numbers in it, the garbage
+# collector stops tracking it (never so for a class instance, a namedtuple's included):
+# 20,000 matches kept made its full collections, which hold every session, more frequent.
 
 
 def cooperator(clock):
@@ -60,11 +54,12 @@ def _matching(view, predicate, found, keep):
             key = None if keep is None else keep(item)  # SORT's keys, read while the message is at hand
         except (KeyError, FileNotFoundError):
             continue  # expunged by another session while the search ran
-        found.append(Match(index + 1, u, stored.modseq, key))
+        found.append((index + 1, u, stored.modseq, key))
 
 
 def scan(view, predicate, coop, keep=None):
-    """Deferred [L{Match}] of the view's messages that ``predicate`` accepts, in sequence order.
+    """Deferred [(seq, uid, modseq, key)] of the view's messages that ``predicate`` accepts,
+    in sequence order.
 
     ``keep(item)``, when given, is called on each match while it is read; its answer is
     the match's ``key``.

@@ -45,23 +45,22 @@ def split_thread_line(line):
 
 
 def sort_response(criteria, found, modseq, uid):
-    """Generator returning the ``SORT ...`` line of the L{search_scan.Match}es ``found``."""
-    entries = [m.key + (m,) for m in found]
+    """Generator returning the ``SORT ...`` line of the matches ``found`` (L{search_scan.scan}'s)."""
+    entries = [key + (u if uid else seq,) for seq, u, _, key in found]
     yield from sort.ordering(criteria, entries)
     last = len(criteria)
     parts = [b"SORT"]
     for start in range(0, len(entries), _NUMBERS_PER_STEP):
-        chunk = entries[start : start + _NUMBERS_PER_STEP]
-        parts.append(b"".join(b" %d" % (e[last].uid if uid else e[last].seq,) for e in chunk))
+        parts.append(b"".join(b" %d" % (e[last],) for e in entries[start : start + _NUMBERS_PER_STEP]))
         yield
     if modseq and found:
-        parts.append(b" (MODSEQ %d)" % (max(m.modseq for m in found),))
+        parts.append(b" (MODSEQ %d)" % (max(m for _, _, m, _ in found),))
     return b"".join(parts)
 
 
 def thread_response(algorithm, found, uid):
-    """Generator returning the ``THREAD ...`` line of the L{search_scan.Match}es ``found``."""
-    entries = [(m.uid if uid else m.seq, m.key) for m in found]
+    """Generator returning the ``THREAD ...`` line of the matches ``found`` (L{search_scan.scan}'s)."""
+    entries = [(u if uid else seq, key) for seq, u, _, key in found]
     if algorithm == b"ORDEREDSUBJECT":
         roots = yield from thread.ordered_subject_steps(entries)
     else:

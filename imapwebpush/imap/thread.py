@@ -22,29 +22,32 @@ ALGORITHMS = (b"ORDEREDSUBJECT", b"REFERENCES")
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
 
 
-class ThreadInfo:
-    __slots__ = ("message_id", "refs", "subject", "is_reply", "date")
+# What threading needs of a message is a plain tuple of strings and numbers (``refs`` a
+# tuple too): the garbage collector stops tracking such a tuple (it never does for a
+# class instance, a namedtuple's included), so the 20,000 kept while a THREAD runs do not
+# make the full collections, which hold every session, longer or more frequent.
+MESSAGE_ID, REFS, SUBJECT, IS_REPLY, DATE = range(5)
 
-    def __init__(self, message_id, refs, subject, is_reply, date):
-        self.message_id = message_id
-        self.refs = refs
-        self.subject = subject
-        self.is_reply = is_reply
-        self.date = date
+
+def info_tuple(message_id, refs, subject, is_reply, date):
+    """The tuple of what threading needs of a message (read it with the names above)."""
+    return (message_id, tuple(refs), subject, is_reply, date)
 
 
 def thread_info(item):
-    """The L{ThreadInfo} of a L{imapwebpush.imap.search.SearchItem}."""
+    """The L{info_tuple} of a L{imapwebpush.imap.search.SearchItem}."""
     ids = _MSG_ID.findall(item.header("message-id"))
     refs = _MSG_ID.findall(item.header("references"))
     if not refs:
         refs = _MSG_ID.findall(item.header("in-reply-to"))[:1]
     subject, is_reply = base_subject(item.header("subject"))
-    return ThreadInfo(ids[0] if ids else None, refs, subject, is_reply, sent_time(item))
+    return info_tuple(ids[0] if ids else None, refs, subject, is_reply, sent_time(item))
 
 
 class Node:
-    """A thread container: ``number`` (None for a dummy), ``info``, ``parent``, ``children``."""
+    """A thread container: ``number`` (None for a dummy), ``info``, ``parent``, ``children``
+    (a list, or the empty tuple until the first child comes: one object fewer for the
+    garbage collector per leaf)."""
 
     __slots__ = ("number", "info", "parent", "children")
 
@@ -52,7 +55,7 @@ class Node:
         self.number = number
         self.info = info
         self.parent = None
-        self.children = []
+        self.children = ()
 
     def sort_key(self):
         """(sent date, number) of the message, or of a dummy's first child (RFC 5256 REFERENCES 4)."""
@@ -61,7 +64,7 @@ class Node:
             node = node.children[0]
         if node.number is None:
             return (0, 0)
-        return (node.info.date, node.number)
+        return (node.info[DATE], node.number)
 
     def first_info(self):
         return self.info if self.number is not None else (self.children[0].info if self.children else None)
@@ -99,19 +102,18 @@ def ordered_subject_steps(entries):
     for count, (number, info) in enumerate(entries):
         if count % _STEP == 0:
             yield
-        decorated.append((info.date, number, info))
+        decorated.append((info[DATE], number, info))
     decorated.sort(key=operator.itemgetter(0, 1))
     yield
-    groups = {}
+    heads = {}  # base subject: its first message, the parent of the others
     for count, (_, number, info) in enumerate(decorated):
         if count % _STEP == 0:
             yield
-        groups.setdefault(info.subject, []).append(Node(number, info))
-    threads = []
-    for nodes in groups.values():
-        head = nodes[0]
-        head.children = nodes[1:]
-        threads.append(head)
+        node = Node(number, info)
+        head = heads.setdefault(info[SUBJECT], node)
+        if head is not node:
+            _link(head, node)
+    threads = list(heads.values())
     yield from _sort_nodes(threads)
     return threads
 
@@ -131,15 +133,18 @@ def _link(parent, child):
     if child.parent is not None:
         child.parent.children.remove(child)
     child.parent = parent
-    parent.children.append(child)
+    if parent.children:
+        parent.children.append(child)
+    else:
+        parent.children = [child]
 
 
 def _adopt_children(parent, node):
     """Every child of ``node`` becomes the last children of ``parent``."""
     for child in node.children:
         child.parent = parent
-    parent.children.extend(node.children)
-    node.children = []
+    parent.children = list(parent.children) + list(node.children)
+    node.children = ()
 
 
 def _top_down(roots):
@@ -176,7 +181,7 @@ def _prune(roots):
                 kept.extend(_standing_for(child, False))
             for child in kept:
                 child.parent = node
-            node.children = kept
+            node.children = kept or ()
     out = []
     for node in roots:
         out.extend(_standing_for(node, True))
@@ -197,17 +202,17 @@ def references_steps(entries):
 
     work = 0
     for number, info in entries:  # (1) link by Message-ID, References, In-Reply-To
-        work += 1 + len(info.refs)
+        work += 1 + len(info[REFS])
         if work >= _STEP:
             work = 0
             yield
-        key = info.message_id
+        key = info[MESSAGE_ID]
         if key is None or (key in table and table[key].number is not None):
             key = ("unique", number)  # no or a duplicate Message-ID: a message of its own
         node = container(key)
         node.number, node.info = number, info
         previous = None
-        for ref in info.refs:
+        for ref in info[REFS]:
             ref_node = container(ref)
             if previous is not None and ref_node.parent is None and not _is_ancestor(ref_node, previous):
                 _link(previous, ref_node)
@@ -256,24 +261,24 @@ def _group_by_subject(roots):
         if count % _STEP == 0:
             yield
         info = node.first_info()
-        if info is None or not info.subject:
+        if info is None or not info[SUBJECT]:
             continue
-        held = subjects.get(info.subject)
+        held = subjects.get(info[SUBJECT])
         if (
             held is None
             or (node.number is None and held.number is not None)
-            or (held.number is not None and held.info.is_reply and node.number is not None and not node.info.is_reply)
+            or (held.number is not None and held.info[IS_REPLY] and node.number is not None and not node.info[IS_REPLY])
         ):
-            subjects[info.subject] = node
+            subjects[info[SUBJECT]] = node
     out = list(roots)
     where = {id(node): i for i, node in enumerate(out)}
     for count, node in enumerate(roots):  # (5 B)
         if count % _STEP == 0:
             yield
         info = node.first_info()
-        if info is None or not info.subject or id(node) not in where:
+        if info is None or not info[SUBJECT] or id(node) not in where:
             continue
-        held = subjects[info.subject]
+        held = subjects[info[SUBJECT]]
         if held is node:
             continue
         out[where.pop(id(node))] = None
@@ -281,18 +286,18 @@ def _group_by_subject(roots):
             _adopt_children(held, node)
         elif held.number is None:
             _link(held, node)
-        elif not held.info.is_reply and node.number is not None and node.info.is_reply:
+        elif not held.info[IS_REPLY] and node.number is not None and node.info[IS_REPLY]:
             _link(held, node)
-        elif held.info.is_reply and node.number is not None and not node.info.is_reply:
+        elif held.info[IS_REPLY] and node.number is not None and not node.info[IS_REPLY]:
             _replace(out, where, held, node)
             _link(node, held)
-            subjects[info.subject] = node
+            subjects[info[SUBJECT]] = node
         else:
             dummy = Node()
             _replace(out, where, held, dummy)
             _link(dummy, held)
             _link(dummy, node)
-            subjects[info.subject] = dummy
+            subjects[info[SUBJECT]] = dummy
     return [node for node in out if node is not None]
 
 
