@@ -19,20 +19,20 @@ running; before the 10 ms bound on the inline part)::
     server=sliced query=body search_ms=2152 other_noop_max_ms=96.1 other_noop_p99_ms=96.1
     server=sliced query=esearch_count search_ms=4572 other_noop_max_ms=65.3 other_noop_p99_ms=62.1
 
-SORT and THREAD (the mailbox's messages in threads of five), before and after their
-ordering, threading and answer line went into slices too (same session, four other
-helpers' work on the two cores; THREAD REFERENCES grouped 20,000 roots by subject with
-list searches before)::
+SORT and THREAD (the mailbox's messages in threads of five), before (main at 510ff15:
+SORT's ordering, THREAD's threading and the answer line in one reactor turn; REFERENCES
+grouped 20,000 roots with list searches) and after those steps went into slices and the
+matches into tuples the garbage collector stops tracking (same session, a quiet moment)::
 
-    before: query=sort_subject_date search_ms=1567 other_noop_max_ms=103.5 other_noop_p99_ms=44.7
-    before: query=thread_references search_ms=1755 other_noop_max_ms=250.1 other_noop_p99_ms=171.7
-    before: query=thread_orderedsubject search_ms=1948 other_noop_max_ms=227.5 other_noop_p99_ms=106.0
-    after:  query=sort_subject_date search_ms=926 other_noop_max_ms=20.2 other_noop_p99_ms=14.0
-    after:  query=thread_references search_ms=1224 other_noop_max_ms=51.0 other_noop_p99_ms=23.5
-    after:  query=thread_orderedsubject search_ms=1893 other_noop_max_ms=114.3 other_noop_p99_ms=92.4
+    before: query=sort_subject_date search_ms=698 other_noop_max_ms=47.2 other_noop_p99_ms=47.2
+    before: query=thread_references search_ms=812 other_noop_max_ms=112.6 other_noop_p99_ms=112.6
+    before: query=thread_orderedsubject search_ms=807 other_noop_max_ms=105.3 other_noop_p99_ms=105.3
+    after:  query=sort_subject_date search_ms=745 other_noop_max_ms=13.5 other_noop_p99_ms=13.5
+    after:  query=thread_references search_ms=764 other_noop_max_ms=35.9 other_noop_p99_ms=35.9
+    after:  query=thread_orderedsubject search_ms=853 other_noop_max_ms=40.8 other_noop_p99_ms=40.8
 
-What remains above ~20 ms are CPython's full garbage collections (THREAD allocates a few
-objects per message): about 50 ms of CPU each with this mailbox loaded, whatever runs.
+What remains above ~15 ms are CPython's full garbage collections (THREAD still makes a
+Node per message): tens of milliseconds each with this mailbox loaded, whatever runs.
 
 Run: ``python benchmarks/search_large.py [--messages N] [--only sliced]``.
 """
