@@ -496,6 +496,13 @@ class IOutboundQueue(Interface):
         When it returns, a kill -9 cannot lose the message.
         """
 
+    def write_message(parts, now):
+        """The first half of L{add}, safe in a thread: the message file from
+        ``parts`` (bytes or binary readables), fsynced; ``(queue_id, size)``."""
+
+    def commit(queue_id, sender, recipients, size, now):
+        """The second half of L{add}, on the reactor: the state file; the new L{QueueEntry}."""
+
     def entries():
         """Every L{QueueEntry} now queued, oldest first."""
 
@@ -529,6 +536,11 @@ class IMailSubmitter(Interface):
     def submit(sender, recipients, data):
         """Queue ``data`` durably for ``recipients`` (signed first when a signer is set).
 
+        ``data``: bytes, or an object whose ``reader()`` gives a new binary
+        readable of the message at each call, from any thread (a
+        L{imapwebpush.spool.Snapshot}): the message is then read as a stream
+        (to sign it, then to copy it), never held whole.
+
         Deferred[queue id (str)], fired once the message is on disk; it
         errbacks when the message could not be stored (the client gets a 451).
         """
@@ -537,8 +549,11 @@ class IMailSubmitter(Interface):
 class IMessageSigner(Interface):
     """Signs outbound mail (DKIM)."""
 
-    def sign(sender, data):
-        """The header lines (bytes, CRLF-terminated) to put on top of ``data``; b"" when none."""
+    def sign(sender, message):
+        """The header lines (bytes, CRLF-terminated) to put on top of ``message``; b"" when none.
+
+        ``message``: bytes or a binary readable (read once, to its end).
+        """
 
 
 class IMessageAuthenticator(Interface):

@@ -9,6 +9,8 @@ is closed or the process dies. Readers get it back line by line with
 ``readline(limit)``, which is what the mail store copies from.
 """
 
+import io
+import os
 import tempfile
 
 # Octets a spool keeps in memory before it moves to its temporary file.
@@ -24,6 +26,7 @@ class Spool:
 
     def __init__(self, directory=None, in_memory=IN_MEMORY):
         self._file = tempfile.SpooledTemporaryFile(max_size=in_memory, mode="w+b", dir=directory)
+        self._in_memory = in_memory
         self.size = 0
 
     def write(self, data):
@@ -40,6 +43,19 @@ class Spool:
         self._file.seek(0)
         return _PrefixedReader(prefix, self._file, skip)
 
+    def snapshot(self, prefix=b""):
+        """A L{Snapshot} of ``prefix`` and everything written, for another thread to read.
+
+        No copy of a spool on disk: the snapshot reads the same file through a
+        file descriptor of its own, by offset, so it does not move this
+        spool's readers and outlives ``close()``. No ``write`` after it.
+        """
+        if self.size <= self._in_memory:  # still in memory (the file rolls over past that)
+            self._file.seek(0)
+            return Snapshot(prefix, data=self._file.read())
+        self._file.flush()
+        return Snapshot(prefix, fd=os.dup(self._file.fileno()), size=self.size)
+
     def range_reader(self, start, size):
         """A readable of the ``size`` octets written from offset ``start``: one of the
         messages of an IMAP APPEND, which stages them all in one spool (one file, not
@@ -53,6 +69,48 @@ class Spool:
     @property
     def closed(self):
         return self._file.closed
+
+
+class Snapshot:
+    """``prefix`` and a spool's content; ``reader()`` as often as needed, from any thread; ``close()``."""
+
+    def __init__(self, prefix, data=None, fd=None, size=0):
+        self._prefix = bytes(prefix)
+        self._data = data
+        self._fd = fd
+        self.size = len(self._prefix) + (len(data) if data is not None else size)
+        self._spooled = size
+
+    def reader(self):
+        if self._data is not None:
+            return _PrefixedReader(self._prefix, io.BytesIO(self._data))
+        return _PrefixedReader(self._prefix, io.BufferedReader(_PositionalFile(self._fd, self._spooled), 65536))
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _PositionalFile(io.RawIOBase):
+    """The first ``size`` octets of a file descriptor, read with ``pread`` (no shared file offset)."""
+
+    def __init__(self, fd, size):
+        self._fd = fd
+        self._size = size
+        self._position = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        wanted = min(len(buffer), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        data = os.pread(self._fd, wanted, self._position)
+        buffer[:len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 class _PrefixedReader:

@@ -17,7 +17,7 @@ import time
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from imapwebpush.durable import atomic_write, fsync_dir, write_file
+from imapwebpush.durable import atomic_write, fsync_dir, write_pieces
 from imapwebpush.interfaces import IOutboundQueue
 from imapwebpush.private import make_folders
 
@@ -103,6 +103,7 @@ class QueueEntry:
 
 
 _counter = itertools.count()
+COPY_PIECE = 64 * 1024  # octets copied at a time into a message file
 
 
 def new_queue_id(now):
@@ -153,16 +154,41 @@ class DiskQueue:
 
     def add(self, sender, recipients, data, now=None):
         now = time.time() if now is None else now
+        queue_id, size = self.write_message([data], now)
+        return self.commit(queue_id, sender, recipients, size, now)
+
+    def write_message(self, parts, now):
+        """Write a new message file from ``parts`` (bytes or binary readables, in order), fsynced.
+
+        Touches nothing but that file, so it may run in a thread; returns
+        ``(queue_id, size)``. Until L{commit} the message is not queued: a
+        restart removes it, as one the client never got a 250 for.
+        """
         queue_id = new_queue_id(now)
-        entry = QueueEntry(
-            queue_id, sender, [Recipient(a, next_attempt=now) for a in recipients], now, len(data)
-        )
-        message = self._file(queue_id, ".msg")
-        write_file(message, data)
+        path = self._file(queue_id, ".msg")
+
+        def pieces():
+            for part in parts:
+                if isinstance(part, bytes):
+                    yield part
+                else:
+                    yield from iter(lambda: part.read(COPY_PIECE), b"")
+
+        try:
+            size = write_pieces(path, pieces())
+        except BaseException:
+            if os.path.exists(path):
+                os.unlink(path)
+            raise
+        return queue_id, size
+
+    def commit(self, queue_id, sender, recipients, size, now):
+        """Queue the message L{write_message} wrote: its state file (the commit point); the L{QueueEntry}."""
+        entry = QueueEntry(queue_id, sender, [Recipient(a, next_attempt=now) for a in recipients], now, size)
         try:
             atomic_write(self._file(queue_id, ".json"), self._encode(entry))
         except BaseException:
-            os.unlink(message)
+            os.unlink(self._file(queue_id, ".msg"))
             raise
         self._entries[queue_id] = entry
         self._mtimes[queue_id] = os.stat(self._file(queue_id, ".json")).st_mtime_ns

@@ -11,6 +11,8 @@ once; after ``lifetime`` seconds, or on a 5xx, a bounce (RFC 3464) that goes
 into the sender's INBOX through the store, so it is pushed like any mail.
 """
 
+import io
+
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -107,13 +109,20 @@ class OutboundService(service.Service):
     # -- IMailSubmitter ------------------------------------------------------
 
     def submit(self, sender, recipients, data):
-        if self.signer is None:
-            return defer.succeed(self._add(sender, recipients, data))
-        d = self.run(self.signer.sign, sender, data)  # hashing a big body: off the reactor
-        return d.addCallback(lambda header: self._add(sender, recipients, header + data))
+        now = self.clock.seconds()
+        # Signing (hashing the body) and copying to disk with fsync: off the reactor.
+        d = self.run(self._write, sender, data, now)
+        return d.addCallback(self._add, sender, recipients, now)
 
-    def _add(self, sender, recipients, data):
-        entry = self.queue.add(sender, recipients, data, self.clock.seconds())
+    def _write(self, sender, data, now):
+        """In a thread: the signature (one pass over the message), then header + message on disk."""
+        opened = (lambda: io.BytesIO(data)) if isinstance(data, bytes) else data.reader
+        header = self.signer.sign(sender, opened()) if self.signer is not None else b""
+        return self.queue.write_message([header, opened()], now)
+
+    def _add(self, written, sender, recipients, now):
+        queue_id, size = written
+        entry = self.queue.commit(queue_id, sender, recipients, size, now)
         self.log.info(
             "outbound {queue_id}: queued {size} octets from <{sender}> for {count} recipient(s)",
             queue_id=entry.id, size=entry.size, sender=sender, count=len(recipients),

@@ -126,6 +126,11 @@ class _Envelope:
             self.spool.write(b"\r\n")
         return self.spool.reader(prefix, skip)
 
+    def snapshot(self, prefix):
+        """A L{imapwebpush.spool.Snapshot} of ``prefix`` and the body, for a thread to read."""
+        self.reader(b"")  # makes the empty spool of an empty body
+        return self.spool.snapshot(prefix)
+
     def local_reader(self, prefix):
         """``(reader, size)`` of a local copy: ``prefix``, the body without our claimed results."""
         skip = self.claims.ranges()
@@ -140,6 +145,11 @@ class _Envelope:
     def discard(self):
         if self.spool is not None:
             self.spool.close()
+
+
+def _closed(result, snapshot):
+    snapshot.close()
+    return result
 
 
 @implementer(IMessageSMTP)
@@ -217,11 +227,13 @@ class _QueuedMessage(_RecipientMessage):
         envelope = self.envelope
         try:
             if envelope.queued is None:
-                # Read whole: DKIM signs the whole message (outbound mail only).
-                data = envelope.reader(self.trace).read()
-                envelope.queued = _Once(defer.maybeDeferred(
-                    self.delivery.outbound.submit, envelope.origin, list(envelope.remote), data
-                ).addErrback(self._failed))
+                # Not read here: submit signs and copies it in a thread, as a
+                # stream, from a snapshot that outlives this envelope's spool.
+                snapshot = envelope.snapshot(self.trace)
+                d = defer.maybeDeferred(
+                    self.delivery.outbound.submit, envelope.origin, list(envelope.remote), snapshot)
+                d.addBoth(_closed, snapshot)
+                envelope.queued = _Once(d.addErrback(self._failed))
         finally:
             self._finish()
         return envelope.queued.get()
