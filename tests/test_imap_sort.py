@@ -110,20 +110,40 @@ class SortTests(IMAPTestCase):
         return self.in_thread(client).addCallback(lambda caps: self.assertIn(" SORT ", caps[0] + " "))
 
 
+class CasemapOrderTests(IMAPTestCase):
+    """SORT compares with i;ascii-casemap: letters as upper case, so "_" and "[" come after them."""
+
+    def setUp(self):
+        super().setUp()
+        inbox = self.inbox()
+        for i, (subject, sender) in enumerate(
+            [("a", "b@x.org"), ("_", "_z@x.org"), ("[xyz]", "A@x.org"), ("C", "[q]@x.org"), ("b", "c@x.org")]
+        ):
+            inbox.add(("From: %s\r\nSubject: %s\r\n\r\nbody\r\n" % (sender, subject)).encode(), internaldate=1700000000 + i)
+
+    def test_subject_and_from_order(self):
+        d = self.in_inbox("SORT (SUBJECT) US-ASCII ALL", "SORT (REVERSE SUBJECT) US-ASCII ALL", "SORT (FROM) US-ASCII ALL")
+        return d.addCallback(
+            lambda answers: self.assertEqual(
+                [a[0] for a in answers], ["* SORT 1 5 4 3 2", "* SORT 2 3 4 5 1", "* SORT 3 1 5 4 2"]
+            )
+        )
+
+
 class BaseSubjectTests(unittest.TestCase):
     """RFC 5256 2.1."""
 
     def test_base_subjects(self):
         cases = [
-            ("Hello", ("hello", False)),
-            ("Re: Hello", ("hello", True)),
-            ("RE:re: FWD: hello (fwd) (FWD)", ("hello", True)),
-            ("Re [x]: [list] Fw: a  b\t c", ("a b c", True)),
-            ("[list] hello", ("hello", False)),
-            ("[list]", ("[list]", False)),
-            ("[fwd: Re: x]", ("x", True)),
+            ("Hello", ("HELLO", False)),
+            ("Re: Hello", ("HELLO", True)),
+            ("RE:re: FWD: hello (fwd) (FWD)", ("HELLO", True)),
+            ("Re [x]: [list] Fw: a  b\t c", ("A B C", True)),
+            ("[list] hello", ("HELLO", False)),
+            ("[list]", ("[LIST]", False)),
+            ("[fwd: Re: x]", ("X", True)),
             ("re:", ("", True)),
-            ("Reply: x", ("reply: x", False)),
+            ("Reply: x", ("REPLY: X", False)),
             ("", ("", False)),
         ]
         for subject, expected in cases:

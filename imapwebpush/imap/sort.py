@@ -50,7 +50,11 @@ _FWD = re.compile(r"\A\[fwd:(.*)\]\Z", re.I | re.S)
 
 
 def base_subject(subject):
-    """(base subject, casefolded for comparison; whether a reply/forward leader was removed)."""
+    """(base subject, upper-cased for comparison; whether a reply/forward leader was removed).
+
+    Upper case, not lower: SORT compares with i;ascii-casemap (RFC 5256 3, RFC 4790 9.2),
+    which maps letters to upper case, so "_" and "[" sort after the letters, not before.
+    """
     text = " ".join(subject.split())  # decoded already; runs of white space become one space
     changed = False
     while True:
@@ -79,17 +83,17 @@ def base_subject(subject):
             text = m.group(1)
             changed = True
             continue
-        return text.casefold(), changed
+        return text.upper(), changed
 
 
 # -- sort keys ---------------------------------------------------------------------------
 
 
 def _first_mailbox(value):
-    """addr-mailbox of the first address of a header (RFC 5256 3, CC/FROM/TO), casefolded."""
+    """addr-mailbox of the first address of a header (RFC 5256 3, CC/FROM/TO), upper-cased (i;ascii-casemap)."""
     for _, address in email.utils.getaddresses([value]):
         if address:
-            return address.rpartition("@")[0].casefold() if "@" in address else address.casefold()
+            return address.rpartition("@")[0].upper() if "@" in address else address.upper()
     return ""
 
 
