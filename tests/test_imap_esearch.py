@@ -65,7 +65,8 @@ class ESearchTests(_TwelveMessages):
 
         def check(answers):
             self.assertEqual(answers[0], ['* ESEARCH (TAG "a0") COUNT 3', "a0 OK SEARCH completed"])
-            line, ok = answers[1]
+            highest, line, ok = answers[1]
+            self.assertRegex(highest, r"^\* OK \[HIGHESTMODSEQ \d+\] Highest mod-sequence$")
             self.assertRegex(line, r'^\* ESEARCH \(TAG "a1"\) MAX 11 MODSEQ \d+$')
             self.assertEqual(ok, "a1 OK SEARCH completed")
             self.assertEqual(answers[2], ["a2 BAD Unknown RETURN option FOO"])

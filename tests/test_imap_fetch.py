@@ -149,8 +149,10 @@ class FetchTests(IMAPTestCase):
 
         def check(result):
             modseq, changed = result
-            self.assertEqual(len(modseq), 3, modseq)
-            self.assertRegex(modseq[0], r"^\* 1 FETCH \(MODSEQ \(\d+\)\)$")
+            # The first CONDSTORE-enabling command tells HIGHESTMODSEQ (RFC 7162 3.1).
+            self.assertEqual(len(modseq), 4, modseq)
+            self.assertEqual(modseq[0], "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % second)
+            self.assertRegex(modseq[1], r"^\* 1 FETCH \(MODSEQ \(\d+\)\)$")
             self.assertEqual(
                 changed,
                 [
@@ -181,6 +183,7 @@ class FetchTests(IMAPTestCase):
             self.assertEqual(
                 lines,
                 [
+                    "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % second,
                     "* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)]<0> {9}",
                     "Subject:  MODSEQ (%d))" % second,  # 9 octets: "Subject: "
                     "f1 OK FETCH completed",
@@ -496,7 +499,14 @@ class FetchWireTests(IMAPTestCase):
             return out
 
         def check(out):
-            self.assertEqual(out[0], ["* 1 FETCH (FLAGS (\\Seen) MODSEQ (%d))" % modseq, "f1 OK FETCH completed"])
+            self.assertEqual(
+                out[0],
+                [
+                    "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % modseq,
+                    "* 1 FETCH (FLAGS (\\Seen) MODSEQ (%d))" % modseq,
+                    "f1 OK FETCH completed",
+                ],
+            )
             self.assertEqual(out[1], ["* 1 FETCH (UID %d MODSEQ (%d))" % (uid, modseq), "f2 OK FETCH completed"])
             self.assertEqual(
                 out[2], ["* 1 FETCH (UID %d FLAGS (\\Seen) MODSEQ (%d))" % (uid, modseq), "f3 OK FETCH completed"]

@@ -222,6 +222,39 @@ class QresyncWireTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_first_condstore_enabling_command_tells_highestmodseq(self):
+        """RFC 7162 3.1: FETCH MODSEQ in a selected mailbox enables CONDSTORE; the first one
+        tells HIGHESTMODSEQ before its FETCH lines, later ones do not; SELECT (CONDSTORE)
+        has told it already."""
+
+        def client():
+            w = self.session(select="INBOX")
+            first = w.cmd("f1", "FETCH 1 (MODSEQ)")
+            second = w.cmd("f2", "FETCH 2 (MODSEQ)")
+            w.close()
+            w = self.session()
+            w.cmd("s1", "SELECT INBOX (CONDSTORE)")
+            after_select = w.cmd("f3", "FETCH 1 (MODSEQ)")
+            w.close()
+            return first, second, after_select
+
+        def check(result):
+            first, second, after_select = result
+            box = self.inbox()
+            m1, m2 = box.message(1).modseq, box.message(2).modseq
+            self.assertEqual(
+                first,
+                [
+                    "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % box.highestmodseq,
+                    "* 1 FETCH (MODSEQ (%d))" % m1,
+                    "f1 OK FETCH completed",
+                ],
+            )
+            self.assertEqual(second, ["* 2 FETCH (MODSEQ (%d))" % m2, "f2 OK FETCH completed"])
+            self.assertEqual(after_select, ["* 1 FETCH (MODSEQ (%d))" % m1, "f3 OK FETCH completed"])
+
+        return self.in_thread(client).addCallback(check)
+
     def test_qresync_parameter_needs_enable(self):
         def client():
             w = self.session()

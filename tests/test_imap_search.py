@@ -106,7 +106,8 @@ class SearchTests(IMAPTestCase):
         modseq = inbox.message(2).modseq
 
         def check(results):
-            self.assertEqual(results[0][0], "* SEARCH 2 (MODSEQ %d)" % modseq)
+            self.assertEqual(results[0][0], "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % inbox.highestmodseq)
+            self.assertEqual(results[0][1], "* SEARCH 2 (MODSEQ %d)" % modseq)
 
         return self.search("MODSEQ %d" % modseq).addCallback(check)
 

@@ -55,6 +55,7 @@ class StoreTests(IMAPTestCase):
         inbox = self.inbox()
         modseq1 = inbox.message(1).modseq
         inbox.set_flags([2], ["\\Flagged"], "add")
+        modseq2 = inbox.highestmodseq
 
         def client():
             w = self.session(select="INBOX")
@@ -63,9 +64,10 @@ class StoreTests(IMAPTestCase):
             return lines
 
         def check(lines):
-            self.assertEqual(len(lines), 2, lines)
-            self.assertRegex(lines[0], r"^\* 1 FETCH \(MODSEQ \(\d+\)\)$")
-            self.assertEqual(lines[1], "t1 OK [MODIFIED 2] Conditional STORE failed")
+            self.assertEqual(len(lines), 3, lines)
+            self.assertEqual(lines[0], "* OK [HIGHESTMODSEQ %d] Highest mod-sequence" % modseq2)
+            self.assertRegex(lines[1], r"^\* 1 FETCH \(MODSEQ \(\d+\)\)$")
+            self.assertEqual(lines[2], "t1 OK [MODIFIED 2] Conditional STORE failed")
             self.assertIn("\\Deleted", self.inbox().message(1).flags)
             self.assertNotIn("\\Deleted", self.inbox().message(2).flags)
 

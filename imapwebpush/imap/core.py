@@ -555,10 +555,19 @@ class IMAPCore(imap4.IMAP4Server):
             raise Bad(str(e))
 
     def _enable_condstore(self):
-        """A CONDSTORE-enabling action (RFC 7162 3.1): MODSEQ from now on, for the session."""
+        """A CONDSTORE-enabling action (RFC 7162 3.1): MODSEQ from now on, for the session.
+
+        The first one in a selected mailbox also tells the mailbox's HIGHESTMODSEQ (RFC 7162
+        3.1), before the command's own answers, as Dovecot does.
+        """
+        first = not self.condstore_enabled
         self.condstore_enabled = True
         if self.view is not None:
             self.view.condstore = True
+            if first:
+                self.sendUntaggedResponse(
+                    b"OK [HIGHESTMODSEQ %d] Highest mod-sequence" % (self.view.mailbox.highestmodseq,)
+                )
 
     # -- any state ---------------------------------------------------------------------------
 
