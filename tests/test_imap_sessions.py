@@ -68,8 +68,8 @@ class TwoSessionTests(IMAPTestCase):
             self.assertEqual(b_expunge, ["* 2 EXPUNGE", "x1 OK EXPUNGE completed"])
             self.assertEqual(a_fetch, ["* 3 FETCH (UID 3)", "f1 OK FETCH completed"])
             self.assertEqual(a_search, ["* SEARCH 1 3", "q1 OK SEARCH completed"])
-            # RFC 2180 4.1.2, as Dovecot: nothing about the ghost, and OK
-            self.assertEqual(a_ghost, ["f2 OK [EXPUNGEISSUED] Some messages were expunged"])
+            # RFC 2180 4.1.2, as Dovecot: the ghost's UID is still known, and that is all asked
+            self.assertEqual(a_ghost, ["* 2 FETCH (UID 2)", "f2 OK FETCH completed"])
             self.assertEqual(
                 a_store, ["* 3 FETCH (FLAGS (\\Answered \\Seen))", "t2 OK STORE completed"]
             )
@@ -79,6 +79,40 @@ class TwoSessionTests(IMAPTestCase):
                 ["* 3 FETCH (UID 3 FLAGS (\\Answered \\Seen))", "* 2 EXPUNGE", "f3 OK FETCH completed"],
             )
             self.assertEqual(a_after, ["* 2 FETCH (UID 3)", "f4 OK FETCH completed"])
+
+        return self.in_thread(client).addCallback(check)
+
+    def test_fetch_by_number_of_a_ghost_tells_its_uid(self):
+        """A message another session expunged, not yet told: FETCH by number gives its UID when
+        asked, nothing else of it, and OK [EXPUNGEISSUED] when more was asked (RFC 2180 4.1.2)."""
+
+        def client():
+            a, b = self.wire(), self.wire()
+            a.login()
+            b.login()
+            a.cmd("s1", "SELECT INBOX")
+            b.cmd("s1", "SELECT INBOX")
+            b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+            b.cmd("x1", "EXPUNGE")
+            mixed = a.cmd("f1", "FETCH 1:3 (UID RFC822.SIZE)")
+            flags = a.cmd("f2", "FETCH 2 (FLAGS)")
+            a.close()
+            b.close()
+            return mixed, flags
+
+        def check(result):
+            mixed, flags = result
+            size1, size3 = self.inbox().message(1).size, self.inbox().message(3).size
+            self.assertEqual(
+                mixed,
+                [
+                    "* 1 FETCH (UID 1 RFC822.SIZE %d)" % size1,
+                    "* 2 FETCH (UID 2)",
+                    "* 3 FETCH (UID 3 RFC822.SIZE %d)" % size3,
+                    "f1 OK [EXPUNGEISSUED] Some messages were expunged",
+                ],
+            )
+            self.assertEqual(flags, ["f2 OK [EXPUNGEISSUED] Some messages were expunged"])
 
         return self.in_thread(client).addCallback(check)
 

@@ -73,11 +73,11 @@ class FetchCommandMixin:
         if want_modseq:
             self._enable_condstore()
         request = _Request(attrs, uid, want_modseq, {})
-        messages = self._fetch_targets(seqset, uid, changedsince, request.expunged)
+        messages = self._fetch_targets(seqset, uid, changedsince, request)
         if vanished:
             self._fetch_vanished(seqset, changedsince)
         if any_sets_seen and not self.view.readonly:
-            unseen = [u for _, u, m in messages if "\\Seen" not in m.flags]
+            unseen = [u for _, u, m in messages if m is not None and "\\Seen" not in m.flags]
             if unseen:
                 request.seen_changes, _ = self.view.mailbox.set_flags(unseen, ["\\Seen"], "add", origin=self)
 
@@ -100,13 +100,24 @@ class FetchCommandMixin:
 
     select_FETCH = (do_FETCH, arg_word, arg_rest)
 
-    def _fetch_targets(self, seqset, uid, changedsince, expunged):
-        """[(seq, uid, stored message)] to answer; UIDs gone meanwhile go to ``expunged``."""
+    def _fetch_targets(self, seqset, uid, changedsince, request):
+        """[(seq, uid, stored message)] to answer; UIDs gone meanwhile go to ``request.expunged``.
+
+        A message another session expunged that this client still numbers (a ghost) keeps
+        what the view knows, its UID: FETCH by number answers ``UID n`` when asked (stored
+        None), as Dovecot does, and only the other items count as not answered.
+        """
         view = self.view
+        expunged = request.expunged
+        wants_uid = not uid and any(a.type == "uid" for a in request.attrs)
+        only_uid = wants_uid and not request.want_modseq and all(a.type == "uid" for a in request.attrs)
         messages = []
         for seq, u in self._resolve(seqset, uid):
             if view.is_ghost(u):
-                expunged.append(u)
+                if wants_uid:
+                    messages.append((seq, u, None))
+                if not only_uid:
+                    expunged.append(u)
                 continue
             try:
                 stored = view.mailbox.message(u)
@@ -122,6 +133,8 @@ class FetchCommandMixin:
         """The answer to one message, or b"" when another session expunged it meanwhile."""
         seq, u, stored = item
         view = self.view
+        if stored is None:  # a ghost: its UID is all that is left (_fetch_targets)
+            return b"* %d FETCH (UID %d)\r\n" % (seq, u)
         try:
             return self._fetch_response(seq, u, stored, request)
         except (KeyError, OSError):
