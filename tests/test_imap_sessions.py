@@ -86,20 +86,6 @@ class TwoSessionTests(IMAPTestCase):
         """A message another session expunged, not yet told: FETCH by number gives its UID when
         asked, nothing else of it, and OK [EXPUNGEISSUED] when more was asked (RFC 2180 4.1.2)."""
 
-        def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
-            b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
-            b.cmd("x1", "EXPUNGE")
-            mixed = a.cmd("f1", "FETCH 1:3 (UID RFC822.SIZE)")
-            flags = a.cmd("f2", "FETCH 2 (FLAGS)")
-            a.close()
-            b.close()
-            return mixed, flags
-
         def check(result):
             mixed, flags = result
             size1, size3 = self.inbox().message(1).size, self.inbox().message(3).size
@@ -114,9 +100,12 @@ class TwoSessionTests(IMAPTestCase):
             )
             self.assertEqual(flags, ["f2 OK [EXPUNGEISSUED] Some messages were expunged"])
 
-        return self.in_thread(client).addCallback(check)
+        return self.after_other_expunged_2("FETCH 1:3 (UID RFC822.SIZE)", "FETCH 2 (FLAGS)").addCallback(check)
 
-    def test_uid_fetch_of_expunged_message(self):
+    def after_other_expunged_2(self, *commands):
+        """Deferred [answers of ``commands`` (tags f1, f2, ...)] sent by session a after
+        session b expunged message 2, both having INBOX selected."""
+
         def client():
             a, b = self.wire(), self.wire()
             a.login()
@@ -125,18 +114,22 @@ class TwoSessionTests(IMAPTestCase):
             b.cmd("s1", "SELECT INBOX")
             b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
             b.cmd("x1", "EXPUNGE")
-            lines = a.cmd("f1", "UID FETCH 2:3 (FLAGS)")
+            answers = [a.cmd("f%d" % (i + 1), command) for i, command in enumerate(commands)]
             a.close()
             b.close()
-            return lines
+            return answers
 
-        def check(lines):
+        return self.in_thread(client)
+
+    def test_uid_fetch_of_expunged_message(self):
+        def check(answers):
+            (lines,) = answers
             self.assertEqual(
                 lines,
                 ["* 3 FETCH (UID 3 FLAGS (\\Seen))", "* 2 EXPUNGE", "f1 OK FETCH completed"],
             )
 
-        return self.in_thread(client).addCallback(check)
+        return self.after_other_expunged_2("UID FETCH 2:3 (FLAGS)").addCallback(check)
 
     def test_idle_gets_exists_for_other_sessions_append(self):
         def client():
