@@ -58,6 +58,17 @@ def plain(part):
     return False
 
 
+def _encoding_to_undo(part):
+    """None when ``part``'s body is sent as stored, else its encoding (one we decode);
+    UnknownCTE for one we cannot."""
+    if plain(part):
+        return None
+    encoding = transfer_encoding(part)
+    if encoding not in _DECODERS:
+        raise UnknownCTE("Unknown Content-Transfer-Encoding %s" % (_name(encoding),))
+    return encoding
+
+
 def decoded_section(message, path):
     """The octets of ``BINARY[path]`` of a StoredMessage (``path``: 0-based part numbers);
     b"" for a section the message does not have."""
@@ -67,16 +78,117 @@ def decoded_section(message, path):
         part = message.section(path)
     except (KeyError, IndexError):
         return b""
-    if plain(part):
+    encoding = _encoding_to_undo(part)
+    if encoding is None:
         return part.body
-    encoding = transfer_encoding(part)
-    decode = _DECODERS.get(encoding)
-    if decode is None:
-        raise UnknownCTE("Unknown Content-Transfer-Encoding %s" % (_name(encoding),))
-    data = decode(part.body)
+    data = _DECODERS[encoding](part.body)
     if part.mime_type().startswith(b"text/"):
         data = _LINE_END.sub(b"\r\n", data)
     return data
+
+
+# -- the same decoding a piece at a time (a large message's part, read from its file) ---
+
+
+class _Base64Pieces:
+    """``_base64`` of the concatenated pieces: whole 4-character quanta decoded as they
+    come, the rest kept for the next piece; the end as ``_base64`` ends."""
+
+    def __init__(self):
+        self.carry = b""
+
+    def feed(self, piece):
+        clean = self.carry + _NOT_BASE64.sub(b"", piece)
+        usable = len(clean) - len(clean) % 4
+        self.carry = clean[usable:]
+        return binascii.a2b_base64(clean[:usable])
+
+    def flush(self):
+        clean, self.carry = self.carry, b""
+        return _base64(clean)
+
+
+_QP_SWALLOW = re.compile(rb"(?<!=)(?:==)*=\r")
+
+
+class _QuotedPrintablePieces:
+    """``binascii.a2b_qp`` of the concatenated pieces, decoded up to the last line end
+    seen (a2b_qp reads no escape across an LF). A line longer than QP_LINE is cut
+    where no escape is open: not within two octets after a ``=``; and when an
+    ``=`` CR opens one (a2b_qp then drops everything up to the next LF), the rest is
+    dropped up to that LF."""
+
+    QP_LINE = 64 * 1024
+
+    def __init__(self):
+        self.pending = b""
+        self.skipping = False
+
+    def feed(self, piece):
+        data = self.pending + piece
+        if self.skipping:
+            lf = data.find(b"\n")
+            if lf < 0:
+                self.pending = b""
+                return b""
+            data, self.skipping = data[lf + 1 :], False
+        cut = data.rfind(b"\n") + 1
+        out = b""
+        if not cut and len(data) > self.QP_LINE:
+            swallow = _QP_SWALLOW.search(data)
+            if swallow is not None:
+                self.pending, self.skipping = b"", True
+                return binascii.a2b_qp(data[: swallow.end() - 2])
+            cut = len(data)
+            while cut > 2 and b"=" in data[cut - 2 : cut]:
+                cut -= 1
+            if cut <= 2:
+                cut = 0
+        if cut:
+            out = binascii.a2b_qp(data[:cut])
+        self.pending = data[cut:]
+        return out
+
+    def flush(self):
+        data, self.pending = self.pending, b""
+        return b"" if self.skipping else binascii.a2b_qp(data)
+
+
+class _CRLFPieces:
+    """``_LINE_END.sub(b"\\r\\n", ...)`` over another decoder's pieces (a CR that ends
+    one piece waits for the next: an LF may follow)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.cr = b""
+
+    def _fix(self, data, last):
+        data, self.cr = self.cr + data, b""
+        if not last and data.endswith(b"\r"):
+            data, self.cr = data[:-1], b"\r"
+        return _LINE_END.sub(b"\r\n", data)
+
+    def feed(self, piece):
+        return self._fix(self.inner.feed(piece), False)
+
+    def flush(self):
+        return self._fix(self.inner.flush(), True)
+
+
+_PIECE_DECODERS = {b"base64": _Base64Pieces, b"quoted-printable": _QuotedPrintablePieces}
+
+
+def piece_decoder(part):
+    """What decodes ``part``'s body a piece at a time (``feed(octets)`` and, after the
+    last, ``flush()``, each returning decoded octets), as decoded_section does at once;
+    None when the body is sent as stored; UnknownCTE as decoded_section raises it."""
+    encoding = _encoding_to_undo(part)
+    if encoding is None:
+        return None
+    decoder = _PIECE_DECODERS[encoding]()
+    if part.mime_type().startswith(b"text/"):
+        decoder = _CRLFPieces(decoder)
+    return decoder
 
 
 def _name(value):

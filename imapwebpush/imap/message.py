@@ -204,6 +204,22 @@ class RawPart:
     def getBodyFile(self):
         return io.BytesIO(self.body)
 
+    # -- what BODYSTRUCTURE needs (imap/mime_map.py's MappedPart has them from a file map)
+
+    def body_size(self):
+        return len(self.body)
+
+    def body_lines(self):
+        return self.body.count(b"\n")
+
+    def inner(self):
+        """The message a message/rfc822 part holds."""
+        return RawPart(self.body)
+
+    def is_opaque(self):
+        """True for a part not looked into (a file map's parts past its limits)."""
+        return False
+
     def getSize(self):
         return len(self.raw)
 
@@ -300,8 +316,8 @@ MAX_MIME_DEPTH = 50
 
 def body_structure(part, extended=True, depth=0):
     """The BODY / BODYSTRUCTURE list of a RawPart (RFC 3501 7.4.2), from its raw octets."""
-    if depth >= MAX_MIME_DEPTH:
-        out = [b"APPLICATION", b"OCTET-STREAM", None, None, None, b"7BIT", len(part.raw)]
+    if depth >= MAX_MIME_DEPTH or part.is_opaque():
+        out = [b"APPLICATION", b"OCTET-STREAM", None, None, None, b"7BIT", part.getSize()]
         return out + [None, None, None, None] if extended else out
     headers = header_message(part.header)
     headers.set_default_type(part.default_type.decode("ascii"))
@@ -326,14 +342,14 @@ def body_structure(part, extended=True, depth=0):
         _b(headers.get("content-id")),
         _b(headers.get("content-description")),
         _b(encoding),
-        len(part.body),
+        part.body_size(),
     ]
     if ctype == "message/rfc822":
-        inner = RawPart(part.body)
+        inner = part.inner()
         envelope = imap4.DontQuoteMe(message_envelope(inner.header))  # collapseNestedLists keeps it as is
-        out += [envelope, body_structure(inner, extended, depth + 1), part.body.count(b"\n")]
+        out += [envelope, body_structure(inner, extended, depth + 1), part.body_lines()]
     elif major == "text":
-        out.append(part.body.count(b"\n"))
+        out.append(part.body_lines())
     if extended:
         out += [_b(headers.get("content-md5"))] + _extension(headers)
     return out
