@@ -22,3 +22,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 # The deepest nesting of parentheses, NOT and OR an IMAP command may use (SEARCH,
 # STATUS, flag lists): deeper input is answered BAD, not parsed by recursion.
 DEFAULT_MAX_NESTING = 64
+
+# The MIME parts of a large message (over 256 KiB) FETCH describes and serves from the
+# map of its file (imap/mime_map.py); the rest stay in the body of the last multipart.
+DEFAULT_MAX_MIME_PARTS = 1000

@@ -32,7 +32,7 @@ from imapwebpush.connlimit import (
     ConnectionCounter,
     LimitedFactory,
 )
-from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MIME_PARTS, DEFAULT_MAX_NESTING
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
 from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES
 from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
@@ -156,6 +156,13 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             None,
             DEFAULT_MAX_NESTING,
             "Deepest nesting of parentheses, NOT and OR in an IMAP command (SEARCH, STATUS).",
+            int,
+        ],
+        [
+            "max-mime-parts",
+            None,
+            DEFAULT_MAX_MIME_PARTS,
+            "Most MIME parts of a message over 256 KiB that IMAP FETCH describes and serves.",
             int,
         ],
         [
@@ -295,6 +302,8 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             raise usage.UsageError("--max-pattern-length must be positive")
         if self["max-nesting"] <= 0:
             raise usage.UsageError("--max-nesting must be positive")
+        if self["max-mime-parts"] <= 0:
+            raise usage.UsageError("--max-mime-parts must be positive")
         if self["max-append-messages"] <= 0:
             raise usage.UsageError("--max-append-messages must be positive")
         if self["push-coalesce"] < 0:
@@ -493,6 +502,7 @@ def server_factories(c):
             max_append_messages=options["max-append-messages"],
             max_pattern_length=options["max-pattern-length"],
             max_nesting=options["max-nesting"],
+            max_mime_parts=options["max-mime-parts"],
             spool_dir=spool,
             protocol=imap_protocol,
             throttle=c.throttle,

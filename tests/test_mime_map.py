@@ -90,11 +90,31 @@ def stored_messages(draw):
     return data
 
 
-def _file(data):
-    f = tempfile.TemporaryFile()
-    f.write(data)
-    f.flush()
-    return f
+class _file:
+    """A temporary file holding ``data``: ``with _file(data) as f`` gives it open,
+    ``opener`` opens it again (what a MappedPart reads headers with)."""
+
+    def __init__(self, data):
+        self.f = tempfile.NamedTemporaryFile()
+        self.f.write(data)
+        self.f.flush()
+
+    def opener(self):
+        return open(self.f.name, "rb")
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _mapped(data, **kw):
+    """(the temporary file, the MappedPart of ``data``), built with ``kw``."""
+    tmp = _file(data)
+    with tmp.opener() as f:
+        node = mime_map.build(f, **kw)
+    return tmp, mime_map.MappedPart(node, tmp.opener)
 
 
 def _wire(part, extended):
@@ -119,8 +139,8 @@ class EquivalenceTests(unittest.TestCase):
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(stored_messages(), st.integers(1, 40))
     def test_same_as_in_memory(self, data, piece):
-        with _file(data) as f:
-            mapped = mime_map.MappedPart(mime_map.build(f, piece=piece), f)
+        tmp, mapped = _mapped(data, piece=piece)
+        with tmp:
             raw = RawPart(data)
             self.assertSameTree(raw, mapped, data)
             for extended in (True, False):
@@ -129,8 +149,8 @@ class EquivalenceTests(unittest.TestCase):
     @settings(max_examples=200, deadline=None)
     @given(stored_messages(), st.lists(st.integers(0, 3), min_size=1, max_size=4))
     def test_same_sections(self, data, path):
-        with _file(data) as f:
-            mapped = mime_map.MappedPart(mime_map.build(f, piece=7), f)
+        tmp, mapped = _mapped(data, piece=7)
+        with tmp:
             try:
                 want = RawPart(data).section(tuple(path))
             except (KeyError, IndexError):
@@ -167,8 +187,8 @@ class EquivalenceTests(unittest.TestCase):
     def test_depth_cut(self):
         """Past MAX_MIME_DEPTH a part is opaque, as BODYSTRUCTURE describes it."""
         data = b"Content-Type: message/rfc822\r\n\r\n" * (MAX_MIME_DEPTH + 5) + b"Subject: deep\r\n\r\nx\r\n"
-        with _file(data) as f:
-            mapped = mime_map.MappedPart(mime_map.build(f, piece=5), f)
+        tmp, mapped = _mapped(data, piece=5)
+        with tmp:
             self.assertEqual(_wire(mapped, True), _wire(RawPart(data), True))
 
     def test_part_limit(self):
@@ -180,8 +200,8 @@ class EquivalenceTests(unittest.TestCase):
         self.assertEqual(len(root.children), 3)
         self.assertEqual(root.end, len(data))
         data = b'Content-Type: multipart/mixed; boundary="z"\r\n\r\n--z\r\nContent-Type: message/rfc822\r\n\r\nS: x\r\n\r\nb\r\n--z--\r\n'
-        with _file(data) as f:
-            mapped = mime_map.MappedPart(mime_map.build(f, max_parts=2), f)
+        tmp, mapped = _mapped(data, max_parts=2)
+        with tmp:
             self.assertEqual(
                 _wire(mapped, False),
                 b'(("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 9 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) '

@@ -86,6 +86,14 @@ class OptionsTests(unittest.TestCase):
             self.usage_error("--max-append-messages", "0"), "--max-append-messages must be positive"
         )
 
+    def test_max_mime_parts(self):
+        self.assertEqual(self.parse()["max-mime-parts"], 1000)
+        top = tap.makeService(self.parse("--max-mime-parts", "9"))
+        factory = top.getServiceNamed("imap").factory
+        self.assertEqual(factory.max_mime_parts, 9)
+        self.assertEqual(factory.buildProtocol(None).max_mime_parts, 9)
+        self.assertEqual(self.usage_error("--max-mime-parts", "0"), "--max-mime-parts must be positive")
+
     def test_bad_endpoint(self):
         message = self.usage_error("--imap", "tcp:notaport")
         self.assertTrue(message.startswith("--imap: bad endpoint 'tcp:notaport': "), message)

@@ -4,7 +4,7 @@ from twisted.internet import protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from imapwebpush.connlimit import peer_key
-from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NESTING
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MIME_PARTS, DEFAULT_MAX_NESTING
 from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES
 from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.server import IMAPServer
@@ -27,6 +27,7 @@ class IMAPFactory(protocol.ServerFactory):
     ``max_append_messages``: most messages in one APPEND (MULTIAPPEND, RFC 3502).
     ``max_pattern_length``: longest LIST/LSUB reference + pattern (all of one LIST together), in characters.
     ``max_nesting``: deepest nesting of parentheses, NOT and OR in a command (SEARCH, STATUS).
+    ``max_mime_parts``: most MIME parts of a large message FETCH describes and serves.
     ``spool_dir``: where APPEND literals beyond 64 KiB wait until stored (the data
     folder's ``spool/``; None: the system's temp folder).
     ``throttle``: the L{imapwebpush.throttle.LoginThrottle} LOGIN and AUTHENTICATE go
@@ -46,6 +47,7 @@ class IMAPFactory(protocol.ServerFactory):
         max_append_messages=DEFAULT_MAX_APPEND_MESSAGES,
         max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH,
         max_nesting=DEFAULT_MAX_NESTING,
+        max_mime_parts=DEFAULT_MAX_MIME_PARTS,
         spool_dir=None,
         throttle=None,
         login_deadline=DEFAULT_LOGIN_DEADLINE,
@@ -62,6 +64,7 @@ class IMAPFactory(protocol.ServerFactory):
         self.max_append_messages = max_append_messages
         self.max_pattern_length = max_pattern_length
         self.max_nesting = max_nesting
+        self.max_mime_parts = max_mime_parts
         self.spool_dir = spool_dir
         self.throttle = throttle if throttle is not None else LoginThrottle(clock)
         self.login_deadline = login_deadline
@@ -78,6 +81,7 @@ class IMAPFactory(protocol.ServerFactory):
         p.max_append_messages = self.max_append_messages
         p.max_pattern_length = self.max_pattern_length
         p.max_nesting = self.max_nesting
+        p.max_mime_parts = self.max_mime_parts
         p.spool_dir = self.spool_dir
         return p
 

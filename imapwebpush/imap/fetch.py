@@ -16,10 +16,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from imapwebpush import wire
-from imapwebpush.imap import binary, qresync
+from imapwebpush.imap import binary, mime_map, qresync
 from imapwebpush.imap.core import EXPUNGEISSUED, Bad, No, arg_rest, arg_word
 from imapwebpush.imap.fetch_attributes import fetch_attributes, is_section
 from imapwebpush.imap.message import RawPart, StoredMessage, body_structure, message_envelope, wire_safe
+from imapwebpush.imap.mime_map import MappedPart
 
 
 def split_fetch_arguments(rest):
@@ -56,6 +57,9 @@ class _Request:
 
 class FetchCommandMixin:
     """FETCH and UID FETCH."""
+
+    # parts of a large message described and served from its file's map (--max-mime-parts)
+    max_mime_parts = mime_map.DEFAULT_MAX_PARTS
 
     def do_FETCH(self, tag, seqset, rest, uid=False):
         attr_text, modifiers = split_fetch_arguments(rest)
@@ -193,14 +197,14 @@ class FetchCommandMixin:
             items.append(view.flags_item(uid, flags))
         if request.want_modseq or (view.condstore and (has_flags or uid in seen_changes)):
             items.append(b"MODSEQ (%d)" % (modseq,))
-        if not any(type(item) is _FileRange for item in items):
+        if not any(isinstance(item, _FileRange) for item in items):
             return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
         # [bytes, _FileRange, bytes, ...]: the streamer reads each range as the client reads
         pieces = [b"* %d FETCH (" % (seq,)]
         for n, item in enumerate(items):
             if n:
                 pieces.append(b" ")
-            if type(item) is _FileRange:
+            if isinstance(item, _FileRange):
                 pieces.extend((item.head, item))
             else:
                 pieces.append(item)
@@ -211,10 +215,16 @@ class FetchCommandMixin:
         kind = attr.type
         if kind == "binary" or kind == "binarysize":
             return self._fetch_binary(attr, message)
-        if message.stored.size > STREAM_MIN and not attr.part:
-            streamed = _streamed(attr, message.stored)
-            if streamed is not None:
-                return streamed
+        if message.stored.size > STREAM_MIN:
+            if not attr.part:
+                streamed = _streamed(attr, message.stored)
+                if streamed is not None:
+                    return streamed
+            header = None
+            if kind in ("envelope", "rfc822header") or (kind == "body" and attr.header and not attr.part):
+                header = _header_block(message.stored)  # the store's cached header block
+            # the rest from the message's MIME map: headers read, sections streamed
+            message = _mapped(message, self.max_mime_parts) if header is None else RawPart(header)
         if kind == "body" and attr.empty and not attr.part and attr.partial_begin is None:
             # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
             return b"BODY[] " + wire.literal(message.raw)
@@ -225,9 +235,9 @@ class FetchCommandMixin:
         if kind == "rfc822":
             return b"RFC822 " + wire.literal(message.raw)
         if kind == "rfc822header":
-            return b"RFC822.HEADER " + wire.literal(message.header)
+            return _item(message, b"RFC822.HEADER", _header_of(message), attr)
         if kind == "rfc822text":
-            return b"RFC822.TEXT " + wire.literal(message.body)
+            return _item(message, b"RFC822.TEXT", _body_of(message), attr)
         return self._fetch_section(attr, message)
 
     def _fetch_binary(self, attr, message):
@@ -235,13 +245,17 @@ class FetchCommandMixin:
         decoded octets hold NUL, else a literal; No [UNKNOWN-CTE] when they cannot be had."""
         path = attr.part
         try:
+            data = b""  # a section the message does not have
             if message.stored.size > STREAM_MIN:
                 streamed = _streamed_binary(attr, message.stored)
+                if streamed is None:
+                    streamed = _mapped_binary(attr, _mapped(message, self.max_mime_parts))
                 if streamed is not None:
                     return streamed
-            data = message.decoded.get(path)
-            if data is None:
-                data = message.decoded[path] = binary.decoded_section(message, path)
+            else:
+                data = message.decoded.get(path)
+                if data is None:
+                    data = message.decoded[path] = binary.decoded_section(message, path)
         except binary.UnknownCTE as e:
             raise No("[UNKNOWN-CTE] %s" % (e,))
         section = b".".join(b"%d" % (p + 1) for p in path)
@@ -267,10 +281,7 @@ class FetchCommandMixin:
             return name + b" " + imap4.collapseNestedLists([wire_safe(structure)])
         except Exception:
             self._log_unexpected(Failure())
-            return name + b' ("TEXT" "PLAIN" NIL NIL NIL "7BIT" %d %d)' % (
-                len(message.body),
-                message.body.count(b"\n"),
-            )
+            return name + b' ("TEXT" "PLAIN" NIL NIL NIL "7BIT" %d %d)' % (message.body_size(), message.body_lines())
 
     def _fetch_section(self, attr, message):
         path = tuple(attr.part or ())
@@ -291,26 +302,116 @@ class FetchCommandMixin:
                 fields = [f.decode("ascii", "replace") if isinstance(f, bytes) else f for f in header.fields]
                 data = part.header_fields(fields, header.negate)
             else:
-                data = part.header
+                data = _header_of(part)
         elif attr.text:
             section.append(b"TEXT")
-            data = b"" if part is None else part.body
+            data = b"" if part is None else _body_of(part)
         elif attr.mime:
             section.append(b"MIME")
-            data = b"" if part is None else part.header
+            data = b"" if part is None else _header_of(part)
         else:
-            data = b"" if part is None else (part.body if path else part.raw)
-        name = b"BODY[" + b".".join(section) + b"]"
-        if attr.partial_begin is not None:
-            data = data[attr.partial_begin : attr.partial_begin + attr.partial_length]
-            name += b"<%d>" % (attr.partial_begin,)
-        return name + b" " + wire.literal(data)
+            data = b"" if part is None else (_body_of(part) if path else _raw_of(part))
+        return _item(message, b"BODY[" + b".".join(section) + b"]", data, attr)
 
 
-# A message larger than this is not read whole for BODY[], RFC822, TEXT and their
-# partials: its file is sent STREAM_CHUNK octets at a time as the client reads.
+# A message larger than this is never read whole: BODY[], RFC822, TEXT and their
+# partials are its file, sent STREAM_CHUNK octets at a time as the client reads; the
+# rest (sections, BODYSTRUCTURE, BINARY) comes from its MIME map (imap/mime_map.py).
 STREAM_MIN = 256 * 1024
 STREAM_CHUNK = 64 * 1024
+
+
+def _mapped(message, max_parts):
+    """The L{MappedPart} of a large StoredMessage (built once per FETCH of it)."""
+    if message.mapped is None:
+        message.mapped = mime_map.mapped_message(message.stored, max_parts)
+    return message.mapped
+
+
+# What a section holds: its octets (a RawPart), or where they lie in the message file
+# (a MappedPart of a large message), which _item streams.
+
+
+def _header_of(part):
+    return part.header_range() if type(part) is MappedPart else part.header
+
+
+def _body_of(part):
+    return part.body_range() if type(part) is MappedPart else part.body
+
+
+def _raw_of(part):
+    return part.raw_range() if type(part) is MappedPart else part.raw
+
+
+def _item(part, name, data, attr):
+    """``name`` and a literal of ``data``, octets or a (start, end) range of the file of
+    ``part``'s message; with ``attr``'s partial."""
+    if type(data) is tuple:
+        start, end = data
+        return _file_range(part.stored, name, start, attr, stop=end)
+    if attr.partial_begin is not None:
+        data = data[attr.partial_begin : attr.partial_begin + attr.partial_length]
+        name += b"<%d>" % (attr.partial_begin,)
+    return name + b" " + wire.literal(data)
+
+
+def _mapped_binary(attr, message):
+    """BINARY[part] or BINARY.SIZE[part] of a large message from its MIME map: a part sent
+    as stored is a range of its file, an encoded one is decoded while it is sent (its
+    decoded size, and whether it holds NUL, found first by a decoding pass that keeps
+    nothing). None for a part the message does not have (answered as usual: empty)."""
+    path = attr.part
+    try:
+        part = message.section(path)
+    except (KeyError, IndexError):
+        return None
+    section = b".".join(b"%d" % (p + 1) for p in path)
+    decoder = binary.piece_decoder(part)  # UnknownCTE: the caller answers NO
+    start, end = part.body_range()
+    size_name, name = b"BINARY.SIZE[%s]" % (section,), b"BINARY[%s]" % (section,)
+    if decoder is None:
+        if attr.type == "binarysize":
+            return b"%s %d" % (size_name, end - start)
+        return _file_range(message.stored, name, start, attr, binary=True, stop=end)
+    node = part.node
+    if node.decoded is None:
+        node.decoded = _decoded_facts(message.stored, part, 0, None)
+    size, nul = node.decoded
+    if attr.type == "binarysize":
+        return b"%s %d" % (size_name, size)
+    begin, length = 0, size
+    if attr.partial_begin is not None:
+        begin = min(attr.partial_begin, size)
+        length = min(attr.partial_length, size - begin)
+        name += b"<%d>" % (attr.partial_begin,)
+        if nul:
+            nul = _decoded_facts(message.stored, part, begin, length)[1]
+    literal = b"~{%d}\r\n" if nul else b"{%d}\r\n"
+    f = message.stored.open()
+    return _DecodedRange(name + b" " + literal % (length,), f, start, end, binary.piece_decoder(part), begin, length)
+
+
+def _decoded_facts(stored, part, begin, length):
+    """(decoded size, NUL among the ``length`` decoded octets from ``begin``; None: to the end)
+    of a MappedPart, by decoding it STREAM_CHUNK octets at a time."""
+    start, end = part.body_range()
+    decoder = binary.piece_decoder(part)
+    size, nul = 0, False
+    with stored.open() as f:
+        f.seek(start)
+        left = end - start
+        while True:
+            chunk = f.read(min(STREAM_CHUNK, left)) if left > 0 else b""
+            left -= len(chunk)
+            data = decoder.feed(chunk) if chunk else decoder.flush()
+            if not nul:
+                lo = max(begin - size, 0)
+                hi = len(data) if length is None else min(len(data), begin + length - size)
+                nul = lo < hi and b"\x00" in data[lo:hi]
+            size += len(data)
+            if not chunk:
+                return size, nul
 
 
 def _streamed(attr, stored):
@@ -369,11 +470,12 @@ def _header_block(stored):
     return header
 
 
-def _file_range(stored, name, start, attr, binary=False):
-    """A L{_FileRange} of ``stored``'s file from ``start`` (and ``attr``'s partial) named
-    ``name``; with ``binary``, a literal8 when those octets hold NUL (one more read)."""
+def _file_range(stored, name, start, attr, binary=False, stop=None):
+    """A L{_FileRange} of ``stored``'s file from ``start`` to ``stop`` (the end when None),
+    and ``attr``'s partial of that, named ``name``; with ``binary``, a literal8 when those
+    octets hold NUL (one more read)."""
     f = stored.open()  # KeyError when expunged meanwhile (the caller handles it)
-    size = os.fstat(f.fileno()).st_size - start
+    size = (os.fstat(f.fileno()).st_size if stop is None else stop) - start
     if attr.partial_begin is not None:
         skip = min(attr.partial_begin, max(size, 0))
         start += skip
@@ -426,6 +528,41 @@ class _FileRange:
 
     def close(self):
         self.file.close()
+
+
+class _DecodedRange(_FileRange):
+    """``size`` octets, from ``skip`` on, of what ``decoder`` makes of the file's octets
+    ``start``..``stop``, read STREAM_CHUNK at a time (BINARY of an encoded part)."""
+
+    def __init__(self, head, file, start, stop, decoder, skip, size):
+        super().__init__(head, file, start, size)
+        self.raw_left = stop - start
+        self.decoder = decoder
+        self.skip = skip
+
+    def read(self):
+        while True:
+            if self.raw_left <= 0:
+                self.close()
+                raise OSError("decoded section shorter than announced")
+            raw = self.file.read(min(STREAM_CHUNK, self.raw_left))
+            if not raw:
+                self.close()
+                raise OSError("message file shorter than announced")
+            self.raw_left -= len(raw)
+            data = self.decoder.feed(raw)
+            if not self.raw_left:
+                data += self.decoder.flush()
+            if self.skip:
+                cut = min(self.skip, len(data))
+                data, self.skip = data[cut:], self.skip - cut
+            data = data[: self.left]
+            if data:
+                break
+        self.left -= len(data)
+        if not self.left:
+            self.close()
+        return data
 
 
 @implementer(interfaces.IPushProducer)
@@ -499,7 +636,7 @@ class _FetchStreamer:
     def pending_file(self):
         """The file being streamed, if one is open (for tests)."""
         for piece in self.pending:
-            if type(piece) is _FileRange and not piece.file.closed:
+            if isinstance(piece, _FileRange) and not piece.file.closed:
                 return piece.file
         return None
 
@@ -544,6 +681,6 @@ class _FetchStreamer:
         self.stopped = True
         self._unschedule()
         for piece in self.pending:  # the connection is gone: close what was being read
-            if type(piece) is _FileRange:
+            if isinstance(piece, _FileRange):
                 piece.close()
         self.pending.clear()

@@ -259,6 +259,7 @@ class StoredMessage(RawPart):
         self._flags = flags
         self._raw = None
         self.decoded = {}  # BINARY sections decoded for this FETCH, by part path
+        self.mapped = None  # a large message: its MappedPart (imap/fetch.py), once built
         super().__init__(None)
 
     @property

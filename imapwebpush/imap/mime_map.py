@@ -29,13 +29,12 @@ import collections
 import os
 import re
 
+from imapwebpush.constants import DEFAULT_MAX_MIME_PARTS
 from imapwebpush.imap.message import _BOUNDARY, MAX_MIME_DEPTH, RawPart
 from imapwebpush.store.message import MAX_HEADER_BLOCK
 
 PIECE = 64 * 1024
-# Parts of one message described (BODYSTRUCTURE) and reachable as sections, when the
-# message is read from its file; --max-mime-parts.
-DEFAULT_MAX_PARTS = 1000
+DEFAULT_MAX_PARTS = DEFAULT_MAX_MIME_PARTS  # --max-mime-parts
 # Maps kept, by message file (files never change once stored).
 CACHE_SIZE = 64
 
@@ -367,14 +366,15 @@ def build(f, max_parts=DEFAULT_MAX_PARTS, piece=PIECE, start=0, stop=None):
 
 
 class MappedPart(RawPart):
-    """A RawPart over a L{Node} of an open message file: the header is read from the
-    file, the body stays there (``body_range``); BODYSTRUCTURE and section() work on
-    it as on a RawPart."""
+    """A RawPart over a L{Node} of a message file (``opener()`` opens it): the header
+    is read from the file when asked for, the body stays there (``body_range``);
+    BODYSTRUCTURE and section() work on it as on a RawPart."""
 
-    def __init__(self, node, f):
+    def __init__(self, node, opener, stored=None):
         super().__init__(None, node.default_type)
         self.node = node
-        self.file = f
+        self.opener = opener
+        self.stored = stored  # the store's message, when it is one (FETCH streams from it)
 
     @property
     def raw(self):
@@ -387,7 +387,8 @@ class MappedPart(RawPart):
     @property
     def header(self):
         if self._split is None:
-            self._split = (read_header(self.file, self.node), None)
+            with self.opener() as f:
+                self._split = (read_header(f, self.node), None)
         return self._split[0]
 
     @property
@@ -408,7 +409,7 @@ class MappedPart(RawPart):
 
     def subparts(self):
         if self._subparts is None:
-            self._subparts = [MappedPart(child, self.file) for child in self.node.children]
+            self._subparts = [MappedPart(child, self.opener, self.stored) for child in self.node.children]
         return self._subparts
 
     def inner(self):
@@ -416,14 +417,18 @@ class MappedPart(RawPart):
             return self.subparts()[0]
         # BODYSTRUCTURE (the email package) saw message/rfc822 where RawPart's rules did
         # not: the body read as a message of its own, as RawPart.inner does
-        node = build(self.file, max_parts=1, start=self.node.body, stop=self.node.end)
-        return MappedPart(node, self.file)
+        with self.opener() as f:
+            node = build(f, max_parts=1, start=self.node.body, stop=self.node.end)
+        return MappedPart(node, self.opener, self.stored)
 
     def header_range(self):
         return self.node.start, self.node.body
 
     def body_range(self):
         return self.node.body, self.node.end
+
+    def raw_range(self):
+        return self.node.start, self.node.end
 
     def getBodyFile(self):
         raise TypeError("a mapped part is read from its file, not held")
@@ -455,10 +460,7 @@ def message_map(stored, f, max_parts=DEFAULT_MAX_PARTS):
 
 
 def mapped_message(stored, max_parts=DEFAULT_MAX_PARTS):
-    """(open file, L{MappedPart} of the whole message); the caller closes the file."""
-    f = stored.open()
-    try:
-        return f, MappedPart(message_map(stored, f, max_parts), f)
-    except BaseException:
-        f.close()
-        raise
+    """The L{MappedPart} of the whole of ``stored`` (a store message: ``open()``...)."""
+    with stored.open() as f:
+        root = message_map(stored, f, max_parts)
+    return MappedPart(root, stored.open, stored)

@@ -18,6 +18,7 @@ import time
 from imapwebpush import wire
 from imapwebpush.constants import DEFAULT_MAX_NESTING
 from imapwebpush.envelope import parse_envelope
+from imapwebpush.imap import body_scan
 from imapwebpush.imap.message import parse_headers, split_header
 
 # SEARCH keys that test a system flag (UN<key> tests its absence)
@@ -213,7 +214,7 @@ def _key_header(compiler, key, tokens):
 def _key_body(compiler, key, tokens):
     needle = _text(_arg(key, tokens))
     whole = key == b"TEXT"
-    return lambda m: needle in m.text(whole)
+    return lambda m: m.contains(needle, whole)
 
 
 def _key_not(compiler, key, tokens, depth):
@@ -265,6 +266,11 @@ _KEYS[b"SAVEDATESUPPORTED"] = _key_savedatesupported
 _DATE_KEYS = (b"BEFORE", b"ON", b"SINCE", b"SENTBEFORE", b"SENTON", b"SENTSINCE", b"SAVEDBEFORE", b"SAVEDON", b"SAVEDSINCE")
 _KEYS.update(dict.fromkeys(_DATE_KEYS, _key_date))
 _KEYS.update(dict.fromkeys((b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT"), _key_address))
+
+
+# SEARCH BODY/TEXT reads a message larger than this from its file in pieces (what FETCH
+# streams from, imap/fetch.py's STREAM_MIN)
+LARGE_MESSAGE = 256 * 1024
 
 
 def _decoded_header(value):
@@ -333,6 +339,13 @@ class SearchItem:
             data = split_header(data)[1]
         text = self._texts[whole] = data.decode("utf-8", "replace").casefold()
         return text
+
+    def contains(self, needle, whole):
+        """True when ``needle`` (case-folded) is in ``text(whole)``; a large message is read
+        from its file a piece at a time (imap/body_scan.py), not held."""
+        if self.stored.size > LARGE_MESSAGE:
+            return body_scan.file_contains(self.stored, needle, whole)
+        return needle in self.text(whole)
 
     def internal_date(self):
         t = time.gmtime(self.stored.internaldate)

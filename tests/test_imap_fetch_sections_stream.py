@@ -1,0 +1,160 @@
+"""FETCH of the sections, structure and decoded parts of a large message: served from
+its MIME map (imap/mime_map.py) and file, never read whole, and the same octets on
+the wire as the in-memory answers small messages get."""
+
+import base64
+import binascii
+
+from imapwebpush.imap import fetch, mime_map, search
+from imapwebpush.store import message as store_message
+from tests.test_imap_fetch_stream import StreamCase
+
+LINE = b"0123456789" * 7 + b"abcdefgh\r\n"
+BLOB = bytes(range(256)) * 1200  # NULs among them: a literal8
+TEXT = ("caf\u00e9 \u2014 " * 9000).encode("utf-8")
+INNER = (
+    b"From: inner@example.net\r\n"
+    b"Subject: held\r\n"
+    b'Content-Type: multipart/alternative; boundary="in"\r\n'
+    b"\r\n"
+    b"--in\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n" + LINE * 2000 + b"--in\r\n"
+    b"Content-Type: text/html\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n" + base64.encodebytes(b"<p>held</p>\n" * 5000).replace(b"\n", b"\r\n") + b"--in--\r\n"
+)
+BIG = (
+    b"From: a@example.net\r\n"
+    b"Subject: sections\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--outer\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n" + binascii.b2a_qp(TEXT).replace(b"\n", b"\r\n") + b"\r\n"
+    b"--outer\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b'Content-Disposition: attachment; filename="blob.bin"\r\n'
+    b"\r\n" + base64.encodebytes(BLOB).replace(b"\n", b"\r\n") + b"--outer\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n" + INNER + b"\r\n"
+    b"--outer--\r\n"
+    b"epilogue\r\n"
+)
+
+COMMANDS = [
+    b"FETCH 1 (BODYSTRUCTURE)",
+    b"FETCH 1 (BODY ENVELOPE)",
+    b"FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME])",
+    b"FETCH 1 (BODY.PEEK[2]<1000.50000> BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT])",
+    b"FETCH 1 (BODY.PEEK[3.1] BODY.PEEK[3.2] BODY.PEEK[3.2.MIME] BODY.PEEK[3.1.HEADER.FIELDS (CONTENT-TYPE)])",
+    b"FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[HEADER.FIELDS.NOT (FROM)] RFC822.HEADER BODY.PEEK[9] BODY.PEEK[3.9.TEXT])",
+    b"FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2] BINARY.SIZE[3] BINARY.SIZE[3.2] BINARY.SIZE[7])",
+    b"FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[2])",
+    b"FETCH 1 (BINARY.PEEK[2]<256.1000> BINARY.PEEK[2]<1.255> BINARY.PEEK[3.2]<7.20000> BINARY.PEEK[3] BINARY.PEEK[5])",
+]
+
+
+class MappedFetchTests(StreamCase):
+    def message_data(self):
+        return BIG
+
+    def more_messages(self):
+        return [BIG.replace(b"Transfer-Encoding: base64\r\nContent-Disposition", b"Transfer-Encoding: x-uue\r\nContent-Disposition")]
+
+    def answer(self, command):
+        """The whole answer to ``command``, the client reading as it comes."""
+        self.transport.clear()
+        self.server.dataReceived(b"F " + command + b"\r\n")
+        for _ in range(10000):
+            self.clock.advance(0)
+            self.transport.read()
+            if b"\r\nF " in b"\r\n" + self.transport.value():
+                break
+        return self.transport.value()
+
+    def in_memory(self, command):
+        """The answer of the in-memory path (what any message under 256 KiB gets)."""
+        self.patch(fetch, "STREAM_MIN", 1 << 62)
+        self.patch(search, "LARGE_MESSAGE", 1 << 62)
+        self.patch(store_message.StoredMessage, "read", self.unpatched_read)
+        try:
+            return self.answer(command)
+        finally:
+            self.patch(fetch, "STREAM_MIN", 256 * 1024)
+            self.patch(search, "LARGE_MESSAGE", 256 * 1024)
+            self.patch(store_message.StoredMessage, "read", self.never_whole)
+
+    def setUp(self):
+        self.unpatched_read = store_message.StoredMessage.read
+        super().setUp()
+        self.never_whole = store_message.StoredMessage.read
+        self.assertGreater(len(BIG), 2 * fetch.STREAM_MIN)
+
+    def test_same_octets_as_in_memory(self):
+        for command in COMMANDS:
+            streamed = self.answer(command)
+            self.assertTrue(streamed.endswith(b"F OK FETCH completed\r\n"), streamed[-200:])
+            self.assertEqual(streamed, self.in_memory(command), command)
+
+    def test_exact_sections(self):
+        qp = binascii.b2a_qp(TEXT).replace(b"\n", b"\r\n")
+        out = self.answer(b"FETCH 1 (BODY.PEEK[1]<0.20> BINARY.PEEK[1]<0.12> BINARY.SIZE[2] BODY.PEEK[3.1.MIME])")
+        self.assertEqual(
+            out,
+            b"* 1 FETCH (BODY[1]<0> {20}\r\n" + qp[:20] + b" BINARY[1]<0> {12}\r\n" + TEXT[:12]
+            + b" BINARY.SIZE[2] %d BODY[3.1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n)\r\n" % (len(BLOB),)
+            + b"F OK FETCH completed\r\n",
+        )
+        out = self.answer(b"FETCH 1 BINARY.PEEK[2]")
+        self.assertEqual(out, b"* 1 FETCH (BINARY[2] ~{%d}\r\n" % (len(BLOB),) + BLOB + b")\r\nF OK FETCH completed\r\n")
+
+    def test_structure_is_mapped_once(self):
+        built = []
+        original = mime_map.build
+
+        def build(*args, **kw):
+            built.append(kw.get("start", 0))
+            return original(*args, **kw)
+
+        self.patch(mime_map, "build", build)
+        self.patch(mime_map, "_cache", type(mime_map._cache)())
+        first = self.answer(b"FETCH 1 BODYSTRUCTURE")
+        self.assertEqual(self.answer(b"FETCH 1 BODYSTRUCTURE"), first)
+        self.answer(b"FETCH 1 (BODY.PEEK[3.2] BINARY.SIZE[2])")
+        self.assertEqual(built, [0])
+
+    def test_unknown_encoding_of_a_part(self):
+        out = self.answer(b"FETCH 2 (BINARY.SIZE[1] BINARY.SIZE[2])")
+        self.assertEqual(out, b"F NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding x-uue\r\n")
+        self.assertEqual(self.in_memory(b"FETCH 2 (BINARY.SIZE[1] BINARY.SIZE[2])"), out)
+
+    def test_search_body_and_text_from_the_file(self):
+        """SEARCH BODY/TEXT of large messages: read in pieces (never whole), same answers."""
+        for command, answer in [
+            (b'SEARCH BODY "SUBJECT: HELD"', b"* SEARCH 1 2\r\n"),
+            (b'SEARCH BODY "subject: sections"', b"* SEARCH\r\n"),
+            (b'SEARCH TEXT "subject: sections"', b"* SEARCH 1 2\r\n"),
+            (b'SEARCH BODY "x-uue"', b"* SEARCH 2\r\n"),
+            (b'SEARCH NOT TEXT "epilogue"', b"* SEARCH\r\n"),
+        ]:
+            out = self.answer(command)
+            self.assertEqual(out, answer + b"F OK SEARCH completed\r\n", command)
+            self.assertEqual(self.in_memory(command), out)
+
+    def test_part_limit(self):
+        """--max-mime-parts: past it, a large message's multipart takes no more parts."""
+        self.server.max_mime_parts = 3  # the message, its part 1 and part 2
+        self.patch(mime_map, "_cache", type(mime_map._cache)())
+        out = self.answer(b"FETCH 1 (BODY.PEEK[2.MIME] BODY.PEEK[3])")
+        self.assertEqual(
+            out,
+            b"* 1 FETCH (BODY[2.MIME] {131}\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="blob.bin"\r\n\r\n BODY[3] {0}\r\n)\r\n'
+            b"F OK FETCH completed\r\n",
+        )
