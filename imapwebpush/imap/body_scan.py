@@ -48,9 +48,10 @@ def _whole_pieces(f, piece):
         yield data
 
 
-def file_contains(stored, needle, whole, piece=PIECE):
-    """True when the case-folded ``needle`` (str) is in the message ``stored`` (``whole``)
-    or its body, read from its file; the same answer as ``needle in SearchItem.text(whole)``."""
+def contains_steps(stored, needle, whole, piece=PIECE):
+    """A generator that yields after each piece it reads and returns True when the
+    case-folded ``needle`` (str) is in the message ``stored`` (``whole``) or its body:
+    the same answer as ``needle in SearchItem.text(whole)``."""
     if not needle:
         return True
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -63,4 +64,15 @@ def file_contains(stored, needle, whole, piece=PIECE):
             if needle in text:
                 return True
             tail = text[-keep:] if keep else ""
+            yield
         return needle in tail + decoder.decode(b"", final=True).casefold()
+
+
+def file_contains(stored, needle, whole, piece=PIECE):
+    """L{contains_steps}' answer, all at once."""
+    steps = contains_steps(stored, needle, whole, piece)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

@@ -280,6 +280,14 @@ def _decoded_header(value):
         return value
 
 
+class NeedsScan(Exception):
+    """A large message's BODY/TEXT answer is not known yet: ``steps`` (a generator, one
+    step per piece of its file) finds it; then the predicate is asked again."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+
 class SearchItem:
     """One message as SEARCH predicates see it; parses the message only when asked.
 
@@ -298,6 +306,8 @@ class SearchItem:
         self._envelope = None
         self._raw = None
         self._texts = {}
+        self._found = {}  # (needle, whole) -> answer, for a large message
+        self.scans = False
 
     def _fields(self):
         if self._headers is None:
@@ -342,10 +352,21 @@ class SearchItem:
 
     def contains(self, needle, whole):
         """True when ``needle`` (case-folded) is in ``text(whole)``; a large message is read
-        from its file a piece at a time (imap/body_scan.py), not held."""
-        if self.stored.size > LARGE_MESSAGE:
-            return body_scan.file_contains(self.stored, needle, whole)
-        return needle in self.text(whole)
+        from its file a piece at a time (imap/body_scan.py), not held. With ``scans`` set
+        (search_scan's matching) the first time raises L{NeedsScan}: the matcher runs
+        the reading in its slices, then asks again."""
+        if self.stored.size <= LARGE_MESSAGE:
+            return needle in self.text(whole)
+        key = (needle, whole)
+        found = self._found.get(key)
+        if found is None:
+            if not self.scans:
+                return body_scan.file_contains(self.stored, needle, whole)
+            raise NeedsScan(self._scan(key))
+        return found
+
+    def _scan(self, key):
+        self._found[key] = yield from body_scan.contains_steps(self.stored, key[0], key[1])
 
     def internal_date(self):
         t = time.gmtime(self.stored.internaldate)

@@ -16,7 +16,7 @@ import time
 
 from twisted.internet import defer, task
 
-from imapwebpush.imap.search import SearchItem
+from imapwebpush.imap.search import NeedsScan, SearchItem
 
 # what is matched in the command's own turn before the rest go to the cooperator: at most
 # this many messages, and no longer than this (200 address matches took 120 ms)
@@ -49,7 +49,15 @@ def _matching(view, predicate, found, keep):
         try:
             stored = mailbox.message(u)
             item = SearchItem(index + 1, u, stored, u in recent)
-            if not predicate(item):
+            item.scans = True
+            while True:
+                try:
+                    matched = predicate(item)
+                    break
+                except NeedsScan as scan:  # a large message's BODY/TEXT: read a piece per step
+                    for _ in scan.steps:
+                        yield index
+            if not matched:
                 continue
             key = None if keep is None else keep(item)  # SORT's keys, read while the message is at hand
         except (KeyError, FileNotFoundError):
