@@ -560,4 +560,8 @@ class IMessageAuthenticator(Interface):
     """Checks where inbound mail comes from (DKIM, SPF) for an Authentication-Results header."""
 
     def authenticate(data, client_ip, helo, mail_from):
-        """Deferred[bytes]: the header line(s) to put on top of ``data``; never errbacks."""
+        """Deferred[bytes]: the header line(s) to put on top of ``data``; never errbacks.
+
+        ``data``: bytes, or a snapshot whose ``reader()`` gives a new binary
+        readable of the message at each call, from any thread.
+        """

@@ -8,9 +8,9 @@ import os
 import re
 
 import dkim
-from dkim.canonicalization import Relaxed
+from dkim.canonicalization import Relaxed, Simple
 from hypothesis import given, settings, strategies as st
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from imapwebpush.outbound import dkim as our_dkim
@@ -26,23 +26,26 @@ BODIES = st.lists(st.sampled_from([b"a", b"b", b" ", b"  ", b"\t", b"\r", b"\n",
 HEADER = b"From: Alice <alice@local.test>\r\nTo: bob@remote.test\r\nSubject:  a  test \r\n\r\n"
 
 
-def dkimpy_body_hash(body):
-    """What dkimpy hashes for the body of HEADER + body (its parser, then relaxed canonicalisation)."""
-    return hashlib.sha256(Relaxed.canonicalize_body(dkim.rfc822_parse(HEADER + body)[1])).digest()
+def dkimpy_body_hash(body, canonicalization=Relaxed, limit=None):
+    """What dkimpy hashes for the body of HEADER + body (its parser, then its canonicalisation, l=)."""
+    canonical = canonicalization.canonicalize_body(dkim.rfc822_parse(HEADER + body)[1])
+    return hashlib.sha256(canonical[:limit] if limit is not None else canonical).digest()
 
 
-class RelaxedBodyHashTests(unittest.TestCase):
+class BodyHashTests(unittest.TestCase):
     @settings(max_examples=500, deadline=None)
-    @given(BODIES, st.integers(1, 7))
-    def test_same_hash_as_dkimpy_in_any_pieces(self, body, size):
-        by_line, by_size = our_dkim.RelaxedBodyHash(), our_dkim.RelaxedBodyHash()
+    @given(BODIES, st.integers(1, 7), st.booleans(), st.none() | st.integers(0, 30))
+    def test_same_hash_as_dkimpy_in_any_pieces(self, body, size, relaxed, limit):
+        by_line = our_dkim.BodyHash(relaxed, limit=limit)
+        by_size = our_dkim.BodyHash(relaxed, limit=limit)
         readable = io.BytesIO(body)
         for piece in iter(lambda: readable.readline(size), b""):
             by_line.update(piece)
         for start in range(0, len(body), size):
             by_size.update(body[start:start + size])  # pieces across line ends too
-        self.assertEqual(by_line.digest(), dkimpy_body_hash(body))
-        self.assertEqual(by_size.digest(), dkimpy_body_hash(body))
+        expected = dkimpy_body_hash(body, Relaxed if relaxed else Simple, limit)
+        self.assertEqual(by_line.digest(), expected)
+        self.assertEqual(by_size.digest(), expected)
 
     def test_examples(self):
         for body, canonical in [
@@ -52,7 +55,7 @@ class RelaxedBodyHashTests(unittest.TestCase):
             (b"a\r\n\r\nb", b"a\r\n\r\nb\r\n"),  # an empty line before content counts
             (b"x\r\n  ", b"x\r\n \r\n"),  # a last line without CRLF keeps its (one) space
         ]:
-            hashed = our_dkim.RelaxedBodyHash()
+            hashed = our_dkim.BodyHash()
             hashed.update(body)
             self.assertEqual(hashed.digest(), hashlib.sha256(canonical).digest(), body)
 
@@ -191,3 +194,66 @@ class SnapshotTests(unittest.TestCase):
 
     def test_in_memory(self):
         self.check(in_memory=1 << 20)
+
+
+class VerifierTests(unittest.TestCase):
+    """Inbound DKIM: dkimpy's verdicts, with the body read as a stream."""
+
+    def setUp(self):
+        from imapwebpush.testing.dns import Zone
+
+        self.keys, self.record = Keys.get(self)
+        self.zone = Zone()
+        self.zone.add("imapwebpush._domainkey.local.test", "TXT", self.record)
+        self.verifier = our_dkim.DKIMVerifier(self.zone, task.Clock(), lambda f, *a: defer.maybeDeferred(f, *a))
+        self.pem = self.keys["local.test"][1]
+
+    def verify(self, message):
+        return self.successResultOf(self.verifier.verify(message))
+
+    def dkimpy_sign(self, message, **kw):
+        return dkim.sign(message, b"imapwebpush", b"local.test", self.pem, include_headers=[b"from", b"subject"],
+                         **kw) + message
+
+    def test_ours_pass_and_tampering_fails(self):
+        message = HEADER + b"Pay 10 EUR\r\n"
+        signed = our_dkim.DKIMSigner(self.keys).sign("alice@local.test", message) + message
+        self.assertEqual(self.verify(signed), [("local.test", "imapwebpush", "pass")])
+        self.assertEqual(self.verify(signed.replace(b"10 EUR", b"99 EUR")), [("local.test", "imapwebpush", "fail")])
+        self.assertEqual(self.verify(signed.replace(b"a  test", b"a test!")), [("local.test", "imapwebpush", "fail")])
+
+    def test_dkimpy_signatures_of_every_kind(self):
+        message = HEADER + b"Hello  \r\n\r\n"
+        for kw in [{}, {"canonicalize": (b"simple", b"simple")}, {"canonicalize": (b"relaxed", b"relaxed")},
+                   {"signature_algorithm": b"rsa-sha1"}, {"length": True}]:
+            self.assertEqual(self.verify(self.dkimpy_sign(message, **kw)),
+                             [("local.test", "imapwebpush", "pass")], kw)
+        # l= covers what was signed: a line added after it does not fail the signature.
+        self.assertEqual(self.verify(self.dkimpy_sign(message, length=True) + b"P.S. added\r\n"),
+                         [("local.test", "imapwebpush", "pass")])
+        self.assertEqual(self.verify(self.dkimpy_sign(message) + b"P.S. added\r\n"),
+                         [("local.test", "imapwebpush", "fail")])
+
+    def test_no_key_is_permerror_unparsable_is_neutral(self):
+        message = HEADER + b"Hi\r\n"
+        signed = dkim.sign(message, b"gone", b"local.test", self.pem, include_headers=[b"from"]) + message
+        self.assertEqual(self.verify(signed), [("local.test", "gone", "permerror")])
+        self.assertEqual(self.verify(b"DKIM-Signature: v=1; nonsense\r\n" + message), [(None, None, "neutral")])
+
+    def test_signatures_past_the_limit_are_not_checked(self):
+        message = self.dkimpy_sign(HEADER + b"Hi\r\n")
+        for _ in range(our_dkim.MAX_CHECKED_SIGNATURES):
+            message = self.dkimpy_sign(message)
+        results = self.verify(message)
+        self.assertEqual([r for _, _, r in results], ["pass"] * our_dkim.MAX_CHECKED_SIGNATURES + ["policy"])
+
+    def test_header_block_over_the_limit_is_not_checked(self):
+        message = self.dkimpy_sign(HEADER[:-2] + (b"X-Filler: " + b"f" * 900 + b"\r\n") * 300 + b"\r\nHi\r\n")
+        self.assertEqual(self.verify(message), [("local.test", "imapwebpush", "policy")])
+
+    def test_read_as_a_stream(self):
+        body = b"".join(b"line %d\r\n" % i for i in range(50000))
+        source = CountingSource(self.dkimpy_sign(HEADER + body))
+        self.assertEqual(self.verify(source), [("local.test", "imapwebpush", "pass")])
+        for reader in source.readers:
+            self.assertTrue(all(0 < n <= our_dkim.MAX_SIGNED_HEADER + 1 for n in reader.asked), set(reader.asked))

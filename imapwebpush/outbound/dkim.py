@@ -5,8 +5,9 @@ and dkimpy is the library the Python mail world (and its milter) uses. Its
 DNS lookups are synchronous, so we never let it do one: the verifier fetches
 the ``SELECTOR._domainkey.DOMAIN`` TXT records first, through the injected
 twisted.names resolver and with a timeout, and hands dkimpy a ``dnsfunc``
-that only reads those answers. The hashing runs in a thread (``run``), since
-a 50 MB body takes a while.
+that only reads those answers. Nor do we hand it a whole message: the body
+hash (L{BodyHash}) is computed as the message streams past, in a thread
+(``run``), and dkimpy only signs or checks the header fields.
 
 Key files: ``DATA/dkim/DOMAIN.SELECTOR.pem`` (RSA 2048, 0600), one per domain.
 """
@@ -139,26 +140,34 @@ _WSP = re.compile(rb"[ \t]+")
 _TAIL = re.compile(rb"[ \t]*\r?\Z")
 
 
-class RelaxedBodyHash:
-    """sha256 of the relaxed canonical body (RFC 6376 3.4.4), fed in pieces of any size.
+class BodyHash:
+    """The hash of a canonical body (RFC 6376 3.4.3 simple, 3.4.4 relaxed), fed in pieces of any size.
 
-    The same octets as dkimpy's ``Relaxed.canonicalize_body`` of the whole
-    body (LF line ends read as CRLF, as its parser does), without ever
-    holding more than one piece: white space at a piece's end waits (as at
-    most " \\r") for what follows it, and empty lines wait until a line with
-    content comes, since empty lines at the end do not count.
+    The same octets as dkimpy's ``canonicalize_body`` of the whole body (LF
+    line ends read as CRLF, as its parser does), without ever holding more
+    than one piece: relaxed white space at a piece's end waits (as at most
+    " \\r") for what follows it, and empty lines wait until a line with
+    content comes, since empty lines at the end do not count. ``limit``: the
+    ``l=`` tag, octets of canonical body hashed.
     """
 
-    def __init__(self):
-        self._hash = hashlib.sha256()
+    def __init__(self, relaxed=True, algorithm=hashlib.sha256, limit=None):
+        self._hash = algorithm()
+        self._relaxed = relaxed
+        self._left = limit
         self._blank = 0  # empty lines not hashed yet
         self._carry = b""  # the end of the last piece: b"", b" ", b"\r" or b" \r"
         self._open = False  # part of the current line is hashed already
+        self._any = False  # some content was hashed
 
     def _content(self, data):
+        self._any = True
         if self._blank:
-            self._hash.update(b"\r\n" * self._blank)
+            data = b"\r\n" * self._blank + data
             self._blank = 0
+        if self._left is not None:
+            data = data[:self._left]
+            self._left -= len(data)
         self._hash.update(data)
 
     def update(self, piece):
@@ -176,7 +185,8 @@ class RelaxedBodyHash:
     def _line(self, text):
         """The rest of a line, with its line end."""
         line = text[:-2] if text.endswith(b"\r\n") else text[:-1]
-        line = _WSP.sub(b" ", line).rstrip(b" ")
+        if self._relaxed:
+            line = _WSP.sub(b" ", line).rstrip(b" ")
         if line or self._open:
             self._content(line + b"\r\n")
         else:
@@ -184,18 +194,25 @@ class RelaxedBodyHash:
         self._open = False
 
     def _part(self, text):
-        """Part of a line: hashed but for its trailing white space (and CR), kept for what follows."""
-        cut = _TAIL.search(text).start()
-        head, tail = _WSP.sub(b" ", text[:cut]), text[cut:]
+        """Part of a line: hashed but for what depends on the next piece (a CR, relaxed white space)."""
+        if self._relaxed:
+            cut = _TAIL.search(text).start()
+            head, tail = _WSP.sub(b" ", text[:cut]), text[cut:]
+            self._carry = (b" " if tail.rstrip(b"\r") else b"") + (b"\r" if tail.endswith(b"\r") else b"")
+        else:
+            cut = len(text) - 1 if text.endswith(b"\r") else len(text)
+            head, self._carry = text[:cut], text[cut:]
         if head:
             self._content(head)
             self._open = True
-        self._carry = (b" " if tail.rstrip(b"\r") else b"") + (b"\r" if tail.endswith(b"\r") else b"")
 
     def digest(self):
         if self._carry or self._open:  # a last line without its line end: it gets one
             self._content(self._carry + b"\r\n")
             self._carry, self._open = b"", False
+        if not self._any and not self._relaxed:
+            self._blank = 0
+            self._content(b"\r\n")  # simple: an empty (or all empty lines) body is one CRLF
         return self._hash.digest()
 
 
@@ -218,7 +235,7 @@ class DKIMSigner:
 
     The message is read once, as a stream: the header block (up to
     L{MAX_SIGNED_HEADER}) is kept, the body only goes through
-    L{RelaxedBodyHash}; dkimpy then signs the header fields with that body
+    L{BodyHash}; dkimpy then signs the header fields with that body
     hash. So a 50 MB message costs a 64 KiB buffer here, not 50 MB and
     dkimpy's canonical copies of it.
     """
@@ -252,7 +269,7 @@ class DKIMSigner:
         present = {line.split(b":", 1)[0].strip().lower()
                    for line in header.split(b"\r\n") if b":" in line and line[:1] not in b" \t"}
         headers = tuple(h for h in SIGNED_HEADERS if h in present or h == b"from")
-        body = RelaxedBodyHash()
+        body = BodyHash()
         for piece in iter(lambda: readable.readline(SIGN_PIECE), b""):
             body.update(piece)
         domain_bytes = domain.encode("ascii")
@@ -276,36 +293,71 @@ class DKIMSigner:
         return b"DKIM-Signature: " + value
 
 
-def signatures(data):
-    """``[(domain, selector)]`` of the DKIM-Signature headers of ``data``, in order."""
+# RFC 6376 6.1: a verifier may limit the signatures it checks; more are reported as "policy".
+MAX_CHECKED_SIGNATURES = 5
+_HASHES = {b"rsa-sha256": hashlib.sha256, b"ed25519-sha256": hashlib.sha256, b"rsa-sha1": hashlib.sha1}
+
+
+def signatures(block):
+    """``[(domain, selector, tags)]`` of the DKIM-Signature fields of a header block, in order.
+
+    ``tags`` is the dict of the field's tags; (None, None, None) for a field
+    that does not parse or lacks d= or s=.
+    """
     from dkim.util import InvalidTagValueList, parse_tag_value
 
     found = []
-    block = _header_block(data)
-    for m in re.finditer(rb"(?im)^dkim-signature:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", block):
-        value = re.sub(rb"\r\n[ \t]", b" ", m.group(1))
+    for m in re.finditer(rb"(?im)^dkim-signature:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", block):
+        value = re.sub(rb"\r?\n[ \t]", b" ", m.group(1))
         try:
             tags = parse_tag_value(re.sub(rb"\s+", b"", value))
         except InvalidTagValueList:
-            found.append((None, None))
+            found.append((None, None, None))
             continue
         domain, selector = tags.get(b"d"), tags.get(b"s")
         if domain and selector:
-            found.append((domain.decode("ascii", "replace").lower(), selector.decode("ascii", "replace")))
+            found.append((domain.decode("ascii", "replace").lower(), selector.decode("ascii", "replace"), tags))
         else:
-            found.append((None, None))
+            found.append((None, None, None))
     return found
 
 
+def _opener(message):
+    """``() -> binary readable`` of bytes or of a snapshot (anything with ``reader()``)."""
+    import io
+
+    if isinstance(message, bytes):
+        return lambda: io.BytesIO(message)
+    return message.reader
+
+
+def _header_of(opened):
+    """In a thread: ``(header block, whole)``, the block cut at L{MAX_SIGNED_HEADER} octets."""
+    readable = opened()
+    block = _read_header_block(readable, MAX_SIGNED_HEADER)
+    if block is not None:
+        return block, True
+    return opened().read(MAX_SIGNED_HEADER), False
+
+
 class DKIMVerifier:
-    """Checks every DKIM signature of a message: ``[(domain, selector, result)]``.
+    """Checks the DKIM signatures of a message: ``[(domain, selector, result)]``.
 
     ``result`` is one of RFC 8601's: pass, fail, neutral (unusable signature),
-    temperror (DNS did not answer), permerror (no key, bad key).
+    temperror (DNS did not answer), permerror (no key, bad key), policy (not
+    checked: past the first L{MAX_CHECKED_SIGNATURES}, or a header block over
+    L{MAX_SIGNED_HEADER} octets).
+
+    The message (bytes, or a snapshot whose ``reader()`` a thread may call)
+    is read as a stream, as when signing: the header block is kept, the body
+    goes once through one L{BodyHash} per kind of signature (c=, a=, l=),
+    and dkimpy checks each header signature (b=) with the body hash already
+    compared. So a 50 MB message from anyone costs a 64 KiB buffer, not the
+    message and dkimpy's canonical copies of it.
 
     @param resolver: an IResolver (the same injected one as MX lookups).
     @param clock: bounds the lookups by ``timeout`` seconds.
-    @param run: ``(f, *args) -> Deferred``: where the hashing runs (a thread).
+    @param run: ``(f, *args) -> Deferred``: where the reading and hashing run (a thread).
     """
 
     def __init__(self, resolver, clock, run, timeout=10.0):
@@ -335,12 +387,14 @@ class DKIMVerifier:
         return d.addCallbacks(found, failed)
 
     @defer.inlineCallbacks
-    def verify(self, data):
-        sigs = signatures(data)
+    def verify(self, message):
+        opened = _opener(message)
+        block, whole = yield self.run(_header_of, opened)
+        sigs = signatures(block)
         if not sigs:
             return []
         records = {}
-        for domain, selector in sigs:
+        for domain, selector, _ in sigs[:MAX_CHECKED_SIGNATURES] if whole else ():
             if domain is None:
                 continue
             name = "%s._domainkey.%s" % (selector, domain)
@@ -350,20 +404,62 @@ class DKIMVerifier:
                 records[name] = ("ok", (yield self._txt(name)))
             except Exception:
                 records[name] = ("temperror", None)
-        results = yield self.run(_check_all, data, sigs, records)
+        results = yield self.run(_check_all, opened, block, whole, sigs, records)
         return results
 
 
-def _check_all(data, sigs, records):
-    """In a thread: dkimpy verifies each signature with the fetched TXT records only."""
+def _body_hashes(opened, sigs):
+    """In a thread: ``{(relaxed, algorithm, l): digest}`` for ``sigs``, reading the body once."""
+    wanted = {}
+    for _, _, tags in sigs:
+        key = _body_key(tags)
+        if key is not None:
+            wanted[key] = BodyHash(key[0], _HASHES[key[1]], key[2])
+    if wanted:
+        readable = opened()
+        _read_header_block(readable, MAX_SIGNED_HEADER)
+        for piece in iter(lambda: readable.readline(SIGN_PIECE), b""):
+            for hashed in wanted.values():
+                hashed.update(piece)
+    return {key: hashed.digest() for key, hashed in wanted.items()}
+
+
+def _body_key(tags):
+    """``(relaxed, a=, l=)`` of a signature's body hash, or None when dkimpy is to reject it."""
+    if tags is None or tags.get(b"a") not in _HASHES:
+        return None
+    body_c = tags.get(b"c", b"simple/simple").split(b"/")
+    relaxed = body_c[1] == b"relaxed" if len(body_c) == 2 else False
+    length = tags.get(b"l")
+    if length is not None and not length.isdigit():
+        return None
+    return relaxed, tags[b"a"], int(length) if length is not None else None
+
+
+def _check_all(opened, block, whole, sigs, records):
+    """In a thread: each signature's result; body hashes compared here, b= by dkimpy."""
+    import base64
+
     import dkim
+
+    class HeaderCheck(dkim.DKIM):
+        """dkimpy's check without its body hash (compared while the body streamed past)."""
+
+        def verify_sig_process(self, sig, include_headers, sig_header, dnsfunc):
+            sig = {k: v for k, v in sig.items() if k != b"bh"}
+            return dkim.DKIM.verify_sig_process(self, sig, include_headers, sig_header, dnsfunc)
 
     def dnsfunc(name, timeout=5):
         key = name.decode("ascii") if isinstance(name, bytes) else name
         return records.get(key.rstrip("."), ("ok", None))[1]
 
+    checked = sigs[:MAX_CHECKED_SIGNATURES] if whole else []
+    bodies = _body_hashes(opened, checked)
     results = []
-    for index, (domain, selector) in enumerate(sigs):
+    for index, (domain, selector, tags) in enumerate(sigs):
+        if index >= len(checked):
+            results.append((domain, selector, "policy"))
+            continue
         if domain is None:
             results.append((None, None, "neutral"))
             continue
@@ -374,13 +470,23 @@ def _check_all(data, sigs, records):
         if record is None:
             results.append((domain, selector, "permerror"))
             continue
+        key = _body_key(tags)
+        if key is not None and b"bh" in tags:
+            try:
+                expected = base64.b64decode(re.sub(rb"\s+", b"", tags[b"bh"]), validate=True)
+            except ValueError:
+                results.append((domain, selector, "neutral"))
+                continue
+            if expected != bodies[key]:
+                results.append((domain, selector, "fail"))  # the body was changed
+                continue
         try:
-            ok = dkim.DKIM(data, minkey=1024).verify(idx=index, dnsfunc=dnsfunc)
+            ok = HeaderCheck(block, minkey=1024).verify(idx=index, dnsfunc=dnsfunc)
         except dkim.KeyFormatError:
             results.append((domain, selector, "permerror"))
             continue
         except dkim.ValidationError:
-            results.append((domain, selector, "fail"))  # e.g. the body hash does not match
+            results.append((domain, selector, "fail"))
             continue
         except dkim.DKIMException:
             results.append((domain, selector, "neutral"))

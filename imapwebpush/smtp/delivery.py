@@ -347,9 +347,10 @@ class LocalDelivery:
         if envelope.authentication is None:
             helo, ip = envelope.client
             helo = helo.decode("ascii", "replace") if isinstance(helo, bytes) else helo
-            envelope.authentication = _Once(self.authenticator.authenticate(
-                envelope.reader(b"").read(), ip, helo, envelope.origin
-            ))
+            # A snapshot, not the bytes: the DKIM check reads it as a stream, in a thread.
+            snapshot = envelope.snapshot(b"")
+            d = self.authenticator.authenticate(snapshot, ip, helo, envelope.origin)
+            envelope.authentication = _Once(d.addBoth(_closed, snapshot))
         return envelope.authentication.get()
 
     def _trace(self, user, address, envelope):
