@@ -107,3 +107,50 @@ class RestartTests(unittest.TestCase):
         self.subs.put(sub(ALICE, "phone", model.PENDING))
         self.crash()
         self.assertEqual(self.sent(), [])
+
+
+class OwedRowsTests(unittest.TestCase):
+    """The rows of OwedSyncs, read with a second connection as a restart would read them."""
+
+    def setUp(self):
+        self.path = self.mktemp() + ".sqlite"
+        self.names = {}
+        self.owed = OwedSyncs(self.path)  # no reactor: every mark writes at once
+        self.owed.source = lambda key: self.names.get(key, [])
+        self.owed.load()
+        self.addCleanup(self.owed.close)
+
+    def rows(self):
+        import sqlite3
+
+        db = sqlite3.connect(self.path)
+        try:
+            return db.execute("SELECT rowid, account, subscription, mailbox FROM owed ORDER BY rowid").fetchall()
+        finally:
+            db.close()
+
+    def test_a_key_marked_again_with_the_same_mailboxes_is_not_rewritten(self):
+        key = (ALICE, "")
+        self.names[key] = ["INBOX", "Sent"]
+        self.owed.mark(key)
+        first = self.rows()
+        self.assertEqual([r[1:] for r in first], [(ALICE, "", "INBOX"), (ALICE, "", "Sent")])
+        self.owed.mark(key)  # every flag change in a busy mailbox marks it again
+        self.assertEqual(self.rows(), first)  # same rowids: no DELETE and INSERT
+        self.names[key] = ["Sent"]
+        self.owed.mark(key)
+        self.assertEqual([r[1:] for r in self.rows()], [(ALICE, "", "Sent")])
+        self.names[key] = []
+        self.owed.mark(key)
+        self.assertEqual(self.rows(), [])
+
+    def test_rows_left_by_an_earlier_run_go_when_nothing_is_owed(self):
+        key = (ALICE, "phone")
+        self.names[key] = ["INBOX"]
+        self.owed.mark(key)
+        self.owed.close()
+        again = OwedSyncs(self.path)
+        again.source = lambda key: []  # nothing owed any more; load() not asked
+        self.addCleanup(again.close)
+        again.mark(key)
+        self.assertEqual(self.rows(), [])

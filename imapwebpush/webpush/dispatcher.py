@@ -88,9 +88,15 @@ class _Planned:
 
 
 class _Account:
-    """What waits to be pushed for one account."""
+    """What waits to be pushed for one account.
 
-    __slots__ = ("new", "new_call", "other", "other_call", "new_since", "other_since")
+    ``new_names`` and ``other_names``: the mailboxes the waiting events speak of, kept as
+    they come, so what is owed is known without a pass over every event (a burst of flag
+    changes waits a whole coalescing window, and what is owed is asked every turn).
+    """
+
+    __slots__ = ("new", "new_call", "other", "other_call", "new_since", "other_since",
+                 "new_names", "other_names")
 
     def __init__(self):
         self.new = []
@@ -98,6 +104,8 @@ class _Account:
         self.other = []
         self.other_call = None
         self.new_since = self.other_since = None
+        self.new_names = OrderedDict()
+        self.other_names = OrderedDict()
 
 
 class _Silence:
@@ -198,6 +206,7 @@ class PushDispatcher(service.Service):
             if not pending.new:
                 pending.new_since = self._clock.seconds()
             pending.new.append((next(self._order), event))
+            _note_owed(pending.new_names, event)
             if pending.new_call is None:
                 pending.new_call = self._clock.callLater(
                     0, self._guarded, self._flush_new, event.account)
@@ -207,6 +216,7 @@ class PushDispatcher(service.Service):
             if not pending.other:
                 pending.other_since = self._clock.seconds()
             pending.other.append(event)
+            _note_owed(pending.other_names, event)
             if pending.other_call is None:
                 pending.other_call = self._clock.callLater(
                     self._window, self._guarded, self._flush_other, event.account)
@@ -248,9 +258,11 @@ class PushDispatcher(service.Service):
             return [], (), None
         if new:
             events, pending.new, pending.new_call = pending.new, [], None
+            pending.new_names = OrderedDict()
             since = pending.new_since
         else:
             events, pending.other, pending.other_call = pending.other, [], None
+            pending.other_names = OrderedDict()
             since = pending.other_since
         self._forget(account, pending)
         self._mark((account, ""))
@@ -553,10 +565,8 @@ class PushDispatcher(service.Service):
         if sid == "":
             pending = self._accounts.get(account)
             if pending is not None:
-                for event in [e for _, e in pending.new] + pending.other:
-                    name = event.new if isinstance(event, MailboxRenamed) else event.mailbox
-                    if not isinstance(event, MailboxDeleted):
-                        names[name] = True
+                names.update(pending.new_names)
+                names.update(pending.other_names)
             return list(names)
         silence = self._silences.get(key)
         if silence is not None:
@@ -607,6 +617,12 @@ def _names(planned):
         return [item.name for section in planned.push.sections for item in section.items
                 if not item.nonexistent]
     return list(planned.push.mailboxes)
+
+
+def _note_owed(names, event):
+    """Add the mailbox ``event`` leaves owed a sync to ``names`` (an OrderedDict)."""
+    if not isinstance(event, MailboxDeleted):
+        names[event.new if isinstance(event, MailboxRenamed) else event.mailbox] = True
 
 
 def _merge(events):

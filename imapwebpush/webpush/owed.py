@@ -46,6 +46,8 @@ class OwedSyncs:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._dirty = set()
+        self._written = {}  # key -> the mailboxes its rows hold now (a key marked again
+        # with the same set, as every flag change of a busy mailbox does, costs no write)
         self._call = None
         self.source = None  # key -> iterable of mailbox names now (the dispatcher)
 
@@ -55,6 +57,7 @@ class OwedSyncs:
         for account, sid, mailbox in self._db.execute(
                 "SELECT account, subscription, mailbox FROM owed ORDER BY rowid"):
             owed.setdefault((account, sid), []).append(mailbox)
+        self._written = {key: tuple(names) for key, names in owed.items()}
         return owed
 
     def mark(self, key):
@@ -78,17 +81,25 @@ class OwedSyncs:
         if not self._dirty or self._db is None or self.source is None:
             return
         dirty, self._dirty = self._dirty, set()
-        rows = [(a, s, m) for a, s in dirty for m in self.source((a, s))]
+        now = {}
+        for key in dirty:
+            names = tuple(self.source(key))
+            if self._written.get(key) != names:  # None: not known to be on disk either way
+                now[key] = names
+        if not now:
+            return
+        rows = [(a, s, m) for (a, s), names in now.items() for m in names]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("DELETE FROM owed WHERE account=? AND subscription=?",
-                                 list(dirty))
+                                 list(now))
             self._db.executemany("INSERT OR IGNORE INTO owed VALUES (?, ?, ?)", rows)
             self._db.execute("COMMIT")
         except Exception:
             self._db.execute("ROLLBACK")
             self._dirty |= dirty
             raise
+        self._written.update(now)
 
     def close(self):
         """Write what is marked, then close (the state at a clean stop is kept)."""
