@@ -327,6 +327,43 @@ class FetchTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_envelope_and_structure_answered_again_from_the_cache_follow_each_message(self):
+        """Kept per message: asked again (another session too) the same answer, and a
+        message stored after one was expunged gets its own, never the old one's."""
+        inbox = self.inbox()
+        first = inbox.add(b"Subject: first\r\n\r\nbody\r\n")
+        inbox.add(MULTIPART)
+        second = b"Subject: second\r\n\r\nmore text\r\n"
+
+        def client():
+            a = self.session(select="INBOX")
+            b = self.session(select="INBOX")
+            before = a.cmd("f1", "FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY)")
+            again = b.cmd("f2", "FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY)")
+            a.cmd("s1", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+            a.cmd("e1", "EXPUNGE")
+            a.send("a1 APPEND INBOX {%d+}\r\n" % len(second))
+            a.send(second + b"\r\n")
+            a.until("a1")
+            after = a.cmd("f3", "FETCH 1:2 (ENVELOPE BODYSTRUCTURE)")
+            a.close()
+            b.close()
+            return before, again, after
+
+        def check(result):
+            before, again, after = result
+            self.assertEqual(before[-1], "f1 OK FETCH completed")
+            self.assertEqual(before[:-1], again[:-1])
+            self.assertIn('"first"', before[0])
+            self.assertIn(' BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 6 1))', before[0])
+            self.assertIn('"parts"', before[1])
+            self.assertIn('"parts"', after[0])
+            self.assertIn('"second"', after[1])
+            self.assertIn('BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 11 1 ', after[1])
+            self.assertEqual(after[2], "f3 OK FETCH completed")
+
+        return self.in_thread(client).addCallback(check)
+
     def test_envelope_latin1_header_octets_sent_unchanged(self):
         self.inbox().add(b"Subject: caf\xe9\r\nTo: \"Ren\xe9\" <r@x.example>\r\n\r\nx\r\n")
 

@@ -229,9 +229,10 @@ class FetchCommandMixin:
             # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
             return b"BODY[] " + wire.literal(message.raw)
         if kind == "envelope":
-            return self._fetch_envelope(message)
+            return self._derived(message, kind, self._fetch_envelope)
         if kind == "bodystructure" or (kind == "body" and not is_section(attr)):
-            return self._fetch_structure(message, kind == "bodystructure")
+            extended = kind == "bodystructure"
+            return self._derived(message, kind, lambda m: self._fetch_structure(m, extended))
         if kind == "rfc822":
             return b"RFC822 " + wire.literal(message.raw)
         if kind == "rfc822header":
@@ -266,6 +267,23 @@ class FetchCommandMixin:
             data = data[attr.partial_begin : attr.partial_begin + attr.partial_length]
             name += b"<%d>" % (attr.partial_begin,)
         return name + b" " + wire.binary_literal(data)
+
+    def _derived(self, message, kind, make):
+        """``make(message)``, an answer that depends on the message's octets alone, kept
+        in the mailbox's answer cache: parsing the header block was most of the time of
+        a FETCH (ENVELOPE BODYSTRUCTURE)."""
+        cache = getattr(self.view.mailbox, "answer_cache", None)
+        if cache is None:
+            return make(message)
+        stored = message.stored
+        entry = cache.get(stored.uid)
+        if entry is None or entry[0] is not stored:
+            entry = (stored, {})
+            cache.put(stored.uid, entry)
+        answer = entry[1].get(kind)
+        if answer is None:
+            answer = entry[1][kind] = make(message)
+        return answer
 
     def _fetch_envelope(self, message):
         try:

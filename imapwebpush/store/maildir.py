@@ -38,6 +38,10 @@ from imapwebpush.wire import expand
 
 log = Logger()
 
+# Messages per mailbox whose derived FETCH answers are kept (answer_cache): a few
+# hundred octets each.
+ANSWER_CACHE_SIZE = 4096
+
 
 def make_folder(path, uidvalidity, marker=True):
     """Create the Maildir at ``path`` (cur, new, tmp, journal) and fsync it.
@@ -96,6 +100,12 @@ class Mailbox:
         self._max_size = max_message_size
         self._deleted = False
         self.header_cache = HeaderCache()
+        # For the sessions: what they derive from a message's octets (FETCH ENVELOPE and
+        # BODYSTRUCTURE answers), which never change, as Dovecot's index cache keeps them.
+        # Each entry is (the message it was made from, {kind: value}): an entry left by a
+        # UID that was expunged, or meant another message before a new UIDVALIDITY, never
+        # matches a message of the index.
+        self.answer_cache = HeaderCache(ANSWER_CACHE_SIZE)
         self._index = MessageIndex(self, path, self.header_cache)
         self._watch = scan.FolderWatch(path, self._vanished)
 

@@ -92,10 +92,12 @@ def header_block(data):
 
 
 class HeaderCache:
-    """The header blocks of the messages of one mailbox read last, by UID."""
+    """The header blocks of the messages of one mailbox read last, by UID (or any
+    other value kept by UID: at most ``size`` of them, the least recently used go)."""
 
-    def __init__(self):
+    def __init__(self, size=HEADER_CACHE_SIZE):
         self._blocks = OrderedDict()
+        self._size = size
 
     def get(self, uid):
         """The cached block of ``uid`` (now the freshest), or None."""
@@ -106,7 +108,7 @@ class HeaderCache:
 
     def put(self, uid, block):
         self._blocks[uid] = block
-        if len(self._blocks) > HEADER_CACHE_SIZE:
+        if len(self._blocks) > self._size:
             self._blocks.popitem(last=False)
 
     def drop(self, uid):
