@@ -338,6 +338,27 @@ class RestartTests(StoreTestMixin, unittest.TestCase):
         self.assertEqual(calls, [])
         self.assertSameAsRestart()
 
+    def test_expunge_syncs_the_folder_not_the_journal(self):
+        """The unlinks are durable (the folder is fsynced) before EXPUNGE answers; its
+        journal line is not fsynced: lost in a crash, the next scan expunges the same."""
+        u1 = self.inbox.add(MESSAGE)
+        u2 = self.inbox.add(MESSAGE)
+        self.inbox.set_flags([u1], ["\\Deleted"], "add")
+        journal = os.path.join(self.inbox.path, JOURNAL_NAME)
+        with open(journal, "rb") as f:
+            before_expunge = f.read()
+        synced = []
+        real_fsync = os.fsync
+        self.patch(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_ino), real_fsync(fd))[1])
+        self.assertEqual(self.inbox.expunge(), [u1])
+        self.assertEqual(synced, [os.stat(os.path.join(self.inbox.path, "cur")).st_ino])
+        # the crash: the expunge's journal line never reached the disk
+        with open(journal, "wb") as f:
+            f.write(before_expunge)
+        fresh = self.reopen()
+        self.assertEqual(fresh.uids(), [u2])
+        self.assertEqual(fresh.uidnext, u2 + 1)
+
     def test_failed_journal_append_during_add_changes_no_counter(self):
         u1 = self.inbox.add(MESSAGE)
         before = (self.inbox.uidnext, self.inbox.highestmodseq)
