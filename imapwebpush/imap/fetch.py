@@ -213,6 +213,7 @@ class FetchCommandMixin:
 
     def _fetch_content(self, attr, message):
         kind = attr.type
+        stored = message.stored  # (a large message is read through its MIME map below)
         if kind == "binary" or kind == "binarysize":
             return self._fetch_binary(attr, message)
         if message.stored.size > STREAM_MIN:
@@ -229,10 +230,10 @@ class FetchCommandMixin:
             # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
             return b"BODY[] " + wire.literal(message.raw)
         if kind == "envelope":
-            return self._derived(message, kind, self._fetch_envelope)
+            return self._derived(stored, message, kind, self._fetch_envelope)
         if kind == "bodystructure" or (kind == "body" and not is_section(attr)):
             extended = kind == "bodystructure"
-            return self._derived(message, kind, lambda m: self._fetch_structure(m, extended))
+            return self._derived(stored, message, kind, lambda m: self._fetch_structure(m, extended))
         if kind == "rfc822":
             return b"RFC822 " + wire.literal(message.raw)
         if kind == "rfc822header":
@@ -268,14 +269,13 @@ class FetchCommandMixin:
             name += b"<%d>" % (attr.partial_begin,)
         return name + b" " + wire.binary_literal(data)
 
-    def _derived(self, message, kind, make):
-        """``make(message)``, an answer that depends on the message's octets alone, kept
+    def _derived(self, stored, message, kind, make):
+        """``make(message)``, an answer that depends on the octets of ``stored`` alone, kept
         in the mailbox's answer cache: parsing the header block was most of the time of
         a FETCH (ENVELOPE BODYSTRUCTURE)."""
         cache = getattr(self.view.mailbox, "answer_cache", None)
         if cache is None:
             return make(message)
-        stored = message.stored
         entry = cache.get(stored.uid)
         if entry is None or entry[0] is not stored:
             entry = (stored, {})
