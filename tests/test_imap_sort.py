@@ -25,12 +25,15 @@ def raw(subject, date, sender, to, cc, body_length):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + b"x" * (100 * body_length) + b"\r\n"
 
 
+def add_messages(inbox):
+    for subject, date, sender, to, cc, arrival, length in MESSAGES:
+        inbox.add(raw(subject, date, sender, to, cc, length), ["\\Seen"], internaldate=1700000000 + arrival)
+
+
 class SortTests(IMAPTestCase):
     def setUp(self):
         super().setUp()
-        inbox = self.inbox()
-        for subject, date, sender, to, cc, arrival, length in MESSAGES:
-            inbox.add(raw(subject, date, sender, to, cc, length), ["\\Seen"], internaldate=1700000000 + arrival)
+        add_messages(self.inbox())
 
     def test_rfc5256_examples_and_keys(self):
         d = self.in_inbox(
@@ -108,6 +111,58 @@ class SortTests(IMAPTestCase):
             return caps
 
         return self.in_thread(client).addCallback(lambda caps: self.assertIn(" SORT ", caps[0] + " "))
+
+
+class ESortTests(IMAPTestCase):
+    """ESORT (RFC 5267 3.1): SORT RETURN (...) answers ESEARCH, MIN/MAX/ALL in sort order."""
+
+    def setUp(self):
+        super().setUp()
+        add_messages(self.inbox())
+
+    def test_return_options(self):
+        d = self.in_inbox(
+            "SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 ALL",
+            "SORT RETURN (ALL) (SUBJECT) UTF-8 ALL",
+            "SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL",
+            "UID SORT RETURN (MAX) (SUBJECT) UTF-8 1:4",
+            'SORT RETURN (MIN COUNT) (SUBJECT) UTF-8 TEXT "not in mailbox"',
+            "SORT RETURN (SAVE MIN) (SUBJECT) UTF-8 ALL",
+            "FETCH $ (UID)",
+            "SORT RETURN (SAVE) (REVERSE SIZE) UTF-8 2:4",
+            "SEARCH $",
+            "SORT RETURN (PARTIAL 1:2) (SUBJECT) UTF-8 ALL",
+            "SORT RETURN (ALL) (ARRIVAL) UTF-8 ALL",
+        )
+
+        def check(answers):
+            self.assertEqual(
+                answers,
+                [
+                    ['* ESEARCH (TAG "a0") MIN 3 MAX 2 COUNT 5', "a0 OK SORT completed"],
+                    ['* ESEARCH (TAG "a1") ALL 3:5,1:2', "a1 OK SORT completed"],
+                    ['* ESEARCH (TAG "a2") ALL 1:5', "a2 OK SORT completed"],
+                    ['* ESEARCH (TAG "a3") UID MAX 2', "a3 OK SORT completed"],  # 3 4 1 2
+                    ['* ESEARCH (TAG "a4") COUNT 0', "a4 OK SORT completed"],
+                    ['* ESEARCH (TAG "a5") MIN 3', "a5 OK SORT completed"],
+                    ["* 3 FETCH (UID 3)", "a6 OK FETCH completed"],
+                    ["a7 OK SORT completed"],
+                    ["* SEARCH 2 3 4", "a8 OK SEARCH completed"],
+                    ["a9 BAD Unknown RETURN option PARTIAL"],
+                    ['* ESEARCH (TAG "a10") ALL 5,4,3,2,1', "a10 OK SORT completed"],  # only rising runs join
+                ],
+            )
+
+        return d.addCallback(check)
+
+    def test_capability(self):
+        def client():
+            w = self.wire()
+            caps = w.cmd("c", "CAPABILITY")
+            w.close()
+            return caps
+
+        return self.in_thread(client).addCallback(lambda caps: self.assertIn(" ESORT ", caps[0] + " "))
 
 
 class CasemapOrderTests(IMAPTestCase):

@@ -1,4 +1,5 @@
-"""ESEARCH (RFC 4731) and SEARCHRES (RFC 5182): SEARCH's RETURN options and its answer.
+"""ESEARCH (RFC 4731), SEARCHRES (RFC 5182) and ESORT (RFC 5267): SEARCH's and SORT's RETURN
+options and their answer.
 
 Pure: ``split_return(line)`` reads ``RETURN (...)`` off the front of a SEARCH line,
 ``esearch_line`` formats the ``* ESEARCH`` answer and ``saved_uids`` what RETURN (SAVE)
@@ -53,11 +54,30 @@ def saved_uids(options, found):
     return [u for _, u, _ in _answered(options, found)]
 
 
-def esearch_line(tag, options, found, uid, modseq):
+def ordered_set(numbers):
+    """A sequence set keeping the order of ``numbers``: runs going up by one become ``a:b``,
+    anything else stays a number of its own (ESORT's ALL, RFC 5267 3.1)."""
+    parts = []
+    start = prev = None
+    for n in numbers:
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            parts.append("%d" % start if start == prev else "%d:%d" % (start, prev))
+        start = prev = n
+    if start is not None:
+        parts.append("%d" % start if start == prev else "%d:%d" % (start, prev))
+    return ",".join(parts)
+
+
+def esearch_line(tag, options, found, uid, modseq, ordered=False):
     """``ESEARCH (TAG "t") [UID] MIN n MAX n ALL set COUNT n [MODSEQ n]`` (RFC 4731 3.1, RFC 7162 3.1.5).
 
     ``found`` is [(number, uid, modseq)] in ascending order, the number being what the
     client asked for (UIDs for UID SEARCH); None when the answer is not sent (SAVE alone).
+    ``ordered`` (ESORT, RFC 5267 3.1): ``found`` is in sort order, MIN and MAX are its first
+    and last, ALL keeps its order.
     """
     if options == [b"SAVE"]:
         return None  # RFC 5182 2.1: the result is kept, not told
@@ -70,7 +90,8 @@ def esearch_line(tag, options, found, uid, modseq):
         if b"MAX" in options:
             line += b" MAX %d" % (found[-1][0],)
         if b"ALL" in options:
-            line += b" ALL " + wire.format_sorted_set([n for n, _, _ in found]).encode()
+            numbers = [n for n, _, _ in found]
+            line += b" ALL " + (ordered_set(numbers) if ordered else wire.format_sorted_set(numbers)).encode()
     if b"COUNT" in options:
         line += b" COUNT %d" % (len(found),)
     if modseq and found:

@@ -57,6 +57,7 @@ _CAPABILITIES = (
     b"ESEARCH",
     b"SEARCHRES",
     b"SORT",
+    b"ESORT",
     b"THREAD=ORDEREDSUBJECT",
     b"THREAD=REFERENCES",
     b"BINARY",

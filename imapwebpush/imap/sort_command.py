@@ -1,4 +1,5 @@
-"""SORT and THREAD, UID SORT and UID THREAD (RFC 5256), as a mixin of L{imapwebpush.imap.core.IMAPCore}.
+"""SORT and THREAD, UID SORT and UID THREAD (RFC 5256), with ESORT's ``SORT RETURN (...)``
+(RFC 5267), as a mixin of L{imapwebpush.imap.core.IMAPCore}.
 
 The search criteria go through the SEARCH steps (imap/search_command.py): compiled by
 ``compile_criteria``, matched in slices by L{imapwebpush.imap.search_scan.scan}, which
@@ -9,7 +10,7 @@ holding the other sessions for more than a few milliseconds at a time.
 """
 
 from imapwebpush import wire
-from imapwebpush.imap import search_scan, sort, thread
+from imapwebpush.imap import esearch, search_scan, sort, thread
 from imapwebpush.imap.core import Bad
 
 # numbers written into the answer line between two chances for the reactor
@@ -58,6 +59,17 @@ def sort_response(criteria, found, modseq, uid):
     return b"".join(parts)
 
 
+def esort_response(tag, options, criteria, found, modseq, uid):
+    """Generator returning ``(ESEARCH line or None, [(number, uid, modseq)] in sort order)``
+    of ``SORT RETURN (...)`` (ESORT, RFC 5267 3.1)."""
+    entries = [key + (u if uid else seq, u, m) for seq, u, m, key in found]
+    yield from sort.ordering(criteria, entries)
+    last = len(criteria)
+    ordered = [e[last:] for e in entries]
+    yield
+    return esearch.esearch_line(tag, options, ordered, uid, modseq, ordered=True), ordered
+
+
 def thread_response(algorithm, found, uid):
     """Generator returning the ``THREAD ...`` line of the matches ``found`` (L{search_scan.scan}'s)."""
     entries = [(u if uid else seq, key) for seq, u, _, key in found]
@@ -73,14 +85,25 @@ class SortCommandMixin:
     """SORT, THREAD and their UID forms."""
 
     def do_SORT(self, tag, line, uid=False):
+        options, line = esearch.split_return(line)
+        if options is not None and b"SAVE" in options:
+            self.saved_search = ()  # RFC 5182 2.1: a failed SORT (SAVE) leaves "$" empty
         criteria, search_line = split_sort_line(line, self.max_nesting)
         query = self.compile_criteria(search_line)
         view = self.view
         coop = self.search_cooperator()
         d = search_scan.scan(view, query.predicate, coop, keep=sort.sort_key(criteria))
-        d.addCallback(
-            lambda found: search_scan.finish(sort_response(criteria, found, query.uses_modseq, uid), coop)
-        )
+        if options is None:
+            d.addCallback(
+                lambda found: search_scan.finish(sort_response(criteria, found, query.uses_modseq, uid), coop)
+            )
+        else:
+            d.addCallback(
+                lambda found: search_scan.finish(
+                    esort_response(tag, options, criteria, found, query.uses_modseq, uid), coop
+                )
+            )
+            d.addCallback(self._esorted, view, options)
         d.addCallback(self._answered, tag, view, b"SORT completed")
         d.addErrback(self._search_failed, tag)
 
@@ -98,8 +121,16 @@ class SortCommandMixin:
 
     select_THREAD = (do_THREAD, lambda self, line: self.arg_search(line))
 
+    def _esorted(self, result, view, options):
+        """The ESEARCH line of an ESORT; RETURN (SAVE) keeps its messages for ``$`` first."""
+        line, ordered = result
+        if self.view is view and b"SAVE" in options:
+            self.saved_search = esearch.saved_uids(options, ordered)
+        return line
+
     def _answered(self, line, tag, view, completed):
         if self.view is not view:
             return  # the connection went while the search ran
-        self.sendUntaggedResponse(line)
+        if line is not None:  # None: RETURN (SAVE) alone tells nothing
+            self.sendUntaggedResponse(line)
         self.sendPositiveResponse(tag, completed)
