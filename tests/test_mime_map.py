@@ -2,7 +2,7 @@
 imap/message.py's RawPart finds in memory: same parts, same octets, same BODYSTRUCTURE.
 
 Generated messages: nested multiparts (boundaries that are prefixes of each other),
-message/rfc822, multipart/digest defaults, missing close delimiters and CRLFs,
+message/rfc822, multipart/digest defaults, missing or unused boundaries, missing close delimiters and CRLFs,
 preambles and epilogues that look like delimiters, truncated files; the file is
 read 1 to 40 octets at a time so every search crosses piece borders.
 """
@@ -53,7 +53,10 @@ def _entity(children):
         boundary = draw(st.sampled_from(BOUNDARIES))
         sub = draw(st.sampled_from([b"mixed", b"digest", b"alternative"]))
         quoted = draw(st.booleans())
-        ctype = b"multipart/" + sub + b"; boundary=" + (b'"%s"' % boundary if quoted or b" " in boundary else boundary)
+        declared = draw(st.sampled_from([boundary, boundary, boundary, None, b"zz"]))  # missing, or never used
+        ctype = b"multipart/" + sub
+        if declared is not None:
+            ctype += b"; boundary=" + (b'"%s"' % declared if quoted or b" " in declared else declared)
         head = draw(_header(ctype))
         parts = draw(st.lists(children, max_size=4))
         out = head + b"\r\n" + draw(_text())
@@ -183,6 +186,23 @@ class EquivalenceTests(unittest.TestCase):
             root = mime_map.build(f)
         self.assertEqual([(c.body, c.end - c.body) for c in root.children][1][1], len(body))
         self.assertLess(max(seen), 2 * mime_map.PIECE)
+
+    def test_delimiters_without_parts(self):
+        """Delimiter lines that make no part (no CRLF before the next) count too: the
+        multipart stops being split after 2 * max_parts + 16 of them."""
+        data = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + b"\r\n--bX" * 200000
+        acted = []
+        original = mime_map._Builder._delimiter
+
+        def delimiter(builder, index, pos):
+            acted.append(pos)
+            return original(builder, index, pos)
+
+        self.patch(mime_map._Builder, "_delimiter", delimiter)
+        with _file(data) as f:
+            root = mime_map.build(f, max_parts=10)
+        self.assertEqual(len(acted), 2 * 10 + 16 + 1)
+        self.assertEqual((root.children, root.end), ([], len(data)))
 
     def test_depth_cut(self):
         """Past MAX_MIME_DEPTH a part is opaque, as BODYSTRUCTURE describes it."""
