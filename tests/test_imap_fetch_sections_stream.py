@@ -5,8 +5,13 @@ the wire as the in-memory answers small messages get."""
 import base64
 import binascii
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from imapwebpush.imap import fetch, mime_map, search
 from imapwebpush.store import message as store_message
+from tests import test_mime_map
+from tests.harness.wire import USER
 from tests.test_imap_fetch_stream import StreamCase
 
 LINE = b"0123456789" * 7 + b"abcdefgh\r\n"
@@ -59,12 +64,8 @@ COMMANDS = [
 ]
 
 
-class MappedFetchTests(StreamCase):
-    def message_data(self):
-        return BIG
-
-    def more_messages(self):
-        return [BIG.replace(b"Transfer-Encoding: base64\r\nContent-Disposition", b"Transfer-Encoding: x-uue\r\nContent-Disposition")]
+class CompareCase(StreamCase):
+    """A StreamCase whose answers can be had from the in-memory path too."""
 
     def answer(self, command):
         """The whole answer to ``command``, the client reading as it comes."""
@@ -97,6 +98,16 @@ class MappedFetchTests(StreamCase):
         self.unpatched_read = store_message.StoredMessage.read
         super().setUp()
         self.never_whole = store_message.StoredMessage.read
+
+
+class MappedFetchTests(CompareCase):
+    def message_data(self):
+        return BIG
+
+    def more_messages(self):
+        return [BIG.replace(b"Transfer-Encoding: base64\r\nContent-Disposition", b"Transfer-Encoding: x-uue\r\nContent-Disposition")]
+
+    def test_large(self):
         self.assertGreater(len(BIG), 2 * fetch.STREAM_MIN)
 
     def test_same_octets_as_in_memory(self):
@@ -162,3 +173,35 @@ class MappedFetchTests(StreamCase):
             b'Content-Disposition: attachment; filename="blob.bin"\r\n\r\n BODY[3] {0}\r\n)\r\n'
             b"F OK FETCH completed\r\n",
         )
+
+
+SECTIONS = st.lists(st.integers(1, 3), min_size=1, max_size=3).map(lambda p: b".".join(b"%d" % n for n in p))
+
+
+class FetchEquivalenceTests(CompareCase):
+    """Generated MIME messages (tests/test_mime_map.py's), made large: every FETCH item of
+    a section gets the octets the in-memory path gives."""
+
+    def message_data(self):
+        return b"Subject: small\r\n\r\nx\r\n"
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(test_mime_map.stored_messages(), st.lists(SECTIONS, min_size=1, max_size=3), st.integers(0, 3))
+    def test_same_octets_as_in_memory(self, data, sections, filler_at):
+        # in a body, a delimiter line, a header: blank lines around it end any header it
+        # is in or starts (the fields of a header block are read from its first 128 KiB,
+        # documented, as SEARCH and pushes do)
+        filler = b"\r\n\r\n" + b"f" * (300 * 1024) + b"\r\n\r\n"
+        cut = len(data) * filler_at // 3
+        data = data[:cut] + filler + data[cut:]
+        uid = self.store.account(USER).mailbox("INBOX").add(data, ["\\Seen"])
+        self.answer(b"NOOP")
+        items = [b"BODYSTRUCTURE BODY ENVELOPE BODY.PEEK[TEXT]<5.10>"]
+        for s in sections:
+            items.append(b"BODY.PEEK[%s] BODY.PEEK[%s.MIME] BODY.PEEK[%s.HEADER] BODY.PEEK[%s.TEXT]<2.300>" % (s, s, s, s))
+            items.append(b"BODY.PEEK[%s.HEADER.FIELDS (CONTENT-TYPE)] BINARY.SIZE[%s]" % (s, s))
+        commands = [b"UID FETCH %d (%s)" % (uid, b" ".join(items))]
+        commands += [b"UID FETCH %d (BINARY.PEEK[%s] BINARY.PEEK[%s]<3.100>)" % (uid, s, s) for s in sections]
+        for command in commands:
+            streamed = self.answer(command)
+            self.assertEqual(streamed, self.in_memory(command), command)
