@@ -31,6 +31,12 @@ The script format, as imaptest reads it:
 - a bare ``append`` appends the next message of the mbox (with the date of its
   ``From`` line), ``append ARGS`` without a literal appends it with ARGS.
 
+Like imaptest, every reply is also checked against what the connection knows of its
+mailbox: EXPUNGE and FETCH numbers within the message count, the count never dropping
+through EXISTS, a message's UID never changing, keywords in FETCH FLAGS announced by an
+untagged FLAGS first, and ``\\Recent`` of a message given to one session only; each
+break is a failure (``state: ...``).
+
 Usage::
 
     python benchmarks/imaptest_scripts.py DIR --server ours      # starts ours
@@ -472,9 +478,20 @@ class Conn:
         self.sock = socket.create_connection((host, port), timeout)
         self.file = self.sock.makefile("rb")
         self.n = 0
-        self.exists = 0
         self.closed = False
+        self.errors = []  # what imaptest's state tracking would report
+        self.reset_view()
         self.greeting = self.read()
+
+    def reset_view(self, mailbox=None):
+        """A new selected mailbox (or none): nothing known of its messages yet."""
+        self.mailbox = mailbox
+        self.uids = []  # per sequence number: the UID once told, else None
+        self.flags = None  # the last untagged FLAGS, upper-cased
+
+    @property
+    def exists(self):
+        return len(self.uids)
 
     def next_tag(self):
         self.n += 1
@@ -497,13 +514,51 @@ class Conn:
             m = re.search(rb"~?\{(\d+)\+?\}\r\n\Z", line)
         raw = b"".join(parts).decode("latin-1")
         kind, tag, args = parse_response(raw)
-        if kind == "*" and len(args) >= 2 and args[0][0] == "A" and args[0][1].isdigit() and args[1][0] == "A":
-            word = args[1][1].upper()
-            if word == "EXISTS":
-                self.exists = int(args[0][1])
-            elif word == "EXPUNGE":
-                self.exists -= 1
+        if kind == "*":
+            self.track(args)
         return kind, tag, args, raw
+
+    def track(self, args):
+        """imaptest's mailbox state checks: numbers, UIDs and keywords stay consistent."""
+        if args and args[0][0] == "A" and args[0][1].upper() == "FLAGS" and len(args) > 1 and args[1][0] == "(":
+            self.flags = {a[1].upper() for a in args[1][1] if a[0] == "A"}
+            return
+        if len(args) < 2 or args[0][0] != "A" or not args[0][1].isdigit() or args[1][0] != "A":
+            return
+        n, word = int(args[0][1]), args[1][1].upper()
+        if word == "EXISTS":
+            if n < len(self.uids):
+                self.errors.append("message count dropped %d -> %d" % (len(self.uids), n))
+                del self.uids[n:]
+            self.uids.extend([None] * (n - len(self.uids)))
+        elif word == "EXPUNGE":
+            if not 0 < n <= len(self.uids):
+                self.errors.append("EXPUNGE %d with %d messages" % (n, len(self.uids)))
+            else:
+                del self.uids[n - 1]
+        elif word == "FETCH" and len(args) > 2 and args[2][0] == "(":
+            if not 0 < n <= len(self.uids):
+                self.errors.append("FETCH of sequence %d with %d messages" % (n, len(self.uids)))
+                return
+            items = args[2][1]
+            recent = False
+            for i in range(0, len(items) - 1, 2):
+                name, value = items[i][1].upper() if items[i][0] == "A" else "", items[i + 1]
+                if name == "UID" and value[0] == "A":
+                    uid = int(value[1])
+                    if self.uids[n - 1] not in (None, uid):
+                        self.errors.append("UID of %d changed %d -> %d" % (n, self.uids[n - 1], uid))
+                    self.uids[n - 1] = uid
+                elif name == "FLAGS" and value[0] == "(":
+                    recent = any(f[0] == "A" and f[1].upper() == "\\RECENT" for f in value[1])
+                    for flag in value[1] if self.flags is not None else ():
+                        if flag[0] == "A" and not flag[1].startswith("\\") and flag[1].upper() not in self.flags:
+                            self.errors.append("keyword %s used without being in FLAGS" % flag[1])
+            uid = self.uids[n - 1]
+            if recent and uid is not None and self.recent_owners is not None:
+                owner = self.recent_owners.setdefault((self.mailbox, uid), self.idx)
+                if owner != self.idx:
+                    self.errors.append("\\Recent of UID %d also given to connection %d" % (uid, owner + 1))
 
     def send(self, text):
         self.sock.sendall(text.encode("latin-1"))
@@ -525,6 +580,9 @@ class Conn:
 
     def send_command(self, tag, text):
         """Send a command, waiting for ``+`` before each synchronizing literal."""
+        m = re.match(r"(?i)(select|examine|close|unselect)\b\s*(.*)", text)
+        if m:
+            self.reset_view(m.group(2).split(" (")[0].strip('"').upper() or None)
         pos = 0
         data = tag + " " + text
         for m in re.finditer(r"~?\{(\d+)\}\r\n", data):
@@ -542,6 +600,7 @@ class Conn:
         self.send(data[pos:] + "\r\n")
 
     pending_untagged = None
+    recent_owners = None  # (mailbox, uid) -> the connection given its \\Recent, shared by a test
 
     def close(self):
         try:
@@ -787,10 +846,12 @@ class Runner:
         self.failures = []
         self.commands_run = 0
         conns = []
+        recent_owners = {}
         try:
             for i in range(test.connections):
                 c = Conn(self.host, self.port, i, self.timeout)
                 c.pending_untagged = []
+                c.recent_owners = recent_owners
                 conns.append(c)
             if not self.setup(test, conns):
                 return "SKIP", [], 0
@@ -923,6 +984,10 @@ class Runner:
                     self.fail(group, "line %d: %s: expected tagged %r, got %r" % (
                         cmd.linenum, cmd.text[:60], arg_str(cmd.reply), raw.strip()[:200]))
         self.finish_group(test, group)
+        for c in conns:
+            for error in c.errors:
+                self.fail(group, "state: connection %d: %s" % (c.idx + 1, error))
+            c.errors[:] = []
         if group.sleep:
             time.sleep(group.sleep)
 
