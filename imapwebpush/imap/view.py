@@ -264,7 +264,17 @@ class SessionView:
 
     def flags_item(self, uid, flags):
         """The ``FLAGS (...)`` item of a FETCH response: ``flags`` plus \\Recent if it is."""
-        return b"FLAGS (" + " ".join(self.flags_of(uid, flags)).encode("utf-8") + b")"
+        if type(flags) is not frozenset:
+            return _flags_item(self.flags_of(uid, flags))
+        # The store shares one frozenset per combination of flags: the item is made once
+        # per combination, not sorted and encoded again for every message of every FETCH.
+        key = (flags, uid in self.recent)
+        item = _FLAGS_ITEMS.get(key)
+        if item is None:
+            if len(_FLAGS_ITEMS) >= _FLAGS_ITEMS_MAX:
+                _FLAGS_ITEMS.clear()
+            item = _FLAGS_ITEMS[key] = _flags_item(self.flags_of(uid, flags))
+        return item
 
     def fetch_flags_line(self, uid, flags, modseq):
         parts = [self.flags_item(uid, flags)]
@@ -285,3 +295,13 @@ class SessionView:
             if "\\Seen" not in flags:
                 return index + 1
         return None
+
+
+# (flags, recent) -> FLAGS item, for SessionView.flags_item; emptied when it grows past the
+# limit (a mailbox with thousands of keyword combinations), never wrong.
+_FLAGS_ITEMS = {}
+_FLAGS_ITEMS_MAX = 4096
+
+
+def _flags_item(names):
+    return b"FLAGS (" + " ".join(names).encode("utf-8") + b")"

@@ -20,8 +20,12 @@ log = Logger()
 JOURNAL_NAME = "imapwebpush-index"
 
 
+# One encoder for every line: json.dumps with options makes a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(record):
-    payload = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    payload = _JSON.encode(record).encode("utf-8")
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 

@@ -48,12 +48,20 @@ class FolderWatch:
         """True once the mtimes were taken (the folder was listed)."""
         return self._mtimes is not None
 
+    @property
+    def path(self):
+        return self._path
+
+    @path.setter
+    def path(self, path):
+        # joined once: every command that reads the mailbox looks at both (a rename sets it)
+        self._path = path
+        self._subdirs = (os.path.join(path, "new"), os.path.join(path, "cur"))
+
     def _stat(self):
+        new, cur = self._subdirs
         try:
-            return (
-                os.stat(os.path.join(self.path, "new")).st_mtime_ns,
-                os.stat(os.path.join(self.path, "cur")).st_mtime_ns,
-            )
+            return (os.stat(new).st_mtime_ns, os.stat(cur).st_mtime_ns)
         except FileNotFoundError:
             self._gone()
             raise
