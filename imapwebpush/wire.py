@@ -347,6 +347,9 @@ def encode_mailbox(name):
     return name.encode("imap4-utf-7")
 
 
+_PLAIN_NAME = re.compile(rb"[\x20-\x25\x27-\x7e]*")
+
+
 def decode_mailbox(raw):
     """The str of a modified UTF-7 mailbox name (bytes), or ParseError.
 
@@ -354,6 +357,8 @@ def decode_mailbox(raw):
     unterminated ``&Jjo``, a lone ``&`` or ASCII sent in base64 (``&AGE-``), which would
     let two spellings name one mailbox; what does not encode back the same is refused.
     """
+    if _PLAIN_NAME.fullmatch(raw):  # printable ASCII but "&" stands for itself: no codec
+        return raw.decode("ascii")
     try:
         name = raw.decode("imap4-utf-7")
         if name.encode("imap4-utf-7") == raw:

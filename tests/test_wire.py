@@ -96,6 +96,20 @@ class MailboxNameTests(unittest.TestCase):
         self.assertEqual(wire.quoted_mailbox("a&b"), b'"a&-b"')
         self.assertRaises(ParseError, wire.decode_mailbox, b"a&!!-")
 
+    @given(st.binary(max_size=12) | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=12).map(str.encode))
+    def test_plain_names_skip_the_codec_with_the_same_answer(self, raw):
+        """Printable ASCII without "&" is decoded without twisted's codec: the same name,
+        and whatever else the same refusal."""
+        try:
+            name = raw.decode("imap4-utf-7")
+            expected = name if name.encode("imap4-utf-7") == raw else None
+        except Exception:
+            expected = None
+        if expected is None:
+            self.assertRaises(ParseError, wire.decode_mailbox, raw)
+        else:
+            self.assertEqual(wire.decode_mailbox(raw), expected)
+
 
 class SequenceSetTests(unittest.TestCase):
     def test_parse(self):
