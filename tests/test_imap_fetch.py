@@ -239,6 +239,26 @@ class FetchTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_empty_header_list_is_bad_and_repeats_answered_once(self):
+        # RFC 3501 9: header-list = "(" header-fld-name *(SP header-fld-name) ")"
+        uid = self.inbox().add(MESSAGE, ["\\Seen"])
+
+        def client():
+            w = self.session(select="INBOX")
+            empty = w.cmd("h1", "FETCH 1 BODY.PEEK[HEADER.FIELDS ()]")
+            empty_not = w.cmd("h2", "FETCH 1 (BODY.PEEK[HEADER.FIELDS.NOT ()])")
+            twice = w.cmd("h3", "FETCH 1 (UID FLAGS UID FLAGS)")
+            w.close()
+            return empty, empty_not, twice
+
+        def check(result):
+            empty, empty_not, twice = result
+            self.assertEqual(empty, ["h1 BAD HEADER.FIELDS needs at least one field name"])
+            self.assertEqual(empty_not, ["h2 BAD HEADER.FIELDS needs at least one field name"])
+            self.assertEqual(twice, ["* 1 FETCH (UID %d FLAGS (\\Seen))" % uid, "h3 OK FETCH completed"])
+
+        return self.in_thread(client).addCallback(check)
+
     def test_large_fetch_is_streamed_in_order(self):
         body = b"x" * 60000 + b"\r\n"
         inbox = self.inbox()

@@ -141,7 +141,10 @@ def _body(m):
     elif section == b"HEADER":
         attr.header = Header()
     else:
-        attr.header = Header(m.group("names").split(), negate=bool(m.group("negate")))
+        names = m.group("names").split()
+        if not names:
+            raise Bad("HEADER.FIELDS needs at least one field name")  # RFC 3501 9: header-list
+        attr.header = Header(names, negate=bool(m.group("negate")))
     return _partial(attr, m.group("begin"), m.group("length"))
 
 
@@ -156,6 +159,7 @@ def parse_fetch_attributes(text):
             raise Bad("Bad FETCH attribute: missing )")
         text = text[1:-1]
     attrs = []
+    simple = set()  # a simple item named twice is answered once, as Dovecot does
     pos = 0
     while pos < len(text):
         m = _ATT.match(text, pos)
@@ -167,7 +171,9 @@ def parse_fetch_attributes(text):
             kind = _SIMPLE.get(m.group("simple").upper())
             if kind is None:
                 raise Bad("Bad FETCH attribute: %s" % (m.group("simple")[:40].decode("ascii", "replace"),))
-            attrs.append(Attribute(kind, peek=m.group("simple").upper() == b"BODY.PEEK"))
+            if kind not in simple:
+                simple.add(kind)
+                attrs.append(Attribute(kind, peek=m.group("simple").upper() == b"BODY.PEEK"))
         pos = m.end()
         if pos < len(text):
             pos = _SPACE.match(text, pos).end()
