@@ -142,6 +142,9 @@ class MappedFetchTests(CompareCase):
         self.assertEqual(self.answer(b"FETCH 1 BODYSTRUCTURE"), first)
         self.answer(b"FETCH 1 (BODY.PEEK[3.2] BINARY.SIZE[2])")
         self.assertEqual(built, [0])
+        mime_map._cache.clear()  # as when 64 other large messages were used since
+        self.assertEqual(self.answer(b"FETCH 1 BODYSTRUCTURE"), first)
+        self.assertEqual(built, [0], "a cached answer needs no map")
 
     def test_unknown_encoding_of_a_part(self):
         out = self.answer(b"FETCH 2 (BINARY.SIZE[1] BINARY.SIZE[2])")

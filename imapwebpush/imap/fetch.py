@@ -216,7 +216,9 @@ class FetchCommandMixin:
         stored = message.stored  # (a large message is read through its MIME map below)
         if kind == "binary" or kind == "binarysize":
             return self._fetch_binary(attr, message)
-        if message.stored.size > STREAM_MIN:
+        structure = kind == "bodystructure" or (kind == "body" and not is_section(attr))
+        large = message.stored.size > STREAM_MIN
+        if large:
             if not attr.part:
                 streamed = _streamed(attr, message.stored)
                 if streamed is not None:
@@ -224,16 +226,23 @@ class FetchCommandMixin:
             header = None
             if kind in ("envelope", "rfc822header") or (kind == "body" and attr.header and not attr.part):
                 header = _header_block(message.stored)  # the store's cached header block
-            # the rest from the message's MIME map: headers read, sections streamed
-            message = _mapped(message, self.max_mime_parts) if header is None else RawPart(header)
+            if header is not None:
+                message = RawPart(header)
+            elif not structure:  # (that maps it only when its answer is not cached)
+                # the rest from the message's MIME map: headers read, sections streamed
+                message = _mapped(message, self.max_mime_parts)
         if kind == "body" and attr.empty and not attr.part and attr.partial_begin is None:
             # BODY[] / BODY.PEEK[]: the stored octets as they are, nothing parsed
             return b"BODY[] " + wire.literal(message.raw)
         if kind == "envelope":
             return self._derived(stored, message, kind, self._fetch_envelope)
-        if kind == "bodystructure" or (kind == "body" and not is_section(attr)):
+        if structure:
             extended = kind == "bodystructure"
-            return self._derived(stored, message, kind, lambda m: self._fetch_structure(m, extended))
+
+            def make(m):
+                return self._fetch_structure(_mapped(m, self.max_mime_parts) if large else m, extended)
+
+            return self._derived(stored, message, kind, make)
         if kind == "rfc822":
             return b"RFC822 " + wire.literal(message.raw)
         if kind == "rfc822header":
