@@ -541,7 +541,10 @@ def parse_date(text):
     """An IMAP date (``1-Feb-1994``, bytes) as a (y, m, d) tuple, or ParseError."""
     try:
         day, month, year = text.decode("ascii").split("-")
-        return (int(year), _MONTHS.index(month.title()) + 1, int(day))
+        y, m, d = int(year), _MONTHS.index(month.title()) + 1, int(day)
+        if not 1 <= d <= calendar.monthrange(y, m)[1]:
+            raise ValueError(day)  # 31-Feb is no day (it was read as 2-Mar)
+        return (y, m, d)
     except (ValueError, UnicodeDecodeError):
         raise ParseError("Bad date: %s" % (text.decode("ascii", "replace"),))
 
@@ -552,6 +555,8 @@ def parse_datetime(text):
         date, clock, zone = text.decode("ascii").strip().split(" ")
         y, m, d = parse_date(date.encode("ascii"))
         hh, mm, ss = (int(x) for x in clock.split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61 and len(zone) == 5 and zone[0] in "+-"):
+            raise ValueError(text)
         sign = -1 if zone[0] == "-" else 1
         offset = sign * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
         return calendar.timegm((y, m, d, hh, mm, ss, 0, 0, 0)) - offset

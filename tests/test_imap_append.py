@@ -100,13 +100,16 @@ class AppendTests(IMAPTestCase):
             flag = w.until("a1")
             w.send('a2 APPEND INBOX "yesterday" {5+}\r\nhello\r\n')
             date = w.until("a2")
+            w.send('a3 APPEND INBOX "31-Feb-2020 10:00:00 +0000" {5+}\r\nhello\r\n')
+            no_day = w.until("a3")
             w.close()
-            return flag, date
+            return flag, date, no_day
 
         def check2(result):
-            flag, date = result
+            flag, date, no_day = result
             self.assertEqual(flag, ["a1 BAD Unknown system flag \\Bogus"])
             self.assertTrue(date[0].startswith("a2 BAD Bad date"), date)
+            self.assertEqual(no_day, ["a3 BAD Bad date: 31-Feb-2020"])
             self.assertEqual(self.inbox().uids(), [])
 
         d = self.in_thread(client2)

@@ -119,8 +119,11 @@ class SearchTests(IMAPTestCase):
             self.assertEqual(
                 results[3], ["q3 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"]
             )
+            self.assertEqual(results[4], ["q4 BAD Bad date: 31-Feb-2020"])  # not 2-Mar-2020
 
-        return self.search("FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET KOI8-R ALL").addCallback(check)
+        return self.search(
+            "FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET KOI8-R ALL", "BEFORE 31-Feb-2020"
+        ).addCallback(check)
 
     def test_literal_criteria(self):
         self.inbox().add(b"Subject: " + "Caf\u00e9 cr\u00e8me".encode("utf-8") + b"\r\n\r\nx\r\n")

@@ -169,6 +169,13 @@ class DateTests(unittest.TestCase):
         self.assertEqual(wire.parse_datetime(b"17-Jul-1996 02:44:25 -0700"), 837596665)
         self.assertEqual(str(self.assertRaises(ParseError, wire.parse_date, b"someday")), "Bad date: someday")
         self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 02:44 -0700")
+        # a day the month does not have is no date (it was read as the next month's)
+        self.assertEqual(str(self.assertRaises(ParseError, wire.parse_date, b"31-Feb-2020")), "Bad date: 31-Feb-2020")
+        self.assertEqual(wire.parse_date(b"29-Feb-2020"), (2020, 2, 29))
+        self.assertRaises(ParseError, wire.parse_date, b"29-Feb-2021")
+        self.assertRaises(ParseError, wire.parse_date, b"0-Jan-2021")
+        self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 24:00:00 -0700")
+        self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 02:44:25 0700")
 
     def test_round_trip(self):
         self.assertEqual(wire.parse_datetime(wire.format_internaldate(1700000000).strip(b'"')), 1700000000)
