@@ -146,6 +146,25 @@ class MappedFetchTests(CompareCase):
         self.assertEqual(self.answer(b"FETCH 1 BODYSTRUCTURE"), first)
         self.assertEqual(built, [0], "a cached answer needs no map")
 
+    def test_decoding_pass_between_turns(self):
+        """BINARY.SIZE (and the literal length of BINARY) of an encoded part comes from a
+        decoding pass made a file chunk per step of the streamer: other sessions are
+        served between its slices. Once made, it is kept with the message's map."""
+        self.patch(mime_map, "_cache", type(mime_map._cache)())
+        self.assertGreater(len(base64.encodebytes(BLOB)), fetch._FetchStreamer.SLICE)
+        self.transport.clear()
+        self.server.dataReceived(b"F FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2]<0.4>)\r\n")
+        self.assertEqual(self.transport.value(), b"* 1 FETCH (")  # the pass is not done in this turn
+        out = self.answer(b"NOOP")  # (the rest of the FETCH answer, then the NOOP's)
+        self.assertEqual(
+            out,
+            b"BINARY.SIZE[2] %d BINARY[2]<0> ~{4}\r\n\x00\x01\x02\x03)\r\n" % (len(BLOB),)
+            + b"F OK FETCH completed\r\nF OK NOOP completed\r\n",
+        )
+        self.transport.clear()
+        self.server.dataReceived(b"F FETCH 1 BINARY.SIZE[2]\r\n")  # kept: answered at once
+        self.assertEqual(self.transport.value(), b"* 1 FETCH (BINARY.SIZE[2] %d)\r\nF OK FETCH completed\r\n" % (len(BLOB),))
+
     def test_unknown_encoding_of_a_part(self):
         out = self.answer(b"FETCH 2 (BINARY.SIZE[1] BINARY.SIZE[2])")
         self.assertEqual(out, b"F NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding x-uue\r\n")

@@ -385,9 +385,10 @@ def _item(part, name, data, attr):
 
 def _mapped_binary(attr, message):
     """BINARY[part] or BINARY.SIZE[part] of a large message from its MIME map: a part sent
-    as stored is a range of its file, an encoded one is decoded while it is sent (its
-    decoded size, and whether it holds NUL, found first by a decoding pass that keeps
-    nothing). None for a part the message does not have (answered as usual: empty)."""
+    as stored is a range of its file, an encoded one is decoded while it is sent. Its
+    decoded size (and whether it holds NUL) comes first from a decoding pass that keeps
+    nothing, made a STREAM_CHUNK per step of the streamer (L{_Computed}) and kept with
+    the map. None for a part the message does not have (answered as usual: empty)."""
     path = attr.part
     try:
         part = message.section(path)
@@ -396,49 +397,74 @@ def _mapped_binary(attr, message):
     section = b".".join(b"%d" % (p + 1) for p in path)
     decoder = binary.piece_decoder(part)  # UnknownCTE: the caller answers NO
     start, end = part.body_range()
-    size_name, name = b"BINARY.SIZE[%s]" % (section,), b"BINARY[%s]" % (section,)
+    stored = message.stored
     if decoder is None:
         if attr.type == "binarysize":
-            return b"%s %d" % (size_name, end - start)
-        return _file_range(message.stored, name, start, attr, binary=True, stop=end)
+            return b"BINARY.SIZE[%s] %d" % (section, end - start)
+        return _file_range(stored, b"BINARY[%s]" % (section,), start, attr, binary=True, stop=end)
     node = part.node
-    if node.decoded is None:
-        node.decoded = _decoded_facts(message.stored, part, 0, None)
-    size, nul = node.decoded
+    partial = attr.type == "binary" and attr.partial_begin is not None
+
+    def facts(f):
+        if node.decoded is None:
+            node.decoded = yield from _decoded_facts(f, part, 0, None)
+        size, nul = node.decoded
+        if partial and nul:  # does the part asked for hold one?
+            begin = min(attr.partial_begin, size)
+            nul = (yield from _decoded_facts(f, part, begin, min(attr.partial_length, size - begin)))[1]
+        return size, nul
+
     if attr.type == "binarysize":
-        return b"%s %d" % (size_name, size)
-    begin, length = 0, size
-    if attr.partial_begin is not None:
-        begin = min(attr.partial_begin, size)
-        length = min(attr.partial_length, size - begin)
+        answer = lambda facts: b"BINARY.SIZE[%s] %d" % (section, facts[0])  # noqa: E731
+        if node.decoded is not None:
+            return answer(node.decoded)
+        f = stored.open()
+        return _Computed(f, facts(f), answer)
+    name = b"BINARY[%s]" % (section,)
+    if partial:
         name += b"<%d>" % (attr.partial_begin,)
-        if nul:
-            nul = _decoded_facts(message.stored, part, begin, length)[1]
-    literal = b"~{%d}\r\n" if nul else b"{%d}\r\n"
-    f = message.stored.open()
-    return _DecodedRange(name + b" " + literal % (length,), f, start, end, binary.piece_decoder(part), begin, length)
+    answer = _DecodedRange(stored.open(), start, end, decoder)
+
+    def head(facts):
+        size, nul = facts
+        begin, length = 0, size
+        if partial:
+            begin = min(attr.partial_begin, size)
+            length = min(attr.partial_length, size - begin)
+        answer.skip, answer.left = begin, length
+        if not length:
+            answer.close()  # nothing to read
+        return name + b" " + (b"~{%d}\r\n" if nul else b"{%d}\r\n") % (length,)
+
+    if node.decoded is not None and not (partial and node.decoded[1]):
+        answer.head = head(node.decoded)
+    else:
+        f = stored.open()
+        answer.head = _Computed(f, facts(f), head)
+    return answer
 
 
-def _decoded_facts(stored, part, begin, length):
-    """(decoded size, NUL among the ``length`` decoded octets from ``begin``; None: to the end)
-    of a MappedPart, by decoding it STREAM_CHUNK octets at a time."""
+def _decoded_facts(f, part, begin, length):
+    """A generator that yields after each STREAM_CHUNK octets of the MappedPart ``part``
+    it decodes from the open file ``f``, and returns (decoded size, NUL among the
+    ``length`` decoded octets from ``begin``; None: to the end)."""
     start, end = part.body_range()
     decoder = binary.piece_decoder(part)
     size, nul = 0, False
-    with stored.open() as f:
-        f.seek(start)
-        left = end - start
-        while True:
-            chunk = f.read(min(STREAM_CHUNK, left)) if left > 0 else b""
-            left -= len(chunk)
-            data = decoder.feed(chunk) if chunk else decoder.flush()
-            if not nul:
-                lo = max(begin - size, 0)
-                hi = len(data) if length is None else min(len(data), begin + length - size)
-                nul = lo < hi and b"\x00" in data[lo:hi]
-            size += len(data)
-            if not chunk:
-                return size, nul
+    f.seek(start)
+    left = end - start
+    while True:
+        chunk = f.read(min(STREAM_CHUNK, left)) if left > 0 else b""
+        left -= len(chunk)
+        data = decoder.feed(chunk) if chunk else decoder.flush()
+        if not nul:
+            lo = max(begin - size, 0)
+            hi = len(data) if length is None else min(len(data), begin + length - size)
+            nul = lo < hi and b"\x00" in data[lo:hi]
+        size += len(data)
+        if not chunk:
+            return size, nul
+        yield
 
 
 def _streamed(attr, stored):
@@ -558,38 +584,64 @@ class _FileRange:
 
 
 class _DecodedRange(_FileRange):
-    """``size`` octets, from ``skip`` on, of what ``decoder`` makes of the file's octets
-    ``start``..``stop``, read STREAM_CHUNK at a time (BINARY of an encoded part)."""
+    """What ``decoder`` makes of the file's octets ``start``..``stop``: ``left`` octets
+    of it after ``skip`` (set with ``head`` once the decoded size is known), decoded
+    STREAM_CHUNK file octets per read (BINARY of an encoded part)."""
 
-    def __init__(self, head, file, start, stop, decoder, skip, size):
-        super().__init__(head, file, start, size)
+    def __init__(self, file, start, stop, decoder):
+        super().__init__(None, file, start, 0)
         self.raw_left = stop - start
         self.decoder = decoder
-        self.skip = skip
+        self.skip = 0
 
     def read(self):
-        while True:
-            if self.raw_left <= 0:
-                self.close()
-                raise OSError("decoded section shorter than announced")
-            raw = self.file.read(min(STREAM_CHUNK, self.raw_left))
-            if not raw:
-                self.close()
-                raise OSError("message file shorter than announced")
-            self.raw_left -= len(raw)
-            data = self.decoder.feed(raw)
-            if not self.raw_left:
-                data += self.decoder.flush()
-            if self.skip:
-                cut = min(self.skip, len(data))
-                data, self.skip = data[cut:], self.skip - cut
-            data = data[: self.left]
-            if data:
-                break
+        """The next decoded octets: b"" while skipping (one file chunk per read)."""
+        if self.raw_left <= 0:
+            self.close()
+            raise OSError("decoded section shorter than announced")
+        raw = self.file.read(min(STREAM_CHUNK, self.raw_left))
+        if not raw:
+            self.close()
+            raise OSError("message file shorter than announced")
+        self.raw_left -= len(raw)
+        data = self.decoder.feed(raw)
+        if not self.raw_left:
+            data += self.decoder.flush()
+        if self.skip:
+            cut = min(self.skip, len(data))
+            data, self.skip = data[cut:], self.skip - cut
+        data = data[: self.left]
         self.left -= len(data)
         if not self.left:
             self.close()
         return data
+
+
+class _Computed(_FileRange):
+    """Octets known after a pass over part of a file, made a step per read as the
+    streamer asks (b"" until then), so a decoding pass over a large part does not hold
+    the reactor: ``steps`` yields after each STREAM_CHUNK it reads from ``file`` and
+    returns the value ``finish`` makes the octets of."""
+
+    def __init__(self, file, steps, finish):
+        self.head = b""
+        self.file = file
+        self.steps = steps
+        self.finish = finish
+        self.left = 1  # not done until the octets went out
+
+    def read(self):
+        try:
+            next(self.steps)
+            return b""
+        except StopIteration as end:
+            self.left = 0
+            self.file.close()
+            return self.finish(end.value)
+
+    def close(self):
+        self.steps.close()
+        self.file.close()
 
 
 @implementer(interfaces.IPushProducer)
@@ -650,7 +702,7 @@ class _FetchStreamer:
                     continue
                 piece = piece.read()
             write(piece)
-            written += len(piece)
+            written += len(piece) or STREAM_CHUNK  # a step of a decoding pass: nothing yet
         if self.index < len(self.items) or pending:
             return True
         if self.registered:
