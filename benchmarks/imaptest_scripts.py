@@ -50,7 +50,6 @@ base_commands_failed=a/b ext_commands_failed=c/d``.
 """
 
 import argparse
-import calendar
 import os
 import re
 import shutil
@@ -63,7 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 ALL = float("inf")  # "everything matched", as imaptest's UINT_MAX
-EXIST, MUST_NOT, MAY = "*", "!", "?"
+EXIST, MUST_NOT = "*", "!"  # "?" (may come) needs no check
 STATUS_WORDS = ("OK", "NO", "BAD", "BYE", "PREAUTH")
 
 
