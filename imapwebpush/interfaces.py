@@ -515,6 +515,12 @@ class IOutboundQueue(Interface):
     def read_message(queue_id):
         """The queued message, bytes with CRLF line ends."""
 
+    def message_file(queue_id):
+        """The queued message as a file: ``size`` and ``open()``; OSError when unreadable."""
+
+    def read_headers(queue_id, limit):
+        """The queued message's header block, at most ``limit`` octets (for DSNs)."""
+
     def remove(queue_id):
         """Forget the entry and its message; KeyError when there is none."""
 

@@ -70,6 +70,18 @@ class FakeTransport:
             if line.upper() == b"QUIT":
                 self.loseConnection()
 
+    producer = None
+
+    def registerProducer(self, producer, streaming):
+        """A pull producer (the client's FileSender) is asked for all it has, at once;
+        never, when the peer ``stalls`` (it takes no more data)."""
+        self.producer = producer
+        while not streaming and self.producer is producer and not self.closed and not self.peer.stalls:
+            producer.resumeProducing()
+
+    def unregisterProducer(self):
+        self.producer = None
+
     def writeSequence(self, parts):
         self.write(b"".join(parts))
 
@@ -100,6 +112,7 @@ class FakeMX:
     def __init__(self, clock):
         self.clock = clock
         self.refuse = False
+        self.stalls = False  # takes no data after DATA's 354
         self.rcpt = {}
         self.extensions = [b"SIZE 100000", b"8BITMIME"]
         self.commands = []

@@ -9,9 +9,11 @@ whatever was queued is still queued by a new process on the same folder.
 import json
 import os
 
+from hypothesis import given, settings, strategies as st
 from twisted.internet import task
 from twisted.trial import unittest
 
+from imapwebpush.outbound import client
 from imapwebpush.outbound.queue import DELIVERED, PENDING, DiskQueue, QueueFileError
 from imapwebpush.outbound.service import OutboundService
 
@@ -160,6 +162,48 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(self.notices, [])
         self.assertTrue(queue_id)
 
+    def test_sent_as_a_stream(self):
+        """The queued file is read in pieces (to find 8-bit octets, then to send it), never whole."""
+        reads = []
+        message_file = self.service.queue.message_file
+
+        def counting(queue_id):
+            found = message_file(queue_id)
+            opened = found.open
+
+            def open_counted():
+                return _Reads(opened(), reads)
+
+            found.open = open_counted
+            return found
+
+        self.service.queue.message_file = counting
+        self.mx.extensions = [b"SIZE 10000000", b"8BITMIME"]
+        big = MESSAGE + b"".join(b".line %d \xc3\xa9\r\n" % i for i in range(40000))  # 660 KB, dots, 8-bit
+        self.successResultOf(self.service.submit("alice@local.test", ["bob@remote.test"], big))
+        settle(self.clock)
+        [(_, _, data)] = self.mx.messages
+        self.assertEqual(data, big)
+        self.assertIn(b"MAIL FROM:<alice@local.test> SIZE=%d BODY=8BITMIME" % len(big), self.mx.commands)
+        self.assertTrue(reads and all(0 < n <= client.SEND_PIECE for n in reads), set(reads))
+
+    def test_peer_that_stops_taking_data_is_given_up_and_retried(self):
+        self.mx.stalls = True
+        self.submit()
+        self.assertEqual(self.mx.messages, [])
+        self.clock.advance(300)  # --outbound-timeout without progress
+        settle(self.clock)
+        [entry] = self.service.queue.entries()
+        [r] = entry.recipients
+        self.assertEqual((r.state, r.attempts), (PENDING, 1))
+        self.assertEqual(r.answer, "mx.remote.test: timed out: the message was not taken for 300 s")
+        self.mx.stalls = False
+        self.clock.advance(300)
+        settle(self.clock)
+        [(_, _, data)] = self.mx.messages
+        self.assertEqual(data, MESSAGE)
+        self.assertEqual(self.service.queue.entries(), [])
+
     def test_5xx_bounces_at_once(self):
         self.mx.rcpt["nobody@remote.test"] = [b"550 5.1.1 no such user"]
         queue_id = self.submit(["nobody@remote.test", "bob@remote.test"])
@@ -276,3 +320,42 @@ class ServiceTests(unittest.TestCase):
         settle(self.clock)
         [(_, report, _)] = self.notices
         self.assertIn(b"Status: 5.6.7\r\n", report)
+
+
+def dot_stuff(data):
+    """The DATA block of a whole message, the plain way (what the streamed one must equal)."""
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+class _Reads:
+    """A file whose ``read`` sizes are noted."""
+
+    def __init__(self, f, reads):
+        self._f = f
+        self._reads = reads
+
+    def read(self, size=-1):
+        self._reads.append(size)
+        return self._f.read(size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+class DotStuffingTests(unittest.TestCase):
+    """The message goes out a piece at a time; its DATA block is the same whatever the pieces."""
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.sampled_from([b".", b"..", b"\r\n", b"\r", b"\n", b"a", b"\r\n.\r\n"]), max_size=30).map(
+        b"".join), st.integers(1, 5))
+    def test_same_as_the_whole_message_stuffed(self, message, size):
+        stuffer = client._DotStuffer(lambda: None)
+        pieces = [stuffer(message[i:i + size]) for i in range(0, len(message), size)]
+        self.assertEqual(b"".join(pieces) + stuffer.end(), dot_stuff(message))

@@ -104,6 +104,18 @@ class QueueEntry:
 
 _counter = itertools.count()
 COPY_PIECE = 64 * 1024  # octets copied at a time into a message file
+DSN_HEADERS = 256 * 1024  # octets of a message's header block a DSN quotes at most
+
+
+class MessageFile:
+    """A queued message on disk: ``size`` and ``open()`` (a new binary file each call)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.size = os.stat(path).st_size  # OSError when it cannot be read
+
+    def open(self):
+        return open(self.path, "rb")
 
 
 def new_queue_id(now):
@@ -240,6 +252,23 @@ class DiskQueue:
     def read_message(self, queue_id):
         with open(self._file(queue_id, ".msg"), "rb") as f:
             return f.read()
+
+    def message_file(self, queue_id):
+        """The L{MessageFile} of the message, to send it as a stream; OSError when unreadable."""
+        return MessageFile(self._file(queue_id, ".msg"))
+
+    def read_headers(self, queue_id, limit=DSN_HEADERS):
+        """The message's header block (whole lines, at most ``limit`` octets), for a DSN."""
+        lines, size = [], 0
+        with open(self._file(queue_id, ".msg"), "rb") as f:
+            for line in iter(lambda: f.readline(limit), b""):
+                if size + len(line) > limit:
+                    break
+                lines.append(line)
+                size += len(line)
+                if line in (b"\r\n", b"\n"):
+                    break
+        return b"".join(lines)
 
     def remove(self, queue_id):
         del self._entries[queue_id]

@@ -253,7 +253,7 @@ class OutboundService(service.Service):
             transactions = []
             for entry, recipients in items:
                 try:
-                    data = self.queue.read_message(entry.id)
+                    message = self.queue.message_file(entry.id)  # sent as a stream, never held whole
                 except OSError as e:
                     outcomes[entry.id] = [
                         (r, Outcome(PENDING, "cannot read the queued message: %s" % (e.strerror,), "4.3.0"))
@@ -261,10 +261,13 @@ class OutboundService(service.Service):
                     ]
                     continue
                 by_address = {r.address: r for r in recipients}
+                eight_bit = None
                 for start in range(0, len(recipients), MAX_RECIPIENTS):
                     chunk = recipients[start:start + MAX_RECIPIENTS]
                     transactions.append(Transaction(
-                        (entry, by_address), entry.sender, [r.address for r in chunk], data))
+                        (entry, by_address), entry.sender, [r.address for r in chunk], message,
+                        eight_bit=eight_bit))
+                    eight_bit = transactions[-1].eight_bit  # one scan of the file per message
             await deliver(
                 destinations, transactions, self.hostname, self.clock, self._connect,
                 tls=self.tls, require_tls=self.require_tls, auth=self.auth, timeout=self.timeout,
@@ -314,11 +317,11 @@ class OutboundService(service.Service):
         if entry.sender:
             original = None
             if failed:
-                original = self.queue.read_message(entry.id)
+                original = self.queue.read_headers(entry.id)
                 self._notify(dsn.FAILED, entry, failed, original, now)
             pending = entry.pending()
             if pending and not entry.delay_notified and now >= entry.created + self.delay_notice:
-                original = original or self.queue.read_message(entry.id)
+                original = original or self.queue.read_headers(entry.id)
                 self._notify(dsn.DELAYED, entry, pending, original, now, retry_until=expires)
                 entry.delay_notified = True
         if entry.pending():

@@ -39,7 +39,7 @@ PARAMETERS = [
     ["outbound-connections", None, service_module.DEFAULT_MAX_CONNECTIONS,
      "Outbound SMTP connections open at once (one per destination domain).", int],
     ["outbound-timeout", None, service_module.DEFAULT_COMMAND_TIMEOUT,
-     "Seconds to wait for each answer of a remote SMTP server.", float],
+     "Seconds to wait for each answer of a remote SMTP server, or for it to take more of a message.", float],
     ["dns-timeout", None, resolver_module.DEFAULT_DNS_TIMEOUT,
      "Seconds one MX/address lookup (or one message's DKIM/SPF lookups) may take.", float],
 ]
