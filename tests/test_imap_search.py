@@ -91,6 +91,18 @@ class SearchTests(IMAPTestCase):
 
         return self.search(*criteria).addCallback(check)
 
+    def test_empty_string_needs_the_field(self):
+        """SUBJECT/FROM/TO/CC/BCC "" find the messages that have the field, as Dovecot."""
+        self.inbox().add(b"From: dave@example.net\r\nCc: Eve <eve@example.net>\r\n\r\nno subject\r\n")
+
+        def check(results):
+            self.assertEqual(
+                [r[0] for r in results],
+                ["* SEARCH 1 2 3", "* SEARCH 4", "* SEARCH 4", "* SEARCH", "* SEARCH 1 2 3 4", "* SEARCH 4"],
+            )
+
+        return self.search('SUBJECT ""', 'CC ""', 'NOT TO ""', 'BCC ""', 'FROM ""', "CC eve").addCallback(check)
+
     def test_uid_search_after_expunge(self):
         self.inbox().set_flags([1], ["\\Deleted"], "add")
         self.inbox().expunge()

@@ -199,10 +199,12 @@ def _key_savedatesupported(compiler, key, tokens):
 def _key_address(compiler, key, tokens):
     name = key.decode("ascii").lower()
     needle = _text(_arg(key, tokens))
+    # A message without the field has nothing to contain the string, not even "" (as
+    # Dovecot: SUBJECT "" finds the messages that have a Subject).
     if name == "subject":
-        return lambda m: needle in m.header(name).casefold()
+        return lambda m: m.has_header(name) and needle in m.header(name).casefold()
     # the header text and its addresses as mailbox@host (comments and folding gone), as Dovecot
-    return lambda m: needle in m.header(name).casefold() or needle in m.addresses(name)
+    return lambda m: m.has_header(name) and (needle in m.header(name).casefold() or needle in m.addresses(name))
 
 
 def _key_header(compiler, key, tokens):
