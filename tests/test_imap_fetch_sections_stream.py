@@ -4,6 +4,7 @@ the wire as the in-memory answers small messages get."""
 
 import base64
 import binascii
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,13 +131,13 @@ class MappedFetchTests(CompareCase):
 
     def test_structure_is_mapped_once(self):
         built = []
-        original = mime_map.build
+        original = mime_map._Builder.run
 
-        def build(*args, **kw):
-            built.append(kw.get("start", 0))
-            return original(*args, **kw)
+        def run(builder):
+            built.append(builder.root.start)
+            return original(builder)
 
-        self.patch(mime_map, "build", build)
+        self.patch(mime_map._Builder, "run", run)
         self.patch(mime_map, "_cache", type(mime_map._cache)())
         first = self.answer(b"FETCH 1 BODYSTRUCTURE")
         self.assertEqual(self.answer(b"FETCH 1 BODYSTRUCTURE"), first)
@@ -152,6 +153,7 @@ class MappedFetchTests(CompareCase):
         served between its slices. Once made, it is kept with the message's map."""
         self.patch(mime_map, "_cache", type(mime_map._cache)())
         self.assertGreater(len(base64.encodebytes(BLOB)), fetch._FetchStreamer.SLICE)
+        self.answer(b"FETCH 1 BODY.PEEK[2.MIME]")  # the map (read between turns too)
         self.transport.clear()
         self.server.dataReceived(b"F FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2]<0.4>)\r\n")
         self.assertEqual(self.transport.value(), b"* 1 FETCH (")  # the pass is not done in this turn
@@ -164,6 +166,44 @@ class MappedFetchTests(CompareCase):
         self.transport.clear()
         self.server.dataReceived(b"F FETCH 1 BINARY.SIZE[2]\r\n")  # kept: answered at once
         self.assertEqual(self.transport.value(), b"* 1 FETCH (BINARY.SIZE[2] %d)\r\nF OK FETCH completed\r\n" % (len(BLOB),))
+
+    def test_map_read_between_turns(self):
+        """A large message's MIME map is read a piece (64 KiB) per step of the streamer:
+        its answer starts a few turns later; an ENVELOPE needs no map."""
+        self.patch(mime_map, "_cache", type(mime_map._cache)())
+        self.assertGreater(len(BIG), 2 * fetch._FetchStreamer.SLICE)
+        self.transport.clear()
+        self.server.dataReceived(b"F FETCH 1 (BODY.PEEK[2.MIME]<0.12>)\r\n")
+        self.assertEqual(self.transport.value(), b"")
+        self.assertFalse(mime_map._cache)
+        self.assertEqual(
+            self.answer(b"NOOP"),
+            b"* 1 FETCH (BODY[2.MIME]<0> {12}\r\nContent-Type)\r\nF OK FETCH completed\r\nF OK NOOP completed\r\n",
+        )
+        self.assertEqual(len(mime_map._cache), 1)
+        self.patch(mime_map, "_cache", type(mime_map._cache)())
+        self.transport.clear()
+        self.server.dataReceived(b"F FETCH 1 (ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+        self.assertEqual(
+            self.transport.value(),
+            b'* 1 FETCH (ENVELOPE (NIL "sections" ((NIL NIL "a" "example.net")) ((NIL NIL "a" "example.net")) '
+            b'((NIL NIL "a" "example.net")) NIL NIL NIL NIL NIL) BODY[HEADER.FIELDS (SUBJECT)] {21}\r\n'
+            b"Subject: sections\r\n\r\n)\r\nF OK FETCH completed\r\n",
+        )
+        self.assertFalse(mime_map._cache)
+
+    def test_removed_while_its_map_is_read(self):
+        """A message whose file goes (another tool) while its map is read is answered as
+        one expunged meanwhile; the connection stays."""
+        self.patch(mime_map, "_cache", type(mime_map._cache)())
+        self.transport.clear()
+        self.server.dataReceived(b"F FETCH 1 (BODY.PEEK[2.MIME])\r\n")
+        os.remove(self.store.account(USER).mailbox("INBOX").message(1).path())
+        self.assertEqual(
+            self.answer(b"NOOP"),
+            b"F OK [EXPUNGEISSUED] Some messages were expunged\r\n* 1 EXPUNGE\r\nF OK NOOP completed\r\n",
+        )
+        self.assertFalse(self.transport.disconnecting)
 
     def test_unknown_encoding_of_a_part(self):
         out = self.answer(b"FETCH 2 (BINARY.SIZE[1] BINARY.SIZE[2])")

@@ -53,6 +53,10 @@ class _Request:
         self.want_modseq = want_modseq
         self.seen_changes = seen_changes  # uid -> (flags, modseq) this FETCH set \Seen on
         self.expunged = []  # named by the client, expunged by another session
+        # of a large message, what needs its MIME map: a section item; the kinds whose
+        # answers the answer cache may hold (BODYSTRUCTURE, BODY)
+        self.map_sections = any(_needs_map(a) for a in attrs)
+        self.map_kinds = {a.type for a in attrs if _is_structure(a)}
 
 
 class FetchCommandMixin:
@@ -139,6 +143,10 @@ class FetchCommandMixin:
         view = self.view
         if stored is None:  # a ghost: its UID is all that is left (_fetch_targets)
             return b"* %d FETCH (UID %d)\r\n" % (seq, u)
+        if stored.size > STREAM_MIN and self._map_first(stored, request):
+            # its MIME map is read a piece per step of the streamer, then it is answered
+            steps = _unless_gone(mime_map.map_steps(stored, self.max_mime_parts))
+            return [_Computed(None, steps, lambda _root: self._fetch_render(item, request))]
         try:
             return self._fetch_response(seq, u, stored, request)
         except (KeyError, OSError):
@@ -146,6 +154,18 @@ class FetchCommandMixin:
                 request.expunged.append(u)  # expunged by another session while streaming
                 return b""
             raise
+
+    def _map_first(self, stored, request):
+        """True when answering a large message needs a map not yet built."""
+        if not (request.map_sections or request.map_kinds):
+            return False
+        if mime_map.is_mapped(stored, self.max_mime_parts):
+            return False
+        if request.map_sections:
+            return True
+        cache = getattr(self.view.mailbox, "answer_cache", None)
+        entry = None if cache is None else cache.get(stored.uid)
+        return entry is None or entry[0] is not stored or not request.map_kinds <= entry[1].keys()
 
     def _fetch_vanished(self, seqset, changedsince):
         """``VANISHED (EARLIER)`` of UID FETCH ... (CHANGEDSINCE n VANISHED) (RFC 7162 3.2.6):
@@ -216,7 +236,7 @@ class FetchCommandMixin:
         stored = message.stored  # (a large message is read through its MIME map below)
         if kind == "binary" or kind == "binarysize":
             return self._fetch_binary(attr, message)
-        structure = kind == "bodystructure" or (kind == "body" and not is_section(attr))
+        structure = _is_structure(attr)
         large = message.stored.size > STREAM_MIN
         if large:
             if not attr.part:
@@ -346,6 +366,29 @@ class FetchCommandMixin:
 # rest (sections, BODYSTRUCTURE, BINARY) comes from its MIME map (imap/mime_map.py).
 STREAM_MIN = 256 * 1024
 STREAM_CHUNK = 64 * 1024
+
+
+def _is_structure(attr):
+    """BODYSTRUCTURE or BODY (not a section)."""
+    return attr.type == "bodystructure" or (attr.type == "body" and not is_section(attr))
+
+
+def _needs_map(attr):
+    """True when ``attr`` of a large message reads its MIME map: a numbered part, MIME, or
+    BINARY of a part that is not the message's only one (ENVELOPE, HEADER, TEXT and
+    BODY[] read the file or its cached header block)."""
+    if attr.type in ("binary", "binarysize"):
+        return attr.part not in ((), (0,))
+    return attr.type == "body" and bool(attr.part or attr.mime)
+
+
+def _unless_gone(steps):
+    """``steps``, ended (returning None) when the message's file is gone: the answer
+    that follows finds it expunged."""
+    try:
+        return (yield from steps)
+    except (KeyError, OSError):
+        return None
 
 
 def _mapped(message, max_parts):
@@ -619,29 +662,56 @@ class _DecodedRange(_FileRange):
 
 class _Computed(_FileRange):
     """Octets known after a pass over part of a file, made a step per read as the
-    streamer asks (b"" until then), so a decoding pass over a large part does not hold
-    the reactor: ``steps`` yields after each STREAM_CHUNK it reads from ``file`` and
-    returns the value ``finish`` makes the octets of."""
+    streamer asks (b"" until then), so a pass over a large message (its MIME map, a
+    part's decoding) does not hold the reactor: ``steps`` yields after each piece it
+    reads (from ``file``, or a file of its own when None) and returns the value
+    ``finish`` makes the answer of: octets, or pieces as _fetch_response gives them
+    (bytes and file ranges), given out in turn."""
 
     def __init__(self, file, steps, finish):
         self.head = b""
         self.file = file
         self.steps = steps
         self.finish = finish
-        self.left = 1  # not done until the octets went out
+        self.left = 1  # not done until the answer went out
+        self.pieces = None  # what ``finish`` made
 
     def read(self):
-        try:
-            next(self.steps)
-            return b""
-        except StopIteration as end:
+        pieces = self.pieces
+        if pieces is None:
+            try:
+                next(self.steps)
+                return b""
+            except StopIteration as end:
+                if self.file is not None:
+                    self.file.close()
+                made = self.finish(end.value)
+                pieces = self.pieces = collections.deque([made] if type(made) is bytes else made)
+        data = b""
+        while pieces:
+            piece = pieces[0]
+            if type(piece) is bytes:
+                pieces.popleft()
+                data = piece
+                break
+            if piece.done:
+                pieces.popleft()
+                continue
+            data = piece.read()
+            break
+        while pieces and type(pieces[0]) is not bytes and pieces[0].done:
+            pieces.popleft()
+        if not pieces:
             self.left = 0
-            self.file.close()
-            return self.finish(end.value)
+        return data
 
     def close(self):
         self.steps.close()
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+        for piece in self.pieces or ():
+            if isinstance(piece, _FileRange):
+                piece.close()
 
 
 @implementer(interfaces.IPushProducer)
@@ -715,7 +785,7 @@ class _FetchStreamer:
     def pending_file(self):
         """The file being streamed, if one is open (for tests)."""
         for piece in self.pending:
-            if isinstance(piece, _FileRange) and not piece.file.closed:
+            if isinstance(piece, _FileRange) and piece.file is not None and not piece.file.closed:
                 return piece.file
         return None
 

@@ -163,6 +163,7 @@ class _Builder:
         self.stack = [_Frame(self.root, 0, _HEADER)]
 
     def run(self):
+        """A generator that yields after each piece it reads and returns the root Node."""
         w = self.w
         while self.stack:
             event = self._next_event()
@@ -171,6 +172,7 @@ class _Builder:
                     self._close_above(-1, w.end)
                     break
                 w.more(self._keep_from())
+                yield
                 continue
             index, kind, pos, end = event
             if kind == "delim":
@@ -369,7 +371,16 @@ def build(f, max_parts=DEFAULT_MAX_PARTS, piece=PIECE, start=0, stop=None):
     """The root L{Node} of the message in the open binary file ``f`` (octets ``start`` to
     ``stop``, by default the whole file)."""
     f.seek(start)
-    return _Builder(f, max_parts, piece, start, stop).run()
+    return _finished(_Builder(f, max_parts, piece, start, stop).run())
+
+
+def _finished(steps):
+    """What the generator ``steps`` returns, run to its end."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 class MappedPart(RawPart):
@@ -452,15 +463,37 @@ def _key(stored):
 def message_map(stored, f, max_parts=DEFAULT_MAX_PARTS):
     """The root L{Node} of ``stored`` (its file open as ``f``), built once and kept for
     the CACHE_SIZE messages used last."""
+    return _finished(_map_steps(stored, f, max_parts))
+
+
+def is_mapped(stored, max_parts=DEFAULT_MAX_PARTS):
+    """True when the map of ``stored`` is kept (message_map costs no read)."""
+    try:
+        return (_key(stored), max_parts) in _cache
+    except AttributeError:
+        return False
+
+
+def map_steps(stored, max_parts=DEFAULT_MAX_PARTS):
+    """message_map as a generator that yields after each piece of the file it reads
+    (FETCH builds a large message's map a piece per step of its streamer)."""
+    with stored.open() as f:
+        return (yield from _map_steps(stored, f, max_parts))
+
+
+def _map_steps(stored, f, max_parts):
     try:
         key = _key(stored), max_parts
     except AttributeError:  # a message that is no Maildir file (tests' memory store)
-        return build(f, max_parts)
+        f.seek(0)
+        return (yield from _Builder(f, max_parts, PIECE, 0, None).run())
     root = _cache.get(key)
     if root is not None:
         _cache.move_to_end(key)
         return root
-    root = _cache[key] = build(f, max_parts)
+    f.seek(0)
+    root = yield from _Builder(f, max_parts, PIECE, 0, None).run()
+    _cache[key] = root
     if len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
     return root
