@@ -204,6 +204,28 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(data, MESSAGE)
         self.assertEqual(self.service.queue.entries(), [])
 
+    def test_failed_run_waits_instead_of_spinning(self):
+        """An unexpected error in a run (here the router's) is logged once, then retried after --queue-retry."""
+        calls = []
+        route = self.router.route
+
+        def broken(domain):
+            calls.append(domain)
+            if len(calls) == 1:
+                raise RuntimeError("a bug")
+            return route(domain)
+
+        self.router.route = broken
+        self.submit()
+        self.assertEqual(calls, ["remote.test"])  # not again and again
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.mx.messages, [])
+        self.clock.advance(300)
+        settle(self.clock)
+        self.assertEqual(calls, ["remote.test"] * 2)
+        self.assertEqual(len(self.mx.messages), 1)
+        self.assertEqual(self.service.queue.entries(), [])
+
     def test_5xx_bounces_at_once(self):
         self.mx.rcpt["nobody@remote.test"] = [b"550 5.1.1 no such user"]
         queue_id = self.submit(["nobody@remote.test", "bob@remote.test"])

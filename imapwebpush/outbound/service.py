@@ -213,13 +213,28 @@ class OutboundService(service.Service):
             self._busy.add(domain)
             self._inflight[domain] = items[:MAX_TRANSACTIONS]
             d = defer.ensureDeferred(self._run(domain, items[:MAX_TRANSACTIONS]))
-            d.addErrback(lambda f, domain=domain: self.log.failure(
-                "outbound: delivery run for {domain} failed", f, domain=domain))
+            d.addErrback(self._run_failed, domain, items[:MAX_TRANSACTIONS])
             d.addBoth(self._ran, domain, d)
             if not d.called:
                 self._runs.add(d)
         if len(self._busy) < self.max_connections:
             self._schedule()
+
+    def _run_failed(self, failure, domain, items):
+        """A bug or a disk error in a run: logged, and its recipients wait ``retry`` seconds.
+
+        Without the wait they would still be due, and the run would start
+        again at once, and fail again, forever.
+        """
+        self.log.failure("outbound: delivery run for {domain} failed", failure, domain=domain)
+        later = self.clock.seconds() + self.retry
+        for entry, recipients in items:
+            for r in recipients:
+                r.next_attempt = max(r.next_attempt, later)
+            try:
+                self.queue.save(entry)
+            except Exception:
+                pass  # deleted meanwhile, or the disk again: the times above still hold in memory
 
     def _ran(self, _, domain, d):
         self._busy.discard(domain)
