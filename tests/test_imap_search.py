@@ -132,9 +132,11 @@ class SearchTests(IMAPTestCase):
                 results[3], ["q3 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"]
             )
             self.assertEqual(results[4], ["q4 BAD Bad date: 31-Feb-2020"])  # not 2-Mar-2020
+            # a codec that is no text encoding is no charset either
+            self.assertEqual(results[5], ["q5 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"])
 
         return self.search(
-            "FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET KOI8-R ALL", "BEFORE 31-Feb-2020"
+            "FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET X-NOSUCH ALL", "BEFORE 31-Feb-2020", "CHARSET BASE64 ALL"
         ).addCallback(check)
 
     def test_literal_criteria(self):
@@ -149,14 +151,18 @@ class SearchTests(IMAPTestCase):
             sync = w.until("q1")
             w.send(b"q2 SEARCH CHARSET UTF-8 SUBJECT {%d+}\r\n" % len(word) + word + b"\r\n")
             nonsync = w.until("q2")
+            latin1 = "cr\u00e8me".encode("latin-1")  # the same word in another charset (as Dovecot)
+            w.send(b"q3 SEARCH CHARSET ISO-8859-1 SUBJECT {%d+}\r\n" % len(latin1) + latin1 + b"\r\n")
+            other = w.until("q3")
             w.close()
-            return cont, sync, nonsync
+            return cont, sync, nonsync, other
 
         def check(result):
-            cont, sync, nonsync = result
+            cont, sync, nonsync, other = result
             self.assertTrue(cont.startswith("+ "))
             self.assertEqual(sync, ["* SEARCH 4", "q1 OK SEARCH completed"])
             self.assertEqual(nonsync, ["* SEARCH 4", "q2 OK SEARCH completed"])
+            self.assertEqual(other, ["* SEARCH 4", "q3 OK SEARCH completed"])
 
         return self.in_thread(client).addCallback(check)
 

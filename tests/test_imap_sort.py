@@ -77,7 +77,7 @@ class SortTests(IMAPTestCase):
             "SORT (REVERSE) UTF-8 ALL",
             "SORT SUBJECT UTF-8 ALL",
             "SORT (SUBJECT) UTF-8",
-            "SORT (SUBJECT) KOI8-R ALL",
+            "SORT (SUBJECT) X-NOSUCH ALL",
             "SORT () UTF-8 ALL",
         )
 

@@ -44,21 +44,23 @@ class SearchQuery:
         self.uses_modseq = uses_modseq
 
 
-def compile_search(tokens, uids, max_nesting=DEFAULT_MAX_NESTING, saved=()):
+def compile_search(tokens, uids, max_nesting=DEFAULT_MAX_NESTING, saved=(), charset="utf-8"):
     """The L{SearchQuery} of parsed criteria ``tokens`` over a mailbox whose UIDs are ``uids``.
 
     ``max_nesting``: how deep parentheses, NOT and OR may nest (each level is a
     recursion here and in the predicate); deeper criteria raise ParseError.
     ``saved``: the UIDs ``$`` names (RFC 5182 SEARCHRES).
+    ``charset``: the Python codec the search strings are written in (SEARCH CHARSET).
     """
-    compiler = _Compiler(uids, max_nesting, saved)
+    compiler = _Compiler(uids, max_nesting, saved, charset)
     predicate = compiler.all_of(tokens, 0)
     return SearchQuery(predicate, compiler.uses_modseq)
 
 
 class _Compiler:
-    def __init__(self, uids, max_nesting, saved=()):
+    def __init__(self, uids, max_nesting, saved=(), charset="utf-8"):
         self.uids = uids
+        self.charset = charset
         self.saved = frozenset(saved)
         self.max_nesting = max_nesting
         self.uses_modseq = False
@@ -150,8 +152,8 @@ def _number(key, tokens):
     return int(value)
 
 
-def _text(value):
-    return value.decode("utf-8", "replace").casefold()
+def _text(value, charset="utf-8"):
+    return value.decode(charset, "replace").casefold()
 
 
 def _key_all(compiler, key, tokens):
@@ -198,7 +200,7 @@ def _key_savedatesupported(compiler, key, tokens):
 
 def _key_address(compiler, key, tokens):
     name = key.decode("ascii").lower()
-    needle = _text(_arg(key, tokens))
+    needle = _text(_arg(key, tokens), compiler.charset)
     # A message without the field has nothing to contain the string, not even "" (as
     # Dovecot: SUBJECT "" finds the messages that have a Subject).
     if name == "subject":
@@ -209,12 +211,12 @@ def _key_address(compiler, key, tokens):
 
 def _key_header(compiler, key, tokens):
     name = _arg(key, tokens).decode("ascii", "replace").lower()
-    needle = _text(_arg(key, tokens))
+    needle = _text(_arg(key, tokens), compiler.charset)
     return lambda m: m.has_header(name) and needle in m.header(name).casefold()
 
 
 def _key_body(compiler, key, tokens):
-    needle = _text(_arg(key, tokens))
+    needle = _text(_arg(key, tokens), compiler.charset)
     whole = key == b"TEXT"
     return lambda m: m.contains(needle, whole)
 

@@ -7,6 +7,7 @@ and matches them in slices (imap/search_scan.py), so a large mailbox does not ho
 reactor. SORT and THREAD reuse the same steps.
 """
 
+import codecs
 import re
 
 from twisted.mail import imap4
@@ -26,8 +27,17 @@ def search_arguments(server, line):
 
 
 def check_charset(charset):
-    if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
+    """The Python codec of a SEARCH CHARSET (UTF-8 when none): any text encoding Python
+    knows (ISO-8859-1, KOI8-R, ...), as Dovecot; NO [BADCHARSET] for others (RFC 3501 6.4.4)."""
+    if charset is None:
+        return "utf-8"
+    try:
+        info = codecs.lookup(charset.decode("ascii"))
+    except (LookupError, UnicodeDecodeError):
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
         raise No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
+    return info.name
 
 
 class SearchCommandMixin:
@@ -61,10 +71,10 @@ class SearchCommandMixin:
     def compile_criteria(self, line):
         """The L{SearchQuery} of a SEARCH/SORT criteria line (charset checked)."""
         charset, tokens = search_arguments(self, line)
-        check_charset(charset)
+        codec = check_charset(charset)
         if not tokens:
             raise Bad("Missing search criteria")
-        query = compile_search(tokens, self.view.uids, self.max_nesting, saved=self.saved_search)
+        query = compile_search(tokens, self.view.uids, self.max_nesting, saved=self.saved_search, charset=codec)
         if query.uses_modseq:
             self._enable_condstore()
         return query
