@@ -12,6 +12,8 @@ and memory stays a piece and a needle.
 import codecs
 import re
 
+from imapwebpush.imap.thread import run  # a generator run to its end
+
 PIECE = 64 * 1024
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -70,9 +72,4 @@ def contains_steps(stored, needle, whole, piece=PIECE):
 
 def file_contains(stored, needle, whole, piece=PIECE):
     """L{contains_steps}' answer, all at once."""
-    steps = contains_steps(stored, needle, whole, piece)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run(contains_steps(stored, needle, whole, piece))

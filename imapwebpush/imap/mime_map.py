@@ -32,6 +32,7 @@ import re
 
 from imapwebpush.constants import DEFAULT_MAX_MIME_PARTS
 from imapwebpush.imap.message import _BOUNDARY, MAX_MIME_DEPTH, RawPart
+from imapwebpush.imap.thread import run  # a generator run to its end
 from imapwebpush.store.message import MAX_HEADER_BLOCK
 
 PIECE = 64 * 1024
@@ -371,16 +372,7 @@ def build(f, max_parts=DEFAULT_MAX_PARTS, piece=PIECE, start=0, stop=None):
     """The root L{Node} of the message in the open binary file ``f`` (octets ``start`` to
     ``stop``, by default the whole file)."""
     f.seek(start)
-    return _finished(_Builder(f, max_parts, piece, start, stop).run())
-
-
-def _finished(steps):
-    """What the generator ``steps`` returns, run to its end."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run(_Builder(f, max_parts, piece, start, stop).run())
 
 
 class MappedPart(RawPart):
@@ -463,7 +455,7 @@ def _key(stored):
 def message_map(stored, f, max_parts=DEFAULT_MAX_PARTS):
     """The root L{Node} of ``stored`` (its file open as ``f``), built once and kept for
     the CACHE_SIZE messages used last."""
-    return _finished(_map_steps(stored, f, max_parts))
+    return run(_map_steps(stored, f, max_parts))
 
 
 def is_mapped(stored, max_parts=DEFAULT_MAX_PARTS):
