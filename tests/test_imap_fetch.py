@@ -259,6 +259,37 @@ class FetchTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_multipart_without_boundary_and_top_level_mime(self):
+        """A multipart with no boundary is one empty text/plain part, charset and extension
+        data included (as Dovecot); BODY[MIME] needs a part number (RFC 3501 9)."""
+        self.inbox().add(b"Content-Type: multipart/mixed\r\n\r\nno boundary\r\n", ["\\Seen"])
+
+        def client():
+            w = self.session(select="INBOX")
+            out = [
+                w.cmd("b1", "FETCH 1 (BODYSTRUCTURE)"),
+                w.cmd("b2", "FETCH 1 (BODY)"),
+                w.cmd("b3", "FETCH 1 (BODY.PEEK[MIME])"),
+            ]
+            w.close()
+            return out
+
+        def check(out):
+            self.assertEqual(
+                out,
+                [
+                    [
+                        '* 1 FETCH (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 0 0'
+                        ' NIL NIL NIL NIL) "MIXED" NIL NIL NIL NIL))',
+                        "b1 OK FETCH completed",
+                    ],
+                    ['* 1 FETCH (BODY (("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 0 0) "MIXED"))', "b2 OK FETCH completed"],
+                    ["b3 BAD MIME needs a part number"],
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
     def test_large_fetch_is_streamed_in_order(self):
         body = b"x" * 60000 + b"\r\n"
         inbox = self.inbox()

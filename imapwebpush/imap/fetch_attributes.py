@@ -137,6 +137,8 @@ def _body(m):
     elif section == b"TEXT":
         attr.text = True
     elif section == b"MIME":
+        if not attr.part:
+            raise Bad("MIME needs a part number")  # RFC 3501 9: section-part "." section-text
         attr.mime = True
     elif section == b"HEADER":
         attr.header = Header()

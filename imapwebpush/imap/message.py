@@ -329,8 +329,9 @@ def body_structure(part, extended=True, depth=0):
         params.append(("charset", "US-ASCII"))  # RFC 2045 5.2's default, as RFC 3501 7.4.2 shows it
     if major == "multipart":
         children = [body_structure(child, extended, depth + 1) for child in part.subparts()]
-        if not children:
-            children = [[b"TEXT", b"PLAIN", None, None, None, b"7BIT", 0, 0]]
+        if not children:  # no boundary, or none found: one empty text/plain part, as Dovecot
+            empty = [b"TEXT", b"PLAIN", [b"CHARSET", b"US-ASCII"], None, None, b"7BIT", 0, 0]
+            children = [empty + [None, None, None, None] if extended else empty]
         out = children + [_b(minor.upper())]
         if extended:
             out += [_param_list(params)] + _extension(headers)
