@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.mail import smtp
 from twisted.trial import unittest
 
-from imapwebpush.smtp.server import SubmissionESMTP
+from imapwebpush.smtp.server import ReceivingESMTP, SubmissionESMTP
 
 from tests.harness.tls import write_self_signed
 from tests.test_outbound_end_to_end import LOOPBACK, MESSAGE, OutboundWorld
@@ -203,6 +203,49 @@ class OpportunisticTLSTests(OutboundWorld, unittest.TestCase):
         arrived = yield self.deliver("--tls-cert", cert, "--tls-key", key)
         self.assertIn(b"\r\nReceived: from mx.local.test (127.0.0.1)\r\n"
                       b"\tby mx.remote.test (imapwebpush) with ESMTPS id ", arrived)
+
+    @defer.inlineCallbacks
+    def test_broken_tls_falls_back_to_plaintext(self):
+        """A peer that offers STARTTLS but cannot do TLS with us still gets the mail (RFC 7435),
+        over a second connection that does not try STARTTLS; a smarthost never does (RelayTests)."""
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        cert, key = write_self_signed(work, "mx.remote.test")
+        remote = yield self.start_remote("--tls-cert", cert, "--tls-key", key)
+        sessions = []
+
+        class BrokenTLS(ReceivingESMTP):
+            def connectionMade(self):
+                self.commands = []
+                sessions.append(self.commands)
+                ReceivingESMTP.connectionMade(self)
+
+            def lineReceived(self, line):
+                if self.mode == smtp.COMMAND:
+                    self.commands.append(line.split(b" ")[0].upper())
+                return ReceivingESMTP.lineReceived(self, line)
+
+            broken = False
+
+            def ext_STARTTLS(self, rest):
+                self.sendCode(220, b"2.0.0 Ready to start TLS")
+                self.broken = True
+
+            def dataReceived(self, data):
+                if self.broken:  # the client's TLS hello gets no TLS answer: the handshake fails
+                    self.transport.write(b"this is no TLS server hello\r\n")
+                    return
+                return ReceivingESMTP.dataReceived(self, data)
+
+        remote.service.getServiceNamed("smtp").factory.wrapped.protocol = BrokenTLS
+        local = yield self.start_local(remote.ports["smtp"])
+        yield self.submit(local.ports["submission"], ["bob@remote.test"])
+        yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
+        yield self.wait_for(lambda: not local.components.outbound.queue.entries())
+        [arrived] = self.inbox(remote, "bob@remote.test")
+        self.assertTrue(arrived.endswith(MESSAGE))
+        self.assertIn(b"\tby mx.remote.test (imapwebpush) with ESMTP id ", arrived)
+        self.assertEqual(sessions, [[b"EHLO", b"STARTTLS"], [b"EHLO", b"MAIL", b"RCPT", b"DATA", b"QUIT"]])
 
     @defer.inlineCallbacks
     def test_plain_delivery_without_starttls(self):

@@ -194,6 +194,7 @@ class DeliverySession(LineOnlyReceiver):
         self.timeout = timeout
         self.started = False  # a MAIL FROM was sent: no other host is tried
         self.secure = False
+        self.tls_failed = False  # the session ended in the TLS handshake (or just after it)
         self._lines = []
         self._waiting = None
         self._timer = None
@@ -275,7 +276,9 @@ class DeliverySession(LineOnlyReceiver):
             if code == 220:
                 self.transport.startTLS(self.tls)
                 self.secure = True
+                self.tls_failed = True  # until the peer answers EHLO over TLS
                 extensions = await self._ehlo()
+                self.tls_failed = False
             elif self.require_tls:
                 raise SessionFailed(self._answer(code, text))
         if self.require_tls and not self.secure:
@@ -463,9 +466,11 @@ async def deliver(destinations, transactions, hostname, clock, connect, tls=None
     """
     failures = []
     for destination in destinations:
-        for address in destination.addresses:
+        tries = [(address, tls) for address in destination.addresses]
+        while tries:
+            address, session_tls = tries.pop(0)
             session = DeliverySession(
-                hostname, transactions, clock, host=destination.host, tls=tls,
+                hostname, transactions, clock, host=destination.host, tls=session_tls,
                 require_tls=require_tls, auth=auth, timeout=timeout,
             )
             try:
@@ -476,6 +481,12 @@ async def deliver(destinations, transactions, hostname, clock, connect, tls=None
                     destination.host, address, destination.port, e.__class__.__name__), destination.host))
                 continue
             await session.finished
+            if session.tls_failed and not require_tls:
+                # Opportunistic TLS (RFC 7435): a peer whose TLS does not work with
+                # ours still gets the mail, in the clear, over a new connection.
+                failures.append(session.failure)
+                tries.insert(0, (address, None))
+                continue
             if session.started or session.failure is None:
                 _fill(transactions, session.failure or Answer(None, "no answer", destination.host))
                 if session.failure is not None:
