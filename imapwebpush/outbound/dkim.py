@@ -367,8 +367,10 @@ class DKIMVerifier:
         self.timeout = timeout
 
     def _txt(self, name):
-        d = self.resolver.lookupText(name)
-        d.addTimeout(self.timeout, self.clock)
+        from imapwebpush.outbound.resolver import lookup_timeouts
+
+        d = self.resolver.lookupText(name, timeout=lookup_timeouts(self.timeout))
+        d.addTimeout(self.timeout + 1, self.clock)  # a backstop: the resolver gives up by then
 
         def found(result):
             answers, _, _ = result

@@ -78,6 +78,22 @@ def system_servers(path=RESOLV_CONF):
     return servers or [("127.0.0.1", dns.PORT)]
 
 
+def lookup_timeouts(left, steps=(1, 3, 11, 45)):
+    """twisted.names' retry timeouts (its default steps) cut to end after ``left`` seconds.
+
+    Given as a lookup's ``timeout``, the resolver gives up by itself at the
+    deadline, its retry timers done; a lookup cancelled by ``addTimeout``
+    instead leaves its query's timer running for up to 45 seconds.
+    """
+    tries = []
+    for step in steps:
+        if left <= 0:
+            break
+        tries.append(min(step, left))
+        left -= step
+    return tuple(tries)
+
+
 def make_resolver(reactor, server=None):
     """A twisted.names resolver asking ``server`` ((host, port)) or the system's servers."""
     servers = [server] if server else system_servers()
@@ -100,22 +116,27 @@ class MXRouter:
         self.timeout = timeout
 
     def route(self, domain):
-        d = defer.ensureDeferred(self._route(domain.lower().rstrip(".")))
-        d.addTimeout(self.timeout, self.clock)
+        deadline = self.clock.seconds() + self.timeout
+        d = defer.ensureDeferred(self._route(domain.lower().rstrip("."), deadline))
+        d.addTimeout(self.timeout + 1, self.clock)  # a backstop: the lookups end by the deadline
         d.addErrback(self._timeout, domain)
         return d
 
+    def _tries(self, deadline):
+        return lookup_timeouts(deadline - self.clock.seconds()) or (0.001,)
+
     def _timeout(self, failure, domain):
-        failure.trap(DeferredTimeout, defer.CancelledError)
+        # addTimeout's error is defer.TimeoutError (error.TimeoutError is a connect's)
+        failure.trap(defer.TimeoutError, DeferredTimeout, defer.CancelledError)
         raise RouteError("DNS lookup for %s timed out" % (domain,), False, "4.4.3")
 
-    async def _route(self, domain):
+    async def _route(self, domain, deadline):
         try:
-            answers, _, _ = await self.resolver.lookupMailExchange(domain)
+            answers, _, _ = await self.resolver.lookupMailExchange(domain, timeout=self._tries(deadline))
         except error.DNSNameError:
             raise RouteError("domain %s does not exist" % (domain,), True, "5.1.2")
         except (error.DomainError, error.DNSServerError, error.DNSQueryRefusedError,
-                error.ResolverError, DeferredTimeout, error.DNSQueryTimeoutError) as e:
+                error.ResolverError, DeferredTimeout, defer.TimeoutError) as e:
             raise RouteError("DNS error for %s: %s" % (domain, type(e).__name__), False, "4.4.3")
         mx = [
             (a.payload.preference, str(a.payload.name).lower().rstrip("."))
@@ -132,7 +153,7 @@ class MXRouter:
             hosts = [name for _, name in sorted(mx, key=lambda p: p[0])]
         destinations = []
         for host in hosts:
-            addresses = await self._addresses(host)
+            addresses = await self._addresses(host, deadline)
             if addresses:
                 destinations.append(Destination(host, addresses, self.port))
         if not destinations:
@@ -141,12 +162,12 @@ class MXRouter:
             raise RouteError("no address for the MX hosts of %s" % (domain,), False, "4.4.4")
         return destinations
 
-    async def _addresses(self, host):
+    async def _addresses(self, host, deadline):
         found = []
         for lookup, rtype in ((self.resolver.lookupAddress, dns.A),
                               (self.resolver.lookupIPV6Address, dns.AAAA)):
             try:
-                answers, _, _ = await lookup(host)
+                answers, _, _ = await lookup(host, timeout=self._tries(deadline))
             except error.DNSNameError:
                 return []
             except Exception:

@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.names import dns, error
 
-from imapwebpush.outbound.resolver import DEFAULT_DNS_TIMEOUT
+from imapwebpush.outbound.resolver import DEFAULT_DNS_TIMEOUT, lookup_timeouts
 
 # More evaluations than pyspf's limits allow (10 mechanisms, each at most
 # 1 + 10 lookups, plus the record, redirect= and exp=): a record that still
@@ -100,17 +100,6 @@ def _values(qtype, answers):
     return found
 
 
-def _tries(left, steps=(1, 3, 11, 45)):
-    """twisted.names' retry timeouts (its default steps) cut to end after ``left`` seconds."""
-    tries = []
-    for step in steps:
-        if left <= 0:
-            break
-        tries.append(min(step, left))
-        left -= step
-    return tuple(tries)
-
-
 class SPFChecker:
     """The SPF result of a client address, MAIL FROM and HELO: pass, fail, softfail,
     neutral, none, temperror or permerror.
@@ -178,7 +167,7 @@ class SPFChecker:
         left = deadline - self.clock.seconds()
         if left <= 0:
             return spf.TempError("DNS: no time left for %s %s" % key)
-        d = getattr(self.resolver, _LOOKUPS[qtype][0])(encoded, timeout=_tries(left))
+        d = getattr(self.resolver, _LOOKUPS[qtype][0])(encoded, timeout=lookup_timeouts(left))
         # The resolver gives up by itself at the deadline, its timers done; this
         # is only for a resolver that would not (a second late, never earlier).
         d.addTimeout(left + 1, self.clock)
