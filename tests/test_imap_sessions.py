@@ -102,6 +102,37 @@ class TwoSessionTests(IMAPTestCase):
 
         return self.after_other_expunged_2("FETCH 1:3 (UID RFC822.SIZE)", "FETCH 2 (FLAGS)").addCallback(check)
 
+    def test_fetch_announces_a_new_keyword_before_showing_it(self):
+        """Another session's STORE brings a keyword into use: this session's next FETCH sends
+        the grown FLAGS first, so no FETCH shows a keyword FLAGS has not listed (RFC 3501 7.2.6)."""
+
+        def client():
+            a, b = self.wire(), self.wire()
+            a.login()
+            b.login()
+            a.cmd("s1", "SELECT INBOX")
+            b.cmd("s1", "SELECT INBOX")
+            b.cmd("t1", "STORE 2 +FLAGS.SILENT (fresh)")
+            fetch = a.cmd("f1", "FETCH 2 (FLAGS)")
+            a.close()
+            b.close()
+            return fetch
+
+        def check(fetch):
+            flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft fresh"
+            self.assertEqual(
+                fetch,
+                [
+                    "* FLAGS (%s)" % flags,
+                    "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted" % flags,
+                    "* 2 FETCH (FLAGS (\\Seen fresh))",
+                    "* 2 FETCH (FLAGS (\\Seen fresh) UID 2)",
+                    "f1 OK FETCH completed",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
     def after_other_expunged_2(self, *commands):
         """Deferred [answers of ``commands`` (tags f1, f2, ...)] sent by session a after
         session b expunged message 2, both having INBOX selected."""

@@ -82,6 +82,9 @@ class FetchCommandMixin:
             self._enable_condstore()
         request = _Request(attrs, uid, want_modseq, {})
         messages = self._fetch_targets(seqset, uid, changedsince, request)
+        for line in self.view.new_flags_lines():
+            # a keyword another session brought into use is announced before a FETCH shows it
+            self.sendUntaggedResponse(line)
         if vanished:
             self._fetch_vanished(seqset, changedsince)
         if any_sets_seen and not self.view.readonly:
