@@ -21,7 +21,6 @@ class Zone(ResolverBase):
         ResolverBase.__init__(self)
         self.records = {}  # (name, type) -> [payload]
         self.queries = []  # (name, type name) asked, in order
-        self.failing = set()  # names answered with SERVFAIL
         self.silent = set()  # names never answered
         self._unanswered = []
 
@@ -46,8 +45,6 @@ class Zone(ResolverBase):
     def _lookup(self, name, cls, rtype, timeout):
         name = name.decode("ascii").lower().rstrip(".") if isinstance(name, bytes) else name.lower()
         self.queries.append((name, dns.QUERY_TYPES.get(rtype, rtype)))
-        if name in self.failing:
-            return defer.fail(error.DNSServerError(name))
         if name in self.silent:
             d = defer.Deferred()
             self._unanswered.append(d)  # kept, so it is not collected while "pending"
