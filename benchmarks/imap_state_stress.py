@@ -4,8 +4,8 @@ Why: imaptest's stress mode found protocol errors that no single-session test sh
 (a keyword in a FETCH before FLAGS listed it, numbers shifting under a client). This
 runs N sessions, each in its own thread and connection, on one shared INBOX for a
 bounded time, each doing what mail clients do at random: FETCH (UID FLAGS), STORE of
-system flags and keywords, UID STORE, APPEND with or without flags, EXPUNGE, COPY,
-SEARCH, NOOP, CHECK. Every response is checked against what that connection was told
+system flags and keywords, UID STORE, APPEND with or without flags, EXPUNGE, UID
+EXPUNGE, COPY, MOVE, FETCH BODY[] (which sets \\Seen), SEARCH, SELECT again, NOOP, CHECK. Every response is checked against what that connection was told
 (``imaptest_scripts.Conn``: EXPUNGE and FETCH numbers within the message count, the
 count never dropping through EXISTS, a message's UID never changing, keywords in FETCH
 FLAGS announced by an untagged FLAGS first, ``\\Recent`` of a message given to one
@@ -52,13 +52,23 @@ def random_command(rnd, exists, n):
         body = "Subject: s%d\r\n\r\nbody %d\r\n" % (n, n)
         flags = rnd.choice(["", "(kw3) ", "(\\Seen) "])
         return "APPEND INBOX %s{%d}\r\n%s" % (flags, len(body), body)
-    if k < 0.7:
+    if k < 0.67:
         return "EXPUNGE"
-    if seq and k < 0.78:
+    if k < 0.69:
+        return "UID EXPUNGE %d:*" % rnd.randint(1, 60)
+    if seq and k < 0.74:
         return "COPY %d INBOX" % seq
-    if k < 0.86:
+    if seq and k < 0.77:
+        return "MOVE %d INBOX" % seq
+    if seq and k < 0.8:
+        return "FETCH %d (UID BODY[])" % seq
+    if k < 0.84:
         return "SEARCH ALL"
-    if k < 0.93:
+    if k < 0.88:
+        return "FETCH 1:* (FLAGS)" if exists else "NOOP"
+    if k < 0.9:
+        return "SELECT INBOX"
+    if k < 0.96:
         return "NOOP"
     return "CHECK"
 
@@ -73,6 +83,8 @@ def session(conn, rnd, deadline, result):
             n += 1
             if status != "OK":
                 result[status.lower()] = result.get(status.lower(), 0) + 1
+                verb = command.split(" ", 2)[1] if command.startswith("UID ") else command.split(" ", 1)[0]
+                result["verbs"][verb] = result["verbs"].get(verb, 0) + 1
                 if status == "BAD":
                     result["errors"].append("BAD for %s" % command.split("\r\n")[0])
             for error in conn.errors:
@@ -99,7 +111,7 @@ def run(name, port, user, sessions, seconds, seed):
         conns[0].simple("APPEND INBOX {%d}\r\n%s" % (len(body), body))
     for conn in conns:
         conn.simple("SELECT INBOX")
-    results = [{"errors": []} for _ in conns]
+    results = [{"errors": [], "verbs": {}} for _ in conns]
     deadline = time.monotonic() + seconds
     threads = [
         threading.Thread(target=session, args=(conn, random.Random(seed * 100 + i), deadline, results[i]))
@@ -116,10 +128,15 @@ def run(name, port, user, sessions, seconds, seed):
     commands = sum(r.get("commands", 0) for r in results)
     errors = [e for r in results for e in r["errors"]]
     bad = sum(r.get("bad", 0) for r in results)
+    verbs = {}
+    for r in results:
+        for verb, count in r["verbs"].items():
+            verbs[verb] = verbs.get(verb, 0) + count
     print(
         "imap_state_stress server=%s sessions=%d seconds=%g commands=%d per_s=%.0f no=%d bad=%d state_errors=%d"
+        " not_ok_by_command=%s"
         % (name, sessions, seconds, commands, commands / elapsed, sum(r.get("no", 0) for r in results), bad,
-           len(errors) - bad),
+           len(errors) - bad, ",".join("%s:%d" % kv for kv in sorted(verbs.items())) or "-"),
         flush=True,
     )
     for e in errors[:10]:
