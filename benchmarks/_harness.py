@@ -137,8 +137,8 @@ def _serve(log_path, argv):
         reactor.stop()
 
     if "--dns-server" not in argv:
-        # The SPF and DKIM lookups of mail arriving on --smtp stay on loopback, as in the
-        # tests: an empty zone (spf=none), one loopback round trip per message.
+        # The DKIM lookups of mail arriving on --smtp (and SPF, for clients outside
+        # --spf-skip-networks, which holds loopback) stay on loopback, as in the tests.
         from imapwebpush.testing import dns as testing_dns
 
         argv = list(argv) + ["--dns-server", testing_dns.loopback(reactor)[0]]

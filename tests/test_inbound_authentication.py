@@ -6,13 +6,14 @@ for the senders' SPF records; the client is smtplib on 127.0.0.1, so the
 records say what they think of 127.0.0.1. Nothing is refused for SPF.
 """
 
+import ipaddress
 import smtplib
 
 from twisted.internet import defer, task, threads
 from twisted.names import dns
 from twisted.trial import unittest
 
-from imapwebpush.outbound.spfcheck import SPFChecker
+from imapwebpush.outbound.spfcheck import DEFAULT_SPF_SKIP, SPFChecker, parse_networks
 
 from tests.test_outbound_end_to_end import OutboundWorld
 
@@ -239,3 +240,44 @@ class DeadlineTests(unittest.TestCase):
         clock.advance(0.2)
         self.assertEqual(results, ["temperror"])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SkippedClientTests(unittest.TestCase):
+    """Loopback clients (this machine's own software) are not SPF-checked by default."""
+
+    def check(self, client_ip, skip=parse_networks(",".join(DEFAULT_SPF_SKIP))):
+        clock = task.Clock()
+        resolver = SlowResolver(clock)
+        results = []
+        SPFChecker(resolver, clock, timeout=5, skip=skip).check(
+            client_ip, "a@pass.test", "h.test").addCallback(results.append)
+        return results, resolver.asked
+
+    def test_loopback_is_not_checked(self):
+        for ip in ("127.0.0.1", b"127.9.9.9", "::1", "::ffff:127.0.0.1"):
+            self.assertEqual(self.check(ip), ([None], []), ip)
+
+    def test_other_clients_are(self):
+        results, asked = self.check("192.0.2.1")
+        self.assertEqual((results, asked[0][:2]), ([], (b"pass.test", "TXT")))
+
+    def test_empty_list_checks_loopback_too(self):
+        results, asked = self.check("127.0.0.1", skip=parse_networks(""))
+        self.assertEqual(asked[0][:2], (b"pass.test", "TXT"))
+
+    def test_networks_are_checked_as_networks(self):
+        self.assertEqual(parse_networks(" 10.0.0.0/8, 2001:db8::/32 ,"),
+                         (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")))
+        with self.assertRaises(ValueError) as e:
+            parse_networks("10.0.0.0/8,not-a-net")
+        self.assertEqual(str(e.exception), "'not-a-net' is not an IP network (like 192.0.2.0/24 or ::1)")
+
+    def test_option_refuses_a_bad_network(self):
+        from twisted.python import usage
+
+        from imapwebpush.tap import Options
+
+        options = Options()
+        with self.assertRaises(usage.UsageError) as e:
+            options.parseOptions(["--data", self.mktemp(), "--spf-skip-networks", "300.1.1.1"])
+        self.assertIn("--spf-skip-networks: '300.1.1.1' is not an IP network", str(e.exception))

@@ -83,9 +83,11 @@ class OutboundWorld:
         yield running.connections.close(abort=False)
 
     def start_remote(self, *extra):
+        # loopback stands in for the Internet here: SPF-check it like any client
         return self.start(
             ["--data", self.remote_data, "--imap", "none", "--smtp", LOOPBACK,
-             "--domain", "remote.test", "--hostname", "mx.remote.test", "--dns-server", self.dns]
+             "--domain", "remote.test", "--hostname", "mx.remote.test", "--dns-server", self.dns,
+             "--spf-skip-networks", ""]
             + list(extra)
         )
 

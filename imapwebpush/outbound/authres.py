@@ -159,7 +159,8 @@ class Authenticator:
             # RFC 7208 2.4: with a null reverse-path, the identity is postmaster@HELO.
             identity = mail_from or ("postmaster@" + helo if helo else "")
             try:
-                spf_result = ((yield spf_checked), identity)
+                result = yield spf_checked
+                spf_result = None if result is None else (result, identity)  # None: not checked
             except Exception:
                 self.log.failure("SPF check failed")
                 spf_result = ("temperror", identity)

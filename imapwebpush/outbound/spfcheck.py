@@ -14,6 +14,7 @@ and no thread ever waits for DNS: a sender whose DNS is slow holds nothing
 but its own Deferred, not a worker of the shared thread pool.
 """
 
+import ipaddress
 import socket
 
 from twisted.internet import defer
@@ -100,6 +101,37 @@ def _values(qtype, answers):
     return found
 
 
+# Clients whose mail is not SPF-checked: a loopback client is this machine's own
+# software (a webmail, fetchmail, a test), and no SPF record can speak for it. The
+# same default as Postfix's policyd-spf (Skip_Addresses).
+DEFAULT_SPF_SKIP = ("127.0.0.0/8", "::1/128")
+
+
+def parse_networks(text):
+    """The ``ipaddress`` networks of a comma-separated list (``--spf-skip-networks``);
+    ValueError naming the entry that is not one."""
+    networks = []
+    for entry in (text or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError("%r is not an IP network (like 192.0.2.0/24 or ::1)" % (entry,))
+    return tuple(networks)
+
+
+def _in(networks, client_ip):
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    return any(address in net for net in networks if net.version == address.version)
+
+
 class SPFChecker:
     """The SPF result of a client address, MAIL FROM and HELO: pass, fail, softfail,
     neutral, none, temperror or permerror.
@@ -107,23 +139,29 @@ class SPFChecker:
     @param resolver: an IResolver (the same injected one as MX lookups).
     @param clock: bounds all lookups of one check by ``timeout`` seconds together.
     @param receiver: this server's name (the ``%{r}`` macro).
+    @param skip: networks (``ipaddress``) whose clients are not checked: L{check}
+        gives None and the Authentication-Results header has no ``spf`` result.
     """
 
     log = Logger()
 
-    def __init__(self, resolver, clock, timeout=DEFAULT_DNS_TIMEOUT, receiver="unknown"):
+    def __init__(self, resolver, clock, timeout=DEFAULT_DNS_TIMEOUT, receiver="unknown", skip=()):
         self.resolver = resolver
+        self.skip = tuple(skip)
         self.clock = clock
         self.timeout = timeout
         self.receiver = receiver
         self._query = None
 
     def check(self, client_ip, mail_from, helo):
-        """Deferred[str]; never errbacks for DNS trouble (that is ``temperror``)."""
-        if not client_ip or not (mail_from or helo):
-            return defer.succeed("none")  # nothing to check (not a TCP client, or no identity)
+        """Deferred[str]; never errbacks for DNS trouble (that is ``temperror``).
+        Deferred[None] for a client in ``skip``: not checked."""
         if isinstance(client_ip, bytes):
             client_ip = client_ip.decode("ascii", "replace")  # Twisted's SMTP keeps the peer as bytes
+        if client_ip and self.skip and _in(self.skip, client_ip):
+            return defer.succeed(None)
+        if not client_ip or not (mail_from or helo):
+            return defer.succeed("none")  # nothing to check (not a TCP client, or no identity)
         return defer.ensureDeferred(self._check(client_ip, mail_from or "", helo or ""))
 
     async def _check(self, client_ip, mail_from, helo):

@@ -17,6 +17,7 @@ from imapwebpush.outbound import resolver as resolver_module
 from imapwebpush.outbound import service as service_module
 from imapwebpush import datadir
 from imapwebpush.outbound.queue import DiskQueue, QueueFileError
+from imapwebpush.outbound.spfcheck import DEFAULT_SPF_SKIP, parse_networks
 from imapwebpush.smtp.senders import SenderPolicy
 
 ORIGIN = "outbound"  # the ``origin`` token of store changes made by DSNs
@@ -42,6 +43,9 @@ PARAMETERS = [
      "Seconds to wait for each answer of a remote SMTP server, or for it to take more of a message.", float],
     ["dns-timeout", None, resolver_module.DEFAULT_DNS_TIMEOUT,
      "Seconds one MX/address lookup (or one message's DKIM/SPF lookups) may take.", float],
+    ["spf-skip-networks", None, ",".join(DEFAULT_SPF_SKIP),
+     "Comma-separated client networks whose mail gets no SPF check (default: loopback;"
+     " an empty string checks every client)."],
 ]
 
 FLAGS = [
@@ -90,6 +94,10 @@ def check(options):
                 raise usage.UsageError("--%s: %s" % (name, e))
         else:
             options[name + "-address"] = None
+    try:
+        options["spf-skip"] = parse_networks(options["spf-skip-networks"])
+    except ValueError as e:
+        raise usage.UsageError("--spf-skip-networks: %s" % (e,))
     relay_only = ("relay-user", "relay-password-file", "relay-ca")
     if not options["relay-host"] and any(options[n] for n in relay_only):
         raise usage.UsageError("--relay-user, --relay-password-file and --relay-ca need --relay-host")
@@ -175,7 +183,8 @@ def add_outbound(c):
         c.authenticator = Authenticator(
             hostname,
             dkim.DKIMVerifier(c.resolver, c.reactor, threads.deferToThread, timeout=options["dns-timeout"]),
-            SPFChecker(c.resolver, c.reactor, timeout=options["dns-timeout"], receiver=hostname),
+            SPFChecker(c.resolver, c.reactor, timeout=options["dns-timeout"], receiver=hostname,
+                       skip=options["spf-skip"]),
         )
     c.outbound = service_module.OutboundService(
         DiskQueue(datadir.queue(c.data_dir)),

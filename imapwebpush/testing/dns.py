@@ -85,8 +85,9 @@ def listen(reactor, zone, attempts=20):
 def loopback(reactor, zone=None):
     """``(HOST:PORT, stop)``: a server for ``zone`` (default: an empty one) for ``--dns-server``.
 
-    For servers started in tests and benchmarks: their inbound SPF and DKIM
-    lookups then stay on loopback (an empty zone answers NXDOMAIN: ``spf=none``)
+    For servers started in tests and benchmarks: their inbound DKIM lookups (and
+    SPF, for clients outside ``--spf-skip-networks``; loopback clients are not
+    checked by default) then stay on loopback (an empty zone answers NXDOMAIN)
     instead of going to the system's resolver. ``stop()`` returns a Deferred.
     """
     number, ports = listen(reactor, zone if zone is not None else Zone())
