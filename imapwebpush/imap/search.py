@@ -19,7 +19,9 @@ from imapwebpush import wire
 from imapwebpush.constants import DEFAULT_MAX_NESTING
 from imapwebpush.envelope import parse_envelope
 from imapwebpush.imap import body_scan
-from imapwebpush.imap.message import parse_headers, split_header
+from imapwebpush.imap.message import RawPart, parse_headers, split_header
+from imapwebpush.imap.text_parts import decoded_texts
+from imapwebpush.imap.thread import run  # a generator run to its end
 
 # SEARCH keys that test a system flag (UN<key> tests its absence)
 _SEARCH_FLAGS = {
@@ -310,6 +312,8 @@ class SearchItem:
         self._envelope = None
         self._raw = None
         self._texts = {}
+        self._decoded = None  # the decoded text parts of a small message
+        self._header_text = None
         self._found = {}  # (needle, whole) -> answer, for a large message
         self.scans = False
 
@@ -354,23 +358,54 @@ class SearchItem:
         text = self._texts[whole] = data.decode("utf-8", "replace").casefold()
         return text
 
+    def decoded_texts(self):
+        """The case-folded decoded text of each text part of a small message whose
+        Content-Transfer-Encoding or charset is more than UTF-8 as stored
+        (imap/text_parts.py)."""
+        if self._decoded is None:
+            if self._raw is None:
+                self._raw = self.stored.read()
+            self._decoded = decoded_texts(RawPart(self._raw))
+        return self._decoded
+
+    def header_text(self):
+        """The header fields with RFC 2047 encoded words decoded, case-folded: what TEXT
+        looks in besides the raw octets."""
+        if self._header_text is None:
+            fields = self._fields()
+            lines = ("%s: %s" % (name, value) for name, values in fields.items() for value in values)
+            self._header_text = "\n".join(lines).casefold()
+        return self._header_text
+
     def contains(self, needle, whole):
-        """True when ``needle`` (case-folded) is in ``text(whole)``; a large message is read
-        from its file a piece at a time (imap/body_scan.py), not held. With ``scans`` set
+        """True when ``needle`` (case-folded) is in ``text(whole)``, in the decoded text of
+        a text part, or (TEXT) in the decoded header. A large message is read from its
+        file a piece at a time (imap/body_scan.py), not held. With ``scans`` set
         (search_scan's matching) the first time raises L{NeedsScan}: the matcher runs
         the reading in its slices, then asks again."""
         if self.stored.size <= LARGE_MESSAGE:
-            return needle in self.text(whole)
+            return (
+                needle in self.text(whole)
+                or (whole and needle in self.header_text())
+                or any(needle in text for text in self.decoded_texts())
+            )
         key = (needle, whole)
         found = self._found.get(key)
         if found is None:
             if not self.scans:
-                return body_scan.file_contains(self.stored, needle, whole)
+                run(self._scan(key))
+                return self._found[key]
             raise NeedsScan(self._scan(key))
         return found
 
     def _scan(self, key):
-        self._found[key] = yield from body_scan.contains_steps(self.stored, key[0], key[1])
+        needle, whole = key
+        found = yield from body_scan.contains_steps(self.stored, needle, whole)
+        if not found and whole:
+            found = needle in self.header_text()
+        if not found:
+            found = yield from body_scan.decoded_steps(self.stored, needle)
+        self._found[key] = found
 
     def internal_date(self):
         t = time.gmtime(self.stored.internaldate)
