@@ -125,13 +125,14 @@ class _Stored:
 
 
 _WORDS = ["café", "Straße", "naïve", "x", " ", "\r\n", "ß", "é"]
-_CHARSETS = [None, "utf-8", "us-ascii", "iso-8859-1", "utf-16", "x-unknown", "base64"]
+_CHARSETS = [None, "utf-8", "us-ascii", "iso-8859-1", "utf-16", "UTF-16", "utf-32", "x-unknown", "base64"]
 _CTES = [None, "7bit", "8bit", "quoted-printable", "base64", "x-uuencode"]
 _TYPES = ["text/plain", "text/html", "application/octet-stream"]
 
 
 def _encode(text, charset, cte):
-    codec = charset if charset in ("iso-8859-1", "utf-16") else "utf-8"
+    # "utf-16" and "utf-32" written without a byte order mark (big-endian), "UTF-16" with one
+    codec = {"iso-8859-1": "iso-8859-1", "utf-16": "utf-16-be", "UTF-16": "utf-16", "utf-32": "utf-32-be"}.get(charset, "utf-8")
     octets = text.encode(codec, "replace")
     if cte == "quoted-printable":
         import quopri

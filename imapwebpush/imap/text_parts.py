@@ -62,12 +62,41 @@ def decoded_parts(part, depth=0):
     yield part, decoder, codec
 
 
+class _BOMDecoder:
+    """UTF-16 or UTF-32 by its byte order mark, big-endian without one (RFC 2781 4.3):
+    Python's decoders raise on a stream without a BOM, even with "replace"."""
+
+    def __init__(self, codec, size):
+        self.codec = codec
+        self.size = size
+        self.head = b""
+        self.inner = None
+
+    def decode(self, octets, final=False):
+        if self.inner is None:
+            self.head += octets
+            if len(self.head) < self.size and not final:
+                return ""
+            octets, self.head = self.head, b""
+            boms = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) if self.size == 2 else (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+            marked = octets.startswith(boms)
+            name = self.codec if marked else self.codec + "-be"
+            self.inner = codecs.getincrementaldecoder(name)("replace")
+        return self.inner.decode(octets, final)
+
+
+def _char_decoder(codec):
+    if codec in ("utf-16", "utf-32"):
+        return _BOMDecoder(codec, 2 if codec == "utf-16" else 4)
+    return codecs.getincrementaldecoder(codec)("replace")
+
+
 class TextDecoder:
     """A text part's body octets, fed a piece at a time, to case-folded text."""
 
     def __init__(self, decoder, codec):
         self.cte = decoder
-        self.chars = codecs.getincrementaldecoder(codec)("replace")
+        self.chars = _char_decoder(codec)
 
     def feed(self, octets):
         if self.cte is not None:
