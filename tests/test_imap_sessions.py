@@ -13,13 +13,17 @@ class TwoSessionTests(IMAPTestCase):
         for n in range(3):
             inbox.add(message("m%d" % n), ["\\Seen"])
 
+    def two_in_inbox(self):
+        """Two logged-in wires, both with INBOX selected (their SELECT answers read)."""
+        a, b = self.wire(), self.wire()
+        for w in (a, b):
+            w.login()
+            w.cmd("s1", "SELECT INBOX")
+        return a, b
+
     def test_flags_and_new_mail_from_other_session(self):
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
+            a, b = self.two_in_inbox()
             b_store = b.cmd("t1", "STORE 2 +FLAGS (\\Flagged)")
             a_noop = a.cmd("n1", "NOOP")
             b.send(b"a1 APPEND INBOX {%d+}\r\n" % len(message("new")) + message("new") + b"\r\n")
@@ -44,11 +48,7 @@ class TwoSessionTests(IMAPTestCase):
 
     def test_expunge_waits_for_allowed_command(self):
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
+            a, b = self.two_in_inbox()
             b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
             b_expunge = b.cmd("x1", "EXPUNGE")
             # session a still numbers 3 messages: FETCH/STORE/SEARCH by number must not
@@ -107,11 +107,7 @@ class TwoSessionTests(IMAPTestCase):
         the grown FLAGS first, so no FETCH shows a keyword FLAGS has not listed (RFC 3501 7.2.6)."""
 
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
+            a, b = self.two_in_inbox()
             b.cmd("t1", "STORE 2 +FLAGS.SILENT (fresh)")
             fetch = a.cmd("f1", "FETCH 2 (FLAGS)")
             a.close()
@@ -138,11 +134,7 @@ class TwoSessionTests(IMAPTestCase):
         session b expunged message 2, both having INBOX selected."""
 
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
+            a, b = self.two_in_inbox()
             b.cmd("t1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
             b.cmd("x1", "EXPUNGE")
             answers = [a.cmd("f%d" % (i + 1), command) for i, command in enumerate(commands)]
@@ -164,11 +156,7 @@ class TwoSessionTests(IMAPTestCase):
 
     def test_idle_gets_exists_for_other_sessions_append(self):
         def client():
-            a, b = self.wire(), self.wire()
-            a.login()
-            b.login()
-            a.cmd("s1", "SELECT INBOX")
-            b.cmd("s1", "SELECT INBOX")
+            a, b = self.two_in_inbox()
             a.send("i1 IDLE\r\n")
             cont = a.readline()
             b.send(b"a1 APPEND INBOX {%d+}\r\n" % len(message("x")) + message("x") + b"\r\n")
