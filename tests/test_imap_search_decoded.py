@@ -214,3 +214,46 @@ class LargeMessageWireTests(IMAPTestCase):
             )
 
         return self.in_thread(client).addCallback(check)
+
+
+
+def _many_parts():
+    """A large message of five parts: a QP one, three fillers, a QP one."""
+    filler = (b"Content-Type: text/plain\r\n", b"x" * 200000 + b"\r\n")
+    qp = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+    big = _mime(b"parts", [(qp, b"early caf=C3=A9\r\n"), filler, filler, filler, (qp, b"late cr=C3=A8me\r\n")])
+    assert len(big) > search.LARGE_MESSAGE
+    return big
+
+
+class LargeMessagePartLimitTests(IMAPTestCase):
+    """SEARCH reads a large message's decoded parts through a MIME map cut at the
+    session's --max-mime-parts, like FETCH: parts past it are matched raw only."""
+
+    def search_body(self, *texts):
+        def client():
+            w = self.session(select="INBOX")
+            out = []
+            for i, text in enumerate(texts):
+                word = text.encode("utf-8")
+                w.send(b"q%d SEARCH CHARSET UTF-8 BODY {%d+}\r\n" % (i, len(word)) + word + b"\r\n")
+                out.append(w.until("q%d" % i))
+            w.close()
+            return out
+
+        return self.in_thread(client)
+
+    def test_default_limit_decodes_every_part(self):
+        self.inbox().add(_many_parts())
+        return self.search_body("late crème").addCallback(
+            self.assertEqual, [["* SEARCH 1", "q0 OK SEARCH completed"]])
+
+    def test_parts_past_the_limit_are_matched_raw(self):
+        self.factory.max_mime_parts = 3
+        self.inbox().add(_many_parts())
+        return self.search_body("early café", "late crème", "late cr=C3=A8me").addCallback(
+            self.assertEqual, [
+                ["* SEARCH 1", "q0 OK SEARCH completed"],
+                ["* SEARCH", "q1 OK SEARCH completed"],  # the fifth part, past the limit
+                ["* SEARCH 1", "q2 OK SEARCH completed"],  # its raw octets
+            ])

@@ -99,11 +99,11 @@ def _part_pieces(f, part, decoder, codec, piece):
     yield text.flush()
 
 
-def decoded_steps(stored, needle, piece=PIECE):
+def decoded_steps(stored, needle, piece=PIECE, max_parts=mime_map.DEFAULT_MAX_PARTS):
     """A generator yielding after each piece it reads that returns True when ``needle``
     is in the decoded text of one of ``stored``'s text parts: the same answer as
     ``any(needle in t for t in text_parts.decoded_texts(RawPart(stored.read())))``."""
-    root = yield from mime_map.map_steps(stored)
+    root = yield from mime_map.map_steps(stored, max_parts)
     message = mime_map.MappedPart(root, stored.open, stored)
     parts = list(decoded_parts(message))
     if not parts:

@@ -16,7 +16,7 @@ import email.utils
 import time
 
 from imapwebpush import wire
-from imapwebpush.constants import DEFAULT_MAX_NESTING
+from imapwebpush.constants import DEFAULT_MAX_MIME_PARTS, DEFAULT_MAX_NESTING
 from imapwebpush.envelope import parse_envelope
 from imapwebpush.imap import body_scan
 from imapwebpush.imap.message import RawPart, parse_headers, split_header
@@ -302,8 +302,9 @@ class SearchItem:
     whether the session sees it as \\Recent.
     """
 
-    def __init__(self, seq, uid, stored, recent):
+    def __init__(self, seq, uid, stored, recent, max_parts=DEFAULT_MAX_MIME_PARTS):
         self.seq = seq
+        self.max_parts = max_parts  # --max-mime-parts: the MIME map of a large message
         self.uid = uid
         self.stored = stored
         self.flags = stored.flags
@@ -404,7 +405,7 @@ class SearchItem:
         if not found and whole:
             found = needle in self.header_text()
         if not found:
-            found = yield from body_scan.decoded_steps(self.stored, needle)
+            found = yield from body_scan.decoded_steps(self.stored, needle, max_parts=self.max_parts)
         self._found[key] = found
 
     def internal_date(self):

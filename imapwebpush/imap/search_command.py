@@ -85,7 +85,8 @@ class SearchCommandMixin:
             self.saved_search = ()  # RFC 5182 2.1: a failed SEARCH (SAVE) leaves "$" empty
         query = self.compile_criteria(line)
         view = self.view
-        d = search_scan.scan(view, query.predicate, self.search_cooperator())
+        d = search_scan.scan(view, query.predicate, self.search_cooperator(),
+                             max_parts=self.max_mime_parts)
         d.addCallback(self._searched, tag, view, options, query.uses_modseq, uid)
         d.addErrback(self._search_failed, tag)
 

@@ -16,6 +16,7 @@ import time
 
 from twisted.internet import defer, task
 
+from imapwebpush.constants import DEFAULT_MAX_MIME_PARTS
 from imapwebpush.imap.search import NeedsScan, SearchItem
 
 # what is matched in the command's own turn before the rest go to the cooperator: at most
@@ -37,7 +38,7 @@ def cooperator(clock):
     return task.Cooperator(scheduler=lambda work: clock.callLater(0, work))
 
 
-def _matching(view, predicate, found, keep):
+def _matching(view, predicate, found, keep, max_parts=DEFAULT_MAX_MIME_PARTS):
     uids = list(view.uids)
     recent = view.recent
     mailbox = view.mailbox
@@ -48,7 +49,7 @@ def _matching(view, predicate, found, keep):
             continue
         try:
             stored = mailbox.message(u)
-            item = SearchItem(index + 1, u, stored, u in recent)
+            item = SearchItem(index + 1, u, stored, u in recent, max_parts)
             item.scans = True
             while True:
                 try:
@@ -65,15 +66,16 @@ def _matching(view, predicate, found, keep):
         found.append((index + 1, u, stored.modseq, key))
 
 
-def scan(view, predicate, coop, keep=None):
+def scan(view, predicate, coop, keep=None, max_parts=DEFAULT_MAX_MIME_PARTS):
     """Deferred [(seq, uid, modseq, key)] of the view's messages that ``predicate`` accepts,
     in sequence order.
 
     ``keep(item)``, when given, is called on each match while it is read; its answer is
-    the match's ``key``.
+    the match's ``key``. ``max_parts``: the session's --max-mime-parts, for the MIME map
+    a large message's BODY/TEXT reads its decoded parts through.
     """
     found = []
-    work = _matching(view, predicate, found, keep)
+    work = _matching(view, predicate, found, keep, max_parts)
     return _drive(work, coop, lambda index: index >= INLINE_MESSAGES).addCallback(lambda _: found)
 
 

@@ -92,7 +92,8 @@ class SortCommandMixin:
         query = self.compile_criteria(search_line)
         view = self.view
         coop = self.search_cooperator()
-        d = search_scan.scan(view, query.predicate, coop, keep=sort.sort_key(criteria))
+        d = search_scan.scan(view, query.predicate, coop, keep=sort.sort_key(criteria),
+                             max_parts=self.max_mime_parts)
         if options is None:
             d.addCallback(
                 lambda found: search_scan.finish(sort_response(criteria, found, query.uses_modseq, uid), coop)
@@ -114,7 +115,8 @@ class SortCommandMixin:
         query = self.compile_criteria(search_line)
         view = self.view
         coop = self.search_cooperator()
-        d = search_scan.scan(view, query.predicate, coop, keep=thread.thread_info)
+        d = search_scan.scan(view, query.predicate, coop, keep=thread.thread_info,
+                             max_parts=self.max_mime_parts)
         d.addCallback(lambda found: search_scan.finish(thread_response(algorithm, found, uid), coop))
         d.addCallback(self._answered, tag, view, b"THREAD completed")
         d.addErrback(self._search_failed, tag)
