@@ -281,8 +281,17 @@ def quoted(data):
 
 
 def literal(data):
-    """A synchronizing literal of ``data``: ``{n}`` CRLF octets."""
-    return b"{%d}\r\n%b" % (len(data), data)
+    """A synchronizing literal of ``data``: ``{n}`` CRLF octets.
+
+    A literal may not carry NUL (RFC 3501 CHAR8); a message stored by a literal8 APPEND
+    (RFC 3516) may hold some: each is sent as 0x80, the length unchanged, as Dovecot
+    does. BINARY sends the true octets in a literal8."""
+    return b"{%d}\r\n%b" % (len(data), without_nul(data))
+
+
+def without_nul(data):
+    """``data`` with each NUL made 0x80 (what a plain literal may carry)."""
+    return data.replace(b"\x00", b"\x80") if b"\x00" in data else data
 
 
 def literal8(data):

@@ -232,6 +232,35 @@ class BinaryFetchTests(IMAPTestCase):
         return self.in_thread(client).addCallback(check)
 
 
+    def test_nul_in_a_plain_literal_is_sent_as_0x80(self):
+        """A literal8 APPEND stored NUL octets; BODY[] and its sections (plain literals, which
+        may not carry NUL) send each as 0x80, the size unchanged; BINARY sends them as they are.
+        The same for a message FETCH streams from its file (over 256 KiB)."""
+        small = b"Content-Type: application/octet-stream\r\n\r\nab\x00cd\r\n"
+        large = b"Content-Type: application/octet-stream\r\n\r\n" + (b"x" * 1000 + b"\x00\r\n") * 300
+
+        def client():
+            w = self.session(select="INBOX")
+            out = []
+            for n, stored in ((4, small), (5, large)):
+                w.send(b"a%d APPEND INBOX ~{%d+}\r\n" % (n, len(stored)) + stored + b"\r\n")
+                w.until("a%d" % n)
+                w.send(b"f%d FETCH %d (RFC822.SIZE BODY.PEEK[] BODY.PEEK[1] BINARY.PEEK[1])\r\n" % (n, n))
+                out.append(w.read_raw_until(b"f%d OK FETCH completed\r\n" % n))
+            w.close()
+            return out
+
+        def check(answers):
+            for (n, stored), data in zip(((4, small), (5, large)), answers):
+                body = stored[stored.index(b"\r\n\r\n") + 4:]
+                self.assertEqual(data, b"* %d FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s BODY[1] {%d}\r\n%s"
+                                 b" BINARY[1] ~{%d}\r\n%s)\r\nf%d OK FETCH completed\r\n" % (
+                                     n, len(stored), len(stored), stored.replace(b"\x00", b"\x80"),
+                                     len(body), body.replace(b"\x00", b"\x80"), len(body), body, n))
+
+        return self.in_thread(client).addCallback(check)
+
+
 class BinaryAttributeTests(unittest.TestCase):
     def test_parsed_items(self):
         attrs, _, seen = fetch_attributes.fetch_attributes(b"(BINARY.PEEK[1.2]<0.10> BINARY.SIZE[] UID)")

@@ -581,8 +581,9 @@ def _file_range(stored, name, start, attr, binary=False, stop=None):
         size = min(attr.partial_length, size - skip)
         name += b"<%d>" % (attr.partial_begin,)
     size = max(size, 0)
-    literal = b"~{%d}\r\n" if binary and _holds_nul(f, start, size) else b"{%d}\r\n"
-    return _FileRange(name + b" " + literal % (size,), f, start, size)
+    if binary and _holds_nul(f, start, size):
+        return _FileRange(name + b" ~{%d}\r\n" % (size,), f, start, size)
+    return _FileRange(name + b" {%d}\r\n" % (size,), f, start, size, plain=True)
 
 
 def _holds_nul(f, start, size):
@@ -600,10 +601,12 @@ def _holds_nul(f, start, size):
 
 class _FileRange:
     """``size`` octets of an open file from ``start``, read STREAM_CHUNK at a time; ``head``
-    goes before them (the item's name and literal header)."""
+    goes before them (the item's name and literal header). In a ``plain`` literal (not a
+    literal8) each NUL is sent as 0x80 (L{wire.literal})."""
 
-    def __init__(self, head, file, start, size):
+    def __init__(self, head, file, start, size, plain=False):
         self.head = head
+        self.plain = plain
         self.file = file
         self.file.seek(start)
         self.left = size
@@ -619,7 +622,7 @@ class _FileRange:
         self.left -= len(chunk)
         if not self.left:
             self.close()
-        return chunk
+        return wire.without_nul(chunk) if self.plain else chunk
 
     @property
     def done(self):
