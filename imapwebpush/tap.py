@@ -26,6 +26,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from imapwebpush import datadir, decisions, throttle
+from imapwebpush.choices import finite_float
 from imapwebpush.connlimit import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -170,7 +171,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             None,
             decisions.DEFAULT_COALESCE_WINDOW,
             "Seconds flag/expunge events may wait to be merged into one push.",
-            float,
+            finite_float,
         ],
         [
             "max-connections",
@@ -206,7 +207,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             None,
             throttle.DEFAULT_MAX_DELAY,
             "Longest wait, in seconds, between two login tries of a slowed address or account.",
-            float,
+            finite_float,
         ],
         [
             "login-refuse-after",
@@ -221,7 +222,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             None,
             throttle.DEFAULT_REFUSE_FOR,
             "Seconds after its last failure that an address or account stays refused (and counted).",
-            float,
+            finite_float,
         ],
         [
             "max-password-checks",
@@ -252,7 +253,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
          "New-mail pushes a subscription may get at once before they become one generic"
          " sync per mailbox (0: no limit).", int],
         ["new-mail-per-hour", None, DEFAULT_NEW_MAIL_PER_HOUR,
-         "How many new-mail pushes an hour a subscription gets back.", float],
+         "How many new-mail pushes an hour a subscription gets back.", finite_float],
         ["metrics", None, DEFAULT_METRICS,
          "Prometheus endpoint serving /metrics, e.g. tcp:9464:interface=127.0.0.1; default:"
          " none."],

@@ -109,6 +109,15 @@ class OptionsTests(unittest.TestCase):
         self.assertIn("--max-message-size", self.usage_error("--max-message-size", "0"))
         self.assertRaises(usage.UsageError, self.parse, "--max-message-size", "lots")
 
+    def test_non_finite_seconds_refused(self):
+        """nan or inf is no number of seconds: one line at startup, not a broken timer later."""
+        for name in ("dns-timeout", "outbound-timeout", "queue-retry", "push-coalesce",
+                     "login-max-delay", "login-refuse-for", "new-mail-per-hour"):
+            for value in ("nan", "inf", "-inf"):
+                message = self.usage_error("--" + name, value)
+                self.assertIn("finite", message, (name, value))
+        self.assertEqual(self.parse("--dns-timeout", "2.5")["dns-timeout"], 2.5)
+
     def test_data_folder_parent_missing(self):
         self.data = os.path.join(self.data, "no", "such")
         message = self.usage_error()

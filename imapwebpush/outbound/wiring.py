@@ -11,6 +11,7 @@ import os
 
 from twisted.python import usage
 
+from imapwebpush.choices import finite_float
 from imapwebpush.constants import INBOX
 from imapwebpush.outbound import dkim
 from imapwebpush.outbound import resolver as resolver_module
@@ -31,18 +32,18 @@ PARAMETERS = [
     ["relay-password-file", None, None, "File whose first line is the --relay-user password."],
     ["relay-ca", None, None, "PEM CA certificate(s) to verify --relay-host with (default: the system's)."],
     ["queue-lifetime", None, service_module.DEFAULT_LIFETIME,
-     "Seconds outbound mail is retried before it bounces.", float],
+     "Seconds outbound mail is retried before it bounces.", finite_float],
     ["queue-delay-notice", None, service_module.DEFAULT_DELAY_NOTICE,
-     "Seconds after which the sender is told once that mail is delayed.", float],
+     "Seconds after which the sender is told once that mail is delayed.", finite_float],
     ["queue-retry", None, service_module.DEFAULT_RETRY,
-     "First retry delay in seconds; doubles at each retry up to --queue-max-retry.", float],
-    ["queue-max-retry", None, service_module.DEFAULT_MAX_RETRY, "Longest retry delay in seconds.", float],
+     "First retry delay in seconds; doubles at each retry up to --queue-max-retry.", finite_float],
+    ["queue-max-retry", None, service_module.DEFAULT_MAX_RETRY, "Longest retry delay in seconds.", finite_float],
     ["outbound-connections", None, service_module.DEFAULT_MAX_CONNECTIONS,
      "Outbound SMTP connections open at once (one per destination domain).", int],
     ["outbound-timeout", None, service_module.DEFAULT_COMMAND_TIMEOUT,
-     "Seconds to wait for each answer of a remote SMTP server, or for it to take more of a message.", float],
+     "Seconds to wait for each answer of a remote SMTP server, or for it to take more of a message.", finite_float],
     ["dns-timeout", None, resolver_module.DEFAULT_DNS_TIMEOUT,
-     "Seconds one MX/address lookup (or one message's DKIM/SPF lookups) may take.", float],
+     "Seconds one MX/address lookup (or one message's DKIM/SPF lookups) may take.", finite_float],
     ["spf-skip-networks", None, ",".join(DEFAULT_SPF_SKIP),
      "Comma-separated client networks whose mail gets no SPF check (default: loopback;"
      " an empty string checks every client)."],
