@@ -92,6 +92,14 @@ class IStoredMailbox(Interface):
         true (IMAP APPEND). A COPY or MOVE into the mailbox is always \\Recent.
         """
 
+    def add_staged(source, flags=(), internaldate=None, origin=None, recent=False):
+        """L{add} of a L{imapwebpush.spool.Snapshot} (``size``; ``reader()`` from any thread).
+
+        Returns a Deferred of the UID, fired once the message is durable. A large message
+        is copied into tmp/ and fsynced off the reactor; the rest is done on it as L{add}
+        does. These adds commit (take their UIDs) in the order they were called.
+        """
+
     def set_flags(uids, flags, mode, unchangedsince=None, origin=None):
         """Change flags; ``mode`` is 'replace', 'add' or 'remove'.
 

@@ -43,8 +43,9 @@ class Spool:
         self._file.seek(0)
         return _PrefixedReader(prefix, self._file, skip)
 
-    def snapshot(self, prefix=b""):
-        """A L{Snapshot} of ``prefix`` and everything written, for another thread to read.
+    def snapshot(self, prefix=b"", skip=()):
+        """A L{Snapshot} of ``prefix`` and everything written (less the ``skip`` ranges,
+        as L{reader}), for another thread to read.
 
         No copy of a spool on disk: the snapshot reads the same file through a
         file descriptor of its own, by offset, so it does not move this
@@ -52,9 +53,18 @@ class Spool:
         """
         if self.size <= self._in_memory:  # still in memory (the file rolls over past that)
             self._file.seek(0)
-            return Snapshot(prefix, data=self._file.read())
+            return Snapshot(prefix, data=self._file.read(), skip=skip)
         self._file.flush()
-        return Snapshot(prefix, fd=os.dup(self._file.fileno()), size=self.size)
+        return Snapshot(prefix, fd=os.dup(self._file.fileno()), size=self.size, skip=skip)
+
+    def range_snapshot(self, start, size):
+        """A L{Snapshot} of the ``size`` octets written from offset ``start`` (one message of
+        an IMAP APPEND), for another thread to read; it outlives ``close()``."""
+        if self.size <= self._in_memory:
+            self._file.seek(start)
+            return Snapshot(b"", data=self._file.read(size))
+        self._file.flush()
+        return Snapshot(b"", fd=os.dup(self._file.fileno()), size=size, start=start)
 
     def range_reader(self, start, size):
         """A readable of the ``size`` octets written from offset ``start``: one of the
@@ -74,17 +84,22 @@ class Spool:
 class Snapshot:
     """``prefix`` and a spool's content; ``reader()`` as often as needed, from any thread; ``close()``."""
 
-    def __init__(self, prefix, data=None, fd=None, size=0):
+    def __init__(self, prefix, data=None, fd=None, size=0, start=0, skip=()):
         self._prefix = bytes(prefix)
         self._data = data
         self._fd = fd
-        self.size = len(self._prefix) + (len(data) if data is not None else size)
+        self._start = start
+        self._skip = tuple(skip)
+        body = len(data) if data is not None else size
+        self.size = len(self._prefix) + body - sum(end - begin for begin, end in self._skip)
         self._spooled = size
 
     def reader(self):
+        """A readable of the prefix and the content (less the ``skip`` ranges), from the start."""
         if self._data is not None:
-            return _PrefixedReader(self._prefix, io.BytesIO(self._data))
-        return _PrefixedReader(self._prefix, io.BufferedReader(_PositionalFile(self._fd, self._spooled), 65536))
+            return _PrefixedReader(self._prefix, io.BytesIO(self._data), self._skip)
+        raw = _PositionalFile(self._fd, self._spooled, self._start)
+        return _PrefixedReader(self._prefix, io.BufferedReader(raw, 65536), self._skip)
 
     def close(self):
         if self._fd is not None:
@@ -92,22 +107,41 @@ class Snapshot:
             self._fd = None
 
 
-class _PositionalFile(io.RawIOBase):
-    """The first ``size`` octets of a file descriptor, read with ``pread`` (no shared file offset)."""
+def closed_after(result, snapshot):
+    """``addBoth`` callback: close ``snapshot`` once what read it is done; pass ``result`` on."""
+    snapshot.close()
+    return result
 
-    def __init__(self, fd, size):
+
+class _PositionalFile(io.RawIOBase):
+    """``size`` octets of a file descriptor from offset ``start``, read with ``pread`` (no
+    shared file offset); seekable within them (a reader jumps over skipped ranges)."""
+
+    def __init__(self, fd, size, start=0):
         self._fd = fd
         self._size = size
+        self._start = start
         self._position = 0
 
     def readable(self):
         return True
 
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if whence == io.SEEK_CUR:
+            offset += self._position
+        elif whence == io.SEEK_END:
+            offset += self._size
+        self._position = max(0, offset)
+        return self._position
+
     def readinto(self, buffer):
         wanted = min(len(buffer), self._size - self._position)
         if wanted <= 0:
             return 0
-        data = os.pread(self._fd, wanted, self._position)
+        data = os.pread(self._fd, wanted, self._start + self._position)
         buffer[:len(data)] = data
         self._position += len(data)
         return len(data)

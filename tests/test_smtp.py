@@ -227,8 +227,8 @@ class ReceivingTests(LoopbackSMTPMixin, unittest.TestCase):
         real_account = self.store.account
 
         class BrokenBox:
-            def add(self, *a, **kw):
-                raise OSError(28, "No space left on device")
+            def add_staged(self, *a, **kw):
+                raise OSError(5, "Input/output error")
 
         class BrokenAccount:
             def mailbox(self, name):

@@ -21,12 +21,7 @@ class SpoolTests(SMTPWorldMixin, unittest.TestCase):
 
     def setUp(self):
         self.make_world()
-        self.wire = self.connect(self.receiving_factory())
-        self.wire.send(b"EHLO client.example")
-        self.wire.send(b"MAIL FROM:<carol@remote.example>")
-        self.wire.send(b"RCPT TO:<alice@example.org>")
-        self.wire.send(b"RCPT TO:<bob@example.net>")
-        self.assertEqual(self.wire.send(b"DATA"), [b"354 Continue"])
+        self.wire = self.in_data()
 
     def feed(self, data):
         for start in range(0, len(data), CHUNK):

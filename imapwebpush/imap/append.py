@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 
 from imapwebpush import wire
 from imapwebpush.imap.core import No, _Literal
-from imapwebpush.spool import Spool
+from imapwebpush.spool import Spool, closed_after
 from imapwebpush.store import errors
 
 # Messages in one APPEND (MULTIAPPEND): each costs a few hundred octets of memory while
@@ -198,39 +198,65 @@ class AppendCommandMixin:
 
     def do_APPEND(self, tag, appended):
         mailbox, batch = appended
+        # The commit owns the batch now: a connection lost meanwhile does not close the
+        # spool under a message being copied; the commit finishes, then closes it.
+        self._append_batch = None
         self._commit(tag, mailbox, batch, [], 0)
 
     auth_APPEND = select_APPEND = (do_APPEND, arg_append)
 
     def _commit(self, tag, mailbox, batch, uids, index):
-        """Add the staged messages from ``index`` on; for about L{_COMMIT_SLICE} seconds,
-        then again on the next reactor turn. OK with APPENDUID, or none kept and NO."""
+        """Add the staged messages from ``index`` on, in order; OK with APPENDUID, or none
+        kept and NO. A small message is added at once, for about L{_COMMIT_SLICE} seconds
+        per reactor turn; a large one is copied off the reactor and the commit goes on
+        when it is durable."""
         started = self.clock.seconds()
         messages = batch.messages
-        try:
-            while index < len(messages):
-                staged = messages[index]
-                # copied from the spool; \Recent whatever its flags (RFC 3501 6.3.11)
-                uids.append(
-                    mailbox.add(staged.reader(), staged.flags, staged.internaldate, origin=self, recent=True)
-                )
-                index += 1
-                if index < len(messages) and self.clock.seconds() - started >= _COMMIT_SLICE:
-                    self.clock.callLater(0, self._commit, tag, mailbox, batch, uids, index)
-                    return
-        except Exception:
-            failure = Failure()
-            lost = batch.closed  # the connection ended meanwhile: nobody to answer
-            self._undo_append(mailbox, uids)
-            self._drop_batch()
-            if not lost:
-                self._fail(tag, failure)
-            return
-        self._drop_batch()
+        while index < len(messages):
+            d = self._add_one(mailbox, messages[index])
+            if not d.called:
+                d.addBoth(self._added, tag, mailbox, batch, uids, index)
+                return
+            outcome = []
+            d.addBoth(outcome.append)
+            if isinstance(outcome[0], Failure):
+                self._append_failed(tag, mailbox, batch, uids, outcome[0])
+                return
+            uids.append(outcome[0])
+            index += 1
+            if index < len(messages) and self.clock.seconds() - started >= _COMMIT_SLICE:
+                self.clock.callLater(0, self._commit, tag, mailbox, batch, uids, index)
+                return
+        batch.close()
         self.sendPositiveResponse(
             tag,
             b"[APPENDUID %d %s] APPEND completed" % (mailbox.uidvalidity, wire.format_set(uids).encode("ascii")),
         )
+
+    def _add_one(self, mailbox, staged):
+        """Deferred[uid]: one message copied from the spool; \\Recent whatever its flags
+        (RFC 3501 6.3.11)."""
+        try:
+            snapshot = staged.batch.spool.range_snapshot(staged.start, staged.size)
+        except Exception:
+            return defer.fail()
+        d = defer.maybeDeferred(
+            mailbox.add_staged, snapshot, staged.flags, staged.internaldate, origin=self, recent=True
+        )
+        return d.addBoth(closed_after, snapshot)
+
+    def _added(self, outcome, tag, mailbox, batch, uids, index):
+        if isinstance(outcome, Failure):
+            self._append_failed(tag, mailbox, batch, uids, outcome)
+        else:
+            uids.append(outcome)
+            self._commit(tag, mailbox, batch, uids, index + 1)
+
+    def _append_failed(self, tag, mailbox, batch, uids, failure):
+        batch.close()
+        self._undo_append(mailbox, uids)
+        if self.transport is not None and not getattr(self.transport, "disconnected", False):
+            self._fail(tag, failure)
 
     def _undo_append(self, mailbox, uids):
         """Remove the messages of a MULTIAPPEND that failed half-way (RFC 3502: none is kept)."""

@@ -358,6 +358,8 @@ class IMAPCore(imap4.IMAP4Server):
                 if isinstance(e, kind):
                     self.sendNegativeResponse(tag, code + _text(str(e) or default))
                     break
+        elif errors.disk_full(e):  # as Dovecot answers it
+            self.sendNegativeResponse(tag, b"[OVERQUOTA] Not enough disk space")
         elif isinstance(e, RecursionError):  # nested input a parser recursed on
             self.sendBadResponse(tag, _text(wire.too_deep(self.max_nesting)))
         else:

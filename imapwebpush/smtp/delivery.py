@@ -10,8 +10,10 @@ Why a spool: the lines go into a L{imapwebpush.spool.Spool} (memory up to
 each recipient's copy from it; a line is never kept as an object of its own,
 so a connection in DATA holds a few buffers, whatever the message size.
 
-A message is durable (the store fsyncs it) before ``eomReceived`` returns, so
-the ``250`` the client reads after the final dot means the mail is on disk.
+A message is durable (the store fsyncs it) before the Deferred ``eomReceived``
+returns fires, so the ``250`` the client reads after the final dot means the mail
+is on disk. A large copy is written into the Maildir off the reactor
+(``add_staged``), so other sessions go on meanwhile.
 
 The local copies leave out any ``Authentication-Results:`` field that claims
 this server's name (RFC 8601 section 5): only the one we add may say what
@@ -33,7 +35,7 @@ from zope.interface import implementer
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, INBOX
 from imapwebpush.outbound.authres import ClaimedResults
 from imapwebpush.smtp.senders import SenderPolicy
-from imapwebpush.spool import Spool
+from imapwebpush.spool import Spool, closed_after
 from imapwebpush.store.users import InvalidAddress, normalize_address
 
 ORIGIN = "smtp"  # the ``origin`` token of store changes made by SMTP delivery
@@ -94,7 +96,7 @@ class _Envelope:
         self.spool_dir = spool_dir
         self.spool = None
         self.writer = None  # the one message object that writes the lines
-        self.delivered = set()  # addresses already given a copy
+        self.delivered = {}  # address -> _Once of the UID of its copy (stored or being stored)
         self.readers = 0  # message objects not yet done with the spool
         self.remote = []  # recipients of other domains, queued together (submission)
         self.client = (None, None)  # (HELO argument, client IP) for SPF
@@ -131,10 +133,11 @@ class _Envelope:
         self.reader(b"")  # makes the empty spool of an empty body
         return self.spool.snapshot(prefix)
 
-    def local_reader(self, prefix):
-        """``(reader, size)`` of a local copy: ``prefix``, the body without our claimed results."""
-        skip = self.claims.ranges()
-        return self.reader(prefix, skip), len(prefix) + self.size - sum(e - s for s, e in skip)
+    def local_snapshot(self, prefix):
+        """A L{imapwebpush.spool.Snapshot} of a local copy: ``prefix``, the body without our
+        claimed results; a thread may read it, and it outlives the spool."""
+        self.reader(b"")  # makes the empty spool of an empty body
+        return self.spool.snapshot(prefix, self.claims.ranges())
 
     def done(self):
         """One message object is finished with the spool; the last one closes it."""
@@ -145,11 +148,6 @@ class _Envelope:
     def discard(self):
         if self.spool is not None:
             self.spool.close()
-
-
-def _closed(result, snapshot):
-    snapshot.close()
-    return result
 
 
 @implementer(IMessageSMTP)
@@ -184,36 +182,51 @@ class _RecipientMessage:
         return results.addCallback(self._store)
 
     def _store(self, extra):
-        """Add the copy, with ``extra`` header lines (Authentication-Results) under Return-Path."""
+        """Add the copy, with ``extra`` header lines (Authentication-Results) under Return-Path.
+
+        A Deferred of the UID, fired once the copy is durable: a large one is copied off
+        the reactor from a snapshot of the spool, which outlives the connection (a client
+        gone meanwhile loses nothing: the copy is stored, or its tmp/ file removed).
+        """
         envelope = self.envelope
         try:
-            if self.address in envelope.delivered:
-                return defer.succeed(None)
+            if self.address in envelope.delivered:  # the same recipient twice: one copy
+                return envelope.delivered[self.address].get()
             cut = self.trace.index(b"\r\n") + 2
-            reader, size = envelope.local_reader(self.trace[:cut] + extra + self.trace[cut:])
-            account = self.delivery.mail_store.account(self.address)
-            uid = account.mailbox(INBOX).add(
-                reader, internaldate=self.delivery.clock.seconds(), origin=ORIGIN
-            )
+            snapshot = envelope.local_snapshot(self.trace[:cut] + extra + self.trace[cut:])
         except Exception:
-            self.log.failure(
-                "delivery to {account} failed (transaction {transaction})",
-                account=self.address,
-                transaction=envelope.id,
-            )
-            return defer.fail()
-        finally:
             self._finish()
-        envelope.delivered.add(self.address)
+            return self._failed_store(Failure())
+        self._finish()
+        try:
+            mailbox = self.delivery.mail_store.account(self.address).mailbox(INBOX)
+            d = mailbox.add_staged(snapshot, internaldate=self.delivery.clock.seconds(), origin=ORIGIN)
+        except Exception:
+            d = defer.fail()
+        d.addBoth(closed_after, snapshot)
+        d.addCallbacks(self._stored, self._failed_store, callbackArgs=(snapshot.size,))
+        envelope.delivered[self.address] = _Once(d)
+        return envelope.delivered[self.address].get()
+
+    def _stored(self, uid, size):
         self.log.info(
             "delivered {size} octets from {sender} to {account} uid {uid} (transaction {transaction})",
             size=size,
-            sender=envelope.origin,
+            sender=self.envelope.origin,
             account=self.address,
             uid=uid,
-            transaction=envelope.id,
+            transaction=self.envelope.id,
         )
-        return defer.succeed(uid)
+        return uid
+
+    def _failed_store(self, failure):
+        self.log.failure(
+            "delivery to {account} failed (transaction {transaction})",
+            failure,
+            account=self.address,
+            transaction=self.envelope.id,
+        )
+        return failure
 
     def connectionLost(self):
         self._finish()
@@ -232,7 +245,7 @@ class _QueuedMessage(_RecipientMessage):
                 snapshot = envelope.snapshot(self.trace)
                 d = defer.maybeDeferred(
                     self.delivery.outbound.submit, envelope.origin, list(envelope.remote), snapshot)
-                d.addBoth(_closed, snapshot)
+                d.addBoth(closed_after, snapshot)
                 envelope.queued = _Once(d.addErrback(self._failed))
         finally:
             self._finish()
@@ -350,7 +363,7 @@ class LocalDelivery:
             # A snapshot, not the bytes: the DKIM check reads it as a stream, in a thread.
             snapshot = envelope.snapshot(b"")
             d = self.authenticator.authenticate(snapshot, ip, helo, envelope.origin)
-            envelope.authentication = _Once(d.addBoth(_closed, snapshot))
+            envelope.authentication = _Once(d.addBoth(closed_after, snapshot))
         return envelope.authentication.get()
 
     def _trace(self, user, address, envelope):

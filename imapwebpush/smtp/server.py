@@ -20,6 +20,7 @@ from zope.interface import implementer
 from imapwebpush.connlimit import peer_key
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.smtp.delivery import LocalDelivery
+from imapwebpush.store.errors import disk_full
 from imapwebpush.throttle import LoginRefused, LoginThrottle, ThrottledPortal
 from imapwebpush.upstream import ESMTPHooks
 
@@ -189,7 +190,13 @@ class ReceivingESMTP(ESMTPHooks, ESMTP):
 
     def message_handled(self, resultList):
         failures = [result for ok, result in resultList if not ok]
-        if failures:
+        if failures and all(disk_full(f.value) for f in failures):
+            self.sendCode(
+                452,
+                b"4.3.1 Insufficient system storage: message not stored for %d of %d recipients, "
+                b"try again later" % (len(failures), len(resultList)),
+            )
+        elif failures:
             # Some copies may already be stored; a retry duplicates them, which
             # is better than acknowledging mail that a recipient never gets.
             self.sendCode(

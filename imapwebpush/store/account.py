@@ -120,11 +120,12 @@ class Account:
     cached here too, one per mailbox, so every session shares one index.
     """
 
-    def __init__(self, address, path, clock, store_bus, max_message_size=None):
+    def __init__(self, address, path, clock, store_bus, max_message_size=None, staging=None):
         self.address = address
         self.path = path
         self._clock = clock
         self._max_size = max_message_size
+        self._staging = staging or {}
         self.bus = ChangeBus()
         self.bus.subscribe(Forwarder(store_bus))
         self._mailboxes = {}
@@ -277,6 +278,7 @@ class Account:
                 self._clock,
                 self._new_uidvalidity,
                 self._max_size,
+                **self._staging,
             )
             self._mailboxes[name] = box
             try:
@@ -455,10 +457,12 @@ class MailStore:
 
     ``clock`` is an IReactorTime (the reactor when None); it gives internal
     dates and UIDVALIDITY values. ``max_message_size`` (octets, None for no
-    limit) makes C{add} raise L{MessageTooLarge}.
+    limit) makes C{add} raise L{MessageTooLarge}. ``run`` (``threads.deferToThread``
+    when None) and ``stage_threshold`` (octets) say how and from what size
+    C{add_staged} copies a message into tmp/ off the reactor.
     """
 
-    def __init__(self, path, clock=None, max_message_size=None):
+    def __init__(self, path, clock=None, max_message_size=None, run=None, stage_threshold=None):
         if clock is None:
             # Late: importing the reactor installs the default one.
             from twisted.internet import reactor as clock
@@ -466,6 +470,7 @@ class MailStore:
         make_folders(self.path)
         self._clock = clock
         self._max_size = max_message_size
+        self._staging = {"run": run, "stage_threshold": stage_threshold}
         self.bus = ChangeBus()
         self._accounts = {}
         _sweep(self.path, (".trash-", ".new-"))
@@ -497,7 +502,7 @@ class MailStore:
             account._gone()  # deleted (and maybe made again) by another process
         if not os.path.isdir(path):
             self._create(path)
-        account = Account(key, path, self._clock, self.bus, self._max_size)
+        account = Account(key, path, self._clock, self.bus, self._max_size, self._staging)
         self._accounts[key] = account
         return account
 
@@ -535,7 +540,7 @@ class MailStore:
         if not os.path.isdir(path):
             return False
         if account is None:
-            account = Account(key, path, self._clock, self.bus, self._max_size)
+            account = Account(key, path, self._clock, self.bus, self._max_size, self._staging)
         gone = account.list_mailboxes()
         remove_folder(path, os.path.join(self.path, _random_name(".trash-")))
         account._gone()

@@ -16,6 +16,7 @@ from imapwebpush.smtp.server import ReceivingFactory
 from imapwebpush.store.account import MailStore
 from imapwebpush.store.users import UserDatabase
 from tests.harness.connections import ConnectionTracker
+from tests.harness.threads import run_now
 from tests.harness.wire import MemoryWire
 
 FAST = {"n": 16, "r": 1, "p": 1}
@@ -37,6 +38,10 @@ class SMTPWorldMixin:
 
     max_size = 10000
 
+    # How the store copies a large message into tmp/ (a test may hold it: HeldRun).
+    store_run = staticmethod(run_now)
+    stage_threshold = None  # the store's default (1 MiB)
+
     def make_clock(self):
         return task.Clock()
 
@@ -45,7 +50,9 @@ class SMTPWorldMixin:
         self.data = self.mktemp()
         os.mkdir(self.data)
         self.store_path = datadir.mail(self.data)
-        self.store = MailStore(self.store_path, clock=self.clock)
+        self.store = MailStore(
+            self.store_path, clock=self.clock, run=self.store_run, stage_threshold=self.stage_threshold
+        )
         self.users = UserDatabase(self.data, mail_store=self.store, scrypt_params=FAST)
         self.users.add("alice@example.org", "alice-pw")
         self.users.add("bob@example.net", "bob-pw")
@@ -54,6 +61,16 @@ class SMTPWorldMixin:
         kw.setdefault("hostname", "mx.example.org")
         kw.setdefault("max_message_size", self.max_size)
         return ReceivingFactory(self.store, self.users, DOMAINS, self.clock, **kw)
+
+    def in_data(self):
+        """A receiving connection in DATA for alice and bob (the 354 read)."""
+        wire = self.connect(self.receiving_factory())
+        wire.send(b"EHLO client.example")
+        wire.send(b"MAIL FROM:<carol@remote.example>")
+        wire.send(b"RCPT TO:<alice@example.org>")
+        wire.send(b"RCPT TO:<bob@example.net>")
+        self.assertEqual(wire.send(b"DATA"), [b"354 Continue"])
+        return wire
 
     def connect(self, factory, host="192.0.2.1"):
         wire = MemoryWire(factory, host)
