@@ -118,6 +118,23 @@ class OptionsTests(unittest.TestCase):
                 self.assertIn("finite", message, (name, value))
         self.assertEqual(self.parse("--dns-timeout", "2.5")["dns-timeout"], 2.5)
 
+    def test_relay_password_file_not_text_or_empty(self):
+        """A password file that is not UTF-8 text, or whose first line is empty, stops the
+        server with one line (not a traceback, not a relay login with an empty password)."""
+        path = os.path.abspath(self.mktemp())
+        relay = ("--relay-host", "relay.example.net:587", "--relay-user", "me",
+                 "--relay-password-file", path)
+        for content, says in ((b"\xff\xfesecret\n", "not UTF-8"), (b"\nsecret\n", "empty"),
+                              (b"", "empty")):
+            with open(path, "wb") as f:
+                f.write(content)
+            message = self.usage_error(*relay)
+            self.assertTrue(message.startswith("--relay-password-file: "), message)
+            self.assertIn(says, message)
+        with open(path, "wb") as f:
+            f.write("s\u00e9cret\r\n".encode("utf-8"))
+        self.assertEqual(self.parse(*relay)["relay-password"], "s\u00e9cret")
+
     def test_data_folder_parent_missing(self):
         self.data = os.path.join(self.data, "no", "such")
         message = self.usage_error()

@@ -107,10 +107,14 @@ def check(options):
     options["relay-password"] = None
     if options["relay-password-file"]:
         try:
-            with open(options["relay-password-file"]) as f:
+            with open(options["relay-password-file"], encoding="utf-8") as f:
                 options["relay-password"] = f.readline().rstrip("\r\n")
         except OSError as e:
             raise usage.UsageError("--relay-password-file: %s" % (e.strerror or e,))
+        except UnicodeDecodeError:
+            raise usage.UsageError("--relay-password-file: not UTF-8 text")
+        if not options["relay-password"]:
+            raise usage.UsageError("--relay-password-file: its first line is empty")
     options["relay-trust"] = None
     if options["relay-ca"]:
         from twisted.internet import ssl
