@@ -25,7 +25,10 @@ store's own layout, described in docs/store.rst.
 """
 
 import os
+import sqlite3
 import tempfile
+
+from imapwebpush.private import connect_sqlite
 
 DEFAULT_DATA = "imapwebpush-data"  # relative to the working directory
 
@@ -41,6 +44,8 @@ RATE_FILE = "webpush-rate.sqlite"
 SPOOL_FOLDER = "spool"
 QUEUE_FOLDER = "queue"
 DKIM_FOLDER = "dkim"
+
+DATABASE_FILES = (SUBSCRIPTIONS_FILE, OUTBOX_FILE, OWED_FILE, RATE_FILE)
 
 
 def _entry(name, doc):
@@ -103,3 +108,21 @@ def prepare(path, create=True):
     except OSError as e:
         raise DataDirError("data folder %s is not usable: %s" % (path, e.strerror or e))
     return path
+
+
+def check_databases(path):
+    """DataDirError naming the first SQLite file of the data folder ``path`` that SQLite
+    cannot read (not a database, damaged): one line at startup, not a traceback from
+    whichever room opens it first. Files not there yet are left for their rooms to make."""
+    for name in DATABASE_FILES:
+        file = os.path.join(path, name)
+        if not os.path.exists(file):
+            continue
+        try:
+            db = connect_sqlite(file)
+            try:
+                db.execute("PRAGMA schema_version").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error as e:
+            raise DataDirError("%s: %s" % (file, e))

@@ -361,6 +361,7 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             users_file = datadir.users(self["data"])
             if os.path.exists(users_file):
                 read_users_file(users_file)  # a broken file: one line now, not a traceback later
+            datadir.check_databases(self["data"])
         except (DataDirError, UsersFileError) as e:
             raise usage.UsageError("--data: %s" % (e,))
         outbound_wiring.check(self)

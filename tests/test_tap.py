@@ -13,6 +13,7 @@ from imapwebpush.connlimit import LimitedFactory
 from imapwebpush.imap.factory import IMAPFactory
 from imapwebpush.smtp.server import ReceivingFactory, SubmissionFactory
 from imapwebpush.webpush.policy import EndpointRefused
+from imapwebpush.webpush.ratelimit import SavedBuckets
 from imapwebpush.wildcard import DEFAULT_MAX_PATTERN_LENGTH
 
 from tests.harness.tls import write_self_signed
@@ -134,6 +135,21 @@ class OptionsTests(unittest.TestCase):
         with open(path, "wb") as f:
             f.write("s\u00e9cret\r\n".encode("utf-8"))
         self.assertEqual(self.parse(*relay)["relay-password"], "s\u00e9cret")
+
+    def test_broken_database_file(self):
+        """A data folder's SQLite file that SQLite cannot read (a disk error, a file copied
+        over it) stops the server with one line naming it, not a traceback."""
+        os.makedirs(self.data)
+        for name in ("webpush-rate.sqlite", "webpush-subscriptions.sqlite"):
+            broken = os.path.join(self.data, name)
+            with open(broken, "wb") as f:
+                f.write(b"not a database" * 100)
+            message = self.usage_error()
+            self.assertTrue(message.startswith("--data: %s: " % (broken,)), message)
+            self.assertNotIn("\n", message)
+            os.unlink(broken)
+        SavedBuckets(os.path.join(self.data, "webpush-rate.sqlite")).close()
+        self.parse()  # a good one passes
 
     def test_data_folder_parent_missing(self):
         self.data = os.path.join(self.data, "no", "such")
