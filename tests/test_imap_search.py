@@ -139,6 +139,17 @@ class SearchTests(IMAPTestCase):
             "FROBNICATE", "SUBJECT", "SINCE someday", "CHARSET X-NOSUCH ALL", "BEFORE 31-Feb-2020", "CHARSET BASE64 ALL"
         ).addCallback(check)
 
+    def test_codecs_that_are_no_mail_charset(self):
+        """Python text codecs that are no charset of mail (IDNA, punycode, "undefined")
+        raise on decoding whatever the error handler: BADCHARSET, not an internal error."""
+        def check(results):
+            for i, _ in enumerate(results):
+                self.assertEqual(results[i], ["q%d NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset" % i])
+
+        return self.search(
+            "CHARSET IDNA BODY x", "CHARSET PUNYCODE TEXT x", "CHARSET UNDEFINED SUBJECT x"
+        ).addCallback(check)
+
     def test_literal_criteria(self):
         self.inbox().add(b"Subject: " + "Caf\u00e9 cr\u00e8me".encode("utf-8") + b"\r\n\r\nx\r\n")
         word = "cr\u00e8me".encode("utf-8")

@@ -16,6 +16,7 @@ from imapwebpush import wire
 from imapwebpush.imap import esearch, search_scan
 from imapwebpush.imap.core import Bad, No
 from imapwebpush.imap.search import compile_search
+from imapwebpush.imap.text_parts import NOT_CHARSETS
 
 _TRAILING_LITERAL = re.compile(rb"\{(\d{1,12})(\+?)\}\Z")
 
@@ -35,7 +36,7 @@ def check_charset(charset):
         info = codecs.lookup(charset.decode("ascii"))
     except (LookupError, UnicodeDecodeError):
         info = None
-    if info is None or not getattr(info, "_is_text_encoding", True):
+    if info is None or not getattr(info, "_is_text_encoding", True) or info.name in NOT_CHARSETS:
         raise No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
     return info.name
 

@@ -20,8 +20,9 @@ from imapwebpush.imap.message import MAX_MIME_DEPTH
 _CHARSET = re.compile(rb'charset\s*=\s*(?:"([^"]*)"|([^\s;"]+))', re.I)
 
 # Codecs that are no charset of mail text, or that buffer or cost without bound on
-# hostile input: their parts are decoded as UTF-8 instead.
-_NOT_CHARSETS = frozenset(["idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"])
+# hostile input: their parts are decoded as UTF-8 instead, and SEARCH CHARSET refuses
+# them (BADCHARSET; idna and "undefined" raise whatever the error handler).
+NOT_CHARSETS = frozenset(["idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"])
 
 
 def charset_codec(part):
@@ -35,7 +36,7 @@ def charset_codec(part):
         info = codecs.lookup(name)
     except (LookupError, ValueError):
         return "utf-8"
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS or info.name == "ascii":
+    if not getattr(info, "_is_text_encoding", True) or info.name in NOT_CHARSETS or info.name == "ascii":
         return "utf-8"
     return info.name
 
