@@ -290,6 +290,33 @@ class FetchTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_rfc2231_parameter_in_a_codec_that_raises(self):
+        """An RFC 2231 parameter whose charset is a Python codec that raises whatever the
+        error handler (undefined, idna) is read as UTF-8: the true BODYSTRUCTURE, no
+        logged traceback and no stand-in text/plain answer."""
+        self.inbox().add(
+            b"Content-Type: text/plain; name*=idna''a%41\r\n"
+            b"Content-Disposition: attachment; filename*=undefined''b%C3%A9\r\n\r\nx\r\n", ["\\Seen"])
+
+        def client():
+            w = self.session(select="INBOX")
+            out = w.cmd("b1", "FETCH 1 (BODYSTRUCTURE)")
+            w.close()
+            return out
+
+        def check(out):
+            self.assertEqual(
+                out,
+                [
+                    '* 1 FETCH (BODYSTRUCTURE ("TEXT" "PLAIN" ("NAME" "aA" "CHARSET" "US-ASCII") NIL NIL'
+                    ' "7BIT" 3 1 NIL ("ATTACHMENT" ("FILENAME" {3}',
+                    'b\u00e9)) NIL NIL))',
+                    "b1 OK FETCH completed",
+                ],
+            )
+
+        return self.in_thread(client).addCallback(check)
+
     def test_large_fetch_is_streamed_in_order(self):
         body = b"x" * 60000 + b"\r\n"
         inbox = self.inbox()

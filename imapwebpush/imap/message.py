@@ -304,7 +304,12 @@ def _param_list(pairs):
     flat = []
     for key, value in pairs:
         if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
-            value = email.utils.collapse_rfc2231_value(value)
+            try:
+                value = email.utils.collapse_rfc2231_value(value)
+            except (UnicodeError, ValueError):
+                # a codec that raises whatever the error handler (undefined, idna):
+                # the octets read as UTF-8, as an unknown charset is
+                value = email.utils.collapse_rfc2231_value(("utf-8",) + tuple(value[1:]))
         flat.extend([_b(key.upper()), _b(value)])
     return flat or None
 
