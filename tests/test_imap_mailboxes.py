@@ -126,6 +126,25 @@ class MailboxTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_store_error_texts_are_7bit(self):
+        """A NO naming a mailbox names it as the client does, in modified UTF-7: response
+        text is 7-bit (RFC 3501 TEXT-CHAR), never the name's UTF-8."""
+        def client():
+            w = self.session()
+            out = [w.cmd("s1", 'STATUS "&Jjo-" (MESSAGES)'), w.cmd("c1", 'CREATE "&Jjo-/x"'),
+                   w.cmd("c2", 'CREATE "&Jjo-/x"')]
+            w.close()
+            return out
+
+        def check(out):
+            self.assertEqual(out, [
+                ["s1 NO [NONEXISTENT] Mailbox &Jjo- does not exist"],
+                ["c1 OK CREATE completed"],
+                ["c2 NO [ALREADYEXISTS] Mailbox &Jjo-/x already exists"],
+            ])
+
+        return self.in_thread(client).addCallback(check)
+
     def test_rename_inbox_moves_messages(self):
         self.inbox().add(message("x"))
 

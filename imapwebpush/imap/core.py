@@ -87,9 +87,16 @@ class _Literal:
 
 
 def _text(value):
+    """Response text: 7-bit (RFC 3501 TEXT-CHAR). A text with non-ASCII characters
+    (a store error naming a mailbox) goes out in modified UTF-7, so the name reads
+    as the client spells it."""
     if isinstance(value, bytes):
         return value
-    return str(value).encode("utf-8")
+    text = str(value)
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        return text.encode("imap4-utf-7")
 
 
 def _no_delay(transport):
