@@ -35,7 +35,7 @@ from imapwebpush.connlimit import (
 )
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MIME_PARTS, DEFAULT_MAX_NESTING
 from imapwebpush.datadir import DEFAULT_DATA, DataDirError
-from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES
+from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES, DEFAULT_MAX_APPEND_SIZE
 from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.avatar import Avatar
 from imapwebpush.imap.factory import IMAPFactory
@@ -150,6 +150,13 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             None,
             DEFAULT_MAX_APPEND_MESSAGES,
             "Most messages in one IMAP APPEND (MULTIAPPEND).",
+            int,
+        ],
+        [
+            "max-append-size",
+            None,
+            DEFAULT_MAX_APPEND_SIZE,
+            "Most octets of all the messages of one IMAP APPEND together (at least --max-message-size).",
             int,
         ],
         [
@@ -307,6 +314,8 @@ class Options(outbound_wiring.OptionsMixin, usage.Options):
             raise usage.UsageError("--max-mime-parts must be positive")
         if self["max-append-messages"] <= 0:
             raise usage.UsageError("--max-append-messages must be positive")
+        if self["max-append-size"] < self["max-message-size"]:
+            raise usage.UsageError("--max-append-size must be at least --max-message-size")
         if self["push-coalesce"] < 0:
             raise usage.UsageError("--push-coalesce must not be negative")
         for name in (
@@ -502,6 +511,7 @@ def server_factories(c):
             clock=c.reactor,
             max_message_size=options["max-message-size"],
             max_append_messages=options["max-append-messages"],
+            max_append_size=options["max-append-size"],
             max_pattern_length=options["max-pattern-length"],
             max_nesting=options["max-nesting"],
             max_mime_parts=options["max-mime-parts"],

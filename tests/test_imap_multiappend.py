@@ -224,6 +224,29 @@ class MultiAppendTests(IMAPTestCase):
 
         return self.in_thread(client).addCallback(check)
 
+    def test_size_limit_for_the_whole_command(self):
+        """All the messages of one APPEND together stay under max_append_size; the one that
+        would pass it refuses the command, nothing stored, its literal read and dropped."""
+        self.factory.max_message_size = len(ONE) + len(TWO)
+        self.factory.max_append_size = len(ONE) + len(TWO)
+
+        def client():
+            w = self.session()
+            w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + nonsync(TWO, THREE) + b"\r\n")
+            over = w.until("a1")
+            w.send(b"a2 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + nonsync(TWO) + b"\r\n")
+            fits = w.until("a2")
+            w.close()
+            return over, fits
+
+        def check(result):
+            over, fits = result
+            self.assertEqual(over, ["a1 NO [LIMIT] At most %d octets in one APPEND" % (len(ONE) + len(TWO))])
+            self.assertRegex(fits[-1], r"^a2 OK \[APPENDUID \d+ 1:2\] APPEND completed$")
+            self.assertEqual(self.inbox().uids(), [1, 2])
+
+        return self.in_thread(client).addCallback(check)
+
     def test_bad_syntax_after_a_message(self):
         def client():
             w = self.session()

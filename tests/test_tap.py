@@ -87,6 +87,15 @@ class OptionsTests(unittest.TestCase):
             self.usage_error("--max-append-messages", "0"), "--max-append-messages must be positive"
         )
 
+    def test_max_append_size(self):
+        self.assertEqual(self.parse()["max-append-size"], 4 * 50 * 1024 * 1024)
+        top = tap.makeService(self.parse("--max-append-size", "60000000"))
+        self.assertEqual(top.getServiceNamed("imap").factory.max_append_size, 60000000)
+        self.assertEqual(
+            self.usage_error("--max-message-size", "1000", "--max-append-size", "999"),
+            "--max-append-size must be at least --max-message-size",
+        )
+
     def test_max_mime_parts(self):
         self.assertEqual(self.parse()["max-mime-parts"], 1000)
         top = tap.makeService(self.parse("--max-mime-parts", "9"))

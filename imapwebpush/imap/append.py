@@ -17,6 +17,7 @@ from twisted.mail import imap4
 from twisted.python.failure import Failure
 
 from imapwebpush import wire
+from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE
 from imapwebpush.imap.core import No, _Literal
 from imapwebpush.spool import Spool, closed_after
 from imapwebpush.store import errors
@@ -24,6 +25,11 @@ from imapwebpush.store import errors
 # Messages in one APPEND (MULTIAPPEND): each costs a few hundred octets of memory while
 # the command runs and its size on disk in the spool (up to --max-message-size each).
 DEFAULT_MAX_APPEND_MESSAGES = 1000
+
+# Octets of all the messages of one APPEND together: the spool holds them all until the
+# last has come, so without it one command could fill the disk with 1000 x the message
+# size limit. Four messages of the largest size.
+DEFAULT_MAX_APPEND_SIZE = 4 * DEFAULT_MAX_MESSAGE_SIZE
 
 # Seconds of adds to the store per reactor turn while a MULTIAPPEND is committed: other
 # sessions get the reactor between slices (each add syncs a file and a folder).
@@ -96,6 +102,7 @@ class AppendCommandMixin:
     """APPEND, one message or many (MULTIAPPEND), literal or literal8."""
 
     max_append_messages = DEFAULT_MAX_APPEND_MESSAGES
+    max_append_size = DEFAULT_MAX_APPEND_SIZE
     _append_batch = None
 
     def connectionLost(self, reason):
@@ -165,6 +172,9 @@ class AppendCommandMixin:
             raise No(
                 "[TOOBIG] Literal of %d octets is over the limit of %d" % (header.size, self.max_message_size)
             )
+        total = max(self.max_append_size, self.max_message_size)  # one message always fits
+        if batch.spool.size + header.size > total:
+            raise No("[LIMIT] At most %d octets in one APPEND" % (total,))
         return _Staged(batch, header.size, flag_names, internaldate, binary), header
 
     def _message_read(self, result, mailbox, batch, done):

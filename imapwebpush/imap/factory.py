@@ -5,7 +5,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from imapwebpush.connlimit import peer_key
 from imapwebpush.constants import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MIME_PARTS, DEFAULT_MAX_NESTING
-from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES
+from imapwebpush.imap.append import DEFAULT_MAX_APPEND_MESSAGES, DEFAULT_MAX_APPEND_SIZE
 from imapwebpush.imap.auth import DEFAULT_LOGIN_DEADLINE
 from imapwebpush.imap.server import IMAPServer
 from imapwebpush.throttle import LoginThrottle, ThrottledPortal
@@ -25,6 +25,7 @@ class IMAPFactory(protocol.ServerFactory):
     ``clock``: IReactorTime for the autologout timers (the reactor by default).
     ``max_message_size``: largest literal (APPEND) accepted, in octets.
     ``max_append_messages``: most messages in one APPEND (MULTIAPPEND, RFC 3502).
+    ``max_append_size``: most octets of all the messages of one APPEND together.
     ``max_pattern_length``: longest LIST/LSUB reference + pattern (all of one LIST together), in characters.
     ``max_nesting``: deepest nesting of parentheses, NOT and OR in a command (SEARCH, STATUS).
     ``max_mime_parts``: most MIME parts of a large message FETCH describes and serves.
@@ -45,6 +46,7 @@ class IMAPFactory(protocol.ServerFactory):
         clock=None,
         max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
         max_append_messages=DEFAULT_MAX_APPEND_MESSAGES,
+        max_append_size=DEFAULT_MAX_APPEND_SIZE,
         max_pattern_length=DEFAULT_MAX_PATTERN_LENGTH,
         max_nesting=DEFAULT_MAX_NESTING,
         max_mime_parts=DEFAULT_MAX_MIME_PARTS,
@@ -62,6 +64,7 @@ class IMAPFactory(protocol.ServerFactory):
         self.clock = clock
         self.max_message_size = max_message_size
         self.max_append_messages = max_append_messages
+        self.max_append_size = max_append_size
         self.max_pattern_length = max_pattern_length
         self.max_nesting = max_nesting
         self.max_mime_parts = max_mime_parts
@@ -79,6 +82,7 @@ class IMAPFactory(protocol.ServerFactory):
         p.callLater = self.clock.callLater
         p.max_message_size = self.max_message_size
         p.max_append_messages = self.max_append_messages
+        p.max_append_size = self.max_append_size
         p.max_pattern_length = self.max_pattern_length
         p.max_nesting = self.max_nesting
         p.max_mime_parts = self.max_mime_parts
