@@ -564,8 +564,9 @@ def parse_datetime(text):
         date, clock, zone = text.decode("ascii").strip().split(" ")
         y, m, d = parse_date(date.encode("ascii"))
         hh, mm, ss = (int(x) for x in clock.split(":"))
-        if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61 and len(zone) == 5 and zone[0] in "+-"):
-            raise ValueError(text)
+        if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61 and len(zone) == 5 and zone[0] in "+-"
+                and zone[1:].isdigit() and int(zone[3:5]) < 60):
+            raise ValueError(text)  # a zone's minutes are 00-59 (+9999 is no zone)
         sign = -1 if zone[0] == "-" else 1
         offset = sign * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
         return calendar.timegm((y, m, d, hh, mm, ss, 0, 0, 0)) - offset

@@ -58,6 +58,10 @@ class PreviewTextTests(unittest.TestCase):
                 b"<table><tr><td>a</td><td>b</td></tr></table><p>cut <b")
         self.assertEqual(preview_text(h, body), "Caf\u00e9 & cr\u00e8me today a b cut")
 
+    def test_html_with_an_unclosed_head(self):
+        body = b"<html><head><title>x</title><style>p {}</style><body><p>Dear reader</p>"
+        self.assertEqual(preview_text(headers(b"text/html"), body), "Dear reader")
+
     def test_html_only_inside_a_multipart(self):
         h = headers(b"multipart/mixed; boundary=XX")
         body = (b"--XX\r\nContent-Type: text/html\r\n\r\n<div>Hello<br>world</div>\r\n"

@@ -176,6 +176,8 @@ class DateTests(unittest.TestCase):
         self.assertRaises(ParseError, wire.parse_date, b"0-Jan-2021")
         self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 24:00:00 -0700")
         self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 02:44:25 0700")
+        self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 02:44:25 +9999")  # minutes < 60
+        self.assertRaises(ParseError, wire.parse_datetime, b"17-Jul-1996 02:44:25 +-100")
 
     def test_round_trip(self):
         self.assertEqual(wire.parse_datetime(wire.format_internaldate(1700000000).strip(b'"')), 1700000000)

@@ -122,6 +122,8 @@ class _HTMLText(HTMLParser):
         self._skipping = []
 
     def handle_starttag(self, tag, attrs):
+        if tag == "body":
+            self._skipping = []  # a <head> (or <style>) never closed ends where the body starts
         if tag in self._SKIPPED:
             self._skipping.append(tag)
         self.pieces.append(" ")  # <br>, <p>, <td>: a word ends there
