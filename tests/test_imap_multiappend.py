@@ -207,6 +207,12 @@ class MultiAppendTests(IMAPTestCase):
     def test_message_limit(self):
         self.factory.max_append_messages = 2
 
+        return self.three_refused_two_fit("a1 NO [LIMIT] At most 2 messages in one APPEND")
+
+    def three_refused_two_fit(self, refusal):
+        """An APPEND of ONE, TWO, THREE gets ``refusal`` and stores nothing; then one of
+        ONE, TWO is stored whole."""
+
         def client():
             w = self.session()
             w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + nonsync(TWO, THREE) + b"\r\n")
@@ -218,7 +224,7 @@ class MultiAppendTests(IMAPTestCase):
 
         def check(result):
             over, fits = result
-            self.assertEqual(over, ["a1 NO [LIMIT] At most 2 messages in one APPEND"])
+            self.assertEqual(over, [refusal])
             self.assertRegex(fits[-1], r"^a2 OK \[APPENDUID \d+ 1:2\] APPEND completed$")
             self.assertEqual(self.inbox().uids(), [1, 2])
 
@@ -230,22 +236,8 @@ class MultiAppendTests(IMAPTestCase):
         self.factory.max_message_size = len(ONE) + len(TWO)
         self.factory.max_append_size = len(ONE) + len(TWO)
 
-        def client():
-            w = self.session()
-            w.send(b"a1 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + nonsync(TWO, THREE) + b"\r\n")
-            over = w.until("a1")
-            w.send(b"a2 APPEND INBOX {%d+}\r\n" % len(ONE) + ONE + nonsync(TWO) + b"\r\n")
-            fits = w.until("a2")
-            w.close()
-            return over, fits
-
-        def check(result):
-            over, fits = result
-            self.assertEqual(over, ["a1 NO [LIMIT] At most %d octets in one APPEND" % (len(ONE) + len(TWO))])
-            self.assertRegex(fits[-1], r"^a2 OK \[APPENDUID \d+ 1:2\] APPEND completed$")
-            self.assertEqual(self.inbox().uids(), [1, 2])
-
-        return self.in_thread(client).addCallback(check)
+        return self.three_refused_two_fit(
+            "a1 NO [LIMIT] At most %d octets in one APPEND" % (len(ONE) + len(TWO)))
 
     def test_bad_syntax_after_a_message(self):
         def client():

@@ -184,9 +184,12 @@ class OpportunisticTLSTests(OutboundWorld, unittest.TestCase):
         self.add_user(self.remote_data, "bob@remote.test")
         self.add_user(self.local_data, "alice@local.test")
 
-    @defer.inlineCallbacks
     def deliver(self, *remote_argv):
-        remote = yield self.start_remote(*remote_argv)
+        return self.start_remote(*remote_argv).addCallback(self.deliver_to)
+
+    @defer.inlineCallbacks
+    def deliver_to(self, remote):
+        """Submit to a local instance whose MX is ``remote``; the copy that arrived there once."""
         local = yield self.start_local(remote.ports["smtp"])
         yield self.submit(local.ports["submission"], ["bob@remote.test"])
         yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
@@ -238,12 +241,7 @@ class OpportunisticTLSTests(OutboundWorld, unittest.TestCase):
                 return ReceivingESMTP.dataReceived(self, data)
 
         remote.service.getServiceNamed("smtp").factory.wrapped.protocol = BrokenTLS
-        local = yield self.start_local(remote.ports["smtp"])
-        yield self.submit(local.ports["submission"], ["bob@remote.test"])
-        yield self.wait_for(lambda: self.inbox(remote, "bob@remote.test"))
-        yield self.wait_for(lambda: not local.components.outbound.queue.entries())
-        [arrived] = self.inbox(remote, "bob@remote.test")
-        self.assertTrue(arrived.endswith(MESSAGE))
+        arrived = yield self.deliver_to(remote)
         self.assertIn(b"\tby mx.remote.test (imapwebpush) with ESMTP id ", arrived)
         self.assertEqual(sessions, [[b"EHLO", b"STARTTLS"], [b"EHLO", b"MAIL", b"RCPT", b"DATA", b"QUIT"]])
 
