@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from imapwebpush import cli, datadir, tap
 
-from tests.harness.connections import track_server
+from tests.harness.connections import start_tracked, stop_tracked
 from tests.harness.dns import dns_server_option
 from tests.harness.wire import imaplib_session
 from tests.harness.tls import client_context, write_self_signed
@@ -37,21 +37,10 @@ class EndToEndTests(unittest.TestCase):
     def setUp(self):
         self.data = os.path.abspath(self.mktemp())
 
-    @defer.inlineCallbacks
     def start(self, *extra):
-        running = yield tap.start_server(
-            ["--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK,
-             "--submission", LOOPBACK, "--domain", "example.org"] + dns_server_option(self) + list(extra)
-        )
-        running.connections = track_server(running)
-        self.addCleanup(self.stop, running)
-        return running
-
-    @defer.inlineCallbacks
-    def stop(self, running):
-        if running.service.running:
-            yield running.stop()
-        yield running.connections.close(abort=False)
+        return start_tracked(self, [
+            "--data", self.data, "--imap", LOOPBACK, "--smtp", LOOPBACK,
+            "--submission", LOOPBACK, "--domain", "example.org"] + dns_server_option(self) + list(extra))
 
     def add_user(self, address, password):
         out, err = io.StringIO(), io.StringIO()
@@ -98,7 +87,7 @@ class EndToEndTests(unittest.TestCase):
         self.assertTrue(os.path.isfile(datadir.users(self.data)))
         self.assertTrue(os.path.isdir(os.path.join(datadir.mail(self.data), "alice@example.org")))
 
-        yield self.stop(running)
+        yield stop_tracked(running)
 
         # A new server on the same data folder: same UID, same UIDVALIDITY.
         again = yield self.start("--allow-plaintext-auth")

@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from imapwebpush import tap
 
-from tests.harness.connections import track_server
+from tests.harness.connections import start_tracked
 from tests.harness.dns import dns_server_option
 from tests.test_end_to_end import LOOPBACK
 
@@ -31,22 +31,11 @@ def first_line_then_eof(port, held=None):
 
 
 class ServerMixin:
-    @defer.inlineCallbacks
     def start(self, *extra):
         data = os.path.abspath(self.mktemp())
-        running = yield tap.start_server(
-            ["--data", data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--submission", LOOPBACK]
-            + dns_server_option(self) + list(extra)
-        )
-        running.connections = track_server(running)
-        self.addCleanup(self.stop, running)
-        return running
-
-    @defer.inlineCallbacks
-    def stop(self, running):
-        if running.service.running:
-            yield running.stop()
-        yield running.connections.close(abort=False)
+        return start_tracked(self, [
+            "--data", data, "--imap", LOOPBACK, "--smtp", LOOPBACK, "--submission", LOOPBACK]
+            + dns_server_option(self) + list(extra))
 
 
 class ConnectionLimitTests(ServerMixin, unittest.TestCase):

@@ -15,18 +15,17 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 
 from twisted.internet import defer, reactor, threads
 from twisted.mail.smtp import SMTPBadRcpt
 from twisted.trial import unittest
 
-from imapwebpush import cli, tap
+from imapwebpush import cli
 from imapwebpush.constants import INBOX
 from imapwebpush.testing import dns as testing_dns
 
 from tests.harness.settle import when
-from tests.harness.connections import track_server
+from tests.harness.connections import start_tracked
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,17 +69,9 @@ class OutboundWorld:
 
     @defer.inlineCallbacks
     def start(self, argv):
-        running = yield tap.start_server(argv)
-        running.connections = track_server(running)
-        self.addCleanup(self.stop, running)
+        running = yield start_tracked(self, argv)
         self.servers.append(running)
         return running
-
-    @defer.inlineCallbacks
-    def stop(self, running):
-        if running.service.running:
-            yield running.stop()
-        yield running.connections.close(abort=False)
 
     def start_remote(self, *extra):
         # loopback stands in for the Internet here: SPF-check it like any client

@@ -120,3 +120,24 @@ def track_server(running, tracker=None):
         if isinstance(child, tap.ListeningService):  # the Web Push services have no factory
             tracker.track(child.factory)
     return tracker
+
+
+@defer.inlineCallbacks
+def start_tracked(case, argv):
+    """``tap.start_server(argv)`` with its connections tracked (``running.connections``),
+    stopped by ``case``'s cleanup with L{stop_tracked}."""
+    from imapwebpush import tap
+
+    running = yield tap.start_server(argv)
+    running.connections = track_server(running)
+    case.addCleanup(stop_tracked, running)
+    return running
+
+
+@defer.inlineCallbacks
+def stop_tracked(running):
+    """Stop a L{start_tracked} server (once, whatever was stopped already) and wait until
+    every connection it accepted is closed."""
+    if running.service.running:
+        yield running.stop()
+    yield running.connections.close(abort=False)

@@ -104,6 +104,21 @@ class IMAPTestCase(unittest.TestCase):
 
         return self.in_thread(client)
 
+    def capabilities(self):
+        """Deferred: the words of the untagged CAPABILITY a client sees before logging in."""
+
+        def client():
+            w = self.wire()
+            caps = w.cmd("c", "CAPABILITY")
+            w.close()
+            return caps
+
+        def words(caps):
+            assert caps[0].startswith("* CAPABILITY ") and caps[1] == "c OK CAPABILITY completed", caps
+            return caps[0].split()[2:]
+
+        return self.in_thread(client).addCallback(words)
+
     def imaplib(self, login=True):
         client = imaplib.IMAP4("127.0.0.1", self.portno, timeout=10)
         if login:
